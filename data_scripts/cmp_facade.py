@@ -1,0 +1,250 @@
+"""Download and prepare the CMP Facade database for ``starter.data.CMPFacade``.
+
+    python -m data_scripts.cmp_facade --root DIR                   # download + prepare
+    python -m data_scripts.cmp_facade --root DIR --archives ZIPS   # zips already downloaded
+    python -m data_scripts.cmp_facade --root DIR --from-unpacked UNPACKED [UNPACKED ...]
+
+Result, ``DIR/cmp_facade/``::
+
+    images/<name>.jpg     the official photographs, copied
+    masks/<name>.png      single-channel PNG, 0..11 = CMP_CLASSES, 255 = unlabelled
+    splits/{train,val,test}.txt
+    meta.json             classes, counts, source, licence
+
+The official masks are palette ("P") PNGs storing 1..12; the kit stores value - 1, and any
+other value (0, > 12) becomes IGNORE_INDEX. Names over base + extended are sorted; the first
+500 are train, the next 30 val, the rest test (``CMP_SPLIT_SIZES``).
+
+Re-running is safe: finished pairs are skipped, every file is written under a temporary
+name and renamed into place, and the split/meta files are rewritten atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from data_scripts.download import REGISTRY, DownloadError, download, extract
+from starter.constants import CMP_CLASSES, CMP_N_CLASS, CMP_SPLIT_SIZES, IGNORE_INDEX
+
+DATASET = "cmp_facade"
+# The extended set only adds images; without it the kit still works on base (with a warning).
+OPTIONAL_ARCHIVES = frozenset({"CMP_facade_DB_extended.zip"})
+# Official names: cmp_b0001 (base), cmp_x0001 (extended).
+_PAIR_NAME = re.compile(r"^cmp_[bx]\d+$")
+
+# Lookup table official PNG value -> kit class index: 1..12 -> 0..11, anything else -> 255.
+_OFFICIAL_TO_INDEX = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+_OFFICIAL_TO_INDEX[1:CMP_N_CLASS + 1] = np.arange(CMP_N_CLASS, dtype=np.uint8)
+
+
+def split_names(names: Sequence[str], sizes: tuple[int, int] | None = None) -> dict[str, list[str]]:
+    """Apply the split rule: sort, first ``sizes[0]`` train, next ``sizes[1]`` val, rest test.
+
+    Inputs:
+        names: sample names (any order, no duplicates).
+        sizes: (n_train, n_val); default ``CMP_SPLIT_SIZES``.
+    Returns:
+        {"train": [...], "val": [...], "test": [...]} (possibly empty lists when few names exist).
+    """
+    n_train, n_val = sizes if sizes is not None else CMP_SPLIT_SIZES
+    ordered = sorted(names)
+    if len(set(ordered)) != len(ordered):
+        raise ValueError("duplicate sample names; each name must appear once")
+    return {
+        "train": ordered[:n_train],
+        "val": ordered[n_train:n_train + n_val],
+        "test": ordered[n_train + n_val:],
+    }
+
+
+def official_mask_to_index(mask_png: Path) -> np.ndarray:
+    """Read an official mask and map it to kit class indices.
+
+    Inputs:
+        mask_png: palette ("P") or grey ("L") PNG storing 1..12.
+    Returns:
+        uint8 (H, W) with 0..11 or IGNORE_INDEX.
+    """
+    with Image.open(mask_png) as mask_file:
+        if mask_file.mode not in ("P", "L"):
+            raise ValueError(f"{mask_png}: expected a palette/grey index PNG, got mode {mask_file.mode!r}")
+        # For "P" images np.asarray gives the palette indices, i.e. the stored label values.
+        official = np.asarray(mask_file)
+    return _OFFICIAL_TO_INDEX[official]
+
+
+def find_pairs(unpacked_dirs: Sequence[str | os.PathLike]) -> dict[str, tuple[Path, Path]]:
+    """Find official image/mask pairs under the given folders (searched recursively).
+
+    Returns:
+        {name: (jpg path, png path)} for every ``cmp_[bx]NNNN.jpg`` with a matching ``.png``.
+    """
+    pairs: dict[str, tuple[Path, Path]] = {}
+    for folder in map(Path, unpacked_dirs):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is not a folder; pass the folder that holds base/ or extended/")
+        for image_path in sorted(folder.rglob("cmp_*.jpg")):
+            if any(part.startswith(".") for part in image_path.relative_to(folder).parts):
+                continue  # staging folders of an unfinished extraction
+            mask_path = image_path.with_suffix(".png")
+            if _PAIR_NAME.match(image_path.stem) and mask_path.is_file():
+                pairs.setdefault(image_path.stem, (image_path, mask_path))
+    return pairs
+
+
+def fetch_and_extract(root: Path, archives_dir: Path | None = None, *, progress: bool = True) -> Path:
+    """Download (unless present in ``archives_dir``) and unpack the official archives.
+
+    Returns:
+        Folder holding the unpacked ``base/`` (and ``extended/`` when available).
+    """
+    archives_dir = archives_dir or root / "downloads" / DATASET
+    unpack_dir = root / "downloads" / f"{DATASET}_unpacked"
+    for remote in REGISTRY[DATASET].files:
+        try:
+            archive = download(remote, archives_dir, progress=progress)
+        except (DownloadError, OSError) as error:
+            if remote.filename not in OPTIONAL_ARCHIVES:
+                raise DownloadError(
+                    f"could not get {remote.filename} ({error}). Download it by hand from "
+                    f"{remote.url} into a folder and re-run with --archives FOLDER"
+                ) from error
+            print(f"warning: skipping optional {remote.filename}: {error}", file=sys.stderr)
+            continue
+        extract(archive, unpack_dir)
+    return unpack_dir
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call ``write(temporary_path)`` then rename to ``path``: readers never see half a file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _prepare_pair(name: str, image_src: Path, mask_src: Path, out_dir: Path) -> bool:
+    """Copy the image and write the converted mask; return False when already done."""
+    image_dst = out_dir / "images" / f"{name}.jpg"
+    mask_dst = out_dir / "masks" / f"{name}.png"
+    if image_dst.is_file() and mask_dst.is_file():
+        return False
+    mask = official_mask_to_index(mask_src)
+    with Image.open(image_src) as image_file:
+        width, height = image_file.size  # header only, no decoding
+    if mask.shape != (height, width):
+        raise ValueError(f"{name}: image is {height}x{width} but mask is {mask.shape[0]}x{mask.shape[1]}")
+    _write_atomically(image_dst, lambda tmp: shutil.copyfile(image_src, tmp))
+    _write_atomically(mask_dst, lambda tmp: Image.fromarray(mask).save(tmp, format="PNG"))
+    return True
+
+
+def _write_splits_and_meta(out_dir: Path, splits: dict[str, list[str]], sources: dict[str, int]) -> None:
+    for split, split_names_list in splits.items():
+        text = "".join(f"{name}\n" for name in split_names_list)
+        _write_atomically(out_dir / "splits" / f"{split}.txt", lambda tmp, text=text: tmp.write_text(text))
+    entry = REGISTRY[DATASET]
+    meta = {
+        "dataset": DATASET,
+        "classes": list(CMP_CLASSES),
+        "n_class": CMP_N_CLASS,
+        "ignore_index": IGNORE_INDEX,
+        "mask_values": "0..11 = classes (official PNG value - 1); 255 = unlabelled",
+        "counts": {split: len(names) for split, names in splits.items()},
+        "source": sources,
+        "split_rule": f"names sorted; first {CMP_SPLIT_SIZES[0]} train, next {CMP_SPLIT_SIZES[1]} val, rest test",
+        "licence": entry.licence,
+        "citation": entry.citation,
+        "homepage": entry.homepage,
+    }
+    meta_text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+    _write_atomically(out_dir / "meta.json", lambda tmp: tmp.write_text(meta_text))
+
+
+def prepare_cmp_facade(
+    root: str | os.PathLike,
+    *,
+    archives_dir: str | os.PathLike | None = None,
+    unpacked_dirs: Sequence[str | os.PathLike] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Prepare ``<root>/cmp_facade`` (see the module docstring for the layout).
+
+    Inputs:
+        root: data root (the folder ``$SEGKIT_DATA`` points at).
+        archives_dir: folder with (or to receive) the official zips; default ``<root>/downloads/cmp_facade``.
+        unpacked_dirs: folders with already unpacked ``base/``/``extended/`` data; skips downloading.
+        progress: show progress bars.
+    Returns:
+        Path of the prepared ``<root>/cmp_facade`` folder.
+    """
+    root = Path(root)
+    if unpacked_dirs is None:
+        unpacked_dirs = [fetch_and_extract(root, Path(archives_dir) if archives_dir else None, progress=progress)]
+    pairs = find_pairs(unpacked_dirs)
+    if not pairs:
+        raise FileNotFoundError(
+            f"no CMP Facade pairs (cmp_bNNNN.jpg + .png) found under {[str(d) for d in unpacked_dirs]}"
+        )
+    out_dir = root / DATASET
+    for sub in ("images", "masks", "splits"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    for name in tqdm(sorted(pairs), desc="cmp_facade pairs", disable=not progress, leave=False):
+        _prepare_pair(name, *pairs[name], out_dir)
+
+    splits = split_names(list(pairs))
+    sources = {
+        "base": sum(name.startswith("cmp_b") for name in pairs),
+        "extended": sum(name.startswith("cmp_x") for name in pairs),
+    }
+    if sources["extended"] == 0:
+        print(
+            f"warning: only the base set ({sources['base']} pairs) is available; the split rule "
+            f"(first {CMP_SPLIT_SIZES[0]} train, next {CMP_SPLIT_SIZES[1]} val) gives "
+            f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test. "
+            "Add CMP_facade_DB_extended.zip and re-run for the full split.",
+            file=sys.stderr,
+        )
+    _write_splits_and_meta(out_dir, splits, sources)
+    return out_dir
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--root", type=Path, default=None, help="data root (default: $SEGKIT_DATA or ~/segkit-data)")
+    parser.add_argument("--archives", type=Path, default=None, help="folder holding (or receiving) the official zips")
+    parser.add_argument("--from-unpacked", type=Path, nargs="+", default=None, metavar="DIR",
+                        help="prepare from already unpacked folders (holding base/, extended/); no download")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    root = args.root
+    if root is None:
+        from starter.data import data_root  # imported lazily: pulls in torch
+
+        root = data_root()
+    out_dir = prepare_cmp_facade(
+        root, archives_dir=args.archives, unpacked_dirs=args.from_unpacked, progress=not args.no_progress,
+    )
+    counts = json.loads((out_dir / "meta.json").read_text())["counts"]
+    print(f"CMP Facade ready in {out_dir}: {counts}")
+    return out_dir
+
+
+if __name__ == "__main__":
+    main()

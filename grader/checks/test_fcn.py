@@ -1,0 +1,452 @@
+"""Hidden checks of the FCN assignment (notebooks/fcn/fcn.ipynb), one section per graded unit.
+
+Every check sends probes to the student's worker and compares the plain data that comes
+back with the same probe run on the reference solution here. Points per unit add up to
+the unit's `points` in the solution notebook (a kit test verifies this).
+"""
+
+from grader.harness import Feedback, assert_close, expect, expect_tensor, unit, uses
+
+N_CLASS = 5
+SIZES = [(1, 3, 1, 1), (1, 3, 5, 7), (2, 3, 32, 32), (1, 3, 37, 50)]
+RESNET_SIZES = [(1, 3, 64, 64), (2, 3, 32, 96), (1, 3, 50, 70), (1, 3, 7, 33)]
+
+
+# --- probe helpers (sent to the worker together with the probes that use them) -------------
+
+def seed_params(model, key_of=None):
+    """Fill every floating tensor of `model` from a generator seeded by its (canonical) name."""
+    import math
+    import zlib
+
+    import torch
+
+    with torch.no_grad():
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if not tensor.is_floating_point():
+                continue
+            key = key_of(name) if key_of else name
+            if key is None:
+                continue
+            generator = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+            if name.endswith("running_var"):
+                values = torch.rand(tensor.shape, generator=generator) + 0.5
+            elif name.endswith("running_mean") or tensor.dim() < 2:
+                values = torch.randn(tensor.shape, generator=generator) * 0.1
+                if name.endswith(".weight"):  # batch-norm scale
+                    values += 1
+            else:
+                fan_in = max(1, tensor[0].numel())
+                values = torch.randn(tensor.shape, generator=generator) * math.sqrt(2.0 / fan_in)
+            tensor.copy_(values.to(tensor.dtype))
+
+
+def backbone_keys(model):
+    """Canonical keys for a ResNet backbone: its tensors by position, whatever the module names."""
+    index = {}
+    for name, tensor in model.state_dict().items():
+        if name.startswith("backbone.") and tensor.is_floating_point() and ".fc." not in name:
+            index[name] = f"backbone#{len(index)}"
+
+    def key_of(name):
+        if name.startswith("backbone."):
+            return index.get(name)
+        return name
+
+    return key_of
+
+
+def fingerprint(tensor):
+    """A few numbers that change whenever any element of `tensor` changes (cheap to send)."""
+    import torch
+
+    flat = tensor.detach().double().flatten()
+    ramp = torch.arange(flat.numel(), dtype=torch.float64) % 101 + 1
+    return torch.stack([flat.sum(), (flat * flat).sum(), (flat * ramp).sum()])
+
+
+def make_input(shape, seed):
+    import torch
+
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+# --- probes -----------------------------------------------------------------------------------
+
+def probe_kernel(ns, channels, k):
+    return ns["get_upsampling_weight"](channels, channels, k)
+
+
+def probe_ramp_upsampling(ns):
+    import torch
+    import torch.nn.functional as F
+
+    ramp = torch.arange(8, dtype=torch.float32).view(1, 1, 1, 8).expand(1, 1, 8, 8).contiguous()
+    weight = ns["get_upsampling_weight"](1, 1, 4)
+    return F.conv_transpose2d(ramp, weight, stride=2, padding=1)
+
+
+@uses(seed_params, backbone_keys, make_input)
+def probe_fcn_model(ns, class_name, model_args, sizes, key_mode=None):
+    """Build the model once; report parameter shapes, initial state and outputs under seeded weights.
+
+    Student exceptions are caught per stage, so a broken forward does not hide a correct constructor.
+    """
+    import torch
+    import torch.nn as nn
+
+    def error(exc):
+        return f"{type(exc).__name__}: {exc}"[:300]
+
+    result = {"errors": {}}
+    try:
+        model = ns[class_name](*model_args)
+    except Exception as exc:
+        result["errors"]["build"] = error(exc)
+        return result
+    try:
+        result["shapes"] = {name: list(p.shape) for name, p in model.named_parameters()}
+        n_class = model_args[0]
+        init = {"transposed": {}, "bilinear": {}, "score": {}, "trunk_std": {}}
+        for name, module in model.named_modules():
+            if isinstance(module, nn.ConvTranspose2d):
+                init["transposed"][name] = module.weight.detach().clone()
+                init["bilinear"][name] = ns["get_upsampling_weight"](n_class, n_class, module.kernel_size[0])
+            elif name.startswith("score"):
+                init["score"][name] = float(module.weight.abs().sum() + module.bias.abs().sum())
+            elif isinstance(module, nn.Conv2d) and not name.startswith("backbone"):
+                init["trunk_std"][name] = float(module.weight.std())
+        result["init"] = init
+    except Exception as exc:
+        result["errors"]["inspect"] = error(exc)
+    try:
+        seed_params(model, backbone_keys(model) if key_mode == "backbone" else None)
+        model.eval()
+        outputs = []
+        with torch.no_grad():
+            for i, size in enumerate(sizes):
+                outputs.append(model(make_input(tuple(size), 1000 + i)))
+        result["outputs"] = outputs
+    except Exception as exc:
+        result["errors"]["forward"] = error(exc)
+    return result
+
+
+def model_report(side, class_name, model_args, sizes, key_mode=None, stage=None):
+    """One memoized probe per model; `stage` raises Feedback if that part of it failed."""
+    report = side.call(probe_fcn_model, class_name, model_args, sizes, key_mode, timeout=90, memo=True)
+    expect(type(report) is dict and type(report.get("errors")) is dict, f"{class_name} could not be probed")
+    errors = report["errors"]
+    if "build" in errors:
+        raise Feedback(f"{class_name}{tuple(model_args)} raised {errors['build']}")
+    if stage in errors:
+        raise Feedback(f"{class_name} raised {errors[stage]}")
+    return report
+
+
+@uses(seed_params, fingerprint)
+def probe_vgg_copy(ns):
+    import torch.nn as nn
+    import torchvision
+
+    class FCNLayers(nn.Module):
+        """Just the layers copy_params_from_vgg16 fills (independent of the student's FCN classes)."""
+
+        def __init__(self):
+            super().__init__()
+            channels = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+                        (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+            names = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
+                     "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]
+            for name, (cin, cout) in zip(names, channels):
+                setattr(self, name, nn.Conv2d(cin, cout, 3, padding=100 if name == "conv1_1" else 1))
+            self.fc6 = nn.Conv2d(512, 4096, 7)
+            self.fc7 = nn.Conv2d(4096, 4096, 1)
+            self.score_fr = nn.Conv2d(4096, 3, 1)
+
+    vgg = torchvision.models.vgg16(weights=None)
+    seed_params(vgg, lambda name: "vgg." + name)
+    target = FCNLayers()
+    seed_params(target, lambda name: "before." + name)
+    ns["copy_params_from_vgg16"](target, vgg)
+    return {name: fingerprint(t) for name, t in target.state_dict().items()}
+
+
+def probe_confusion(ns, pred, target, n_class, ignore_index=None):
+    if ignore_index is None:
+        return ns["confusion_matrix"](pred, target, n_class)
+    return ns["confusion_matrix"](pred, target, n_class, ignore_index=ignore_index)
+
+
+def probe_iou(ns, conf):
+    iou = ns["iou_per_class"](conf)
+    miou = ns["mean_iou"](conf)
+    return {"iou": iou, "miou": miou, "miou_type": type(miou).__name__}
+
+
+# --- fcn_bilinear (2 points) --------------------------------------------------------------------
+
+@unit("fcn_bilinear", points=1, message="get_upsampling_weight does not give the exact bilinear kernel "
+      "for every kernel size (check factor and center for odd and even k).")
+def test_bilinear_exact_kernels(sub, ref):
+    """Is the kernel exact for every odd and even size k = 1..16 and for k = 64?"""
+    for k in [*range(1, 17), 64]:
+        assert_close(sub.call(probe_kernel, 2, k), ref.call(probe_kernel, 2, k), what=f"kernel for k={k}",
+                     rtol=1e-6)
+
+
+@unit("fcn_bilinear", points=0.5, message="The weight must be a float32 tensor (in, out, k, k) with the kernel "
+      "only at [i, i] (one per channel) and zeros elsewhere.")
+def test_bilinear_diagonal_shape_dtype(sub, ref):
+    """Is the kernel placed on the channel diagonal only, with the right shape and dtype?"""
+    for channels, k in ((3, 4), (5, 3), (1, 2)):
+        actual = sub.call(probe_kernel, channels, k)
+        expected = ref.call(probe_kernel, channels, k)
+        expect_tensor(actual, what=f"weight for {channels} channels, k={k}", shape=expected.shape, dtype=expected.dtype)
+        assert_close(actual, expected, what=f"weight for {channels} channels, k={k}", rtol=1e-6)
+
+
+@unit("fcn_bilinear", points=0.5, message="A transposed convolution initialised with your weights does not "
+      "upsample a linear ramp like bilinear interpolation.")
+def test_bilinear_upsamples_ramp(sub, ref):
+    """Does a stride-2 transposed convolution with the k=4 kernel upsample a ramp bilinearly?"""
+    assert_close(sub.call(probe_ramp_upsampling), ref.call(probe_ramp_upsampling), what="upsampled ramp")
+
+
+# --- fcn32s / fcn16s / fcn8s (3 points each) ---------------------------------------------------
+
+def _check_architecture(sub, ref, class_name):
+    expected = model_report(ref, class_name, (N_CLASS,), SIZES)["shapes"]
+    actual = model_report(sub, class_name, (N_CLASS,), SIZES, stage="inspect").get("shapes")
+    expect(type(actual) is dict, "named_parameters could not be listed")
+    missing = [n for n in expected if n not in actual]
+    extra = [n for n in actual if n not in expected]
+    expect(not missing, f"parameters missing or misnamed: {missing[:6]}")
+    expect(not extra, f"unexpected parameters: {extra[:6]}")
+    wrong = [n for n in expected if actual[n] != expected[n]]
+    expect(not wrong, "wrong shapes: " + ", ".join(f"{n} {actual[n]} (expected {expected[n]})" for n in wrong[:4]))
+
+
+def _check_outputs(sub, ref, class_name, model_args=(N_CLASS,), sizes=SIZES, key_mode=None, label=""):
+    expected = model_report(ref, class_name, model_args, sizes, key_mode)["outputs"]
+    actual = model_report(sub, class_name, model_args, sizes, key_mode, stage="forward").get("outputs")
+    expect(type(actual) is list and len(actual) == len(expected), f"{label}forward did not return one output per input")
+    for size, a, e in zip(sizes, actual, expected):
+        expect_tensor(a, what=f"{label}output for input {size}", shape=e.shape)
+    for size, a, e in zip(sizes, actual, expected):
+        assert_close(a, e, what=f"{label}output for input {size} (same weights as the reference)", rtol=1e-3)
+
+
+def _check_init(sub, ref, class_name):
+    expected = model_report(ref, class_name, (N_CLASS,), SIZES)["init"]
+    result = model_report(sub, class_name, (N_CLASS,), SIZES, stage="inspect").get("init")
+    expect(type(result) is dict, f"{class_name}'s layers could not be inspected")
+    expect(sorted(result["transposed"]) == sorted(expected["transposed"]),
+           f"transposed convolutions {sorted(result['transposed'])}, expected {sorted(expected['transposed'])}")
+    for name, weight in result["transposed"].items():
+        assert_close(weight, result["bilinear"][name], what=f"{name} initial weight vs get_upsampling_weight",
+                     rtol=1e-6)
+    for name, total in result["score"].items():
+        expect(total == 0, f"{name} should start at zero")
+    expect(sorted(result["score"]) == sorted(expected["score"]), "score layers are missing or misnamed")
+    zero = [name for name, std in result["trunk_std"].items() if not std > 0]
+    expect(not zero, f"the trunk must keep PyTorch's default initialisation; these are constant: {zero[:4]}")
+
+
+@unit("fcn32s", points=1, message="FCN32s's parameters do not match the specification (names and shapes).")
+def test_fcn32s_architecture(sub, ref):
+    """Does FCN32s have exactly the specified parameters (conv1_1..conv5_3, fc6, fc7, score_fr, upscore)?"""
+    _check_architecture(sub, ref, "FCN32s")
+
+
+@unit("fcn32s", points=1.5, message="With the same weights as the reference, FCN32s gives different outputs "
+      "(check the padding of conv1_1, ceil_mode of the pools and the final crop offset).")
+def test_fcn32s_outputs(sub, ref):
+    """With identical weights, does FCN32s give the reference output for tiny, odd and even input sizes?"""
+    _check_outputs(sub, ref, "FCN32s")
+
+
+@unit("fcn32s", points=0.5, message="FCN32s's initialisation is wrong: upscore bilinear, score_fr zero, trunk default.")
+def test_fcn32s_init(sub, ref):
+    """Does FCN32s start with a bilinear upscore, a zero score layer and a randomly initialised trunk?"""
+    _check_init(sub, ref, "FCN32s")
+
+
+@unit("fcn16s", points=1, message="FCN16s's parameters do not match the specification (names and shapes).")
+def test_fcn16s_architecture(sub, ref):
+    """Does FCN16s have exactly the specified parameters (trunk, score_pool4, upscore2, upscore16; no upscore)?"""
+    _check_architecture(sub, ref, "FCN16s")
+
+
+@unit("fcn16s", points=1.5, message="With the same weights as the reference, FCN16s gives different outputs "
+      "(check the pool4 crop offset 5, the fusion and the final crop offset 27).")
+def test_fcn16s_outputs(sub, ref):
+    """With identical weights, does FCN16s give the reference output for tiny, odd and even input sizes?"""
+    _check_outputs(sub, ref, "FCN16s")
+
+
+@unit("fcn16s", points=0.5, message="FCN16s's initialisation is wrong: transposed convolutions bilinear, score layers zero.")
+def test_fcn16s_init(sub, ref):
+    """Does FCN16s start with bilinear upsampling and zero score layers?"""
+    _check_init(sub, ref, "FCN16s")
+
+
+@unit("fcn8s", points=1, message="FCN8s's parameters do not match the specification (names and shapes).")
+def test_fcn8s_architecture(sub, ref):
+    """Does FCN8s have exactly the specified parameters (score_pool3/4, upscore2, upscore_pool4, upscore8)?"""
+    _check_architecture(sub, ref, "FCN8s")
+
+
+@unit("fcn8s", points=1.5, message="With the same weights as the reference, FCN8s gives different outputs "
+      "(check the crop offsets 5 and 9, the fusions and the final crop offset 31).")
+def test_fcn8s_outputs(sub, ref):
+    """With identical weights, does FCN8s give the reference output for tiny, odd and even input sizes?"""
+    _check_outputs(sub, ref, "FCN8s")
+
+
+@unit("fcn8s", points=0.5, message="FCN8s's initialisation is wrong: transposed convolutions bilinear, score layers zero.")
+def test_fcn8s_init(sub, ref):
+    """Does FCN8s start with bilinear upsampling and zero score layers?"""
+    _check_init(sub, ref, "FCN8s")
+
+
+# --- fcn_vgg_copy (2 points) -----------------------------------------------------------------------
+
+@unit("fcn_vgg_copy", points=2, message="After copy_params_from_vgg16, some trunk or fc6/fc7 weights or biases "
+      "differ from the VGG16 source (reshaped), or other layers were changed.")
+def test_vgg_copy(sub, ref):
+    """After copying a seeded random VGG16, does every conv and fc6/fc7 parameter equal its source?"""
+    assert_close(sub.call(probe_vgg_copy, timeout=120), ref.call(probe_vgg_copy), what="parameters after the copy",
+                 rtol=1e-9)
+
+
+# --- fcn_resnet (3 points) -------------------------------------------------------------------------
+
+def _check_resnet_head(sub, ref, variant):
+    args = (N_CLASS, variant)
+    expected = model_report(ref, "FCNResNet18", args, RESNET_SIZES, "backbone")["shapes"]
+    actual = model_report(sub, "FCNResNet18", args, RESNET_SIZES, "backbone", stage="inspect").get("shapes")
+    expect(type(actual) is dict, "named_parameters could not be listed")
+    head = {n: s for n, s in expected.items() if not n.startswith("backbone.")}
+    actual_head = {n: s for n, s in actual.items() if not n.startswith("backbone.")}
+    expect(actual_head == head, f"variant {variant}: head parameters {sorted(actual_head)} do not match the "
+           f"specification {sorted(head)} (names and shapes)")
+    trunk = [s for n, s in expected.items() if n.startswith("backbone.") and ".fc." not in n]
+    actual_trunk = [s for n, s in actual.items() if n.startswith("backbone.") and ".fc." not in n]
+    expect(actual_trunk == trunk, f"variant {variant}: `backbone` is not a torchvision ResNet-18 trunk")
+
+
+def _check_resnet_outputs(sub, ref, variant):
+    _check_outputs(sub, ref, "FCNResNet18", (N_CLASS, variant), RESNET_SIZES, "backbone", f"variant {variant}: ")
+
+
+@unit("fcn_resnet", points=1, message="FCNResNet18's layers do not match the specification (backbone, score_fr, "
+      "upscore / score_pool4, upscore2, upscore16 with the given shapes).")
+def test_resnet_head(sub, ref):
+    """Do both variants have a ResNet-18 `backbone` and exactly the specified head layers?"""
+    _check_resnet_head(sub, ref, "32s")
+    _check_resnet_head(sub, ref, "16s")
+
+
+@unit("fcn_resnet", points=1, message="With the same weights as the reference, the 32s variant gives different "
+      "outputs (check the padding to a multiple of 32 at the bottom/right and the crop back).")
+def test_resnet_32s_outputs(sub, ref):
+    """With identical weights, does the 32s variant match the reference for sizes that are and are not multiples of 32?"""
+    _check_resnet_outputs(sub, ref, "32s")
+
+
+@unit("fcn_resnet", points=1, message="With the same weights as the reference, the 16s variant gives different "
+      "outputs (check the layer3 skip, its fusion, the padding and the crop).")
+def test_resnet_16s_outputs(sub, ref):
+    """With identical weights, does the 16s variant match the reference for sizes that are and are not multiples of 32?"""
+    _check_resnet_outputs(sub, ref, "16s")
+
+
+# --- fcn_confusion (2 points) ----------------------------------------------------------------------
+
+def _random_labels(seed, shape, n_class, *, ignore_fraction=0.1, absent=(), dtype=None):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    present = [c for c in range(n_class) if c not in absent]
+    labels = torch.tensor(present)[torch.randint(len(present), shape, generator=generator)]
+    ignore = torch.rand(shape, generator=generator) < ignore_fraction
+    return labels.masked_fill(ignore, 255).to(dtype or torch.int64), labels.to(dtype or torch.int64)
+
+
+@unit("fcn_confusion", points=1, message="confusion_matrix differs from the expected counts (rows = ground truth, "
+      "columns = prediction; skip ignore pixels and targets outside [0, n_class)).")
+def test_confusion_counts(sub, ref):
+    """Are the counts right on batched and unbatched labels with ignore pixels and absent classes?"""
+    import torch
+
+    cases = []
+    target, _ = _random_labels(1, (4, 23, 31), 6, absent=(4,))
+    _, pred = _random_labels(2, (4, 23, 31), 6, ignore_fraction=0)
+    cases.append((pred, target, 6, None))
+    target, _ = _random_labels(3, (17, 19), 4)
+    _, pred = _random_labels(4, (17, 19), 4, ignore_fraction=0, absent=(2,))
+    cases.append((pred, target, 4, None))
+    target[0, :5] = 9  # outside [0, n_class): skipped like ignore pixels
+    cases.append((pred, target.clone(), 4, None))
+    target, _ = _random_labels(5, (3, 8, 8), 3, ignore_fraction=0.0)
+    target[:, 0] = 7
+    cases.append((pred[:8, :8].expand(3, 8, 8).clamp(max=2).contiguous(), target, 3, 7))
+    for i, (pred, target, n_class, ignore_index) in enumerate(cases):
+        expected = ref.call(probe_confusion, pred, target, n_class, ignore_index)
+        actual = sub.call(probe_confusion, pred, target, n_class, ignore_index)
+        expect_tensor(actual, what=f"case {i + 1}: confusion matrix", shape=expected.shape)
+        expect(torch.equal(actual.long(), expected), f"case {i + 1}: the counts are wrong")
+
+
+@unit("fcn_confusion", points=1, message="confusion_matrix must return an int64 (n_class, n_class) tensor and accept "
+      "int32 as well as int64 labels.")
+def test_confusion_dtypes(sub, ref):
+    """Does it return int64 counts for int32 and int64 inputs alike?"""
+    import torch
+
+    for dtype in (torch.int32, torch.int64, torch.uint8):
+        target, _ = _random_labels(6, (2, 9, 11), 5, dtype=dtype)
+        _, pred = _random_labels(7, (2, 9, 11), 5, ignore_fraction=0, dtype=dtype)
+        expected = ref.call(probe_confusion, pred, target, 5)
+        actual = sub.call(probe_confusion, pred, target, 5)
+        expect_tensor(actual, what=f"confusion matrix for {dtype} inputs", shape=expected.shape, dtype=torch.int64)
+        expect(torch.equal(actual, expected), f"the counts are wrong for {dtype} inputs")
+
+
+# --- fcn_iou (2 points) ---------------------------------------------------------------------------
+
+def _confusions():
+    import torch
+
+    generator = torch.Generator().manual_seed(11)
+    confs = []
+    conf = torch.randint(0, 50, (6, 6), generator=generator)
+    conf[3, :] = 0
+    conf[:, 3] = 0  # class 3 absent everywhere -> NaN
+    confs.append(conf)
+    conf = torch.randint(0, 9, (4, 4), generator=generator)
+    conf[1, :] = 0  # never in the ground truth but predicted -> IoU 0, not NaN
+    confs.append(conf)
+    confs.append(torch.diag(torch.tensor([5, 0, 7])))
+    return confs
+
+
+@unit("fcn_iou", points=1.5, message="iou_per_class differs from diag / (row sum + column sum - diag), "
+      "or NaN is not where the denominator is zero.")
+def test_iou_values(sub, ref):
+    """Are per-class IoUs right, with NaN exactly for classes absent from prediction and ground truth?"""
+    for i, conf in enumerate(_confusions()):
+        actual, expected = sub.call(probe_iou, conf), ref.call(probe_iou, conf)
+        expect(type(actual) is dict, "iou_per_class / mean_iou did not return plain values")
+        assert_close(actual["iou"], expected["iou"], what=f"case {i + 1}: IoU per class", rtol=1e-5)
+
+
+@unit("fcn_iou", points=0.5, message="mean_iou must be a Python float: the mean over classes whose IoU is defined.")
+def test_mean_iou(sub, ref):
+    """Is mean_iou a finite Python float that skips NaN classes?"""
+    for i, conf in enumerate(_confusions()):
+        actual, expected = sub.call(probe_iou, conf), ref.call(probe_iou, conf)
+        expect(type(actual) is dict and actual.get("miou_type") == "float",
+               f"mean_iou returned a {actual.get('miou_type') if type(actual) is dict else '?'}, expected float")
+        assert_close(actual["miou"], expected["miou"], what=f"case {i + 1}: mean IoU", rtol=1e-5)

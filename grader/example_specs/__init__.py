@@ -1,0 +1,1 @@
+"""Per-assignment definitions of the bundled example submissions (buggy and hostile cells)."""

@@ -1,0 +1,226 @@
+"""What hidden check files use: the `unit` marker, the `sub`/`ref` fixtures and comparisons.
+
+A check never touches student objects. It sends a *probe* (a small function written in the
+check file, `probe(ns, *args)`, where `ns` is the notebook's namespace) to the worker, gets
+plain data back, runs the same probe on the reference namespace (the solution notebook,
+executed in this trusted process) and compares the two here:
+
+    def probe_kernel(ns, k):
+        return ns["get_upsampling_weight"](2, 2, k)
+
+    @unit("fcn_bilinear", points=1, message="The bilinear kernel is not exact.")
+    def test_kernel(sub, ref):
+        \"\"\"Is the kernel exact for k = 1..16?\"\"\"
+        for k in range(1, 17):
+            assert_close(sub.call(probe_kernel, k), ref.call(probe_kernel, k), what=f"kernel k={k}")
+
+A probe is sent as source text, so it must be self-contained (imports inside); helpers it
+needs are declared with `@uses(helper)` and sent along.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import math
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.sandbox import ProbeFailed, WorkerError
+from grader.worker import to_plain
+
+
+class Feedback(AssertionError):
+    """A check failure whose text is safe and useful to show the student."""
+
+
+def unit(grade_id: str, points: float, message: str):
+    """Mark a hidden check: which graded unit it belongs to, its points, its student-facing message."""
+    return pytest.mark.unit(grade_id, points=points, message=message)
+
+
+def uses(*helpers):
+    """Declare module-level helper functions a probe calls (sent to the worker with it)."""
+    def decorate(probe):
+        probe.probe_helpers = helpers
+        return probe
+    return decorate
+
+
+def probe_source(probe) -> str:
+    parts = [textwrap.dedent(inspect.getsource(h)) for h in getattr(probe, "probe_helpers", ())]
+    parts.append(textwrap.dedent(inspect.getsource(probe)))
+    # Decorators are trusted-side only; the worker needs plain function definitions.
+    return "\n".join("\n".join(line for line in part.splitlines() if not line.startswith("@")) for part in parts)
+
+
+class ReferenceNamespace:
+    """The solution notebook's graded cells, run in this (trusted) process.
+
+    Probe results are deterministic functions of (solution, probe, arguments), so they are
+    cached in memory and, when `cache_dir` is given, on disk (written by this trusted process
+    only, read back with weights_only=True): every submission after the first reuses them.
+    """
+
+    def __init__(self, namespace: dict, *, cache_dir: Path | None = None, salt: str = ""):
+        self.namespace = namespace
+        self.cache_dir = cache_dir
+        self.salt = salt
+        self._memory: dict[str, object] = {}
+
+    def _key(self, probe, args, kwargs) -> str:
+        buffer = io.BytesIO()
+        torch.save((list(args), dict(kwargs)), buffer)
+        digest = hashlib.sha256(self.salt.encode() + probe_source(probe).encode() + buffer.getvalue())
+        return digest.hexdigest()[:32]
+
+    def call(self, probe, *args, timeout=None, memo=False, **kwargs):
+        key = self._key(probe, args, kwargs)
+        if key in self._memory:
+            return self._memory[key]
+        path = self.cache_dir / f"{key}.pt" if self.cache_dir else None
+        if path is not None and path.exists():
+            try:
+                value = torch.load(path, weights_only=True)["value"]
+                self._memory[key] = value
+                return value
+            except Exception:
+                path.unlink(missing_ok=True)
+        value = to_plain(probe(self.namespace, *args, **kwargs), torch)
+        self._memory[key] = value
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            torch.save({"value": value}, temporary)
+            os.replace(temporary, path)
+        return value
+
+
+# --- comparisons ---------------------------------------------------------------------
+
+def expect(condition, message: str):
+    if not condition:
+        raise Feedback(message)
+
+
+def expect_tensor(value, *, what="the result", shape=None, dtype=None) -> torch.Tensor:
+    if type(value) is not torch.Tensor:
+        raise Feedback(f"{what} should be a torch.Tensor, got {type(value).__name__}")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise Feedback(f"{what} has shape {tuple(value.shape)}, expected {tuple(shape)}")
+    if dtype is not None and value.dtype != dtype:
+        raise Feedback(f"{what} has dtype {value.dtype}, expected {dtype}")
+    return value
+
+
+def assert_close(actual, expected, *, what="the result", rtol=1e-4, atol=1e-6, check_dtype=False, nan_equal=True):
+    """Compare plain data (tensors, numbers, nested lists/dicts) from the worker with the reference."""
+    if type(expected) is torch.Tensor:
+        actual = expect_tensor(actual, what=what, shape=expected.shape, dtype=expected.dtype if check_dtype else None)
+        a, e = actual.double(), expected.double()
+        a_nan, e_nan = torch.isnan(a), torch.isnan(e)
+        if nan_equal and not torch.equal(a_nan, e_nan):
+            raise Feedback(f"{what}: NaN in the wrong places ({int(a_nan.sum())} NaN, expected {int(e_nan.sum())})")
+        mask = ~e_nan
+        if mask.any():
+            diff = (a[mask] - e[mask]).abs()
+            tolerance = atol + rtol * e[mask].abs().max()
+            if not bool(torch.isfinite(diff).all()) or float(diff.max()) > float(tolerance):
+                raise Feedback(f"{what} differs from the expected values (largest difference {float(diff.max()):.3g})")
+        return
+    if isinstance(expected, float) and math.isnan(expected):
+        expect(isinstance(actual, float) and math.isnan(actual), f"{what} should be NaN")
+        return
+    if type(expected) in (int, float) and type(expected) is not bool:
+        expect(type(actual) in (int, float), f"{what} should be a number, got {type(actual).__name__}")
+        expect(math.isfinite(actual) and abs(actual - expected) <= atol + rtol * abs(expected),
+               f"{what} is {actual:.6g}, expected a different value")
+        return
+    if type(expected) is list:
+        expect(type(actual) is list and len(actual) == len(expected), f"{what} has the wrong length or type")
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_close(a, e, what=f"{what}[{i}]", rtol=rtol, atol=atol, check_dtype=check_dtype)
+        return
+    if type(expected) is dict:
+        expect(type(actual) is dict, f"{what} has the wrong type")
+        missing = sorted(set(expected) - set(actual))
+        extra = sorted(set(actual) - set(expected))
+        expect(not missing and not extra, f"{what}: missing {missing[:5]}, unexpected {extra[:5]}")
+        for key in expected:
+            assert_close(actual[key], expected[key], what=f"{what}[{key!r}]", rtol=rtol, atol=atol,
+                         check_dtype=check_dtype)
+        return
+    expect(type(actual) is type(expected) and actual == expected, f"{what} is {actual!r}, expected {expected!r}")
+
+
+# --- pytest plugin -------------------------------------------------------------------
+
+class GradingPlugin:
+    """Provides `sub` and `ref` to the hidden checks and records each check's outcome."""
+
+    def __init__(self, submission, reference: ReferenceNamespace):
+        self.submission = submission
+        self.reference = reference
+        self.results: list[dict] = []
+
+    def pytest_configure(self, config):
+        config.addinivalue_line("markers", "unit(grade_id, points, message): a hidden check of one graded unit")
+
+    @pytest.fixture(scope="session")
+    def sub(self):
+        return self.submission
+
+    @pytest.fixture(scope="session")
+    def ref(self):
+        return self.reference
+
+    def pytest_runtest_setup(self, item):
+        marker = item.get_closest_marker("unit")
+        if marker is None:
+            raise RuntimeError(f"hidden check {item.name} has no @unit marker")
+        problem = self.submission.problem(marker.args[0])
+        if problem:
+            raise Feedback(problem)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        marker = item.get_closest_marker("unit")
+        if marker is None or (report.when != "call" and report.passed):
+            return
+        if report.when == "teardown":
+            return
+        passed = report.passed and report.when == "call"
+        detail = ""
+        if not passed and call.excinfo is not None:
+            detail = student_detail(call.excinfo.value)
+        self.results.append({
+            "test": item.name,
+            "question": (inspect.getdoc(item.function) or item.name).strip(),
+            "grade_id": marker.args[0],
+            "points": float(marker.kwargs["points"]) if passed else 0.0,
+            "max_points": float(marker.kwargs["points"]),
+            "passed": passed,
+            "message": "" if passed else marker.kwargs["message"],
+            "detail": detail,
+            "seconds": round(report.duration, 2),
+        })
+
+
+def student_detail(exc: BaseException) -> str:
+    """What a failed check may tell the student: never hidden test code or expected values."""
+    if isinstance(exc, Feedback):
+        return str(exc)
+    if isinstance(exc, ProbeFailed):
+        return f"your code raised {exc}"
+    if isinstance(exc, WorkerError):
+        return f"your code stopped the grader's worker: {exc}"
+    if isinstance(exc, AssertionError):
+        return ""
+    return ""

@@ -1,0 +1,282 @@
+"""Grade ONE submission of one assignment; runs in a trusted process of its own.
+
+    python -m grader.runner --assignment fcn --notebook path.ipynb --student alice \
+        --result out.json [--slot 0] [--hide DIR ...] [--no-sandbox]
+
+The student's cells run only in the sandboxed worker (`grader.sandbox.Worker`); this
+process runs the hidden checks (pytest) against plain data the worker sends back, and the
+reference solution executed here. The result is written atomically as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grader.harness import GradingPlugin, ReferenceNamespace
+from grader.notebooks import (
+    AssignmentSpec, NotebookError, cell_source, cells_by_grade_id, load_assignment, read_json_notebook,
+)
+from grader.sandbox import Limits, Worker, WorkerError, WorkerTimeout
+
+MAX_RESTARTS = 4
+_REFERENCES: dict[str, ReferenceNamespace] = {}
+
+
+def reference_namespace(spec: AssignmentSpec, cache_dir: Path | None = None) -> ReferenceNamespace:
+    """Execute the solution's setup and graded cells here (trusted code), once per process."""
+    if spec.name not in _REFERENCES:
+        notebook = read_json_notebook(spec.solution_path)
+        by_id = cells_by_grade_id(notebook)
+        namespace = {"__name__": f"reference_{spec.name}"}
+        os.environ.setdefault("SEGKIT_FAST", "1")
+        with contextlib.redirect_stdout(io.StringIO()):
+            for grade_id, _ in spec.setup_cells:
+                exec(compile(cell_source(by_id[grade_id][0]), f"<reference {grade_id}>", "exec"), namespace)
+            for unit in spec.auto_units:
+                exec(compile(unit.source, f"<reference {unit.grade_id}>", "exec"), namespace)
+        salt = hashlib.sha256(spec.solution_path.read_bytes()).hexdigest()
+        _REFERENCES[spec.name] = ReferenceNamespace(namespace, cache_dir=cache_dir, salt=salt)
+    return _REFERENCES[spec.name]
+
+
+class Submission:
+    """A student's notebook loaded into a sandboxed worker, restarted if it dies."""
+
+    def __init__(self, spec: AssignmentSpec, notebook: dict | None, *, worker_options: dict, log):
+        self.spec = spec
+        self.worker_options = worker_options
+        self.log = log
+        self.problems: dict[str, str] = {}
+        self.cell_status: dict[str, str] = {}
+        self.cells: list[tuple[str, str]] = []
+        self.skip: set[str] = set()
+        self.restarts = 0
+        self.worker: Worker | None = None
+        self.dead_reason = ""
+        self.peak_memory_bytes = 0
+        self.protections: list[str] = []
+        self._memo: dict[str, tuple] = {}
+        self.deadline = time.monotonic() + worker_options["limits"].submission_timeout
+        if notebook is not None:
+            self._select_cells(notebook)
+
+    def _select_cells(self, notebook: dict):
+        found = cells_by_grade_id(notebook)
+        for grade_id, released_source in self.spec.setup_cells:
+            cells = [c for c in found.get(grade_id, []) if c.get("cell_type") == "code"]
+            self.cells.append((grade_id, cell_source(cells[0]) if cells else released_source))
+        order = {id(c): i for i, c in enumerate(notebook["cells"])}
+        graded = []
+        for unit in self.spec.auto_units:
+            cells = [c for c in found.get(unit.grade_id, []) if c.get("cell_type") == "code"]
+            if not cells:
+                self.problems[unit.grade_id] = (
+                    f"no code cell with grade_id '{unit.grade_id}' was found: did you delete or recreate it? "
+                    "Copy the cell from the released notebook and put your code back in.")
+            elif len(cells) > 1:
+                self.problems[unit.grade_id] = (
+                    f"the grade_id '{unit.grade_id}' appears in {len(cells)} cells; keep exactly one.")
+            else:
+                graded.append((order[id(cells[0])], unit.grade_id, cell_source(cells[0])))
+        # Graded cells run in the student's order, after setup (later cells may use earlier ones).
+        self.cells += [(gid, source) for _, gid, source in sorted(graded)]
+
+    # -- worker lifecycle -----------------------------------------------------------------
+    def boot(self):
+        while True:
+            if self.restarts > MAX_RESTARTS:
+                self.dead_reason = "your notebook crashed the grader's worker too many times"
+                self.worker = None
+                return
+            worker = Worker(**self.worker_options)
+            self.protections = worker.protections
+            try:
+                worker.start()
+            except WorkerError as exc:
+                self.log(f"worker failed to start: {exc}\n{worker.output()}")
+                self._retire(worker)
+                self.restarts += 1
+                continue
+            crashed = False
+            for grade_id, source in self.cells:
+                if grade_id in self.skip:
+                    continue
+                try:
+                    result = worker.exec_cell(grade_id, source)
+                except WorkerError as exc:
+                    kind = "ran past its time limit" if isinstance(exc, WorkerTimeout) else f"crashed ({exc})"
+                    self.cell_status[grade_id] = f"the cell {kind}"
+                    self.skip.add(grade_id)
+                    self.log(f"cell {grade_id}: {kind}")
+                    self._retire(worker)
+                    self.restarts += 1
+                    crashed = True
+                    break
+                self.cell_status[grade_id] = "ok" if result["status"] == "ok" else result["error"]
+            if not crashed:
+                self.worker = worker
+                return
+
+    def _retire(self, worker: Worker):
+        self.log("worker output (head/tail):\n" + worker.output())
+        worker.stop()
+        self.peak_memory_bytes = max(self.peak_memory_bytes, worker.peak_memory_bytes or 0)
+
+    def close(self):
+        if self.worker is not None:
+            self._retire(self.worker)
+            self.worker = None
+
+    # -- what checks use --------------------------------------------------------------------
+    def problem(self, grade_id: str) -> str:
+        """Why a unit cannot be checked at all (missing cell, cell raised), or ''."""
+        if grade_id in self.problems:
+            return self.problems[grade_id]
+        status = self.cell_status.get(grade_id)
+        if status is None:
+            return self.dead_reason or f"the cell '{grade_id}' was not run"
+        if status != "ok":
+            if status.startswith("NotImplementedError"):
+                return f"'{grade_id}' is not implemented yet (the cell still raises NotImplementedError)"
+            return f"running the cell '{grade_id}' failed: {status}"
+        return ""
+
+    def call(self, probe, *args, timeout: float | None = None, memo: bool = False, **kwargs):
+        """Run `probe(ns, *args, **kwargs)` in the worker. memo=True: reuse the outcome of an
+        identical earlier call (several checks reading one expensive probe)."""
+        from grader.harness import probe_source
+
+        source = probe_source(probe)
+        key = None
+        if memo:
+            key = repr((source, args, sorted(kwargs.items())))
+            if key in self._memo:
+                outcome, value = self._memo[key]
+                if outcome == "error":
+                    raise value
+                return value
+        try:
+            value = self._call(source, probe.__name__, args, kwargs, timeout)
+        except Exception as exc:
+            if key is not None:
+                self._memo[key] = ("error", exc)
+            raise
+        if key is not None:
+            self._memo[key] = ("ok", value)
+        return value
+
+    def _call(self, source, name, args, kwargs, timeout):
+        if self.worker is None:
+            raise WorkerError(self.dead_reason or "the worker is not running")
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise WorkerTimeout("the submission used up its total time limit")
+        timeout = min(timeout or self.worker.limits.probe_timeout, remaining)
+        try:
+            return self.worker.probe(source, name, args, kwargs, timeout=timeout)
+        except WorkerError as exc:
+            self.log(f"probe {name} killed the worker: {exc}; restarting")
+            self._retire(self.worker)
+            self.worker = None
+            self.restarts += 1
+            self.boot()
+            raise WorkerTimeout("your code ran past its time limit") if isinstance(exc, WorkerTimeout) else exc
+
+
+def grade(spec: AssignmentSpec, notebook_path: Path, student: str, *, worker_options: dict,
+          log_path: Path | None = None, cache_dir: Path | None = None) -> dict:
+    started = time.time()
+    log_lines: list[str] = []
+    log = log_lines.append
+    result = {
+        "student_id": student, "assignment": spec.name, "notebook": str(notebook_path),
+        "units": {u.grade_id: {"points": 0.0, "max_points": u.points, "tests": []} for u in spec.auto_units},
+        "manual": {u.grade_id: u.points for u in spec.manual_units},
+        "notebook_error": "", "cells": {}, "protections": [], "worker_restarts": 0,
+    }
+    try:
+        notebook = read_json_notebook(notebook_path)
+    except (NotebookError, OSError) as exc:
+        notebook = None
+        result["notebook_error"] = str(exc)
+    submission = Submission(spec, notebook, worker_options=worker_options, log=log)
+    if notebook is None:
+        submission.dead_reason = f"the notebook could not be read: {result['notebook_error']}"
+    else:
+        submission.boot()
+    plugin = GradingPlugin(submission, reference_namespace(spec, cache_dir))
+    pytest_output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(pytest_output), contextlib.redirect_stderr(pytest_output):
+            pytest.main([str(spec.checks_path), "-q", "-p", "no:cacheprovider", "--no-header",
+                         "-c", os.devnull, "--rootdir", str(spec.checks_path.parent), "-W", "ignore"],
+                        plugins=[plugin])
+    finally:
+        submission.close()
+    log("pytest output:\n" + pytest_output.getvalue()[-20000:])
+    for record in plugin.results:
+        unit = result["units"].get(record["grade_id"])
+        if unit is None:
+            raise RuntimeError(f"check {record['test']} names unknown unit {record['grade_id']}")
+        unit["tests"].append(record)
+    for grade_id, unit in result["units"].items():
+        unit["points"] = round(sum(t["points"] for t in unit["tests"]), 4)
+        declared = round(sum(t["max_points"] for t in unit["tests"]), 4)
+        if declared != unit["max_points"]:
+            raise RuntimeError(f"checks of {grade_id} are worth {declared} points, the notebook says {unit['max_points']}")
+    result["total"] = round(sum(u["points"] for u in result["units"].values()), 4)
+    result["max"] = spec.max_points
+    result["cells"] = submission.cell_status
+    result["protections"] = submission.protections
+    result["worker_restarts"] = submission.restarts
+    result["peak_worker_memory_mb"] = round(submission.peak_memory_bytes / 2 ** 20, 1)
+    result["duration_s"] = round(time.time() - started, 2)
+    if log_path is not None:
+        write_atomic(log_path, "\n".join(log_lines))
+    return result
+
+
+def write_atomic(path: Path, text: str):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="grade one submission (used by `python -m grader`)")
+    parser.add_argument("--assignment", required=True)
+    parser.add_argument("--notebook", required=True, type=Path)
+    parser.add_argument("--student", required=True)
+    parser.add_argument("--result", required=True, type=Path)
+    parser.add_argument("--log", type=Path)
+    parser.add_argument("--cache", type=Path, help="folder for cached reference probe results")
+    parser.add_argument("--slot", type=int, default=0)
+    parser.add_argument("--hide", action="append", default=[])
+    parser.add_argument("--no-sandbox", action="store_true")
+    parser.add_argument("--probe-timeout", type=float, default=Limits.probe_timeout)
+    parser.add_argument("--cell-timeout", type=float, default=Limits.cell_timeout)
+    parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
+    args = parser.parse_args(argv)
+    spec = load_assignment(args.assignment)
+    limits = Limits(probe_timeout=args.probe_timeout, cell_timeout=args.cell_timeout, memory_mb=args.memory_mb)
+    options = {"slot": args.slot, "limits": limits, "hide": tuple(args.hide), "sandbox": not args.no_sandbox}
+    result = grade(spec, args.notebook, args.student, worker_options=options, log_path=args.log,
+                   cache_dir=args.cache)
+    write_atomic(args.result, json.dumps(result, indent=1, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

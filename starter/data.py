@@ -1,0 +1,399 @@
+"""Segmentation datasets used by the course notebooks.
+
+Every dataset returns ``(image, mask)`` after its joint ``transforms`` (default: ``ToTensor``
+then ``Normalize``), i.e. by default
+
+* image: float32 (3, H, W), normalised with ImageNet mean/std,
+* mask:  int64 (H, W) holding class indices ``0..n_class-1`` or ``IGNORE_INDEX`` (255).
+
+Transforms receive PIL images (image RGB, mask mode "L"), so the presets of
+``starter.transforms`` apply unchanged. Datasets only hold paths and numbers, so they pickle
+cleanly into DataLoader worker processes.
+
+* ``SyntheticSegmentation``: generated on the fly, no download (CI, quick try-outs).
+* ``CMPFacade``: the CMP Facade database as prepared by ``python -m data_scripts.cmp_facade``.
+* ``FolderSegmentation``: any ``images/`` + ``masks/`` folder (index or colour-coded masks).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from starter.constants import CMP_CLASSES, CMP_N_CLASS, ENV_DATA, IGNORE_INDEX
+from starter.transforms import Compose, Normalize, ToTensor
+
+__all__ = [
+    "data_root", "default_transforms", "SyntheticSegmentation", "FolderSegmentation",
+    "CMPFacade", "decode_colour_mask", "IMAGE_EXTENSIONS",
+]
+
+# Image file types FolderSegmentation looks for, in order of preference.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def data_root() -> Path:
+    """Folder that holds the prepared datasets.
+
+    Returns:
+        ``$SEGKIT_DATA`` when set, else ``~/segkit-data`` (not created here).
+    """
+    configured = os.environ.get(ENV_DATA, "").strip()
+    return Path(configured).expanduser() if configured else Path.home() / "segkit-data"
+
+
+def default_transforms() -> Compose:
+    """``ToTensor`` then ``Normalize`` (ImageNet mean/std): what a dataset uses when given none."""
+    return Compose([ToTensor(), Normalize()])
+
+
+# --- synthetic data --------------------------------------------------------------------
+
+# Class 0 is a dull grey background; every other class gets a hue spaced by the golden
+# ratio (well separated for any count), its own stripe period and orientation, so colour
+# AND texture identify a class, as in real data.
+_GOLDEN_RATIO_CONJUGATE = 0.6180339887
+_TEXTURE_AMPLITUDE = 0.10
+_NOISE_STD = 0.04
+
+
+def _class_colour(class_index: int) -> tuple[float, float, float]:
+    if class_index == 0:
+        return (0.35, 0.35, 0.38)
+    hue = (class_index * _GOLDEN_RATIO_CONJUGATE) % 1.0
+    saturation = 0.85 if class_index % 2 else 0.55
+    value = 0.95 if (class_index // 2) % 2 else 0.75
+    return colorsys.hsv_to_rgb(hue, saturation, value)
+
+
+def _class_texture(class_index: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Stripe pattern in [-1, 1] with a class-specific period and angle (class 0: flat)."""
+    if class_index == 0:
+        return np.zeros(np.broadcast_shapes(rows.shape, cols.shape))
+    period_px = 4.0 + 3.0 * (class_index % 4)
+    angle = math.radians((class_index * 47) % 180)
+    phase = (cols * math.cos(angle) + rows * math.sin(angle)) / period_px
+    return np.sin(2.0 * math.pi * phase)
+
+
+class SyntheticSegmentation(Dataset):
+    """Random shapes on a background: a segmentation task that needs no download.
+
+    Sample ``i`` is generated from ``numpy.random.default_rng([seed, i])``, so it is the same
+    on every call, in every process, whatever the access order. Class appearance (colour +
+    stripe texture) depends only on the class index, never on the seed, so a train set
+    (seed 0) and a validation set (seed 1) describe the same classes.
+
+    Inputs:
+        n_samples: dataset length.
+        n_class: number of classes including background class 0 (2..255).
+        size: (H, W) of every sample.
+        seed: selects the samples.
+        transforms: joint transform on (PIL RGB image, PIL "L" mask); None -> ToTensor + Normalize.
+        ignore_border: width in pixels of a frame labelled IGNORE_INDEX (0 = none).
+        classes: optional class names (default "class0", "class1", ...).
+    Returns (per item):
+        image float32 (3, H, W), mask int64 (H, W) with defaults.
+    """
+
+    def __init__(
+        self,
+        n_samples: int,
+        n_class: int,
+        size: Sequence[int] = (128, 160),
+        *,
+        seed: int = 0,
+        transforms: Callable | None = None,
+        ignore_border: int = 0,
+        classes: Sequence[str] | None = None,
+    ):
+        if not 2 <= n_class < IGNORE_INDEX:
+            raise ValueError(f"n_class must be in 2..{IGNORE_INDEX - 1} (class 0 is background), got {n_class}")
+        if len(size) != 2 or min(size) < 8:
+            raise ValueError(f"size must be (H, W) with both at least 8 pixels, got {size!r}")
+        if classes is not None and len(classes) != n_class:
+            raise ValueError(f"got {len(classes)} class names for n_class={n_class}")
+        self.n_samples = int(n_samples)
+        self.n_class = int(n_class)
+        self.size = (int(size[0]), int(size[1]))
+        self.seed = int(seed)
+        self.transforms = transforms
+        self.ignore_border = int(ignore_border)
+        self.classes = tuple(classes) if classes is not None else tuple(f"class{i}" for i in range(n_class))
+        # Mean colour of every class as uint8 RGB: handy for plotting masks.
+        self.palette = tuple(
+            tuple(int(round(255 * channel)) for channel in _class_colour(c)) for c in range(n_class)
+        )
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def generate(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw sample ``index`` without transforms.
+
+        Returns:
+            image uint8 (H, W, 3), mask uint8 (H, W) with values 0..n_class-1 or 255.
+        """
+        if not 0 <= index < self.n_samples:
+            raise IndexError(f"index {index} out of range for {self.n_samples} samples")
+        rng = np.random.default_rng([self.seed, index])
+        mask = self._draw_labels(rng)
+        image = self._render(mask, rng)
+        if self.ignore_border > 0:
+            border = self.ignore_border
+            mask[:border, :] = IGNORE_INDEX
+            mask[-border:, :] = IGNORE_INDEX
+            mask[:, :border] = IGNORE_INDEX
+            mask[:, -border:] = IGNORE_INDEX
+        return image, mask
+
+    def _draw_labels(self, rng: np.random.Generator) -> np.ndarray:
+        height, width = self.size
+        rows, cols = np.mgrid[0:height, 0:width]
+        mask = np.zeros((height, width), dtype=np.uint8)
+        n_shapes = int(rng.integers(3, 9))
+        for _ in range(n_shapes):
+            class_index = int(rng.integers(1, self.n_class))
+            kind = rng.choice(("rectangle", "ellipse", "stripe"))
+            if kind == "rectangle":
+                box_h = int(rng.uniform(0.15, 0.5) * height)
+                box_w = int(rng.uniform(0.15, 0.5) * width)
+                top = int(rng.integers(0, height - box_h + 1))
+                left = int(rng.integers(0, width - box_w + 1))
+                inside = (rows >= top) & (rows < top + box_h) & (cols >= left) & (cols < left + box_w)
+            elif kind == "ellipse":
+                centre_r, centre_c = rng.uniform(0, height), rng.uniform(0, width)
+                radius_r = rng.uniform(0.08, 0.3) * height
+                radius_c = rng.uniform(0.08, 0.3) * width
+                inside = ((rows - centre_r) / radius_r) ** 2 + ((cols - centre_c) / radius_c) ** 2 <= 1.0
+            else:  # a full-length horizontal or vertical band
+                horizontal = bool(rng.integers(0, 2))
+                extent = height if horizontal else width
+                thickness = max(2, int(rng.uniform(0.06, 0.15) * extent))
+                start = int(rng.integers(0, extent - thickness + 1))
+                coordinate = rows if horizontal else cols
+                inside = (coordinate >= start) & (coordinate < start + thickness)
+            mask[inside] = class_index
+        return mask
+
+    def _render(self, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        height, width = mask.shape
+        rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+        image = np.empty((height, width, 3), dtype=np.float64)
+        for class_index in np.unique(mask):
+            where = mask == class_index
+            texture = _class_texture(int(class_index), rows[where], cols[where])
+            image[where] = np.asarray(_class_colour(int(class_index))) + _TEXTURE_AMPLITUDE * texture[:, None]
+        # Per-image brightness and per-pixel noise: the net must not memorise exact colours.
+        image *= rng.uniform(0.9, 1.1)
+        image += rng.normal(0.0, _NOISE_STD, size=image.shape)
+        return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+    def __getitem__(self, index: int):
+        image, mask = self.generate(index)
+        transforms = self.transforms if self.transforms is not None else default_transforms()
+        return transforms(Image.fromarray(image), Image.fromarray(mask))
+
+
+# --- folder datasets -------------------------------------------------------------------
+
+def decode_colour_mask(rgb_mask: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
+    """Turn a colour-coded mask into class indices.
+
+    Inputs:
+        rgb_mask: uint8 (H, W, 3) (an alpha channel, if any, is dropped).
+        palette: RGB triple of class 0, 1, ...
+    Returns:
+        uint8 (H, W): index of the matching palette colour, IGNORE_INDEX for other colours.
+    """
+    if len(palette) >= IGNORE_INDEX:
+        raise ValueError(f"a palette may hold at most {IGNORE_INDEX - 1} colours, got {len(palette)}")
+    rgb = np.asarray(rgb_mask)[..., :3].astype(np.int64)
+    pixel_keys = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    palette_keys = np.array([(r << 16) | (g << 8) | b for r, g, b in palette], dtype=np.int64)
+    order = np.argsort(palette_keys)
+    sorted_keys = palette_keys[order]
+    # searchsorted finds each pixel's candidate palette slot; a wrong colour lands on a slot
+    # with a different key and is marked ignore.
+    slot = np.clip(np.searchsorted(sorted_keys, pixel_keys), 0, len(sorted_keys) - 1)
+    matches = sorted_keys[slot] == pixel_keys
+    return np.where(matches, order[slot], IGNORE_INDEX).astype(np.uint8)
+
+
+def _read_split(folder: Path, split: str) -> list[str]:
+    split_file = folder / "splits" / f"{split}.txt"
+    if not split_file.is_file():
+        available = sorted(p.stem for p in (folder / "splits").glob("*.txt"))
+        raise FileNotFoundError(
+            f"split file {split_file} not found; available splits: {available or 'none'}"
+        )
+    return [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+
+
+def _index_images(images_dir: Path) -> dict[str, Path]:
+    """Map file stem -> image path (first extension in IMAGE_EXTENSIONS wins)."""
+    by_stem: dict[str, Path] = {}
+    rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
+    for path in images_dir.iterdir():
+        ext = path.suffix.lower()
+        if ext not in rank or path.name.startswith("."):
+            continue
+        current = by_stem.get(path.stem)
+        if current is None or rank[ext] < rank[current.suffix.lower()]:
+            by_stem[path.stem] = path
+    return by_stem
+
+
+class FolderSegmentation(Dataset):
+    """A generic ``images/`` + ``masks/`` folder.
+
+    Layout: ``root/images/<name>.{jpg,png,...}``, ``root/masks/<name>.png``, optional
+    ``root/splits/<split>.txt`` (one name per line) and ``root/meta.json`` (``n_class``,
+    ``classes``). Masks are index PNGs (mode "L"/"P") or, with ``palette``, RGB colour-coded
+    PNGs whose unknown colours become IGNORE_INDEX. When ``n_class`` is known, index values
+    ``>= n_class`` (other than 255) also become IGNORE_INDEX.
+
+    Inputs:
+        root: dataset folder.
+        split: name of a split file, or None for every image that has a mask.
+        palette: RGB triple per class for colour-coded masks.
+        transforms: joint transform on (PIL RGB image, PIL "L" mask); None -> ToTensor + Normalize.
+        n_class: number of classes (default: len(palette), else meta.json, else unknown/None).
+    Returns (per item):
+        image float32 (3, H, W), mask int64 (H, W) with defaults.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = None,
+        *,
+        palette: Sequence[Sequence[int]] | None = None,
+        transforms: Callable | None = None,
+        n_class: int | None = None,
+    ):
+        self.root = Path(root)
+        images_dir, masks_dir = self.root / "images", self.root / "masks"
+        if not images_dir.is_dir() or not masks_dir.is_dir():
+            raise FileNotFoundError(
+                f"{self.root} must contain images/ and masks/ folders; check the path "
+                "or prepare the dataset with the matching script in data_scripts/"
+            )
+        self.split = split
+        self.palette = tuple(tuple(int(v) for v in colour) for colour in palette) if palette else None
+        self.transforms = transforms
+        meta = self._read_meta()
+        if n_class is None:
+            n_class = len(self.palette) if self.palette else meta.get("n_class")
+        self.n_class = n_class
+        if meta.get("classes") and (n_class is None or len(meta["classes"]) == n_class):
+            self.classes = tuple(meta["classes"])
+        else:
+            self.classes = tuple(f"class{i}" for i in range(n_class)) if n_class else ()
+
+        image_by_stem = _index_images(images_dir)
+        if split is None:
+            names = sorted(stem for stem in image_by_stem if (masks_dir / f"{stem}.png").is_file())
+        else:
+            names = _read_split(self.root, split)
+        self._check_pairs_exist(names, image_by_stem, masks_dir)
+        self.names = names
+        # Plain strings: cheap to pickle into DataLoader workers.
+        self._image_paths = [str(image_by_stem[name]) for name in names]
+        self._mask_paths = [str(masks_dir / f"{name}.png") for name in names]
+
+    def _read_meta(self) -> dict:
+        meta_file = self.root / "meta.json"
+        return json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+
+    def _check_pairs_exist(self, names: list[str], image_by_stem: dict[str, Path], masks_dir: Path) -> None:
+        missing = [
+            name for name in names
+            if name not in image_by_stem or not (masks_dir / f"{name}.png").is_file()
+        ]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of {len(names)} samples in {self.root} lack an image or a "
+                f"masks/<name>.png, e.g. {missing[:3]}; re-run the preparation script"
+            )
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def load_mask(self, index: int) -> np.ndarray:
+        """Mask ``index`` as class indices before transforms.
+
+        Returns:
+            uint8 (H, W) with values 0..n_class-1 or IGNORE_INDEX.
+        """
+        with Image.open(self._mask_paths[index]) as mask_file:
+            if mask_file.mode in ("RGB", "RGBA"):
+                if self.palette is None:
+                    raise ValueError(
+                        f"{self._mask_paths[index]} is a colour-coded (RGB) mask; pass "
+                        "palette=[(r, g, b) of class 0, ...] to decode it"
+                    )
+                return decode_colour_mask(np.asarray(mask_file), self.palette)
+            indices = np.asarray(mask_file)
+        if indices.ndim != 2:
+            raise ValueError(f"{self._mask_paths[index]}: expected a single-channel index mask")
+        if indices.max(initial=0) > IGNORE_INDEX:
+            raise ValueError(f"{self._mask_paths[index]}: class values above {IGNORE_INDEX}")
+        indices = indices.astype(np.uint8)
+        if self.n_class is not None:
+            indices = np.where(indices >= self.n_class, IGNORE_INDEX, indices).astype(np.uint8)
+        return indices
+
+    def load_image(self, index: int) -> Image.Image:
+        """Image ``index`` as an RGB PIL image before transforms."""
+        with Image.open(self._image_paths[index]) as image_file:
+            return image_file.convert("RGB")
+
+    def __getitem__(self, index: int):
+        image = self.load_image(index)
+        mask = Image.fromarray(self.load_mask(index))
+        transforms = self.transforms if self.transforms is not None else default_transforms()
+        return transforms(image, mask)
+
+
+class CMPFacade(FolderSegmentation):
+    """CMP Facade database (Tyleček & Šára, GCPR 2013), 12 classes (``CMP_CLASSES``).
+
+    Reads ``<root>/cmp_facade`` as written by ``python -m data_scripts.cmp_facade --root ROOT``:
+    ``images/<name>.jpg``, ``masks/<name>.png`` (0..11, 255 = ignore), ``splits/{train,val,test}.txt``.
+
+    Inputs:
+        root: data root (default ``data_root()``, i.e. $SEGKIT_DATA or ~/segkit-data); the
+            ``cmp_facade`` folder itself is accepted too.
+        split: "train", "val" or "test".
+        transforms: joint transform; None -> ToTensor + Normalize (see ``starter.transforms``
+            ``train_preset``/``eval_preset`` for the assignment's).
+    Returns (per item):
+        image float32 (3, H, W), mask int64 (H, W) with defaults.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, split: str = "train", transforms: Callable | None = None):
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        data_dir = self._locate(Path(root) if root is not None else data_root())
+        super().__init__(data_dir, split, transforms=transforms, n_class=CMP_N_CLASS)
+        self.classes = CMP_CLASSES
+
+    @staticmethod
+    def _locate(root: Path) -> Path:
+        for candidate in (root / "cmp_facade", root):
+            if (candidate / "splits" / "train.txt").is_file() and (candidate / "masks").is_dir():
+                return candidate
+        raise FileNotFoundError(
+            f"CMP Facade is not prepared under {root / 'cmp_facade'}. Prepare it with\n"
+            f"    python -m data_scripts.cmp_facade --root {root}\n"
+            f"(or set {ENV_DATA} to the folder that holds cmp_facade/)."
+        )

@@ -1,0 +1,529 @@
+"""Training and evaluation loops for the segmentation notebooks.
+
+Modelled on torchvision's references/segmentation: small explicit functions
+(`train_one_epoch`, `evaluate`) and a `fit` driver that adds validation, checkpoints,
+early stopping and learning-rate schedules.
+
+The metrics are not implemented here: they are graded exercises. `evaluate` and `fit`
+take the student's own functions as arguments::
+
+    history = fit(model, train_loader, val_loader, n_class=12, epochs=30,
+                  confusion_fn=confusion_matrix, miou_fn=mean_iou,
+                  checkpoint_path="checkpoints/fcn32.pt", early_stopping_patience=5)
+
+Batches are `(images, masks, ...)` tuples or dicts with "image" and "mask" keys:
+images (B, 3, H, W) float, masks (B, H, W) int64 with IGNORE_INDEX for unlabelled pixels.
+Models return logits (B, n_class, H, W), or a dict with an "out" entry like torchvision's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from starter.config import get_device, seed_everything
+from starter.constants import IGNORE_INDEX
+
+ConfusionFn = Callable[[torch.Tensor, torch.Tensor, int], Any]
+MiouFn = Callable[[torch.Tensor], Any]
+
+
+@dataclass
+class History:
+    """What `fit` measured, one list entry per finished epoch.
+
+    `lr` is the learning rate of the first parameter group during that epoch; `epoch_time`
+    is seconds for training plus validation. `best_epoch` is 1-based (None without
+    validation), `best_checkpoint` the file holding the best weights (None if not saved).
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float | None] = field(default_factory=list)
+    val_miou: list[float] = field(default_factory=list)
+    val_pixel_acc: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    epoch_time: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_miou: float = float("nan")
+    best_checkpoint: Path | None = None
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-serialisable: the checkpoint path becomes a str)."""
+        d = asdict(self)
+        d["best_checkpoint"] = None if self.best_checkpoint is None else str(self.best_checkpoint)
+        return d
+
+
+# --------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------
+
+
+def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs: a batch from the loader. Returns: (images (B,3,H,W), masks (B,H,W))."""
+    if isinstance(batch, dict):
+        try:
+            return batch["image"], batch["mask"]
+        except KeyError as e:
+            raise KeyError(f"dict batches need 'image' and 'mask' keys, got {sorted(batch)}") from e
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise TypeError(
+        "expected each batch to be (images, masks, ...) or a dict with 'image' and 'mask', "
+        f"got {type(batch).__name__}"
+    )
+
+
+def _to_device(images: torch.Tensor, masks: torch.Tensor, device: torch.device, channels_last: bool):
+    # non_blocking only helps with pinned memory, and is harmless otherwise.
+    images = images.to(device, non_blocking=True)
+    masks = masks.to(device, non_blocking=True).long()
+    if channels_last and images.dim() == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, masks
+
+
+def _logits(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Run the model; Returns: logits (B, n_class, H, W) matching the masks' size."""
+    out = model(images)
+    if isinstance(out, dict):  # torchvision segmentation models return {"out": ..., "aux": ...}
+        out = out["out"]
+    if out.dim() != 4 or out.shape[-2:] != masks.shape[-2:]:
+        raise ValueError(
+            f"model output has shape {tuple(out.shape)} but masks have shape {tuple(masks.shape)}: "
+            "expected logits (B, n_class, H, W) with the masks' H and W - did the model upsample "
+            "back to the input size?"
+        )
+    return out
+
+
+def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
+    # Mixed precision only on CUDA: CPU autocast is slow for convolutions and MPS support varies.
+    if device.type == "cuda" and amp_dtype is not None:
+        return torch.autocast(device_type="cuda", dtype=amp_dtype)
+    return contextlib.nullcontext()
+
+
+def _total_steps(loader: Iterable, max_steps: int | None) -> int | None:
+    try:
+        n = len(loader)  # type: ignore[arg-type]
+    except TypeError:  # iterable datasets have no length
+        n = None
+    if max_steps is None:
+        return n
+    return max_steps if n is None else min(n, max_steps)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """Put the model in eval mode and give every submodule its own previous mode back.
+
+    Restoring per module (not model.train(was_training)) keeps deliberately frozen parts,
+    e.g. a backbone's BatchNorm layers held in eval mode, as the caller left them.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _as_confusion(value: Any, n_class: int) -> torch.Tensor:
+    """Turn what confusion_fn returned (tensor, NumPy array, nested list) into an int64 tensor."""
+    conf = torch.as_tensor(value)
+    if conf.shape != (n_class, n_class):
+        raise ValueError(f"confusion_fn returned shape {tuple(conf.shape)}, expected ({n_class}, {n_class})")
+    return conf.to(torch.int64)
+
+
+def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
+    """torch.save to a temporary file next to `path`, then rename over it.
+
+    An interrupted save (Ctrl-C, full disk, Colab disconnect) then never leaves a truncated
+    checkpoint where the last good one was.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------------------
+# one epoch of training / one pass of evaluation
+# --------------------------------------------------------------------------------------
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> float:
+    """Train for one pass over `loader` (or `max_steps` batches).
+
+    Inputs:
+        model: returns logits (B, n_class, H, W); already on `device`.
+        loader: yields (images (B,3,H,W) float, masks (B,H,W) int64, ...).
+        loss_fn: loss_fn(logits, masks) -> scalar tensor.
+        optimizer: steps the model's parameters.
+        device: where batches are moved.
+        scaler: GradScaler for float16 autocast on CUDA (None for bfloat16 or float32).
+        amp_dtype: torch.bfloat16 or torch.float16 to autocast on CUDA; None for float32.
+            Defaults to float16 when an enabled scaler is given. Ignored off CUDA.
+        channels_last: feed images in channels-last memory format (faster convs on tensor cores).
+        max_steps: stop after this many batches (fast mode, debugging).
+        progress: show a tqdm bar.
+    Returns:
+        float: mean training loss per image over the batches seen.
+    """
+    device = torch.device(device)
+    if amp_dtype is None and scaler is not None and scaler.is_enabled():
+        amp_dtype = torch.float16
+    model.train()
+    total, n_images = 0.0, 0
+    bar = tqdm(loader, total=_total_steps(loader, max_steps), desc=desc, leave=False, disable=not progress)
+    for step, batch in enumerate(bar):
+        if max_steps is not None and step >= max_steps:
+            break
+        images, masks = _to_device(*_unpack(batch), device, channels_last)
+        with _autocast(device, amp_dtype):
+            loss = loss_fn(_logits(model, images, masks), masks)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {step}: lower the learning rate, and check "
+                "that masks only hold class ids 0..n_class-1 or the ignore index"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        b = images.shape[0]
+        total += loss.item() * b
+        n_images += b
+        bar.set_postfix(loss=f"{total / n_images:.4f}")
+    bar.close()
+    if n_images == 0:
+        raise ValueError("the training loader yielded no batches (empty dataset, or max_steps=0?)")
+    return total / n_images
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str,
+    *,
+    n_class: int,
+    confusion_fn: ConfusionFn,
+    miou_fn: MiouFn,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+    desc: str = "eval",
+) -> dict[str, Any]:
+    """Evaluate on a whole loader, accumulating one confusion matrix over the dataset.
+
+    The per-batch confusion matrices are SUMMED and mIoU is computed once from the total:
+    averaging per-batch mIoUs would weight small batches and rare classes wrongly.
+
+    Inputs:
+        model, loader, device: as in train_one_epoch.
+        n_class: number of classes.
+        confusion_fn: confusion_fn(pred (B,H,W) int64, target (B,H,W) int64, n_class) ->
+            (n_class, n_class) counts, rows = ground truth; tensors are on `device`.
+            Its own default ignore index applies (use functools.partial to change it).
+        miou_fn: miou_fn(conf (n_class, n_class) int64 CPU tensor) -> float.
+        loss_fn: optional; loss_fn(logits, masks) -> scalar, averaged per image.
+        amp_dtype: autocast dtype on CUDA (None: float32).
+        max_steps: evaluate on the first max_steps batches only.
+    Returns:
+        dict: "loss" (float or None), "miou" (float), "pixel_acc" (float; NaN if no labelled
+        pixel), "confusion" ((n_class, n_class) int64 CPU tensor summed over all batches).
+    The model is in eval mode during the pass; each submodule's previous mode is restored.
+    """
+    device = torch.device(device)
+    conf = torch.zeros((n_class, n_class), dtype=torch.int64, device=device)
+    total_loss, n_images = 0.0, 0
+    with _eval_mode(model):
+        bar = tqdm(loader, total=_total_steps(loader, max_steps), desc=desc, leave=False, disable=not progress)
+        for step, batch in enumerate(bar):
+            if max_steps is not None and step >= max_steps:
+                break
+            images, masks = _to_device(*_unpack(batch), device, channels_last)
+            with _autocast(device, amp_dtype):
+                logits = _logits(model, images, masks)
+                if loss_fn is not None:
+                    total_loss += loss_fn(logits, masks).item() * images.shape[0]
+            n_images += images.shape[0]
+            pred = logits.argmax(dim=1)
+            conf += _as_confusion(confusion_fn(pred, masks, n_class), n_class).to(device)
+        bar.close()
+    if n_images == 0:
+        raise ValueError("the evaluation loader yielded no batches (empty dataset, or max_steps=0?)")
+    conf = conf.cpu()
+    labelled = conf.sum().item()
+    # Pixel accuracy = correctly classified labelled pixels / labelled pixels.
+    pixel_acc = conf.diagonal().sum().item() / labelled if labelled else float("nan")
+    return {
+        "loss": total_loss / n_images if loss_fn is not None else None,
+        "miou": float(miou_fn(conf)),
+        "pixel_acc": pixel_acc,
+        "confusion": conf,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# the driver
+# --------------------------------------------------------------------------------------
+
+
+def _make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer, epochs: int):
+    """Returns: a torch LR scheduler stepped once per epoch, or None."""
+    if scheduler is None or not isinstance(scheduler, str):
+        return scheduler
+    name = scheduler.lower()
+    if name == "plateau":
+        # Divide the lr by 10 once val mIoU (mode max) has not improved for 3 epochs.
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.1, patience=2)
+    if name == "poly":
+        # DeepLab's "poly" policy, per epoch: lr * (1 - epoch / epochs) ** 0.9.
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: (1 - e / epochs) ** 0.9)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    raise ValueError(
+        f"unknown scheduler {scheduler!r}: use 'plateau', 'poly', 'cosine', a torch scheduler or None"
+    )
+
+
+def _amp_setup(amp: bool, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
+    if not (amp and device.type == "cuda"):
+        return None, None
+    # bfloat16 has float32's range, so it needs no loss scaling; float16 (pre-Ampere GPUs) does.
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable | None = None,
+    *,
+    n_class: int,
+    epochs: int,
+    confusion_fn: ConfusionFn | None = None,
+    miou_fn: MiouFn | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 1e-3,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    scheduler: Any = None,
+    device: torch.device | str | None = None,
+    amp: bool = True,
+    channels_last: bool = False,
+    checkpoint_path: str | os.PathLike | None = None,
+    early_stopping_patience: int | None = None,
+    ignore_index: int = IGNORE_INDEX,
+    max_steps_per_epoch: int | None = None,
+    seed: int | None = 0,
+    progress: bool = True,
+    verbose: bool = True,
+) -> History:
+    """Train `model` for `epochs` epochs, validating after each one.
+
+    Inputs:
+        model: returns logits (B, n_class, H, W); moved to `device` here.
+        train_loader / val_loader: yield (images (B,3,H,W), masks (B,H,W) int64, ...).
+        n_class: number of classes.
+        epochs: maximum number of epochs.
+        confusion_fn, miou_fn: your metric functions (see `evaluate`). Validation runs only
+            when val_loader, confusion_fn and miou_fn are all given.
+        loss_fn: default nn.CrossEntropyLoss(ignore_index=ignore_index).
+        optimizer: default SGD(lr, momentum, weight_decay) over trainable parameters;
+            lr/momentum/weight_decay are ignored when you pass your own.
+        scheduler: "plateau" (ReduceLROnPlateau on val mIoU, factor 0.1, patience 2),
+            "poly" (DeepLab poly, per epoch), "cosine", any torch LR scheduler (stepped once
+            per epoch; ReduceLROnPlateau instances get the val mIoU), or None.
+        device: default get_device().
+        amp: mixed precision on CUDA (bfloat16 where supported, else float16 + GradScaler).
+        channels_last: use channels-last memory format for model and images.
+        checkpoint_path: where to save the best weights (state_dict, by val mIoU). Without
+            validation, the latest weights are saved there after every epoch instead.
+        early_stopping_patience: stop after this many epochs without a better val mIoU.
+        max_steps_per_epoch: cap on batches per epoch, for training and validation.
+        seed: passed to seed_everything (None: leave the random generators alone).
+        progress: tqdm bars; verbose: one summary line per epoch.
+    Returns:
+        History. When a best checkpoint was saved, its weights are loaded back into `model`.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if (confusion_fn is None) != (miou_fn is None):
+        raise ValueError("pass both confusion_fn and miou_fn (your metric functions), or neither")
+    validate = val_loader is not None and confusion_fn is not None
+    if val_loader is not None and not validate:
+        warnings.warn(
+            "val_loader given without confusion_fn/miou_fn: skipping validation "
+            "(pass your confusion_matrix and mean_iou functions to validate)",
+            stacklevel=2,
+        )
+    if not validate:
+        if early_stopping_patience is not None:
+            raise ValueError("early_stopping_patience needs validation: pass val_loader, confusion_fn and miou_fn")
+        is_plateau = isinstance(scheduler, str) and scheduler.lower() == "plateau"
+        if is_plateau or isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            raise ValueError("a plateau scheduler needs validation: pass val_loader, confusion_fn and miou_fn")
+
+    if seed is not None:
+        # Keep whatever determinism the notebook asked for with seed_everything(..., deterministic=True).
+        seed_everything(seed, deterministic=torch.are_deterministic_algorithms_enabled())
+    device = get_device() if device is None else torch.device(device)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if loss_fn is None:
+        loss_fn = nn.CrossEntropyLoss(ignore_index=ignore_index)
+    if isinstance(loss_fn, nn.Module):
+        loss_fn.to(device)  # class weights must live on the same device as the logits
+    if optimizer is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    sched = _make_scheduler(scheduler, optimizer, epochs)
+    amp_dtype, scaler = _amp_setup(amp, device)
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+
+    history = History()
+    best = -math.inf
+    epochs_without_improvement = 0
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        history.lr.append(optimizer.param_groups[0]["lr"])
+        train_loss = train_one_epoch(
+            model, train_loader, loss_fn, optimizer, device,
+            scaler=scaler, amp_dtype=amp_dtype, channels_last=channels_last,
+            max_steps=max_steps_per_epoch, progress=progress, desc=f"epoch {epoch}/{epochs}",
+        )
+        history.train_loss.append(train_loss)
+        line = f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}"
+        improved = False
+        if validate:
+            result = evaluate(
+                model, val_loader, device, n_class=n_class, confusion_fn=confusion_fn, miou_fn=miou_fn,
+                loss_fn=loss_fn, amp_dtype=amp_dtype, channels_last=channels_last,
+                max_steps=max_steps_per_epoch, progress=progress, desc="val",
+            )
+            miou = result["miou"]
+            history.val_loss.append(result["loss"])
+            history.val_miou.append(miou)
+            history.val_pixel_acc.append(result["pixel_acc"])
+            line += f"  val loss {result['loss']:.4f}  mIoU {miou:.4f}  pixel acc {result['pixel_acc']:.4f}"
+            # NaN compares False, so a NaN mIoU never counts as an improvement.
+            improved = miou > best
+            if improved:
+                best = miou
+                history.best_epoch, history.best_miou = epoch, miou
+                epochs_without_improvement = 0
+                if ckpt is not None:
+                    _save_atomic(model.state_dict(), ckpt)
+                    history.best_checkpoint = ckpt
+            else:
+                epochs_without_improvement += 1
+        elif ckpt is not None:
+            _save_atomic(model.state_dict(), ckpt)
+            history.best_checkpoint = ckpt
+
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(history.val_miou[-1])
+        elif sched is not None:
+            sched.step()
+        history.epoch_time.append(time.perf_counter() - start)
+        if verbose:
+            line += f"  lr {history.lr[-1]:.2e}  {history.epoch_time[-1]:.1f}s" + ("  *best*" if improved else "")
+            tqdm.write(line)
+        if early_stopping_patience is not None and epochs_without_improvement >= early_stopping_patience:
+            history.stopped_early = True
+            if verbose:
+                tqdm.write(
+                    f"early stopping: no better val mIoU for {early_stopping_patience} epoch(s) "
+                    f"(best {history.best_miou:.4f} at epoch {history.best_epoch})"
+                )
+            break
+
+    if validate and history.best_checkpoint is not None:
+        model.load_state_dict(torch.load(history.best_checkpoint, map_location=device, weights_only=True))
+        if verbose:
+            tqdm.write(
+                f"restored the best weights (epoch {history.best_epoch}, val mIoU {history.best_miou:.4f}) "
+                f"from {history.best_checkpoint}"
+            )
+    return history
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str,
+    *,
+    max_batches: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Collect images, ground truth and predictions for plotting.
+
+    Inputs:
+        model: returns logits (B, n_class, H, W); loader: as in evaluate;
+        max_batches: stop after this many batches (None: the whole loader).
+    Returns:
+        images (N,3,H,W) as the loader gave them, masks (N,H,W) int64, preds (N,H,W) int64,
+        all CPU tensors. Every batch must have the same H and W.
+    The model's train/eval modes are restored afterwards.
+    """
+    device = torch.device(device)
+    images_out, masks_out, preds_out = [], [], []
+    with _eval_mode(model):
+        for step, batch in enumerate(loader):
+            if max_batches is not None and step >= max_batches:
+                break
+            images, masks = _unpack(batch)
+            x, y = _to_device(images, masks, device, channels_last=False)
+            preds_out.append(_logits(model, x, y).argmax(dim=1).cpu())
+            images_out.append(images.cpu())
+            masks_out.append(masks.cpu().long())
+    if not preds_out:
+        raise ValueError("the loader yielded no batches")
+    return torch.cat(images_out), torch.cat(masks_out), torch.cat(preds_out)
