@@ -47,13 +47,14 @@ class RemoteFile:
 
     Inputs:
         filename: name it is saved under.
-        url: http(s):// or file:// address.
+        url: http(s):// or file:// address, or None for a file the user must download by hand
+            (e.g. data behind a registration form); `download` then explains where to put it.
         sha256: published hex digest, or None when unknown (trust on first use, see module doc).
         size: size in bytes, or None when unknown.
     """
 
     filename: str
-    url: str
+    url: str | None
     sha256: str | None = None
     size: int | None = None
 
@@ -289,6 +290,9 @@ def download(
     final_path = dest_dir / remote.filename
     part_path = final_path.with_name(final_path.name + ".part")
     expected_sha = _expected_sha256(remote, final_path)
+    if remote.url is None and not final_path.is_file():
+        raise DownloadError(f"{remote.filename} must be downloaded by hand (the provider requires registration); "
+                            f"put it at {final_path} and run this again")
 
     if final_path.is_file():
         try:

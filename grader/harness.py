@@ -20,6 +20,7 @@ needs are declared with `@uses(helper)` and sent along.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import inspect
 import io
@@ -83,18 +84,21 @@ class ReferenceNamespace:
         key = self._key(probe, args, kwargs)
         if key in self._memory:
             return self._memory[key]
-        path = self.cache_dir / f"{key}.pt" if self.cache_dir else None
-        if path is not None and path.exists():
-            try:
-                value = torch.load(path, weights_only=True)["value"]
-                self._memory[key] = value
-                return value
-            except Exception:
-                path.unlink(missing_ok=True)
-        value = to_plain(probe(self.namespace, *args, **kwargs), torch)
-        self._memory[key] = value
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if self.cache_dir is None:
+            value = self._memory[key] = to_plain(probe(self.namespace, *args, **kwargs), torch)
+            return value
+        path = self.cache_dir / f"{key}.pt"
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # Parallel runners wait for whichever computes a result first instead of repeating it.
+        with open(self.cache_dir / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if path.exists():
+                try:
+                    value = self._memory[key] = torch.load(path, weights_only=True)["value"]
+                    return value
+                except Exception:
+                    path.unlink(missing_ok=True)
+            value = self._memory[key] = to_plain(probe(self.namespace, *args, **kwargs), torch)
             temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             torch.save({"value": value}, temporary)
             os.replace(temporary, path)

@@ -216,7 +216,7 @@ class Worker:
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(scratch), "USER": "student",
             "LOGNAME": "student", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg",
+            "MPLBACKEND": "Agg",
             "CUDA_VISIBLE_DEVICES": "", "SEGKIT_FAST": "1", "SEGKIT_GRADING": "1",
             "TMPDIR": str(scratch), "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2",
         }
@@ -240,7 +240,7 @@ class Worker:
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
         output_read, output_write = os.pipe()
-        worker_cmd = [sys.executable, "-I", str(scratch / "worker.py"), str(request_read), str(reply_write)]
+        worker_cmd = [sys.executable, "-I", "-u", "-B", str(scratch / "worker.py"), str(request_read), str(reply_write)]
         command = [sys.executable, "-I", "-S", str(LAUNCHER_SCRIPT), str(config_path), *worker_cmd]
         if caps.get("namespaces"):
             command = ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", *command]

@@ -8,7 +8,7 @@ from starter.checks.core import expect as _expect, register as _register
 
 
 def _fcn_model_checks(model_class, required, forbidden, n_class=3):
-    model = model_class(n_class)
+    model = model_class(n_class).requires_grad_(False)
     names = {name.split(".")[0] for name, _ in model.named_parameters()}
     missing = [n for n in required if n not in names]
     _expect(not missing, f"layers missing or misnamed: {missing}")

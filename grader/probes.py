@@ -1,0 +1,62 @@
+"""Helpers shared by the hidden checks' probes (each is sent to the worker with `@uses(...)`).
+
+They must stay self-contained: imports inside the body, no references to other module names
+except ones also passed to `@uses`.
+"""
+
+
+def seed_params(model, key_of=None):
+    """Fill every floating tensor of `model` from a generator seeded by its (canonical) name."""
+    import math
+    import zlib
+
+    import torch
+
+    with torch.no_grad():
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if not tensor.is_floating_point():
+                continue
+            key = key_of(name) if key_of else name
+            if key is None:
+                continue
+            generator = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+            if name.endswith("running_var"):
+                values = torch.rand(tensor.shape, generator=generator) + 0.5
+            elif name.endswith("running_mean") or tensor.dim() < 2:
+                values = torch.randn(tensor.shape, generator=generator) * 0.1
+                if name.endswith(".weight"):  # batch-norm scale
+                    values += 1
+            else:
+                fan_in = max(1, tensor[0].numel())
+                values = torch.randn(tensor.shape, generator=generator) * math.sqrt(2.0 / fan_in)
+            tensor.copy_(values.to(tensor.dtype))
+
+
+def backbone_keys(model):
+    """Canonical keys for a ResNet backbone: its tensors by position, whatever the module names."""
+    index = {}
+    for name, tensor in model.state_dict().items():
+        if name.startswith("backbone.") and tensor.is_floating_point() and ".fc." not in name:
+            index[name] = f"backbone#{len(index)}"
+
+    def key_of(name):
+        if name.startswith("backbone."):
+            return index.get(name)
+        return name
+
+    return key_of
+
+
+def fingerprint(tensor):
+    """A few numbers that change whenever any element of `tensor` changes (cheap to send)."""
+    import torch
+
+    flat = tensor.detach().double().flatten()
+    ramp = torch.arange(flat.numel(), dtype=torch.float64) % 101 + 1
+    return torch.stack([flat.sum(), (flat * flat).sum(), (flat * ramp).sum()])
+
+
+def make_input(shape, seed):
+    import torch
+
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
