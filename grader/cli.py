@@ -3,6 +3,7 @@
     python -m grader                         # the bundled example submissions
     python -m grader submitted/              # nbgrader layout: submitted/<student>/<assignment>/*.ipynb
     python -m grader hw1/ --assignment fcn   # a plain folder of <student_id>.ipynb files
+    python -m grader zips/                   # a folder of <student_id>.zip made by `python -m starter.submit`
     python -m grader ... --student alice     # regrade one student (others are reused)
     options: --out grades  -j N  --force  --no-sandbox
 
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +60,34 @@ def infer_assignment(path: Path, known: list[str]) -> str | None:
     return best if best and scores[best] > 0 else None
 
 
-def discover(paths: list[Path], assignment: str | None) -> list[Job]:
+MAX_ZIP_MEMBER_BYTES = 64 * 1024 * 1024
+
+
+def unpack_submission_zip(archive: Path, unpack_root: Path, known: list[str]) -> list[Job]:
+    """A zip made by `python -m starter.submit`: <assignment>/<assignment>.ipynb entries.
+
+    Only notebook members with a known assignment folder are read, each size-capped; nothing
+    is extracted by the archive's own paths (no traversal)."""
+    student = archive.stem
+    jobs = []
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            for info in bundle.infolist():
+                parts = Path(info.filename).parts
+                if len(parts) != 2 or parts[0] not in known or not parts[1].endswith(".ipynb"):
+                    continue
+                if info.file_size > MAX_ZIP_MEMBER_BYTES:
+                    raise SystemExit(f"error: {archive}: {info.filename} is larger than {MAX_ZIP_MEMBER_BYTES} bytes")
+                target = unpack_root / student / parts[0] / f"{parts[0]}.ipynb"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(bundle.read(info))
+                jobs.append(Job(student, parts[0], target))
+    except zipfile.BadZipFile:
+        print(f"warning: {archive} is not a valid zip file; skipped", file=sys.stderr)
+    return jobs
+
+
+def discover(paths: list[Path], assignment: str | None, unpack_root: Path | None = None) -> list[Job]:
     known = assignment_names()
     jobs: list[Job] = []
     loose: list[Path] = []
@@ -66,9 +95,15 @@ def discover(paths: list[Path], assignment: str | None) -> list[Job]:
         if path.is_file() and path.suffix == ".ipynb":
             loose.append(path)
             continue
+        if path.is_file() and path.suffix == ".zip":
+            jobs += unpack_submission_zip(path, unpack_root, known)
+            continue
         if not path.is_dir():
-            raise SystemExit(f"error: {path} is neither a folder nor a .ipynb file")
+            raise SystemExit(f"error: {path} is neither a folder, a .zip nor a .ipynb file")
         loose += sorted(path.glob("*.ipynb"))
+        for archive in sorted(path.glob("*.zip")):
+            jobs += [j for j in unpack_submission_zip(archive, unpack_root, known)
+                     if not assignment or j.assignment == assignment]
         for student_dir in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
             for assignment_dir in sorted(p for p in student_dir.iterdir() if p.is_dir() and p.name in known):
                 if assignment and assignment_dir.name != assignment:
@@ -144,7 +179,8 @@ def main(argv=None) -> int:
         build_examples(assignments=[options.assignment] if options.assignment else None)
         options.paths = [EXAMPLES_DIR]
         print(f"No submissions given: grading the bundled examples in {EXAMPLES_DIR.relative_to(REPO_ROOT)}/")
-    jobs = discover([p.resolve() for p in options.paths], options.assignment)
+    out_dir = options.out.resolve()
+    jobs = discover([p.resolve() for p in options.paths], options.assignment, out_dir / "submissions")
     if options.student:
         unknown = set(options.student) - {j.student for j in jobs}
         if unknown:
@@ -152,7 +188,6 @@ def main(argv=None) -> int:
     if not jobs:
         print("No submissions found.")
         return 1
-    out_dir = options.out.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     hide = sorted({str(out_dir)} | {str(p.resolve() if p.is_dir() else p.resolve().parent) for p in options.paths})
     versions = {name: grader_fingerprint(name) for name in {j.assignment for j in jobs}}

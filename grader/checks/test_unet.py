@@ -1,0 +1,602 @@
+"""Hidden checks of the U-Net assignment (notebooks/unet/unet.ipynb), one section per graded unit.
+
+Every check sends probes to the student's worker and compares the plain data that comes
+back with the same probe run on the reference solution here. Points per unit add up to
+the unit's `points` in the solution notebook (a kit test verifies this).
+"""
+
+from grader.harness import assert_close, expect, expect_tensor, unit, uses
+
+# Time limit (s) of probes on small tensors: a correct answer needs well under a second.
+FAST_S = 20
+
+# --- probe helpers (sent to the worker together with the probes that use them) -------------
+
+
+def seed_params(model, key_of=None):
+    """Fill every floating tensor of `model` from a generator seeded by its (canonical) name."""
+    import math
+    import zlib
+
+    import torch
+
+    with torch.no_grad():
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if not tensor.is_floating_point():
+                continue
+            key = key_of(name) if key_of else name
+            if key is None:
+                continue
+            generator = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+            if name.endswith("running_var"):
+                values = torch.rand(tensor.shape, generator=generator) + 0.5
+            elif name.endswith("running_mean") or tensor.dim() < 2:
+                values = torch.randn(tensor.shape, generator=generator) * 0.1
+                if name.endswith(".weight"):  # batch-norm scale
+                    values += 1
+            else:
+                fan_in = max(1, tensor[0].numel())
+                values = torch.randn(tensor.shape, generator=generator) * math.sqrt(2.0 / fan_in)
+            tensor.copy_(values.to(tensor.dtype))
+
+
+def make_input(shape, seed):
+    import torch
+
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def coordinate_pair(height, width):
+    """Image whose channels hold (row, column, 0.5) of each pixel; mask holding row * width + column."""
+    import torch
+
+    rows = torch.arange(height).view(-1, 1).expand(height, width)
+    cols = torch.arange(width).view(1, -1).expand(height, width)
+    image = torch.stack([rows.float(), cols.float(), torch.full((height, width), 0.5)])
+    return image, (rows * width + cols).long().contiguous()
+
+
+# --- probes -----------------------------------------------------------------------------------
+
+@uses(coordinate_pair)
+def probe_augment_draws(ns, height, width, size, flip_p, n_draws, seed):
+    """Where each draw's crop came from, as read back from the coordinates in the image and the mask."""
+    import torch
+
+    torch.manual_seed(seed)
+    image, mask = coordinate_pair(height, width)
+    draws = []
+    for _ in range(n_draws):
+        out_image, out_mask = ns["random_crop_flip"](image.clone(), mask.clone(), size, flip_p=flip_p)
+        if type(out_image) is not torch.Tensor or type(out_mask) is not torch.Tensor:
+            return {"error": "random_crop_flip must return two tensors"}
+        if out_image.dim() != 3 or out_mask.dim() != 2:
+            return {"error": f"got image {tuple(out_image.shape)} and mask {tuple(out_mask.shape)}"}
+        rows, cols = out_image[0].double(), out_image[1].double()
+        mask_rows = torch.div(out_mask, width, rounding_mode="floor").double()
+        mask_cols = (out_mask % width).double()
+        aligned = bool(out_image.shape[-2:] == out_mask.shape) and torch.equal(rows, mask_rows) \
+            and torch.equal(cols, mask_cols)
+        h, w = out_mask.shape
+        top, left = float(rows.min()), float(cols.min())
+        expected_rows = torch.arange(h, dtype=torch.float64).view(-1, 1) + top
+        forward_cols = torch.arange(w, dtype=torch.float64).view(1, -1) + left
+        contiguous = bool(torch.equal(rows, expected_rows.expand(h, w)))
+        flipped = bool(torch.equal(cols, forward_cols.flip(-1).expand(h, w)))
+        straight = bool(torch.equal(cols, forward_cols.expand(h, w)))
+        draws.append({
+            "image_shape": list(out_image.shape), "mask_shape": list(out_mask.shape),
+            "image_dtype": str(out_image.dtype), "mask_dtype": str(out_mask.dtype),
+            "aligned": aligned, "window": contiguous and (flipped or straight), "flipped": flipped and not straight,
+            "top": int(top), "left": int(left), "untouched_third": bool((out_image[2] == 0.5).all()),
+        })
+    return {"error": None, "draws": draws}
+
+
+def probe_augment_errors(ns, height, width, sizes):
+    import torch
+
+    image, mask = torch.zeros(3, height, width), torch.zeros(height, width, dtype=torch.long)
+    outcomes = []
+    for size in sizes:
+        try:
+            ns["random_crop_flip"](image, mask, tuple(size))
+            outcomes.append("no error")
+        except ValueError:
+            outcomes.append("ValueError")
+        except Exception as error:  # noqa: BLE001 - report the kind only
+            outcomes.append(type(error).__name__)
+    return outcomes
+
+
+def probe_prior(ns, masks, n_class, ignore_index=None):
+    if ignore_index is None:
+        prior = ns["fit_pixel_prior"](masks, n_class)
+    else:
+        prior = ns["fit_pixel_prior"](masks, n_class, ignore_index=ignore_index)
+    return prior
+
+
+def probe_predict_prior(ns, prior, n):
+    return ns["predict_prior"](prior.clone(), n)
+
+
+def probe_confusion(ns, pred, target, n_class, ignore_index=None):
+    if ignore_index is None:
+        return ns["confusion_matrix"](pred, target, n_class)
+    return ns["confusion_matrix"](pred, target, n_class, ignore_index=ignore_index)
+
+
+def probe_iou(ns, conf):
+    iou = ns["iou_per_class"](conf)
+    miou = ns["mean_iou"](conf)
+    return {"iou": iou, "miou": miou, "miou_type": type(miou).__name__}
+
+
+def probe_weights(ns, masks, n_class, ignore_index=None):
+    if ignore_index is None:
+        return ns["class_weights"](masks, n_class)
+    return ns["class_weights"](masks, n_class, ignore_index=ignore_index)
+
+
+def probe_wce(ns, logits, target, weight, ignore_index=None):
+    import torch
+
+    logits = logits.clone().requires_grad_(True)
+    if ignore_index is None:
+        loss = ns["weighted_cross_entropy"](logits, target.clone(), weight.clone())
+    else:
+        loss = ns["weighted_cross_entropy"](logits, target.clone(), weight.clone(), ignore_index=ignore_index)
+    if type(loss) is not torch.Tensor or loss.numel() != 1:
+        return {"loss_type": type(loss).__name__}
+    loss.reshape(()).backward()
+    grad = logits.grad if logits.grad is not None else torch.zeros_like(logits)
+    return {"loss_type": "Tensor", "loss": loss.detach().reshape(()).double(), "grad": grad.double()}
+
+
+def probe_state_shapes(ns, class_name, model_args=()):
+    model = ns[class_name](*model_args)
+    return {name: list(t.shape) for name, t in model.state_dict().items()}
+
+
+@uses(seed_params, make_input)
+def probe_outputs(ns, class_name, sizes, model_args=()):
+    import torch
+
+    torch.manual_seed(0)
+    model = ns[class_name](*model_args)
+    seed_params(model)
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for i, size in enumerate(sizes):
+            outputs.append(model(make_input(tuple(size), 2000 + i)))
+    return outputs
+
+
+def probe_resnet_shapes(ns, sizes, n_class):
+    import torch
+
+    torch.manual_seed(0)
+    model = ns["ResNetUNet"](n_class).eval()
+    with torch.no_grad():
+        return [list(model(torch.randn(tuple(size))).shape) for size in sizes]
+
+
+@uses(seed_params)
+def probe_resnet_encoder(ns, n_class):
+    import torch
+    import torchvision
+
+    model = ns["ResNetUNet"](n_class)
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, torch.nn.Module):
+        return {"error": "no `encoder` module"}
+    source = torchvision.models.resnet18(weights=None)
+    seed_params(source, lambda name: "resnet." + name)
+    try:
+        result = encoder.load_state_dict(source.state_dict(), strict=False)
+    except Exception as error:  # noqa: BLE001 - shape mismatches
+        return {"error": f"loading a ResNet-18 state dict failed ({type(error).__name__})"}
+    missing = sorted(k for k in result.missing_keys if not k.startswith("fc."))
+    unexpected = sorted(k for k in result.unexpected_keys if not k.startswith("fc."))
+    loaded = encoder.state_dict()
+    same = all(torch.equal(loaded[k], v) for k, v in source.state_dict().items() if k in loaded)
+    return {"error": None, "missing": missing[:5], "unexpected": unexpected[:5], "same": bool(same)}
+
+
+@uses(make_input)
+def probe_resnet_skips(ns, n_class, keep, size):
+    """Replace encoder outputs through forward hooks: zeroed everywhere except `keep`, whose output is
+    replaced by two different random maps. Returns the largest output change (0 = `keep` not used)."""
+    import torch
+
+    torch.manual_seed(0)
+    model = ns["ResNetUNet"](n_class).eval()
+    encoder = model.encoder
+    names = ["bn1", "layer1", "layer2", "layer3", "layer4"]
+    replacement = {"seed": 0}
+
+    def make_hook(name):
+        def hook(module, inputs, output):
+            if name == keep:
+                return make_input(tuple(output.shape), replacement["seed"]) * 3
+            return torch.zeros_like(output)
+        return hook
+
+    handles = [getattr(encoder, name).register_forward_hook(make_hook(name)) for name in names]
+    x = make_input(tuple(size), 77)
+    try:
+        with torch.no_grad():
+            first = model(x).double()
+            replacement["seed"] = 1
+            second = model(x).double()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {"shape": list(first.shape), "change": float((first - second).abs().max())}
+
+
+@uses(make_input)
+def probe_resnet_variation(ns, n_class, size):
+    import torch
+
+    torch.manual_seed(0)
+    model = ns["ResNetUNet"](n_class).eval()
+    with torch.no_grad():
+        first = model(make_input(tuple(size), 5)).double()
+        second = model(make_input(tuple(size), 6)).double()
+    return {"pixel_std": float(first.std(dim=(2, 3)).min()), "input_change": float((first - second).abs().max())}
+
+
+# --- unet_augment (2 points) ---------------------------------------------------------------------
+
+def _draws(sub, height, width, size, flip_p, n_draws, seed):
+    result = sub.call(probe_augment_draws, height, width, size, flip_p, n_draws, seed, timeout=30)
+    expect(type(result) is dict, "random_crop_flip did not return plain tensors")
+    expect(result.get("error") is None, str(result.get("error")))
+    return result["draws"]
+
+
+@unit("unet_augment", points=0.5, message="The image and mask crops must come from the same window of the input "
+      "(one window for both), with shapes (3, h, w) and (h, w) and the input dtypes.")
+def test_augment_alignment_shapes_dtypes(sub, ref):
+    """Are image and mask cropped at the same place, to the requested size, keeping their dtypes?"""
+    for height, width, size in ((12, 15, (5, 7)), (9, 9, (9, 9)), (20, 11, (1, 11))):
+        for draw in _draws(sub, height, width, size, 0.5, 12, 3):
+            expect(draw["image_shape"] == [3, *size] and draw["mask_shape"] == list(size),
+                   f"a crop of {size} gave image {draw['image_shape']} and mask {draw['mask_shape']}")
+            expect(draw["image_dtype"] == "torch.float32" and draw["mask_dtype"] == "torch.int64",
+                   f"dtypes changed to {draw['image_dtype']} / {draw['mask_dtype']}")
+            expect(draw["window"] and draw["untouched_third"], "the image crop is not one window of the input")
+            expect(draw["aligned"], "image and mask crops do not come from the same pixels")
+
+
+@unit("unet_augment", points=0.5, message="flip_p must be the flip probability: flip_p=0 never flips, flip_p=1 "
+      "always flips (image and mask together), flip_p=0.5 about half the time.")
+def test_augment_flip_probability(sub, ref):
+    """Does flip_p=0 never flip, flip_p=1 always flip, and flip_p=0.5 flip about half of the draws?"""
+    for flip_p, low, high in ((0.0, 0, 0), (1.0, 1, 1), (0.5, 0.3, 0.7)):
+        draws = _draws(sub, 10, 14, (6, 8), flip_p, 100, 11)
+        expect(all(d["aligned"] and d["window"] for d in draws), "image and mask crops do not match after flipping")
+        fraction = sum(d["flipped"] for d in draws) / len(draws)
+        expect(low <= fraction <= high, f"with flip_p={flip_p}, {100 * fraction:.0f}% of 100 draws were flipped")
+
+
+@unit("unet_augment", points=0.5, message="Crop windows must be drawn at random over every valid position (all "
+      "tops 0..H-h and lefts 0..W-w), independently on each call.")
+def test_augment_positions_cover_the_range(sub, ref):
+    """Over many draws, are all valid top and left positions used, and nothing outside them?"""
+    height, width, size = 11, 13, (6, 7)
+    draws = _draws(sub, height, width, size, 0.0, 300, 5)
+    tops = {d["top"] for d in draws}
+    lefts = {d["left"] for d in draws}
+    expect(tops == set(range(height - size[0] + 1)), f"tops drawn: {sorted(tops)} for an image of height {height} "
+           f"and crops of height {size[0]}")
+    expect(lefts == set(range(width - size[1] + 1)), f"lefts drawn: {sorted(lefts)} for an image of width {width} "
+           f"and crops of width {size[1]}")
+    pairs = {(d["top"], d["left"]) for d in draws}
+    expect(len(pairs) >= 25, "top and left positions are not drawn independently")
+
+
+@unit("unet_augment", points=0.5, message="A crop larger than the image (in height or width) must raise ValueError; "
+      "a crop of exactly the image size must work.")
+def test_augment_value_error(sub, ref):
+    """Does a crop larger than the image raise ValueError, and the full-size crop not?"""
+    outcomes = sub.call(probe_augment_errors, 8, 10, [(9, 4), (3, 11), (9, 11), (8, 10)], timeout=FAST_S)
+    expect(type(outcomes) is list and len(outcomes) == 4, "could not run random_crop_flip")
+    expect(outcomes[:3] == ["ValueError"] * 3, f"crops too large gave {outcomes[:3]}")
+    expect(outcomes[3] == "no error", f"a crop of exactly the image size gave {outcomes[3]}")
+
+
+# --- unet_prior (2 points) ------------------------------------------------------------------------
+
+def _random_labels(seed, shape, n_class, *, ignore_fraction=0.1, absent=(), dtype=None):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    present = [c for c in range(n_class) if c not in absent]
+    labels = torch.tensor(present)[torch.randint(len(present), shape, generator=generator)]
+    ignore = torch.rand(shape, generator=generator) < ignore_fraction
+    return labels.masked_fill(ignore, 255).to(dtype or torch.int64), labels.to(dtype or torch.int64)
+
+
+def _prior_cases():
+    masks, _ = _random_labels(21, (7, 9, 11), 5, ignore_fraction=0.3, absent=(3,))
+    masks[:, 0, :4] = 255  # pixels never labelled
+    masks[:, 4, 4] = 1  # a pixel always of one class
+    few, _ = _random_labels(22, (2, 6, 5), 4, ignore_fraction=0.5)
+    return [(masks, 5, None), (few, 4, None)]
+
+
+@unit("unet_prior", points=1.5, message="fit_pixel_prior differs from the per-pixel class fractions over the "
+      "labelled masks (ignore pixels do not count; a never-labelled pixel gets 1/n_class; float tensor (n_class, H, W)).")
+def test_prior_values(sub, ref):
+    """With ignore pixels, absent classes and never-labelled pixels, is the prior right everywhere?"""
+    import torch
+
+    for i, (masks, n_class, ignore_index) in enumerate(_prior_cases()):
+        expected = ref.call(probe_prior, masks, n_class, ignore_index)
+        actual = sub.call(probe_prior, masks, n_class, ignore_index, timeout=FAST_S)
+        expect_tensor(actual, what=f"case {i + 1}: prior", shape=expected.shape)
+        expect(actual.is_floating_point(), f"case {i + 1}: the prior must be a float tensor")
+        assert_close(actual, expected, what=f"case {i + 1}: prior", rtol=1e-5)
+    masks, _ = _random_labels(23, (5, 4, 6), 3, ignore_fraction=0.2)
+    masks[masks == 255] = 2
+    expected = ref.call(probe_prior, masks, 4, 2)
+    actual = sub.call(probe_prior, masks, 4, 2, timeout=FAST_S)
+    assert_close(actual, expected, what="prior with ignore_index=2", rtol=1e-5)
+    expect(bool(torch.isfinite(actual).all()), "the prior holds NaN or inf")
+
+
+@unit("unet_prior", points=0.5, message="predict_prior must return the prior repeated for n images: (n, n_class, H, W).")
+def test_predict_prior(sub, ref):
+    """Does predict_prior repeat the prior for every image of a batch?"""
+    import torch
+
+    prior = torch.rand(4, 5, 3, generator=torch.Generator().manual_seed(3))
+    prior /= prior.sum(0, keepdim=True)
+    for n in (1, 3):
+        expected = ref.call(probe_predict_prior, prior, n)
+        actual = sub.call(probe_predict_prior, prior, n, timeout=FAST_S)
+        expect_tensor(actual, what=f"prediction for n={n}", shape=expected.shape)
+        assert_close(actual, expected, what=f"prediction for n={n}", rtol=1e-6)
+
+
+# --- unet_confusion (1 point) ------------------------------------------------------------------------
+
+@unit("unet_confusion", points=0.5, message="confusion_matrix differs from the expected counts (rows = ground truth, "
+      "columns = prediction; skip ignore pixels and targets outside [0, n_class)).")
+def test_confusion_counts(sub, ref):
+    """Are the counts right on batched and unbatched labels with ignore pixels and absent classes?"""
+    import torch
+
+    cases = []
+    target, _ = _random_labels(1, (4, 23, 31), 9, absent=(4,))
+    _, pred = _random_labels(2, (4, 23, 31), 9, ignore_fraction=0)
+    cases.append((pred, target, 9, None))
+    target, _ = _random_labels(3, (17, 19), 4)
+    _, pred = _random_labels(4, (17, 19), 4, ignore_fraction=0, absent=(2,))
+    target[0, :5] = 9  # outside [0, n_class): skipped like ignore pixels
+    cases.append((pred, target, 4, None))
+    target, _ = _random_labels(5, (3, 8, 8), 3, ignore_fraction=0.0)
+    target[:, 0] = 7
+    cases.append((pred[:8, :8].expand(3, 8, 8).clamp(max=2).contiguous(), target, 3, 7))
+    for i, (pred, target, n_class, ignore_index) in enumerate(cases):
+        expected = ref.call(probe_confusion, pred, target, n_class, ignore_index)
+        actual = sub.call(probe_confusion, pred, target, n_class, ignore_index, timeout=FAST_S)
+        expect_tensor(actual, what=f"case {i + 1}: confusion matrix", shape=expected.shape)
+        expect(torch.equal(actual.long(), expected), f"case {i + 1}: the counts are wrong")
+
+
+@unit("unet_confusion", points=0.5, message="confusion_matrix must return an int64 (n_class, n_class) tensor and "
+      "accept int32, int64 and uint8 labels.")
+def test_confusion_dtypes(sub, ref):
+    """Does it return int64 counts for int32, int64 and uint8 inputs alike?"""
+    import torch
+
+    for dtype in (torch.int32, torch.int64, torch.uint8):
+        target, _ = _random_labels(6, (2, 9, 11), 5, dtype=dtype)
+        _, pred = _random_labels(7, (2, 9, 11), 5, ignore_fraction=0, dtype=dtype)
+        expected = ref.call(probe_confusion, pred, target, 5)
+        actual = sub.call(probe_confusion, pred, target, 5, timeout=FAST_S)
+        expect_tensor(actual, what=f"confusion matrix for {dtype} inputs", shape=expected.shape, dtype=torch.int64)
+        expect(torch.equal(actual, expected), f"the counts are wrong for {dtype} inputs")
+
+
+# --- unet_iou (1 point) ---------------------------------------------------------------------------
+
+def _confusions():
+    import torch
+
+    generator = torch.Generator().manual_seed(12)
+    confs = []
+    conf = torch.randint(0, 50, (9, 9), generator=generator)
+    conf[3, :] = 0
+    conf[:, 3] = 0  # class 3 absent everywhere -> NaN
+    confs.append(conf)
+    conf = torch.randint(0, 9, (4, 4), generator=generator)
+    conf[1, :] = 0  # never in the ground truth but predicted -> IoU 0, not NaN
+    confs.append(conf)
+    confs.append(torch.diag(torch.tensor([5, 0, 7])))
+    return confs
+
+
+@unit("unet_iou", points=0.75, message="iou_per_class differs from diag / (row sum + column sum - diag), "
+      "or NaN is not where the denominator is zero.")
+def test_iou_values(sub, ref):
+    """Are per-class IoUs right, with NaN exactly for classes absent from prediction and ground truth?"""
+    for i, conf in enumerate(_confusions()):
+        actual, expected = sub.call(probe_iou, conf, timeout=FAST_S), ref.call(probe_iou, conf)
+        expect(type(actual) is dict, "iou_per_class / mean_iou did not return plain values")
+        assert_close(actual["iou"], expected["iou"], what=f"case {i + 1}: IoU per class", rtol=1e-5)
+
+
+@unit("unet_iou", points=0.25, message="mean_iou must be a Python float: the mean over classes whose IoU is defined.")
+def test_mean_iou(sub, ref):
+    """Is mean_iou a finite Python float that skips NaN classes?"""
+    for i, conf in enumerate(_confusions()):
+        actual, expected = sub.call(probe_iou, conf, timeout=FAST_S), ref.call(probe_iou, conf)
+        expect(type(actual) is dict and actual.get("miou_type") == "float",
+               f"mean_iou returned a {actual.get('miou_type') if type(actual) is dict else '?'}, expected float")
+        assert_close(actual["miou"], expected["miou"], what=f"case {i + 1}: mean IoU", rtol=1e-5)
+
+
+# --- unet_weights (1 point) ---------------------------------------------------------------------------
+
+@unit("unet_weights", points=1, message="class_weights differs from (labelled pixels) / (pixels of class c), with 0 "
+      "for absent classes, ignore pixels and labels outside [0, n_class) not counted; float tensor (n_class,).")
+def test_class_weights(sub, ref):
+    """With ignore pixels and absent classes, are the inverse-frequency weights right?"""
+    import torch
+
+    masks, _ = _random_labels(31, (3, 14, 17), 9, ignore_fraction=0.25, absent=(2, 6))
+    masks[0, 0, :3] = 9  # outside [0, n_class): not labelled
+    few, _ = _random_labels(32, (40,), 3, ignore_fraction=0.1)
+    cases = [(masks, 9, None), (few, 3, None), (few.clone().masked_fill(few == 255, 1), 3, 1)]
+    for i, (labels, n_class, ignore_index) in enumerate(cases):
+        expected = ref.call(probe_weights, labels, n_class, ignore_index)
+        actual = sub.call(probe_weights, labels, n_class, ignore_index, timeout=FAST_S)
+        expect_tensor(actual, what=f"case {i + 1}: weights", shape=expected.shape)
+        expect(actual.is_floating_point(), f"case {i + 1}: the weights must be a float tensor")
+        assert_close(actual, expected, what=f"case {i + 1}: weights", rtol=1e-5)
+
+
+# --- unet_wce (2 points) -----------------------------------------------------------------------------
+
+def _wce_cases():
+    import torch
+
+    generator = torch.Generator().manual_seed(41)
+    cases = []
+    logits = torch.randn(2, 5, 6, 7, generator=generator) * 3
+    target, _ = _random_labels(42, (2, 6, 7), 5, ignore_fraction=0.2)
+    weight = torch.tensor([0.5, 2.0, 0.0, 4.0, 1.0])  # class 2 has weight zero
+    cases.append((logits, target, weight, None))
+    logits = torch.randn(1, 3, 4, 9, generator=generator)
+    target, _ = _random_labels(43, (1, 4, 9), 3, ignore_fraction=0.0, absent=(1,))
+    cases.append((logits, target, torch.tensor([3.0, 0.25, 1.5]), None))
+    logits = torch.randn(3, 4, 5, 5, generator=generator) * 2
+    target, _ = _random_labels(44, (3, 5, 5), 4, ignore_fraction=0.3)
+    target[target == 255] = 3  # ignore_index 3: class 3 never counted
+    cases.append((logits, target, torch.tensor([1.0, 7.0, 0.5, 2.0]), 3))
+    return cases
+
+
+@unit("unet_wce", points=1, message="The loss value differs from the weighted cross-entropy: sum of w_y * "
+      "(-log softmax) over non-ignored pixels divided by the sum of their weights w_y (not by the pixel count).")
+def test_wce_value(sub, ref):
+    """With ignore pixels and zero weights, is the loss value the reference's (= F.cross_entropy with weight)?"""
+    for i, (logits, target, weight, ignore_index) in enumerate(_wce_cases()):
+        actual = sub.call(probe_wce, logits, target, weight, ignore_index, timeout=FAST_S)
+        expected = ref.call(probe_wce, logits, target, weight, ignore_index)
+        expect(type(actual) is dict and actual.get("loss_type") == "Tensor",
+               "weighted_cross_entropy must return a scalar tensor")
+        assert_close(actual["loss"], expected["loss"], what=f"case {i + 1}: loss", rtol=1e-4)
+
+
+@unit("unet_wce", points=1, message="The gradient of the loss with respect to the logits differs from the reference "
+      "(ignore pixels and zero-weight classes get no gradient; the loss must stay differentiable).")
+def test_wce_gradient(sub, ref):
+    """Is the gradient w.r.t. the logits the reference's, with ignore pixels and zero weights?"""
+    for i, (logits, target, weight, ignore_index) in enumerate(_wce_cases()):
+        actual = sub.call(probe_wce, logits, target, weight, ignore_index, timeout=FAST_S)
+        expected = ref.call(probe_wce, logits, target, weight, ignore_index)
+        expect(type(actual) is dict and actual.get("loss_type") == "Tensor",
+               "weighted_cross_entropy must return a scalar tensor")
+        assert_close(actual["grad"], expected["grad"], what=f"case {i + 1}: gradient", rtol=1e-4, atol=1e-7)
+
+
+# --- unet_model (4 points) -----------------------------------------------------------------------
+
+UNET_SIZES = [(1, 3, 16, 16), (2, 3, 17, 23), (1, 3, 40, 56)]
+
+
+@unit("unet_model", points=1.5, message="UNet's parameters and buffers do not match the specification (names such as "
+      "inc.double_conv.0.weight, down1.maxpool_conv.1.double_conv.0.weight, up1.up.weight, up1.conv.double_conv.0."
+      "weight, outc.conv.weight, and their shapes).")
+def test_unet_names_and_shapes(sub, ref):
+    """Does UNet have exactly the specified parameters and buffers, with the right shapes?"""
+    for args in ((4,), (2, 1)):
+        expected = ref.call(probe_state_shapes, "UNet", args)
+        actual = sub.call(probe_state_shapes, "UNet", args, timeout=60)
+        expect(type(actual) is dict, "the state dict could not be listed")
+        missing = [n for n in expected if n not in actual]
+        extra = [n for n in actual if n not in expected]
+        expect(not missing, f"UNet{args}: entries missing or misnamed: {missing[:6]}")
+        expect(not extra, f"UNet{args}: unexpected entries: {extra[:6]}")
+        wrong = [n for n in expected if actual[n] != expected[n]]
+        expect(not wrong, f"UNet{args}: wrong shapes: " + ", ".join(
+            f"{n} {actual[n]} (expected {expected[n]})" for n in wrong[:4]))
+
+
+@unit("unet_model", points=2, message="With the same weights as the reference (eval mode), UNet gives different "
+      "outputs: check the order of the layers, the concatenation order [skip, upsampled] and the zero-padding "
+      "of the upsampled map (left/top diff // 2, the rest right/bottom).")
+def test_unet_outputs(sub, ref):
+    """With identical weights, does UNet give the reference output for even and odd input sizes (16x16, 17x23, 40x56)?"""
+    actual = sub.call(probe_outputs, "UNet", UNET_SIZES, (4,), timeout=180)
+    expected = ref.call(probe_outputs, "UNet", UNET_SIZES, (4,))
+    expect(type(actual) is list and len(actual) == len(expected), "UNet did not return one tensor per input")
+    for size, a, e in zip(UNET_SIZES, actual, expected):
+        expect_tensor(a, what=f"output for input {size}", shape=e.shape)
+    for size, a, e in zip(UNET_SIZES, actual, expected):
+        assert_close(a, e, what=f"output for input {size} (same weights as the reference)", rtol=1e-3)
+
+
+@unit("unet_model", points=0.5, message="UNet(n_class, in_channels) must accept in_channels other than 3 and give "
+      "the reference output for it.")
+def test_unet_in_channels(sub, ref):
+    """With one input channel and two classes, does UNet match the reference?"""
+    sizes = [(1, 1, 24, 20)]
+    actual = sub.call(probe_outputs, "UNet", sizes, (2, 1), timeout=120)
+    expected = ref.call(probe_outputs, "UNet", sizes, (2, 1))
+    expect(type(actual) is list and len(actual) == 1, "UNet did not return a tensor")
+    assert_close(actual[0], expected[0], what="output for a 1-channel input", rtol=1e-3)
+
+
+# --- unet_resnet (3 points) ------------------------------------------------------------------------
+
+@unit("unet_resnet", points=0.5, message="ResNetUNet must return (N, n_class, H, W) for inputs whose H and W are "
+      "multiples of 32.")
+def test_resnet_unet_shapes(sub, ref):
+    """Is the output (N, n_class, H, W) for square and non-square inputs, batched or not?"""
+    sizes = [(1, 3, 32, 32), (2, 3, 64, 96), (1, 3, 96, 64)]
+    actual = sub.call(probe_resnet_shapes, sizes, 6, timeout=120)
+    expect(type(actual) is list and len(actual) == len(sizes), "ResNetUNet did not return one output per input")
+    for size, shape in zip(sizes, actual):
+        expect(shape == [size[0], 6, size[2], size[3]], f"input {list(size)} gave output {shape}")
+
+
+@unit("unet_resnet", points=0.5, message="`encoder` must be torchvision's ResNet-18: a resnet18 state dict must load "
+      "into it (only `fc` may be missing).")
+def test_resnet_unet_encoder(sub, ref):
+    """Does a torchvision resnet18 state dict load into `encoder` (strictly, except `fc`)?"""
+    result = sub.call(probe_resnet_encoder, 4, timeout=120)
+    expect(type(result) is dict, "the encoder could not be inspected")
+    expect(result.get("error") is None, str(result.get("error")))
+    expect(not result["missing"] and not result["unexpected"],
+           f"keys missing from the encoder: {result['missing']}, unexpected: {result['unexpected']}")
+    expect(result["same"], "after loading, the encoder does not hold the loaded weights")
+
+
+@unit("unet_resnet", points=1.5, message="A skip connection does not carry information: with layer4 (and the other "
+      "encoder stages) zeroed, changing layer3, layer2, layer1 or the stem (bn1/relu) output must change the "
+      "prediction. Concatenate each of them in the decoder and call the encoder's own modules.")
+def test_resnet_unet_skips(sub, ref):
+    """With the bottleneck zeroed, does each of layer3, layer2, layer1 and the stem still reach the output?"""
+    for stage, what in (("layer3", "layer3 (1/16)"), ("layer2", "layer2 (1/8)"), ("layer1", "layer1 (1/4)"),
+                        ("bn1", "the stem (1/2)")):
+        result = sub.call(probe_resnet_skips, 4, stage, (1, 3, 64, 64), timeout=120)
+        expect(type(result) is dict and result.get("shape") == [1, 4, 64, 64], "ResNetUNet's output has the wrong shape")
+        expect(result["change"] > 1e-6, f"the output does not depend on {what} when the other stages are zeroed")
+
+
+@unit("unet_resnet", points=0.5, message="The decoder must start with PyTorch's default (random) initialisation: "
+      "the output should vary over pixels and with the input.")
+def test_resnet_unet_not_constant(sub, ref):
+    """At initialisation, does the output vary over the pixels and with the input?"""
+    result = sub.call(probe_resnet_variation, 3, (2, 3, 64, 64), timeout=120)
+    expect(type(result) is dict, "ResNetUNet could not be run")
+    expect(result["pixel_std"] > 1e-6, "the output is constant over the pixels of an image")
+    expect(result["input_change"] > 1e-6, "the output does not depend on the input")

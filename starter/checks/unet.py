@@ -1,0 +1,136 @@
+"""Public self-checks of the U-Net assignment (see starter.checks)."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from starter.checks.core import expect as _expect, register as _register
+
+
+def _coordinate_pair(height, width):
+    """An image whose channels hold each pixel's row and column, and a mask holding row * width + column."""
+    rows = torch.arange(height).view(-1, 1).expand(height, width)
+    cols = torch.arange(width).view(1, -1).expand(height, width)
+    image = torch.stack([rows, cols, rows + cols]).float()
+    return image, (rows * width + cols).long()
+
+
+@_register("unet_augment")
+def _check_augment(random_crop_flip):
+    image, mask = _coordinate_pair(10, 12)
+    torch.manual_seed(0)
+    for flip_p in (0.0, 1.0):
+        out_image, out_mask = random_crop_flip(image, mask, (4, 6), flip_p=flip_p)
+        _expect(isinstance(out_image, torch.Tensor) and isinstance(out_mask, torch.Tensor), "return two tensors")
+        _expect(tuple(out_image.shape) == (3, 4, 6) and tuple(out_mask.shape) == (4, 6),
+                f"size (4, 6) gave image {tuple(out_image.shape)} and mask {tuple(out_mask.shape)}")
+        _expect(out_image.dtype == torch.float32 and out_mask.dtype == torch.int64, "keep the dtypes")
+        _expect(torch.equal(out_image[0].long() * 12 + out_image[1].long(), out_mask),
+                "image and mask crops come from different places (or only one of them was flipped)")
+        step = int(out_image[1, 0, 1] - out_image[1, 0, 0])
+        _expect(step == (-1 if flip_p == 1.0 else 1),
+                f"with flip_p={flip_p} the crop should {'' if flip_p == 1.0 else 'not '}be flipped left-right")
+    try:
+        random_crop_flip(image, mask, (11, 4))
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a crop taller than the image must raise ValueError")
+
+
+@_register("unet_prior")
+def _check_prior(fit_pixel_prior, predict_prior):
+    masks = torch.tensor([[[0, 1], [255, 2]], [[0, 2], [255, 2]]])
+    prior = fit_pixel_prior(masks, 3)
+    _expect(isinstance(prior, torch.Tensor) and tuple(prior.shape) == (3, 2, 2), "the prior is (n_class, H, W)")
+    _expect(prior.is_floating_point(), "the prior must be a float tensor")
+    _expect(torch.allclose(prior[:, 0, 0], torch.tensor([1.0, 0, 0])), "pixel (0, 0) is class 0 in both masks")
+    _expect(torch.allclose(prior[:, 0, 1], torch.tensor([0, 0.5, 0.5])), "pixel (0, 1) is class 1 once, 2 once")
+    _expect(torch.allclose(prior[:, 1, 0], torch.full((3,), 1 / 3)),
+            "a pixel never labelled gets 1 / n_class for every class")
+    batch = predict_prior(prior, 4)
+    _expect(isinstance(batch, torch.Tensor) and tuple(batch.shape) == (4, 3, 2, 2), "predict_prior gives (n, n_class, H, W)")
+    _expect(torch.allclose(batch[3], prior), "every image of the batch gets the prior")
+
+
+@_register("unet_confusion")
+def _check_confusion(confusion_matrix):
+    pred = torch.tensor([[0, 1], [1, 1]])
+    target = torch.tensor([[0, 1], [0, 255]])
+    conf = confusion_matrix(pred, target, 2)
+    _expect(isinstance(conf, torch.Tensor) and tuple(conf.shape) == (2, 2), "return a (n_class, n_class) tensor")
+    _expect(conf.dtype == torch.int64, f"dtype should be int64, got {conf.dtype}")
+    _expect(conf.tolist() == [[1, 1], [0, 1]], f"got {conf.tolist()} for the 2x2 example in the text of this check; "
+            "rows are ground truth, columns prediction, and 255 is skipped")
+
+
+@_register("unet_iou")
+def _check_iou(iou_per_class, mean_iou):
+    conf = torch.tensor([[2, 1, 0], [0, 1, 0], [0, 0, 0]])
+    iou = iou_per_class(conf)
+    _expect(isinstance(iou, torch.Tensor) and tuple(iou.shape) == (3,), "iou_per_class returns a (n_class,) tensor")
+    _expect(abs(float(iou[0]) - 2 / 3) < 1e-6 and abs(float(iou[1]) - 0.5) < 1e-6,
+            f"got {iou.tolist()}; class 0 has IoU 2/3 and class 1 has 1/2 here")
+    _expect(math.isnan(float(iou[2])), "a class absent from both prediction and ground truth has IoU NaN")
+    miou = mean_iou(conf)
+    _expect(isinstance(miou, float), f"mean_iou returns a Python float, got {type(miou).__name__}")
+    _expect(abs(miou - 7 / 12) < 1e-6, f"mean_iou should ignore NaN classes; got {miou}")
+
+
+@_register("unet_weights")
+def _check_weights(class_weights):
+    masks = torch.tensor([[0, 0, 0, 1], [255, 1, 0, 255]])  # 6 labelled: four 0s, two 1s, no 2
+    weight = class_weights(masks, 3)
+    _expect(isinstance(weight, torch.Tensor) and tuple(weight.shape) == (3,), "return a (n_class,) tensor")
+    _expect(weight.is_floating_point(), "the weights must be a float tensor")
+    _expect(torch.allclose(weight, torch.tensor([1.5, 3.0, 0.0])),
+            f"got {weight.tolist()}: 6 labelled pixels, 4 of class 0 and 2 of class 1 give [1.5, 3, 0]")
+
+
+@_register("unet_wce")
+def _check_wce(weighted_cross_entropy):
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5, generator=generator, requires_grad=True)
+    target = torch.randint(0, 3, (2, 4, 5), generator=generator)
+    target[0, 0] = 255
+    weight = torch.tensor([0.5, 2.0, 1.0])
+    loss = weighted_cross_entropy(logits, target, weight)
+    _expect(isinstance(loss, torch.Tensor) and loss.dim() == 0, "return a scalar tensor")
+    expected = F.cross_entropy(logits, target, weight=weight, ignore_index=255)
+    _expect(abs(loss.item() - expected.item()) < 1e-5,
+            "the value differs from F.cross_entropy(logits, target, weight=weight, ignore_index=255): "
+            "skip ignore pixels and divide by the sum of the pixels' weights")
+    loss.backward()
+    _expect(logits.grad is not None and float(logits.grad[0, :, 0].abs().sum()) == 0,
+            "ignore pixels must not receive gradient")
+
+
+@_register("unet_model")
+def _check_unet(unet_class):
+    model = unet_class(4).eval()
+    names = {name.split(".")[0] for name, _ in model.named_parameters()}
+    expected = {"inc", "down1", "down2", "down3", "down4", "up1", "up2", "up3", "up4", "outc"}
+    _expect(names == expected, f"top-level layers {sorted(names)}, expected {sorted(expected)}")
+    _expect(tuple(model.inc.double_conv[0].weight.shape) == (64, 3, 3, 3), "inc.double_conv[0] is Conv2d(3, 64, 3)")
+    _expect(tuple(model.up1.up.weight.shape) == (1024, 512, 2, 2), "up1.up is ConvTranspose2d(1024, 512, 2, stride=2)")
+    _expect(tuple(model.outc.conv.weight.shape) == (4, 64, 1, 1), "outc.conv is Conv2d(64, n_class, 1)")
+    for size in ((1, 3, 32, 32), (1, 3, 17, 23)):
+        with torch.no_grad():
+            out = model(torch.randn(size))
+        _expect(tuple(out.shape) == (size[0], 4, size[2], size[3]),
+                f"input {size} gave output {tuple(out.shape)}; pad the upsampled map to the skip's size")
+
+
+@_register("unet_resnet")
+def _check_resnet_unet(model_class):
+    import torchvision
+
+    model = model_class(5).eval()
+    _expect(isinstance(getattr(model, "encoder", None), torchvision.models.ResNet),
+            "self.encoder must be torchvision's resnet18")
+    for size in ((1, 3, 64, 64), (2, 3, 32, 96)):
+        with torch.no_grad():
+            out = model(torch.randn(size))
+        expected = (size[0], 5, size[2], size[3])
+        _expect(tuple(out.shape) == expected, f"input {size} gave {tuple(out.shape)}, expected {expected}")
