@@ -146,6 +146,9 @@ def run_job(job: Job, out_dir: Path, slot_pool: queue.Queue, options: argparse.N
             command += ["--hide", path]
         if options.no_sandbox:
             command.append("--no-sandbox")
+        for flag in ("cell_timeout", "probe_timeout_cap", "memory_mb"):
+            if getattr(options, flag) is not None:
+                command += [f"--{flag.replace('_', '-')}", str(getattr(options, flag))]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         try:
             completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
@@ -172,7 +175,11 @@ def main(argv=None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel submissions")
     parser.add_argument("--force", action="store_true", help="regrade even when a result is up to date")
     parser.add_argument("--no-sandbox", action="store_true", help="separate process and limits only (debugging)")
-    parser.add_argument("--submission-timeout", type=float, default=SUBMISSION_TIMEOUT_S)
+    parser.add_argument("--submission-timeout", type=float, default=SUBMISSION_TIMEOUT_S,
+                        help="seconds before one submission's grading is abandoned")
+    parser.add_argument("--cell-timeout", type=float, help="seconds one notebook cell may run (default 120)")
+    parser.add_argument("--probe-timeout-cap", type=float, help="cap on every check's time limit, in seconds")
+    parser.add_argument("--memory-mb", type=int, help="memory cap of each worker (default 6144)")
     options = parser.parse_args(argv)
 
     if not options.paths:

@@ -181,7 +181,8 @@ class Submission:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise WorkerTimeout("the submission used up its total time limit")
-        timeout = min(timeout or self.worker.limits.probe_timeout, remaining)
+        limits = self.worker.limits
+        timeout = min(timeout or limits.probe_timeout, remaining, limits.probe_timeout_cap or remaining)
         try:
             return self.worker.probe(source, name, args, kwargs, timeout=timeout)
         except WorkerError as exc:
@@ -271,11 +272,13 @@ def main(argv=None) -> int:
     parser.add_argument("--no-sandbox", action="store_true")
     parser.add_argument("--unit", action="append", help="only run the checks of this grade_id (repeatable)")
     parser.add_argument("--probe-timeout", type=float, default=Limits.probe_timeout)
+    parser.add_argument("--probe-timeout-cap", type=float, help="cap every check's time limit (seconds)")
     parser.add_argument("--cell-timeout", type=float, default=Limits.cell_timeout)
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
     args = parser.parse_args(argv)
     spec = load_assignment(args.assignment)
-    limits = Limits(probe_timeout=args.probe_timeout, cell_timeout=args.cell_timeout, memory_mb=args.memory_mb)
+    limits = Limits(probe_timeout=args.probe_timeout, cell_timeout=args.cell_timeout, memory_mb=args.memory_mb,
+                    probe_timeout_cap=args.probe_timeout_cap)
     options = {"slot": args.slot, "limits": limits, "hide": tuple(args.hide), "sandbox": not args.no_sandbox}
     result = grade(spec, args.notebook, args.student, worker_options=options, log_path=args.log,
                    cache_dir=args.cache, units=set(args.unit) if args.unit else None)

@@ -76,6 +76,7 @@ class Limits:
     probe_timeout: float = 60.0
     startup_timeout: float = 120.0
     submission_timeout: float = 900.0  # all probes of one submission together
+    probe_timeout_cap: float | None = None  # if set, also caps the timeouts checks ask for
     memory_mb: int = 6144
     cpu_seconds: int = 1800
     max_processes: int = 512  # threads count too (torch/OpenMP pools)
