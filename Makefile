@@ -68,3 +68,17 @@ bench: setup
 
 clean:
 	rm -rf grades build dist .pytest_cache
+
+# Gradescope autograder zips: dist/gradescope-<assignment>.zip for every assignment, or only
+# ASSIGNMENT=fcn (ASSIGNMENT=fcn,cam: one zip grading both). See docs/instructor-guide.md.
+.PHONY: gradescope
+gradescope: setup
+	@set -e; for a in $(if $(ASSIGNMENT),$(ASSIGNMENT),$$($(RUN) -c "from grader.notebooks import assignment_names; print(' '.join(assignment_names()))")); do \
+		$(RUN) -m grader.gradescope --assignment $$a --out dist/gradescope-$$(echo $$a | tr , -).zip; \
+	done
+
+# Student bundle: dist/student-bundle.zip (notebooks, starter, data scripts, environment files,
+# STUDENT_README.md; never solutions/grader/tests). ASSIGNMENTS=fcn,cam releases only those.
+.PHONY: release
+release: setup
+	$(RUN) -m grader.release $(if $(ASSIGNMENTS),--assignments $(ASSIGNMENTS))

@@ -11,7 +11,8 @@ What the contract fixes, and so what is compared:
 - cam_top1: the class exactly, the probability to float tolerance, the Python types.
 - cam_compute / cam_overlay: uint8 results equal to the reference within one grey level
   (rounding versus truncation, float32 versus float64 and OpenCV's fixed-point bilinear
-  interpolation may each move a value by one).
+  interpolation may each move a value by one); two for cam_compute, where rounding before the
+  resize and the resize's own rounding add up.
 """
 
 from grader.harness import assert_close, expect, expect_tensor, unit, uses
@@ -38,6 +39,7 @@ def probe_forward(ns, batch, size, train):
             "params": torch.stack([fingerprint(p) for p in net.parameters()]),
             "buffers": torch.stack([fingerprint(b) for b in net.buffers()]),
             "modes": [bool(m.training) for m in net.modules()],
+            "hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.modules()),
         }
 
     before = state()
@@ -72,14 +74,14 @@ def _reply(value, what):
     return value
 
 
-def _expect_uint8_close(actual, expected, *, what, type_name):
-    """A uint8 NumPy result of the reference's shape, within one grey level of it."""
+def _expect_uint8_close(actual, expected, *, what, type_name, levels=1):
+    """A uint8 NumPy result of the reference's shape, within `levels` grey levels of it."""
     import torch
 
     expect(type_name == "numpy.ndarray", f"{what} should be a NumPy array, got {type_name}")
     expect_tensor(actual, what=what, shape=expected.shape, dtype=torch.uint8)
     largest = int((actual.int() - expected.int()).abs().max()) if expected.numel() else 0
-    expect(largest <= 1, f"{what} differs from the expected values (by up to {largest} grey levels)")
+    expect(largest <= levels, f"{what} differs from the expected values (by up to {largest} grey levels)")
 
 
 # --- cam_forward (2 points) ---------------------------------------------------------------------
@@ -100,6 +102,8 @@ def _check_forward(sub, ref, train):
             assert_close(actual[key], expected[key], what=f"{what}: {name} (same weights as the reference)", rtol=1e-4)
         before, after = actual["before"], actual["after"]
         expect(after["modes"] == before["modes"], f"{what}: the network's train/eval mode was changed")
+        expect(after.get("hooks") == before.get("hooks"), f"{what}: a hook was left registered on the network "
+               "(remove it, e.g. handle.remove() in a finally block)")
         expect(torch.equal(after["params"], before["params"]), f"{what}: the network's parameters were changed")
         if not train:
             expect(torch.equal(after["buffers"], before["buffers"]),
@@ -200,7 +204,9 @@ def _check_cams(sub, ref, cases):
         what = f"case {i + 1}: CAM of a {features.shape[2]}x{features.shape[3]} map at {shown}"
         actual = _reply(sub.call(probe_cam, features, weights, idx, size, timeout=FAST_TIMEOUT), what)
         expected = ref.call(probe_cam, features, weights, idx, size)
-        _expect_uint8_close(actual.get("cam"), expected["cam"], what=what, type_name=actual.get("type"))
+        # Rounding (not truncating) before cv2.resize moves a value by one, and the bilinear
+        # resize's own fixed-point rounding by one more: two grey levels.
+        _expect_uint8_close(actual.get("cam"), expected["cam"], what=what, type_name=actual.get("type"), levels=2)
 
 
 @unit("cam_compute", points=1, message="return_cam differs from the expected map: weight_fc[idx] @ features "

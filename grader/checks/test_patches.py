@@ -268,12 +268,16 @@ def test_weights_values(sub, ref):
 @unit("patch_weights", points=0.5, message="class_weights must give 0 (not inf or NaN) to a class that does not "
       "occur, honour the ignore_index argument and accept any integer dtype.")
 def test_weights_absent_and_ignore(sub, ref):
-    """Do absent classes get weight 0, with a custom ignore_index and int32/uint8 masks?"""
+    """Do absent classes get weight 0, with a custom ignore_index (also one that is a class id), a class seen once, and int32/uint8 masks?"""
     import torch
 
+    # ignore_index 0 is a class id here: its pixels are unlabelled, so class 0 is absent; class 2 occurs once.
+    once = _labels(13, (6, 7), 4, absent=(2,), ignore_fraction=0.2, ignore_value=0)
+    once[3, 4] = 2
     cases = [(_labels(10, (3, 11, 11), 5, absent=(1, 3)), 5, None),
              (_labels(11, (20, 20), 4, absent=(0,), ignore_value=7, dtype=torch.int32), 4, 7),
-             (_labels(12, (2, 9, 9), 5, absent=(4,), dtype=torch.uint8), 5, None)]
+             (_labels(12, (2, 9, 9), 5, absent=(4,), dtype=torch.uint8), 5, None),
+             (once, 4, 0)]
     for i, (masks, n_class, ignore_index) in enumerate(cases):
         actual = sub.call(probe_weights, masks, n_class, ignore_index)
         expected = ref.call(probe_weights, masks, n_class, ignore_index)
