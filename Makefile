@@ -13,7 +13,7 @@ STAMP := $(VENV)/.segkit-ready
 RUN := PYTHONPATH=$(CURDIR) $(PY)
 JOBS ?= $(shell nproc)
 
-.PHONY: help setup test test-fast grade generate check-generated bench notebooks clean venv-path
+.PHONY: help setup test test-fast grade generate check-generated bench quality clean venv-path
 
 help:
 	@echo "make grade     grade submissions into grades/ (default: the bundled examples)"
@@ -22,6 +22,7 @@ help:
 	@echo "make setup     create the virtual environment ($(VENV))"
 	@echo "make generate  regenerate notebooks/ from solutions/"
 	@echo "make bench     print the benchmarks' figures"
+	@echo "make quality   regenerate docs/quality.md (mutants, hostile corpus, benchmarks, CI time)"
 
 setup: $(STAMP)
 
@@ -63,8 +64,13 @@ check-generated: setup
 	$(RUN) -m grader.generate --check
 
 bench: setup
-	$(RUN) bench/fcn_speed.py
-	$(RUN) bench/grade_speed.py
+	$(RUN) bench/train_speed.py
+	$(RUN) bench/confusion_speed.py
+	$(RUN) bench/grade_speed.py --assignment fcn
+
+# docs/quality.md: mutation score, specificity, hostile corpus, benchmarks, CI time (slow: ~1 h).
+quality: setup
+	$(RUN) bench/quality_report.py
 
 clean:
 	rm -rf grades build dist .pytest_cache
@@ -82,3 +88,7 @@ gradescope: setup
 .PHONY: release
 release: setup
 	$(RUN) -m grader.release $(if $(ASSIGNMENTS),--assignments $(ASSIGNMENTS))
+
+# Mutation testing of the hidden checks (slow: ~30 min on 2 cores); writes docs/mutation-report.md.
+mutants: setup
+	$(RUN) -m grader.mutate --report docs/mutation-report.md --json build/mutation.json -j $(JOBS)

@@ -48,12 +48,13 @@ def backbone_keys(model):
 
 
 def fingerprint(tensor):
-    """A few numbers that change whenever any element of `tensor` changes (cheap to send)."""
+    """The float64 sum and up to 4096 evenly strided elements of `tensor`: changes whenever an
+    element changes value or place (a wrong reshape too), without copying large tensors."""
     import torch
 
-    flat = tensor.detach().double().flatten()
-    ramp = torch.arange(flat.numel(), dtype=torch.float64) % 101 + 1
-    return torch.stack([flat.sum(), (flat * flat).sum(), (flat * ramp).sum()])
+    flat = tensor.detach().reshape(-1)
+    stride = max(1, flat.numel() // 4096)
+    return torch.cat([flat.sum(dtype=torch.float64).reshape(1), flat[::stride].double()])
 
 
 def make_input(shape, seed):

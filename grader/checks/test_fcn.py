@@ -55,9 +55,9 @@ def probe_fcn_model(ns, class_name, model_args, sizes, key_mode=None):
                 init["transposed"][name] = module.weight.detach().clone()
                 init["bilinear"][name] = ns["get_upsampling_weight"](n_class, n_class, module.kernel_size[0])
             elif name.startswith("score"):
-                init["score"][name] = float(module.weight.abs().sum() + module.bias.abs().sum())
+                init["score"][name] = float(module.weight.detach().abs().sum() + module.bias.detach().abs().sum())
             elif isinstance(module, nn.Conv2d) and not name.startswith("backbone"):
-                init["trunk_std"][name] = float(module.weight.std())
+                init["trunk_std"][name] = float(module.weight.detach().std())
         result["init"] = init
     except Exception as exc:
         result["errors"]["inspect"] = error(exc)
@@ -106,10 +106,18 @@ def probe_vgg_copy(ns):
             self.fc7 = nn.Conv2d(4096, 4096, 1)
             self.score_fr = nn.Conv2d(4096, 3, 1)
 
-    vgg = torchvision.models.vgg16(weights=None)
+    import torch
+
+    # Built on the meta device and then given memory: skips PyTorch's (slow) default init.
+    with torch.device("meta"):
+        vgg = torchvision.models.vgg16(weights=None)
+        target = FCNLayers()
+    vgg = vgg.to_empty(device="cpu")
     seed_params(vgg, lambda name: "vgg." + name)
-    target = FCNLayers()
-    seed_params(target, lambda name: "before." + name)
+    target = target.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in target.state_dict().values():
+            tensor.fill_(0.5)  # a value no VGG weight has: anything left uncopied shows
     ns["copy_params_from_vgg16"](target, vgg)
     return {name: fingerprint(t) for name, t in target.state_dict().items()}
 

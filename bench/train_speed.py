@@ -1,6 +1,7 @@
-"""Training throughput of the solution FCN-8s: starter.fit's settings vs a plain batch-1 fp32 loop.
+"""Training throughput of the solution FCN-8s, UNet and ResNet-UNet: starter.fit's settings vs a
+plain batch-1 fp32 loop.
 
-    python bench/fcn_speed.py [--size 128] [--steps 4] [--batch 4]
+    python bench/train_speed.py [--size 128] [--steps 3] [--batch 4] [--models fcn8s,unet,resnet_unet]
 
 Both loops run forward + backward + SGD step on the same random images in the same process.
 "fit settings" = batch `--batch`, channels_last, and AMP (bfloat16/float16) on CUDA; "baseline" =
@@ -33,7 +34,7 @@ def images_per_second(model, device, *, batch, size, steps, channels_last, amp):
     images = torch.randn(batch, 3, size, size, device=device)
     if channels_last:
         images = images.to(memory_format=torch.channels_last)
-    targets = torch.randint(0, 12, (batch, size, size), device=device)
+    targets = torch.randint(0, 9, (batch, size, size), device=device)
     use_amp = amp and device.type == "cuda"
     dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
@@ -58,27 +59,37 @@ def images_per_second(model, device, *, batch, size, steps, channels_last, amp):
     return batch * steps / (time.perf_counter() - start)
 
 
+MODELS = {  # name -> (assignment, builder from the solution namespace)
+    "fcn8s": ("fcn", lambda ns: ns["FCN8s"](12)),
+    "unet": ("unet", lambda ns: ns["UNet"](9)),
+    "resnet_unet": ("unet", lambda ns: ns["ResNetUNet"](9)),
+}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args()
-    namespace = reference_namespace(load_assignment("fcn")).namespace
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"FCN-8s forward+backward, {args.size}x{args.size} images, torch {torch.__version__}, "
+    print(f"forward+backward+SGD step, {args.size}x{args.size} images, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")
-    for device in devices:
-        steps = args.steps if device.type == "cpu" else args.steps * 10
-        torch.manual_seed(0)
-        fit_rate = images_per_second(namespace["FCN8s"](12), device, batch=args.batch, size=args.size,
-                                     steps=steps, channels_last=True, amp=True)
-        torch.manual_seed(0)
-        base_rate = images_per_second(namespace["FCN8s"](12), device, batch=1, size=args.size,
-                                      steps=steps, channels_last=False, amp=False)
-        name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-        print(f"{name:>24}: fit settings {fit_rate:7.2f} img/s | baseline batch-1 fp32 {base_rate:7.2f} img/s "
-              f"| ratio {fit_rate / base_rate:.2f}x")
+    for model_name in args.models.split(","):
+        assignment, build = MODELS[model_name]
+        namespace = reference_namespace(load_assignment(assignment)).namespace
+        for device in devices:
+            steps = args.steps if device.type == "cpu" else args.steps * 10
+            torch.manual_seed(0)
+            fit_rate = images_per_second(build(namespace), device, batch=args.batch, size=args.size,
+                                         steps=steps, channels_last=True, amp=True)
+            torch.manual_seed(0)
+            base_rate = images_per_second(build(namespace), device, batch=1, size=args.size,
+                                          steps=steps, channels_last=False, amp=False)
+            name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+            print(f"{model_name:>12} on {name}: fit settings (batch {args.batch}, channels_last, AMP on CUDA) "
+                  f"{fit_rate:7.2f} img/s | baseline batch-1 fp32 {base_rate:7.2f} img/s | ratio {fit_rate / base_rate:.2f}x")
 
 
 if __name__ == "__main__":
