@@ -7,8 +7,8 @@
     python -m grader ... --student alice     # regrade one student (others are reused)
     options: --out grades  -j N  --force  --no-sandbox
 
-Each submission is graded by its own trusted runner process (`grader.runner`), which starts
-a sandboxed worker for the student's code. Finished results are kept in
+Submissions are graded by a pool of trusted processes (`grader.runner.grade`), each starting
+a sandboxed worker per submission for the student's code. Finished results are kept in
 <out>/results/<assignment>/<student>.json, keyed by a fingerprint of the submission and
 the grader, so an interrupted run resumes and a re-run reuses every unchanged result.
 """
@@ -19,14 +19,14 @@ import argparse
 import hashlib
 import json
 import os
-import queue
-import subprocess
+import multiprocessing
 import sys
-import threading
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -37,9 +37,9 @@ from grader.notebooks import (
 )
 from grader.report import summary_table, write_gradebook, write_run_report, write_submission_reports, protections_text
 from grader.runner import write_atomic
-from grader.sandbox import active_protections
+from grader.sandbox import Limits, active_protections
 
-SUBMISSION_TIMEOUT_S = 1800
+SUBMISSION_TIMEOUT_S = 900  # all checks of one submission together
 
 
 @dataclass(frozen=True)
@@ -134,36 +134,59 @@ def job_fingerprint(job: Job, grader_version: str) -> str:
     return hashlib.sha256(job.notebook.read_bytes() + grader_version.encode()).hexdigest()[:24]
 
 
-def run_job(job: Job, out_dir: Path, slot_pool: queue.Queue, options: argparse.Namespace, hide: list[str]) -> dict:
-    result_path = out_dir / "results" / job.assignment / f"{job.student}.json"
-    log_path = out_dir / "logs" / job.assignment / f"{job.student}.log"
-    slot = slot_pool.get()
-    try:
-        command = [sys.executable, "-m", "grader.runner", "--assignment", job.assignment, "--notebook",
-                   str(job.notebook), "--student", job.student, "--result", str(result_path) + ".partial",
-                   "--log", str(log_path), "--slot", str(slot), "--cache", str(out_dir / ".reference-cache")]
-        for path in hide:
-            command += ["--hide", path]
-        if options.no_sandbox:
-            command.append("--no-sandbox")
-        for flag in ("cell_timeout", "probe_timeout_cap", "memory_mb"):
-            if getattr(options, flag) is not None:
-                command += [f"--{flag.replace('_', '-')}", str(getattr(options, flag))]
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-        try:
-            completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                                       timeout=options.submission_timeout)
-            failure = "" if completed.returncode == 0 else completed.stderr[-3000:]
-        except subprocess.TimeoutExpired:
-            failure = f"grading took longer than {options.submission_timeout} s"
-        partial = Path(str(result_path) + ".partial")
-        if failure or not partial.exists():
-            raise RuntimeError(f"grading {job.student}/{job.assignment} failed: {failure}")
-        result = json.loads(partial.read_text())
-        partial.unlink()
-        return result
-    finally:
-        slot_pool.put(slot)
+@lru_cache(maxsize=None)
+def _assignment(name: str):
+    return load_assignment(name)
+
+
+def grade_job(job: Job, out_dir: Path, settings: dict) -> dict:
+    """Grade one submission; runs in a (trusted) pool process that grades many in turn, so
+    imports and the reference solution are loaded once per process, not once per student."""
+    from grader.runner import grade
+
+    options = {"limits": Limits(**settings["limits"]), "hide": tuple(settings["hide"]),
+               "sandbox": settings["sandbox"], "slot": os.getpid() % 1000}
+    return grade(_assignment(job.assignment), job.notebook, job.student, worker_options=options,
+                 log_path=out_dir / "logs" / job.assignment / f"{job.student}.log",
+                 cache_dir=Path(settings["reference_cache"]))
+
+
+def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, jobs: int, on_result) -> list[str]:
+    """Grade in a pool of `jobs` processes; a pool process that dies (e.g. killed for memory) is
+    replaced and its submission retried once. Returns failure messages."""
+    attempts = {job: 0 for job, _ in pending}
+    fingerprints = dict(pending)
+    todo = [job for job, _ in pending]
+    failures = []
+    progress = tqdm(total=len(todo), desc="grading", unit="submission", disable=not todo)
+    context = multiprocessing.get_context("spawn")
+    while todo:
+        retry = []
+        with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=context) as pool:
+            futures = {pool.submit(grade_job, job, out_dir, settings): job for job in todo}
+            for future in as_completed(futures):
+                job = futures[future]
+                attempts[job] += 1
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    if attempts[job] < 2:
+                        retry.append(job)
+                    else:
+                        failures.append(f"{job.student}/{job.assignment}: the grading process died twice")
+                        progress.update()
+                    continue
+                except Exception as exc:  # a bug in a check must not stop the others
+                    failures.append(f"{job.student}/{job.assignment}: {type(exc).__name__}: {exc}")
+                    progress.update()
+                    continue
+                result["fingerprint"] = fingerprints[job]
+                on_result(job, result)
+                progress.update()
+                progress.set_postfix_str(f"{job.student}: {result['total']:g}/{result['max']:g}")
+        todo = retry
+    progress.close()
+    return failures
 
 
 def main(argv=None) -> int:
@@ -180,6 +203,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cell-timeout", type=float, help="seconds one notebook cell may run (default 120)")
     parser.add_argument("--probe-timeout-cap", type=float, help="cap on every check's time limit, in seconds")
     parser.add_argument("--memory-mb", type=int, help="memory cap of each worker (default 6144)")
+    parser.add_argument("--reference-cache", type=Path, default=REPO_ROOT / "build" / "reference-cache",
+                        help="cache of the reference solution's probe results (shared by runs)")
     options = parser.parse_args(argv)
 
     if not options.paths:
@@ -214,28 +239,21 @@ def main(argv=None) -> int:
     if results:
         print(f"Reusing {len(results)} up-to-date result(s); grading {len(pending)}.")
 
-    slot_pool: queue.Queue = queue.Queue()
-    for slot in range(max(1, options.jobs)):
-        slot_pool.put(slot)
-    failures = []
+    settings = {
+        "limits": {k: v for k, v in (("cell_timeout", options.cell_timeout), ("memory_mb", options.memory_mb),
+                                     ("probe_timeout_cap", options.probe_timeout_cap),
+                                     ("submission_timeout", options.submission_timeout)) if v is not None},
+        "hide": hide, "sandbox": not options.no_sandbox, "reference_cache": str(options.reference_cache.resolve()),
+    }
     started = time.time()
-    with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-        futures = {pool.submit(run_job, job, out_dir, slot_pool, options, hide): (job, fp) for job, fp in pending}
-        progress = tqdm(as_completed(futures), total=len(futures), desc="grading", unit="submission",
-                        disable=not pending)
-        for future in progress:
-            job, fingerprint = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:  # a runner crash must not stop the others
-                failures.append(f"{job.student}/{job.assignment}: {exc}")
-                continue
-            result["fingerprint"] = fingerprint
-            write_atomic(out_dir / "results" / job.assignment / f"{job.student}.json",
-                         json.dumps(result, indent=1, sort_keys=True))
-            write_submission_reports(result, out_dir)
-            results[job] = result
-            progress.set_postfix_str(f"{job.student}: {result['total']:g}/{result['max']:g}")
+
+    def on_result(job: Job, result: dict):
+        write_atomic(out_dir / "results" / job.assignment / f"{job.student}.json",
+                     json.dumps(result, indent=1, sort_keys=True))
+        write_submission_reports(result, out_dir)
+        results[job] = result
+
+    failures = grade_all(pending, out_dir, settings, options.jobs, on_result)
 
     all_results = list(results.values())
     for result in all_results:  # reports of reused results may be missing (e.g. deleted by hand)

@@ -108,8 +108,7 @@ def test_hostile_example_earns_nothing_and_disturbs_nobody(graded, name):
     # Nothing the hostile cells tried to write landed anywhere we can see.
     assert not Path("/tmp/grades.csv").exists()
     written = {p.relative_to(graded["out"]).parts[0] for p in graded["out"].rglob("*")}
-    assert written <= {"results", "logs", "feedback", "gradescope", "grades.csv", "report.md", ".reference-cache",
-                       "submissions"}
+    assert written <= {"results", "logs", "feedback", "gradescope", "grades.csv", "report.md", "submissions"}
     rows = list(csv.DictReader((graded["out"] / "grades.csv").open()))
     assert [r["total"] for r in rows if r["student_id"] == "example-hostile" and r["assignment"] == name] == ["0"]
 
