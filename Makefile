@@ -20,7 +20,10 @@ help:
 	@echo "               SUBMISSIONS=dir [ASSIGNMENT=fcn] [STUDENT=id] [JOBS=n] [FORCE=1]"
 	@echo "make test      the kit's whole test suite (sets the environment up first)"
 	@echo "make setup     create the virtual environment ($(VENV))"
-	@echo "make generate  regenerate notebooks/ from solutions/"
+	@echo "make generate  regenerate notebooks/ (and starter/assignments.json) from solutions/"
+	@echo "make release   dist/student-bundle.zip for students [ASSIGNMENTS=fcn,cam]"
+	@echo "make gradescope dist/gradescope-<assignment>.zip autograders [ASSIGNMENT=fcn]"
+	@echo "make mutants   mutation-test the hidden checks (docs/mutation-report.md)"
 	@echo "make bench     print the benchmarks' figures"
 	@echo "make quality   regenerate docs/quality.md (mutants, hostile corpus, benchmarks, CI time)"
 
@@ -59,9 +62,11 @@ test-fast: setup
 
 generate: setup
 	$(RUN) -m grader.generate
+	$(RUN) -m grader.release --manifest
 
 check-generated: setup
 	$(RUN) -m grader.generate --check
+	$(RUN) -m grader.release --check-manifest
 
 bench: setup
 	$(RUN) bench/train_speed.py

@@ -1,0 +1,174 @@
+"""Two independent correct implementations of every patches unit (see grader/alternatives/__init__.py)."""
+
+from grader.alternatives.fcn import CONFUSION_LOOPS, CONFUSION_NUMPY
+
+EXTRACT_UNFOLD = '''
+def extract_patches(image, size, stride):
+    """All windows with Tensor.unfold, then the grid's windows picked by advanced indexing."""
+    if image.dim() != 3:
+        raise ValueError("image must be (C, H, W)")
+    _, height, width = image.shape
+    if height < size or width < size:
+        raise ValueError(f"image of {height}x{width} is smaller than {size}")
+    rows = list(range(0, height - size + 1, stride))
+    if rows[-1] + size < height:
+        rows.append(height - size)
+    cols = list(range(0, width - size + 1, stride))
+    if cols[-1] + size < width:
+        cols.append(width - size)
+    positions = torch.tensor([[y, x] for y in rows for x in cols], dtype=torch.long)
+    windows = image.unfold(1, size, 1).unfold(2, size, 1)  # (C, H - size + 1, W - size + 1, size, size)
+    patches = windows[:, positions[:, 0], positions[:, 1]]  # (C, N, size, size)
+    return patches.permute(1, 0, 2, 3).contiguous(), positions
+'''
+
+EXTRACT_NARROW = '''
+def extract_patches(image, size, stride):
+    """Starts built with a while loop, positions with cartesian_prod, windows with narrow."""
+    height, width = image.shape[-2], image.shape[-1]
+    if min(height, width) < size:
+        raise ValueError("the image is smaller than the patch size")
+
+    def starts(length):
+        values, start = [], 0
+        while start + size <= length:
+            values.append(start)
+            start += stride
+        if values[-1] + size != length:
+            values.append(length - size)
+        return torch.tensor(values, dtype=torch.int64)
+
+    positions = torch.cartesian_prod(starts(height), starts(width)).reshape(-1, 2)
+    patches = [image.narrow(1, int(y), size).narrow(2, int(x), size) for y, x in positions]
+    return torch.stack(patches, dim=0), positions
+'''
+
+WEIGHTS_NUMPY = '''
+def class_weights(masks, n_class, ignore_index=IGNORE_INDEX):
+    """NumPy bincount."""
+    labels = np.asarray(masks).reshape(-1).astype(np.int64)
+    labels = labels[labels != ignore_index]
+    counts = np.bincount(labels, minlength=n_class)[:n_class].astype(np.float64)
+    weights = np.zeros(n_class, dtype=np.float64)
+    present = counts > 0
+    weights[present] = labels.size / counts[present]
+    return torch.from_numpy(weights).float()
+'''
+
+WEIGHTS_LOOPS = '''
+def class_weights(masks, n_class, ignore_index=IGNORE_INDEX):
+    """A loop over classes."""
+    flat = masks.flatten().to(torch.int64)
+    labelled = flat[flat != ignore_index]
+    weights = torch.zeros(n_class, dtype=torch.float32)
+    for c in range(n_class):
+        count = int((labelled == c).sum())
+        if count > 0:
+            weights[c] = labelled.numel() / count
+    return weights
+'''
+
+STITCH_INDEX_ADD = '''
+def stitch_patches(patch_logits, positions, out_size):
+    """Vectorised: flat pixel indices of every patch pixel, sums and counts with index_add_."""
+    n_patches, channels, size, _ = patch_logits.shape
+    height, width = out_size
+    positions = torch.as_tensor(positions).long().to(patch_logits.device)
+    dy, dx = torch.meshgrid(torch.arange(size, device=patch_logits.device),
+                            torch.arange(size, device=patch_logits.device), indexing="ij")
+    flat = ((positions[:, 0, None, None] + dy) * width + positions[:, 1, None, None] + dx).reshape(-1)
+    values = patch_logits.permute(1, 0, 2, 3).reshape(channels, -1)
+    total = patch_logits.new_zeros(channels, height * width).index_add_(1, flat, values)
+    count = patch_logits.new_zeros(height * width).index_add_(0, flat, patch_logits.new_ones(flat.numel()))
+    return (total / count.clamp(min=1)).reshape(channels, height, width)
+'''
+
+STITCH_NUMPY = '''
+def stitch_patches(patch_logits, positions, out_size):
+    """NumPy accumulation in float64."""
+    values = patch_logits.detach().cpu().numpy().astype(np.float64)
+    _, channels, size, _ = values.shape
+    total = np.zeros((channels, *out_size))
+    count = np.zeros(tuple(out_size))
+    for patch, (y, x) in zip(values, np.asarray(positions).tolist()):
+        total[:, y:y + size, x:x + size] += patch
+        count[y:y + size, x:x + size] += 1
+    count[count == 0] = 1
+    return torch.from_numpy(total / count).to(patch_logits.dtype)
+'''
+
+PREDICT_SPLIT = '''
+def predict_full(model, image, size, stride, batch_size=16):
+    """torch.split into batches, per-module modes saved in a dict and restored."""
+    modes = {module: module.training for module in model.modules()}
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    patches, positions = extract_patches(image, size, stride)
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = torch.cat([model(chunk.to(device)).to("cpu") for chunk in torch.split(patches, batch_size)])
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+    return stitch_patches(logits, positions, tuple(image.shape[1:]))
+'''
+
+PREDICT_GRAD_DISABLED = '''
+def predict_full(model, image, size, stride, batch_size=16):
+    """set_grad_enabled(False), an explicit batch loop, train(mode) restored module by module."""
+    previous = [module.training for module in model.modules()]
+    model.train(False)
+    patches, positions = extract_patches(image, size, stride)
+    device = next(iter(model.parameters())).device if any(True for _ in model.parameters()) else "cpu"
+    outputs = []
+    with torch.set_grad_enabled(False):
+        start = 0
+        while start < patches.shape[0]:
+            batch = patches[start:start + batch_size].to(device)
+            outputs.append(model(batch).detach().cpu())
+            start += batch_size
+    for module, mode in zip(model.modules(), previous):
+        module.train(mode)  # parents first, so each child ends with its own mode
+    return stitch_patches(torch.cat(outputs, dim=0), positions, (image.shape[1], image.shape[2]))
+'''
+
+PRF_NUMPY = '''
+def precision_recall_f1(conf):
+    """NumPy with 0/0 -> NaN (warnings silenced)."""
+    counts = np.asarray(conf, dtype=np.float64)
+    true_positive = np.diag(counts)
+    predicted, actual = counts.sum(axis=0), counts.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = true_positive / predicted
+        recall = true_positive / actual
+        f1 = 2 * true_positive / (predicted + actual)
+    return tuple(torch.from_numpy(v).float() for v in (precision, recall, f1))
+'''
+
+PRF_LOOPS = '''
+def precision_recall_f1(conf):
+    """A loop over classes with Python numbers."""
+    n_class = conf.shape[0]
+    precision, recall, f1 = [], [], []
+    nan = float("nan")
+    for c in range(n_class):
+        hits = float(conf[c, c])
+        predicted = float(conf[:, c].sum())
+        actual = float(conf[c, :].sum())
+        precision.append(hits / predicted if predicted else nan)
+        recall.append(hits / actual if actual else nan)
+        f1.append(2 * hits / (predicted + actual) if predicted + actual else nan)
+    return torch.tensor(precision), torch.tensor(recall), torch.tensor(f1)
+'''
+
+ALTERNATIVES = {
+    "patch_extract": [EXTRACT_UNFOLD, EXTRACT_NARROW],
+    "patch_weights": [WEIGHTS_NUMPY, WEIGHTS_LOOPS],
+    "patch_stitch": [STITCH_INDEX_ADD, STITCH_NUMPY],
+    "patch_predict": [PREDICT_SPLIT, PREDICT_GRAD_DISABLED],
+    "patch_confusion": [CONFUSION_NUMPY, CONFUSION_LOOPS],
+    "patch_prf": [PRF_NUMPY, PRF_LOOPS],
+}

@@ -1,0 +1,555 @@
+"""Mutation testing of the hidden checks: does every plausible bug in a solution lose points?
+
+    python -m grader.mutate                                   # every assignment, every unit
+    python -m grader.mutate --assignment fcn --unit fcn_iou   # one unit
+    python -m grader.mutate --max-per-unit 20 -j 2 --report docs/mutation-report.md
+    python -m grader.mutate --list --unit patch_weights       # print the mutants, grade nothing
+
+Each graded cell of a solution notebook is parsed; every statement lying inside a
+`### BEGIN SOLUTION` / `### END SOLUTION` region is mutated at the AST level, one small change
+at a time (a constant off by one, a flipped comparison, a dropped statement, a wrong dim, ...).
+A mutant is the solution notebook with that one cell replaced; it is graded with ONLY that
+unit's hidden checks (`grader.runner.grade(..., units={grade_id})`). A mutant is *caught* when
+the unit loses points. A surviving mutant is either listed in `EQUIVALENT` (it computes the
+same thing as the reference on everything the contract allows, with the reason) or it points at
+a missing hidden check.
+
+Only the mutated statement's lines are rewritten (with `ast.unparse`), so the rest of the cell,
+comments and the student-facing signature included, stays byte-for-byte identical; the
+signature of every function and class of the cell is verified unchanged.
+
+Mutant ids are `<operator>-<10 hex digits of sha1(mutated cell)>`: stable while the solution
+cell is unchanged. Sampling (`--max-per-unit`) is deterministic: operators take turns
+(round-robin, each operator's mutants in id order), so every kind of mutation is represented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import datetime
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+
+# Units whose grading builds VGG16-sized models (~10-20 s per grading on 2 cores): capped.
+EXPENSIVE_UNITS = {"fcn32s", "fcn16s", "fcn8s", "fcn_vgg_copy"}
+DEFAULT_MAX_PER_UNIT = 20
+EXPENSIVE_MAX_PER_UNIT = 8
+
+# Surviving mutants that are equivalent to the reference on everything the contract fixes.
+# Keyed by (grade_id, mutant id); the value is the reason.
+_DEFENSIVE_RANGE = ("masks hold class ids or ignore_index only (contract): the [0, n_class) range filter is "
+                    "defensive, and changing or dropping one bound changes nothing on such masks")
+_SOFTMAX_DIM = "logits are (1, C) (contract): dim=-1 is dim=1, and F.softmax's implicit dim on 2-D input is 1"
+EQUIVALENT: dict[tuple[str, str], str] = {
+    ("cam_forward", "const-577a3cd07c"): "net(x) runs layer4 exactly once: captured[0] is captured[-1]",
+    ("cam_top1", "dim-c11f5d01c0"): _SOFTMAX_DIM,
+    ("cam_top1", "dim-352ee8940e"): _SOFTMAX_DIM,
+    ("cam_top1", "drop_kwarg-33292b26bf"): _SOFTMAX_DIM,
+    ("patch_weights", "compare-a3f7d128be"): _DEFENSIVE_RANGE,
+    ("patch_weights", "operand-18e19d33dd"): _DEFENSIVE_RANGE,
+    ("patch_weights", "operand-d6ea96daeb"): _DEFENSIVE_RANGE,
+    ("patch_weights", "const-500ea7a2ed"): "integer labels: labels >= -0.5 is labels >= 0",
+    ("patch_weights", "const-37f4975298"): "clamp(min=...) only changes counts == 0, which torch.where maps to 0",
+    ("patch_weights", "const-543a0b6e94"): "clamp(min=...) only changes counts == 0, which torch.where maps to 0",
+}
+
+
+# --- mutation sites ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mutant:
+    grade_id: str
+    operator: str
+    mutant_id: str
+    line: int
+    description: str
+    source: str  # the whole mutated cell
+
+
+def solution_regions(source: str) -> list[tuple[int, int]]:
+    """(begin, end) line numbers (1-based) of each `### BEGIN/END SOLUTION` marker pair."""
+    regions, begin = [], None
+    for number, line in enumerate(source.splitlines(), start=1):
+        if line.strip() == BEGIN:
+            begin = number
+        elif line.strip() == END and begin is not None:
+            regions.append((begin, number))
+            begin = None
+    return regions
+
+
+def _inside(node: ast.AST, regions) -> bool:
+    start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+    return start is not None and any(b < start and end < e for b, e in regions)
+
+
+def _parents(tree: ast.AST) -> dict[int, tuple[ast.AST, str, int | None]]:
+    parents = {}
+    for parent in ast.walk(tree):
+        for name, value in ast.iter_fields(parent):
+            if isinstance(value, list):
+                for i, child in enumerate(value):
+                    if isinstance(child, ast.AST):
+                        parents[id(child)] = (parent, name, i)
+            elif isinstance(value, ast.AST):
+                parents[id(value)] = (parent, name, None)
+    return parents
+
+
+def _replace(parents, node, new):
+    parent, name, index = parents[id(node)]
+    ast.copy_location(new, node)
+    if index is None:
+        setattr(parent, name, new)
+    else:
+        getattr(parent, name)[index] = new
+
+
+def _number(node):
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float)
+
+
+def _literal_int(node):
+    try:
+        value = ast.literal_eval(node)
+    except ValueError:
+        return None
+    return value if type(value) is int else None
+
+
+def _mentions(node, name) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node))
+
+
+_COMPARE_SWAPS = {
+    ast.Lt: (ast.LtE, ast.Gt), ast.LtE: (ast.Lt, ast.GtE), ast.Gt: (ast.GtE, ast.Lt), ast.GtE: (ast.Gt, ast.LtE),
+    ast.Eq: (ast.NotEq,), ast.NotEq: (ast.Eq,), ast.Is: (ast.IsNot,), ast.IsNot: (ast.Is,),
+    ast.In: (ast.NotIn,), ast.NotIn: (ast.In,),
+}
+_BINOP_SWAPS = {
+    ast.Add: (ast.Sub,), ast.Sub: (ast.Add,), ast.Mult: (ast.Div,), ast.Div: (ast.Mult, ast.FloorDiv),
+    ast.FloorDiv: (ast.Mod, ast.Div), ast.Mod: (ast.FloorDiv,), ast.MatMult: (ast.Mult,), ast.Pow: (ast.Mult,),
+    ast.BitAnd: (ast.BitOr,), ast.BitOr: (ast.BitAnd,), ast.LShift: (ast.RShift,), ast.RShift: (ast.LShift,),
+}
+_DIM_KEYWORDS = ("dim", "axis")
+# Keywords whose removal is a plausible bug (a default that differs from what is needed).
+_DROPPABLE_KEYWORDS = {"dim", "axis", "minlength", "padding", "stride", "ceil_mode", "bias", "dtype", "keepdim",
+                       "ignore_index", "min", "max", "size", "device", "kernel_size", "dims", "weights_only",
+                       "align_corners", "mode", "groups", "dilation", "output_padding", "batch_size", "size"}
+
+
+def _sites(tree: ast.AST, regions):
+    """Yield (node index in ast.walk order, operator, variant, description) for every mutation."""
+    for index, node in enumerate(ast.walk(tree)):
+        if not _inside(node, regions):
+            continue
+        if _number(node):
+            value = node.value
+            deltas = (1, -1) if type(value) is int else (0.5, -0.5)
+            deltas = deltas + ((0.5, -0.5) if type(value) is int and value in (0, 1, 2) else ())
+            for delta in deltas:
+                yield index, "const", value + delta, f"constant {value!r} -> {value + delta!r}"
+        elif isinstance(node, ast.Compare):
+            for i, op in enumerate(node.ops):
+                for new in _COMPARE_SWAPS.get(type(op), ()):
+                    yield index, "compare", (i, new), f"comparison {type(op).__name__} -> {new.__name__}"
+            if any(_mentions(c, "ignore_index") for c in [node.left, *node.comparators]):
+                yield index, "ignore", None, "ignore_index comparison made always true"
+        elif isinstance(node, (ast.BinOp, ast.AugAssign)):
+            for new in _BINOP_SWAPS.get(type(node.op), ()):
+                yield index, "arith", new, f"operator {type(node.op).__name__} -> {new.__name__}"
+            if isinstance(node, ast.BinOp):
+                yield index, "operand", "left", "binary operation replaced by its left operand"
+                yield index, "operand", "right", "binary operation replaced by its right operand"
+        elif isinstance(node, ast.BoolOp):
+            new = ast.Or if isinstance(node.op, ast.And) else ast.And
+            yield index, "boolop", new, f"boolean {type(node.op).__name__} -> {new.__name__}"
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub, ast.Invert)):
+            yield index, "unary", None, f"unary {type(node.op).__name__} removed"
+        elif isinstance(node, ast.Call):
+            for i in range(len(node.args) - 1):
+                if ast.dump(node.args[i]) != ast.dump(node.args[i + 1]) and not any(
+                        isinstance(a, ast.Starred) for a in node.args[i:i + 2]):
+                    yield index, "swap_args", i, f"arguments {i} and {i + 1} of a call swapped"
+            for i, keyword in enumerate(node.keywords):
+                current = _literal_int(keyword.value) if keyword.arg in _DIM_KEYWORDS else None
+                if current is not None:
+                    for other in sorted({0, 1, -1, -2, current + 1} - {current}):
+                        yield index, "dim", (i, other), f"{keyword.arg}={current} -> {keyword.arg}={other}"
+                if keyword.arg in _DROPPABLE_KEYWORDS:
+                    yield index, "drop_kwarg", i, f"keyword {keyword.arg}= dropped"
+        elif isinstance(node, ast.Slice):
+            if node.lower is not None:
+                yield index, "slice", "lower+1", "slice start + 1"
+                yield index, "slice", "lower=None", "slice start removed"
+            if node.upper is not None:
+                yield index, "slice", "upper-1", "slice stop - 1"
+                yield index, "slice", "upper+1", "slice stop + 1"
+                yield index, "slice", "upper=None", "slice stop removed"
+        if isinstance(node, ast.stmt) and not isinstance(node, (ast.Pass, ast.FunctionDef, ast.ClassDef)):
+            yield index, "drop_stmt", None, f"statement dropped ({type(node).__name__})"
+        elif isinstance(node, ast.Return) and node.value is not None:
+            pass
+
+
+def _apply(tree: ast.AST, index: int, operator: str, variant) -> ast.AST:
+    """Mutate node number `index` (ast.walk order) of `tree` in place; returns the mutated node's statement."""
+    nodes = list(ast.walk(tree))
+    node = nodes[index]
+    parents = _parents(tree)
+    if operator == "const":
+        node.value = variant
+    elif operator == "compare":
+        i, new = variant
+        node.ops[i] = new()
+    elif operator == "ignore":
+        _replace(parents, node, ast.Constant(True))
+    elif operator == "arith":
+        node.op = variant()
+    elif operator == "operand":
+        _replace(parents, node, getattr(node, variant))
+    elif operator == "boolop":
+        node.op = variant()
+    elif operator == "unary":
+        _replace(parents, node, node.operand)
+    elif operator == "swap_args":
+        i = variant
+        node.args[i], node.args[i + 1] = node.args[i + 1], node.args[i]
+    elif operator == "dim":
+        i, other = variant
+        node.keywords[i].value = ast.parse(repr(other), mode="eval").body
+    elif operator == "drop_kwarg":
+        del node.keywords[variant]
+    elif operator == "slice":
+        if variant == "lower+1":
+            node.lower = ast.BinOp(node.lower, ast.Add(), ast.Constant(1))
+        elif variant == "lower=None":
+            node.lower = None
+        elif variant == "upper-1":
+            node.upper = ast.BinOp(node.upper, ast.Sub(), ast.Constant(1))
+        elif variant == "upper+1":
+            node.upper = ast.BinOp(node.upper, ast.Add(), ast.Constant(1))
+        elif variant == "upper=None":
+            node.upper = None
+    elif operator == "drop_stmt":
+        _replace(parents, node, ast.Pass())
+        return node
+    else:
+        raise ValueError(f"unknown operator {operator}")
+    return node
+
+
+def _enclosing_statement(tree, target_index, regions):
+    """The innermost statement inside a solution region that contains node `target_index`."""
+    nodes = list(ast.walk(tree))
+    target = nodes[target_index]
+    best = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and _inside(node, regions) and any(n is target for n in ast.walk(node)):
+            if best is None or (node.end_lineno - node.lineno) <= (best.end_lineno - best.lineno):
+                best = node
+    return best
+
+
+def _signatures(tree) -> list[str]:
+    """Names, arguments and bases of the cell's functions and classes (what the stub fixes)."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out.append(f"def {node.name}{ast.dump(node.args)}")
+        elif isinstance(node, ast.ClassDef):
+            out.append(f"class {node.name}{[ast.dump(b) for b in node.bases]}")
+    return out
+
+
+def mutants_of(grade_id: str, source: str) -> list[Mutant]:
+    """Every distinct, valid single mutation of the solution regions of one cell (deterministic order)."""
+    regions = solution_regions(source)
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    signature = _signatures(tree)
+    seen = {source}
+    result = []
+    for index, operator, variant, description in list(_sites(tree, regions)):
+        fresh = ast.parse(source)
+        statement = _enclosing_statement(fresh, index, regions)
+        if statement is None:
+            continue
+        start, end, indent = statement.lineno, statement.end_lineno, statement.col_offset
+        before = ast.unparse(statement)
+        mutated_node = _apply(fresh, index, operator, variant)
+        if operator == "drop_stmt":
+            # the dropped statement is its own enclosing statement: it becomes `pass`
+            statement_text = "pass"
+        else:
+            statement_text = ast.unparse(statement)
+            if statement_text == before:
+                continue  # a no-op mutation (e.g. -x -> -x after constant folding)
+        del mutated_node
+        new_lines = "".join(" " * indent + line + "\n" for line in statement_text.splitlines())
+        head = "".join(lines[:start - 1])
+        first = lines[start - 1]
+        if first[:indent].strip():  # the statement does not start its line (`a; b`): skip
+            continue
+        mutated = head + new_lines + "".join(lines[end:])
+        if mutated in seen:
+            continue
+        try:
+            mutated_tree = ast.parse(mutated)
+        except SyntaxError:
+            continue
+        if _signatures(mutated_tree) != signature or len(solution_regions(mutated)) != len(regions):
+            continue
+        seen.add(mutated)
+        digest = hashlib.sha1(f"{grade_id}\n{mutated}".encode()).hexdigest()[:10]
+        result.append(Mutant(grade_id, operator, f"{operator}-{digest}", start, description, mutated))
+    return result
+
+
+def sample(mutants: list[Mutant], limit: int | None) -> list[Mutant]:
+    """At most `limit` mutants, operators taking turns, each operator's mutants in id order."""
+    if limit is None or len(mutants) <= limit:
+        return list(mutants)
+    by_operator = defaultdict(list)
+    for mutant in sorted(mutants, key=lambda m: m.mutant_id):
+        by_operator[mutant.operator].append(mutant)
+    queues = [by_operator[name] for name in sorted(by_operator)]
+    chosen = []
+    while len(chosen) < limit:
+        for queue in queues:
+            if queue and len(chosen) < limit:
+                chosen.append(queue.pop(0))
+    return sorted(chosen, key=lambda m: (m.line, m.mutant_id))
+
+
+# --- grading ------------------------------------------------------------------------------------
+
+_SLOT = None
+
+
+def _init_worker(slot_counter):
+    global _SLOT
+    with slot_counter.get_lock():
+        _SLOT = 200 + slot_counter.value
+        slot_counter.value += 1
+
+
+def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int | None = None) -> dict:
+    """Grade the solution notebook with one cell replaced by the mutant, with that unit's checks only."""
+    from grader.examples import _replace_sources
+    from grader.notebooks import load_assignment, read_json_notebook
+    from grader.runner import grade
+    from grader.sandbox import Limits
+
+    os.environ.setdefault("SEGKIT_FAST", "1")
+    spec = load_assignment(assignment)
+    notebook = _replace_sources(read_json_notebook(spec.solution_path), {mutant.grade_id: mutant.source})
+    limits = Limits(probe_timeout=30, cell_timeout=60, submission_timeout=240)
+    options = {"slot": slot if slot is not None else (_SLOT or 200), "limits": limits, "hide": (), "sandbox": True}
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="segkit-mutant-") as folder:
+        path = Path(folder) / f"{assignment}.ipynb"
+        path.write_text(json.dumps(notebook), encoding="utf-8")
+        try:
+            result = grade(spec, path, mutant.mutant_id, worker_options=options, units={mutant.grade_id},
+                           cache_dir=Path(cache_dir))
+        except Exception as exc:  # the grader itself failed: reported, never counted as caught
+            return {"status": "error", "detail": f"{type(exc).__name__}: {exc}"[:300],
+                    "seconds": round(time.time() - started, 1)}
+    unit = result["units"][mutant.grade_id]
+    failed = [t["test"] for t in unit["tests"] if not t["passed"]]
+    status = "caught" if unit["points"] < unit["max_points"] else "survived"
+    return {"status": status, "points": unit["points"], "max_points": unit["max_points"], "failed": failed,
+            "seconds": round(time.time() - started, 1)}
+
+
+def _grade_job(job):
+    assignment, mutant, cache_dir = job
+    return assignment, mutant, grade_mutant(assignment, mutant, cache_dir)
+
+
+def collect(assignments, units, max_per_unit, expensive_max):
+    from grader.notebooks import load_assignment
+
+    plan = []  # (assignment, grade_id, generated count, sampled mutants)
+    for name in assignments:
+        spec = load_assignment(name)
+        for unit in spec.auto_units:
+            if units and unit.grade_id not in units:
+                continue
+            every = mutants_of(unit.grade_id, unit.source)
+            limit = expensive_max if unit.grade_id in EXPENSIVE_UNITS else max_per_unit
+            plan.append((name, unit.grade_id, len(every), sample(every, limit)))
+    return plan
+
+
+def default_assignments() -> list[str]:
+    from grader.notebooks import assignment_names
+
+    here = Path(__file__).parent
+    return [n for n in assignment_names() if (here / "example_specs" / f"{n}.py").exists()]
+
+
+def write_report(path: Path, plan, outcomes, command: str, seconds: float, jobs: int, reused: int = 0):
+    rows, survivors, errors = [], [], []
+    totals = defaultdict(int)
+    for name, grade_id, generated, chosen in plan:
+        counts = defaultdict(int)
+        for mutant in chosen:
+            outcome = outcomes[(grade_id, mutant.mutant_id)]
+            status = outcome["status"]
+            if status == "survived" and (grade_id, mutant.mutant_id) in EQUIVALENT:
+                status = "equivalent"
+            counts[status] += 1
+            if status == "survived":
+                survivors.append((grade_id, mutant))
+            elif status == "error":
+                errors.append((grade_id, mutant, outcome["detail"]))
+        killable = len(chosen) - counts["equivalent"] - counts["error"]
+        score = counts["caught"] / killable if killable else 1.0
+        rows.append(f"| {name} | `{grade_id}` | {generated} | {len(chosen)} | {counts['caught']} | "
+                    f"{counts['equivalent']} | {counts['survived']} | {counts['error']} | {score:.0%} |")
+        totals["generated"] += generated
+        totals["graded"] += len(chosen)
+        for key in ("caught", "equivalent", "survived", "error"):
+            totals[key] += counts[key]
+    killable = totals["graded"] - totals["equivalent"] - totals["error"]
+    overall = totals["caught"] / killable if killable else 1.0
+    text = [
+        "# Mutation report: does every bug in a solution lose points?",
+        "",
+        "Generated by `grader/mutate.py` (do not edit by hand). Each mutant is the solution notebook with one",
+        "small change inside one graded cell's `### BEGIN/END SOLUTION` region, graded with only that",
+        "unit's hidden checks. *Caught*: the unit lost points. *Equivalent*: survived, but listed in",
+        "`grader.mutate.EQUIVALENT` with the reason it computes the same thing. *Score* = caught /",
+        "(graded - equivalent - error).",
+        "",
+        f"- command: `{command}`",
+        f"- date: {datetime.date.today().isoformat()}, {seconds / 60:.1f} min with {jobs} process(es), "
+        f"{os.cpu_count()} CPU core(s)" + (f"; {reused} caught outcome(s) reused from an earlier run (`--reuse`)"
+                                             if reused else ""),
+        f"- sampling: at most {plan and max(len(c) for *_, c in plan)} mutants per unit, chosen deterministically "
+        "(operators take turns, each operator's mutants in id order); VGG-based units "
+        f"({', '.join(sorted(EXPENSIVE_UNITS))}) are capped lower because one grading costs 10-20 s",
+        "",
+        "| assignment | unit | generated | graded | caught | equivalent | survived | error | score |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        f"| **all** | | {totals['generated']} | {totals['graded']} | {totals['caught']} | {totals['equivalent']} | "
+        f"{totals['survived']} | {totals['error']} | **{overall:.1%}** |",
+        "",
+    ]
+    if survivors:
+        text += ["## Surviving mutants (not yet killed or shown equivalent)", ""]
+        for grade_id, mutant in survivors:
+            text.append(f"- `{grade_id}` `{mutant.mutant_id}` line {mutant.line}: {mutant.description}")
+        text.append("")
+    if errors:
+        text += ["## Grading errors", ""]
+        for grade_id, mutant, detail in errors:
+            text.append(f"- `{grade_id}` `{mutant.mutant_id}`: {detail}")
+        text.append("")
+    equivalent = [(k, v) for k, v in sorted(EQUIVALENT.items())]
+    if equivalent:
+        text += ["## Equivalent mutants (from `EQUIVALENT`)", ""]
+        text += [f"- `{g}` `{m}`: {reason}" for (g, m), reason in equivalent]
+        text.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(text), encoding="utf-8")
+    return totals, overall
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader.mutate", description=__doc__.splitlines()[0])
+    parser.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
+    parser.add_argument("--unit", action="append", help="only this grade_id (repeatable)")
+    parser.add_argument("--max-per-unit", type=int, default=DEFAULT_MAX_PER_UNIT,
+                        help=f"deterministic sample per unit (default {DEFAULT_MAX_PER_UNIT}; 0 = all)")
+    parser.add_argument("--expensive-max", type=int, default=EXPENSIVE_MAX_PER_UNIT,
+                        help=f"cap for VGG-based units (default {EXPENSIVE_MAX_PER_UNIT})")
+    parser.add_argument("--report", type=Path, help="write a Markdown report here")
+    parser.add_argument("--json", type=Path, help="write every mutant's outcome here")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segkit-mutation-cache",
+                        help="reference probe cache")
+    parser.add_argument("--reuse", type=Path, help="a previous --json: reuse its 'caught' outcomes (checks only "
+                        "ever get stronger, so a caught mutant stays caught); survivors and errors are regraded")
+    parser.add_argument("-j", "--jobs", type=int, default=1)
+    parser.add_argument("--list", action="store_true", help="print the sampled mutants, grade nothing")
+    args = parser.parse_args(argv)
+
+    assignments = args.assignment or default_assignments()
+    units = set(args.unit or ())
+    limit = args.max_per_unit or None
+    expensive = min(args.expensive_max, limit) if limit else args.expensive_max
+    plan = collect(assignments, units, limit, expensive)
+    if args.list:
+        for name, grade_id, generated, chosen in plan:
+            print(f"== {name}/{grade_id}: {generated} generated, {len(chosen)} sampled")
+            for mutant in chosen:
+                print(f"  {mutant.mutant_id} line {mutant.line}: {mutant.description}")
+        return 0
+
+    outcomes = {}
+    if args.reuse and args.reuse.exists():
+        for row in json.loads(args.reuse.read_text()):
+            if row["status"] == "caught":
+                outcomes[(row["grade_id"], row["mutant_id"])] = {**row, "reused": True}
+    jobs = [(name, mutant, str(args.cache)) for name, _, _, chosen in plan for mutant in chosen
+            if (mutant.grade_id, mutant.mutant_id) not in outcomes]
+    reused = sum(1 for *_, chosen in plan for m in chosen if (m.grade_id, m.mutant_id) in outcomes)
+    if reused:
+        print(f"reusing {reused} caught outcome(s) from {args.reuse}")
+    print(f"grading {len(jobs)} mutants of {len(plan)} units with {args.jobs} process(es)", flush=True)
+    started = time.time()
+
+    def record(name, mutant, outcome, done):
+        outcomes[(mutant.grade_id, mutant.mutant_id)] = outcome
+        mark = outcome["status"]
+        if mark == "survived" and (mutant.grade_id, mutant.mutant_id) in EQUIVALENT:
+            mark = "equivalent"
+        print(f"[{done}/{len(jobs)}] {name}/{mutant.grade_id} {mutant.mutant_id} {mark} "
+              f"({outcome['seconds']} s): {mutant.description}", flush=True)
+
+    if args.jobs <= 1:
+        for done, (name, mutant, cache) in enumerate(jobs, start=1):
+            record(name, mutant, grade_mutant(name, mutant, cache, slot=200), done)
+    else:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        counter = context.Value("i", 0)
+        # Group jobs by assignment so each process builds few reference namespaces.
+        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker,
+                                 initargs=(counter,)) as pool:
+            for done, (name, mutant, outcome) in enumerate(pool.map(_grade_job, jobs), start=1):
+                record(name, mutant, outcome, done)
+    seconds = time.time() - started
+    command = "python -m grader.mutate " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(
+            [{**outcomes[(m.grade_id, m.mutant_id)], "assignment": name, "grade_id": m.grade_id,
+              "mutant_id": m.mutant_id, "operator": m.operator, "line": m.line, "description": m.description}
+             for name, _, _, chosen in plan for m in chosen], indent=1))
+    report = args.report or Path(tempfile.gettempdir()) / "mutation-report.md"
+    totals, overall = write_report(report, plan, outcomes, command.strip(), seconds, args.jobs, reused)
+    print(f"\n{totals['caught']} caught, {totals['equivalent']} equivalent, {totals['survived']} survived, "
+          f"{totals['error']} errors of {totals['graded']} graded ({totals['generated']} generated); "
+          f"score {overall:.1%}; {seconds / 60:.1f} min; report: {report}")
+    return 1 if totals["survived"] or totals["error"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

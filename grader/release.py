@@ -1,0 +1,298 @@
+"""Build the student bundle: everything a student needs, nothing an instructor keeps.
+
+    python -m grader.release                          # dist/student-bundle.zip with every assignment
+    python -m grader.release --assignments fcn,cam    # only these notebooks and their data scripts
+    python -m grader.release --manifest               # rewrite starter/assignments.json
+    python -m grader.release --check-manifest         # exit 1 when starter/assignments.json is stale
+
+The zip holds one folder, ``segkit/``: the student notebooks (``notebooks/``), the ``starter``
+package, the data scripts the chosen notebooks use, ``environment.yml``, ``requirements.txt``,
+``pyproject.toml`` and ``STUDENT_README.md``. Never ``solutions/``, ``grader/`` or ``tests/``.
+
+``starter/assignments.json`` lists, per assignment, its setup cells, graded cells (with points),
+written answers and datasets. It is derived from the solution notebooks here and shipped in the
+bundle, so that ``python -m starter.submit`` can check a submission without the solutions. The
+bundle carries a copy restricted to the released assignments. Entries are written in a fixed
+order with fixed timestamps, so the same sources always give the same zip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+from grader.notebooks import (
+    RELEASE_DIR, REPO_ROOT, SOLUTIONS_DIR, assignment_names, cell_source, load_assignment, read_json_notebook,
+)
+
+MANIFEST_PATH = REPO_ROOT / "starter" / "assignments.json"
+DEFAULT_OUT = REPO_ROOT / "dist" / "student-bundle.zip"
+BUNDLE_ROOT = "segkit"  # the one folder the zip unpacks into (Colab default: MyDrive/segkit)
+TOP_LEVEL_FILES = ("environment.yml", "requirements.txt", "pyproject.toml")
+# data_scripts modules every bundle needs (shared downloader, synthetic data); the dataset modules
+# come with the assignments whose notebooks mention them.
+DATA_SCRIPTS_ALWAYS = ("__init__", "download", "synthetic")
+NEVER_SHIPPED = ("solutions/", "grader/", "tests/", "bench/", "build/", ".ci/")
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_DATA_SCRIPT_REF = re.compile(r"data_scripts\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+# --- starter/assignments.json ------------------------------------------------------------
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def referenced_datasets(name: str) -> list[str]:
+    """Dataset modules of data_scripts that the solution notebook uses or tells students to run."""
+    notebook = read_json_notebook(SOLUTIONS_DIR / name / f"{name}.ipynb")
+    found = {match for cell in notebook["cells"] for match in _DATA_SCRIPT_REF.findall(cell_source(cell))}
+    return sorted(m for m in found
+                  if m not in DATA_SCRIPTS_ALWAYS and (REPO_ROOT / "data_scripts" / f"{m}.py").is_file())
+
+
+def assignment_manifest(names: list[str] | None = None) -> dict:
+    """Per assignment: notebook, title, setup/graded/written grade_ids with points, datasets."""
+    assignments = {}
+    for name in names or assignment_names():
+        spec = load_assignment(name)
+        notebook = read_json_notebook(spec.solution_path)
+        assignments[name] = {
+            "title": notebook.get("metadata", {}).get("segkit", {}).get("title", name),
+            "notebook": f"notebooks/{name}/{name}.ipynb",
+            "setup": [grade_id for grade_id, _ in spec.setup_cells],
+            "graded": [{"grade_id": u.grade_id, "points": _number(u.points)} for u in spec.auto_units],
+            "written": [{"grade_id": u.grade_id, "points": _number(u.points)} for u in spec.manual_units],
+            "data": referenced_datasets(name),
+        }
+    return {"generated_by": "python -m grader.release --manifest (from solutions/; do not edit)",
+            "assignments": assignments}
+
+
+def manifest_text(names: list[str] | None = None) -> str:
+    return json.dumps(assignment_manifest(names), indent=1, sort_keys=True) + "\n"
+
+
+def manifest_is_stale() -> bool:
+    return not MANIFEST_PATH.is_file() or MANIFEST_PATH.read_text(encoding="utf-8") != manifest_text()
+
+
+# --- the bundle --------------------------------------------------------------------------
+
+STUDENT_README = """\
+# Semantic segmentation: student kit
+
+This folder holds the assignments ({assignment_list}), the `starter` package they import,
+the scripts that download their data, and the environment files.
+
+| path | what |
+|---|---|
+| `notebooks/<assignment>/<assignment>.ipynb` | the assignments: fill in the cells marked `# YOUR CODE HERE` |
+| `starter/` | helpers the notebooks import (datasets, training loop, plots, self-checks); nothing to edit |
+| `data_scripts/` | download and prepare the datasets |
+| `environment.yml`, `requirements.txt` | the conda / pip environment for a GPU server or your own machine |
+
+## Starting on Google Colab
+
+1. Unzip `student-bundle.zip` on your computer. It gives one folder, `segkit`.
+2. Upload that folder to the top of your Google Drive ("My Drive" > New > Folder upload), so that
+   it is `My Drive/segkit`. (Elsewhere? Run `%env SEGKIT_DRIVE_DIR=/content/drive/MyDrive/your/folder`
+   in a new cell before the first one, or set `SEGKIT_DIR` at the top of the first cell.)
+3. Open a notebook from Drive (double-click `segkit/notebooks/fcn/fcn.ipynb`, "Open with Google
+   Colaboratory"), choose a GPU runtime (Runtime > Change runtime type > GPU) and run the first cell.
+   It asks to connect your Drive, installs the `starter` package from your Drive folder (Colab's own
+   PyTorch is kept as it is) and downloads the assignment's data into `My Drive/segkit/data`
+   once; later sessions reuse it. It prints the device, the versions and where the data is.{colab_manual}
+
+Your work is saved in the notebook in Drive (File > Save). Checkpoints go to Colab's temporary disk.
+
+## Starting on a GPU server (or your own machine)
+
+```bash
+unzip student-bundle.zip && cd segkit
+conda env create -f environment.yml && conda activate segkit   # or, in a virtual environment:
+# pip install -r requirements.txt && pip install -e .
+python -m data_scripts.cmp_facade --root ~/segkit-data          # the data of each assignment, once
+jupyter lab notebooks/
+```
+
+The notebooks read the data from `$SEGKIT_DATA` (default `~/segkit-data`); the first cell of each
+notebook says which command prepares its data if it is missing. Data scripts of this kit:
+
+{data_commands}
+
+## Fast mode
+
+`SEGKIT_FAST=1` runs a notebook end to end in about a minute on a CPU with tiny synthetic data,
+one short epoch and randomly initialised networks: handy to check that everything runs before a
+long training run (the numbers it prints mean nothing). On a server: `SEGKIT_FAST=1 jupyter lab`;
+in a notebook, run `import os; os.environ["SEGKIT_FAST"] = "1"` before the first cell.
+
+## Self-checks
+
+Right after each cell you write, a sanity-check cell runs a few public checks
+(`check("fcn32s", FCN32s)`) and tells you what to fix. Passing them does not guarantee full marks:
+the grader's hidden checks test more cases. Do not rename the functions or classes, change their
+signatures, or delete or duplicate the graded cells: each carries an id the grader looks for.
+
+## Submitting
+
+Save your notebooks, then from the `segkit` folder (on Colab: run the last cell of the notebook,
+which does the same):
+
+```bash
+python -m starter.submit --student YOUR_ID                    # every notebook you started
+python -m starter.submit --student YOUR_ID --assignment fcn   # only this assignment
+python -m starter.submit --check                              # only validate, write nothing
+```
+
+It checks that every graded cell is still there (once) and implemented, removes huge outputs
+(large images), and writes `YOUR_ID.zip` into the `segkit` folder. If something is missing it
+says exactly what and writes nothing. Upload `YOUR_ID.zip` where your course tells you to.
+"""
+
+
+def _data_commands(datasets: list[str]) -> str:
+    commands = {
+        "vaihingen": "`python -m data_scripts.vaihingen --root ~/segkit-data --archives FOLDER_WITH_THE_ZIPS` "
+                     "(needs a free registration; see the notebook)",
+    }
+    lines = [f"- {commands.get(name, f'`python -m data_scripts.{name} --root ~/segkit-data`')}" for name in datasets]
+    return "\n".join(lines) if lines else "- (none: the notebooks bring their own data)"
+
+
+def student_readme(names: list[str], manifest: dict) -> str:
+    datasets = sorted({d for name in names for d in manifest["assignments"][name]["data"]})
+    listed = ", ".join(f"`{name}`" for name in names)
+    colab_manual = ("\n   ISPRS Vaihingen (`patches`) cannot be downloaded automatically: after registering, put its zips\n"
+                    "   into `My Drive/segkit/data/downloads/vaihingen` and run the first cell again."
+                    if "vaihingen" in datasets else "")
+    return STUDENT_README.format(assignment_list=listed, data_commands=_data_commands(datasets),
+                                 colab_manual=colab_manual)
+
+
+def _pyproject_for_students() -> str:
+    """pyproject.toml without the kit's own test configuration (it names folders not shipped)."""
+    kept, skipping = [], False
+    for line in (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8").splitlines():
+        if line.startswith("["):
+            skipping = line.strip().startswith("[tool.pytest")
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept).rstrip() + "\n"
+
+
+def _package_files(folder: str) -> list[Path]:
+    root = REPO_ROOT / folder
+    return sorted(p for p in root.rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def bundle_files(names: list[str]) -> dict[str, bytes]:
+    """The bundle's files: {path inside segkit/: content}."""
+    known = assignment_names()
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise SystemExit(f"error: unknown assignment(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    manifest = assignment_manifest(names)
+    files: dict[str, bytes] = {}
+    for name in names:
+        folder = RELEASE_DIR / name
+        if not (folder / f"{name}.ipynb").is_file():
+            raise SystemExit(f"error: {folder / name}.ipynb is missing: run `make generate`")
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
+            files[path.relative_to(REPO_ROOT).as_posix()] = path.read_bytes()
+    not_released = set(known) - set(names)
+    for path in _package_files("starter"):
+        relative = path.relative_to(REPO_ROOT).as_posix()
+        if path.parent.name == "checks" and path.stem in not_released:
+            continue  # public checks of assignments not handed out yet
+        files[relative] = path.read_bytes()
+    files["starter/assignments.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    modules = set(DATA_SCRIPTS_ALWAYS) | {d for name in names for d in manifest["assignments"][name]["data"]}
+    for path in _package_files("data_scripts"):
+        if path.stem in modules:  # the module and its data files (e.g. cam_samples.json)
+            files[path.relative_to(REPO_ROOT).as_posix()] = path.read_bytes()
+    for name in TOP_LEVEL_FILES:
+        files[name] = (REPO_ROOT / name).read_bytes()
+    files["pyproject.toml"] = _pyproject_for_students().encode()
+    files["STUDENT_README.md"] = student_readme(names, manifest).encode()
+    return files
+
+
+def guard(files: dict[str, bytes]) -> list[str]:
+    """Last line of defence before writing: what must never be in a student bundle."""
+    problems = [f"{path}: instructor-only folder" for path in files if path.startswith(NEVER_SHIPPED)]
+    problems += [f"{path}: contains a solution region" for path, content in files.items()
+                 if b"BEGIN SOLUTION" in content or b"END SOLUTION" in content]
+    return problems
+
+
+def write_bundle(files: dict[str, bytes], out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(files):
+            info = zipfile.ZipInfo(f"{BUNDLE_ROOT}/{path}", date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            bundle.writestr(info, files[path])
+    temporary = out.with_name(out.name + ".tmp")
+    temporary.write_bytes(buffer.getvalue())
+    temporary.replace(out)
+    return out
+
+
+def build_release(out: Path = DEFAULT_OUT, assignments: list[str] | None = None, *, check_sources: bool = True) -> Path:
+    """Check that notebooks/ and starter/assignments.json are up to date, then write the bundle."""
+    names = assignments or assignment_names()
+    if check_sources:
+        if manifest_is_stale():
+            raise SystemExit("error: starter/assignments.json is out of date: run `python -m grader.release --manifest`")
+        from grader.generate import stale_notebooks  # imports nbgrader: a few seconds
+
+        stale = [name for name in stale_notebooks() if name in names]
+        if stale:
+            raise SystemExit(f"error: notebooks/ is out of date for {', '.join(stale)}: run `make generate` first")
+    files = bundle_files(names)
+    problems = guard(files)
+    if problems:
+        raise SystemExit("error: refusing to write the bundle:\n  " + "\n  ".join(problems))
+    return write_bundle(files, out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader.release", description=__doc__.splitlines()[0])
+    parser.add_argument("--assignments", help="comma-separated assignments to release (default: all)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="zip to write (default: dist/student-bundle.zip)")
+    parser.add_argument("--manifest", action="store_true", help="only rewrite starter/assignments.json")
+    parser.add_argument("--check-manifest", action="store_true", help="exit 1 if starter/assignments.json is stale")
+    options = parser.parse_args(argv)
+    if options.manifest:
+        MANIFEST_PATH.write_text(manifest_text(), encoding="utf-8")
+        print(f"wrote {MANIFEST_PATH.relative_to(REPO_ROOT)}")
+        return 0
+    if options.check_manifest:
+        if manifest_is_stale():
+            print("starter/assignments.json is out of date with solutions/: run `python -m grader.release --manifest`",
+                  file=sys.stderr)
+            return 1
+        return 0
+    names = [n.strip() for n in options.assignments.split(",") if n.strip()] if options.assignments else None
+    out = build_release(options.out.resolve(), names)
+    with zipfile.ZipFile(out) as bundle:
+        count = len(bundle.infolist())
+    shown = out.relative_to(REPO_ROOT) if REPO_ROOT in out.parents else out
+    print(f"wrote {shown}: {count} files, {out.stat().st_size / 1e6:.1f} MB, "
+          f"assignments {', '.join(names or assignment_names())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
