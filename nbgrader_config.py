@@ -14,3 +14,5 @@ c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# Fast-mode training cells can take a while on a loaded machine (nbgrader's default is 30 s).
+c.Execute.timeout = 600

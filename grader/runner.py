@@ -61,6 +61,7 @@ class Submission:
         self.cells: list[tuple[str, str]] = []
         self.skip: set[str] = set()
         self.restarts = 0
+        self.started_once = False
         self.worker: Worker | None = None
         self.dead_reason = ""
         self.peak_memory_bytes = 0
@@ -104,9 +105,14 @@ class Submission:
                 worker.start()
             except WorkerError as exc:
                 self.log(f"worker failed to start: {exc}\n{worker.output()}")
+                output = worker.output()
                 self._retire(worker)
+                if not self.started_once:
+                    # Infrastructure, not the student: fail the grading run instead of scoring 0.
+                    raise WorkerError(f"the grading worker could not start: {exc}\n{output[-2000:]}") from exc
                 self.restarts += 1
                 continue
+            self.started_once = True
             crashed = False
             for grade_id, source in self.cells:
                 if grade_id in self.skip:

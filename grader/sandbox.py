@@ -105,16 +105,26 @@ def _cgroup_writable(controller: str) -> bool:
         return False
 
 
+def _reachable_by_others(path: str) -> bool:
+    """Can an unprivileged uid traverse every folder above `path` and read it?"""
+    path = os.path.realpath(path)
+    parts = Path(path).parents
+    return all(os.stat(p).st_mode & 0o001 for p in parts) and bool(os.stat(path).st_mode & 0o004)
+
+
 @lru_cache(maxsize=1)
 def host_capabilities() -> dict[str, bool]:
     """Which protections this host offers (checked once per process)."""
     is_root = os.geteuid() == 0
     namespaces = is_root and shutil.which("unshare") is not None and _can_run(
         ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "true"])
+    # Without a mount namespace the worker's uid must reach Python where it is (e.g. not under
+    # a 0700 /root); otherwise it could not even start, so the uid drop is not offered.
+    python_reachable = all(_reachable_by_others(p) for p in (sys.executable, sys.prefix, sys.base_prefix))
     return {
         "namespaces": namespaces,
         "hidden_files": namespaces,
-        "user": is_root,
+        "user": is_root and (namespaces or python_reachable),
         "cgroup_memory": is_root and _cgroup_writable("memory"),
         "cgroup_pids": is_root and _cgroup_writable("pids"),
     }

@@ -210,7 +210,11 @@ def test_colab_detected_by_importability(clean_env, tmp_path):
     for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
         clean_env.delitem(sys.modules, name)
     clean_env.syspath_prepend(str(tmp_path / "site"))
-    assert environment.in_colab()
+    try:
+        assert environment.in_colab()
+    finally:  # detection may import the fake package: never let it leak into later tests
+        for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
+            del sys.modules[name]
 
 
 def test_existing_editable_install_is_recognised(monkeypatch):

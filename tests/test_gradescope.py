@@ -1,0 +1,240 @@
+"""The Gradescope autograder zip: its contents, the submission staging, and `run_autograder`
+run for real on a temporary tree that mimics Gradescope's /autograder (AUTOGRADER_ROOT)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from grader.gradescope import gradescope_results, main, stage
+from grader.notebooks import REPO_ROOT, load_assignment
+
+CHEAP = "patches"  # the cheapest assignment to grade (~10-20 s)
+
+
+@pytest.fixture(scope="module")
+def autograder_zip(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist") / f"gradescope-{CHEAP}.zip"
+    assert main(["--assignment", CHEAP, "--out", str(out)]) == 0
+    return out
+
+
+def _solution_bytes() -> bytes:
+    return (REPO_ROOT / "solutions" / CHEAP / f"{CHEAP}.ipynb").read_bytes()
+
+
+def test_zip_has_gradescope_layout(autograder_zip):
+    """setup.sh and run_autograder at the root (executable), the kit below, only this assignment's secrets."""
+    with zipfile.ZipFile(autograder_zip) as bundle:
+        names = set(bundle.namelist())
+        modes = {info.filename: info.external_attr >> 16 for info in bundle.infolist()}
+        run_script = bundle.read("run_autograder").decode()
+        setup_script = bundle.read("setup.sh").decode()
+        manifest = json.loads(bundle.read("segkit-gradescope.json"))
+    for required in ["setup.sh", "run_autograder", "grader/cli.py", "grader/runner.py", "grader/sandbox.py",
+                     f"grader/checks/test_{CHEAP}.py", f"solutions/{CHEAP}/{CHEAP}.ipynb",
+                     f"notebooks/{CHEAP}/{CHEAP}.ipynb", "starter/__init__.py", "requirements.txt",
+                     "requirements-dev.txt", "nbgrader_config.py"]:
+        assert required in names, required
+    assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR
+    other_solutions = [n for n in names if n.startswith("solutions/") and not n.startswith(f"solutions/{CHEAP}/")]
+    assert not other_solutions, "only the graded assignment's solution travels"
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert f"SEGKIT_ASSIGNMENTS:-{CHEAP}}}" in run_script
+    assert "@VENV@" not in run_script + setup_script and "@ASSIGNMENTS@" not in run_script
+    assert "requirements-dev.txt" in setup_script and "useradd" in setup_script
+    assert manifest["assignments"] == [CHEAP]
+    assert manifest["total_max_points"] == load_assignment(CHEAP).max_points
+
+
+def test_zip_is_reproducible(autograder_zip, tmp_path):
+    """Does building twice give the same bytes (fixed timestamps, sorted members)?"""
+    again = tmp_path / "again.zip"
+    main(["--assignment", CHEAP, "--out", str(again)])
+    assert again.read_bytes() == autograder_zip.read_bytes()
+
+
+def _notebook_json(grade_ids=()) -> bytes:
+    cells = [{"cell_type": "code", "source": "", "metadata": {"nbgrader": {"grade_id": g}}, "outputs": []}
+             for g in grade_ids]
+    return json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {}}).encode()
+
+
+def test_stage_finds_notebooks_in_every_upload_shape(tmp_path):
+    """A single notebook, a renamed one, a starter.submit zip (packed or unpacked), a folder; never a symlink."""
+    def staged(files: dict[str, bytes], assignments=(CHEAP,), links: dict[str, Path] | None = None):
+        root = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+        submission = root / "submission"
+        submission.mkdir(parents=True)
+        for name, data in files.items():
+            (submission / name).parent.mkdir(parents=True, exist_ok=True)
+            (submission / name).write_bytes(data)
+        for name, target in (links or {}).items():
+            (submission / name).symlink_to(target)
+        return stage(submission, list(assignments), root / "stage"), root / "stage"
+
+    body = _solution_bytes()
+    report, dest = staged({f"{CHEAP}.ipynb": body})
+    assert report["assignments"][CHEAP]["source"] == f"{CHEAP}.ipynb"
+    assert (dest / "submission" / CHEAP / f"{CHEAP}.ipynb").read_bytes() == body
+
+    report, _ = staged({f"{CHEAP} (1).ipynb": body})  # browsers rename re-downloads
+    assert report["assignments"][CHEAP]["staged"] and "graded it anyway" in report["assignments"][CHEAP]["note"]
+
+    report, _ = staged({f"{CHEAP}/{CHEAP}.ipynb": body, f"{CHEAP}/.ipynb_checkpoints/{CHEAP}-checkpoint.ipynb": b"x"})
+    assert report["assignments"][CHEAP]["source"] == f"{CHEAP}/{CHEAP}.ipynb"
+
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr(f"{CHEAP}/{CHEAP}.ipynb", body)
+        bundle.writestr("fcn/fcn.ipynb", b"{}")
+    report, dest = staged({"submission.zip": archive.read_bytes()})
+    assert report["assignments"][CHEAP]["source"] == f"submission.zip:{CHEAP}/{CHEAP}.ipynb"
+    assert (dest / "submission" / CHEAP / f"{CHEAP}.ipynb").read_bytes() == body
+
+    secret = tmp_path / "secret.ipynb"
+    secret.write_bytes(body)
+    report, _ = staged({}, links={f"{CHEAP}.ipynb": secret})
+    assert not report["assignments"][CHEAP]["staged"], "a symlink must never be read"
+
+    # Two assignments, notebooks named arbitrarily: recognised by their graded cells.
+    fcn_ids = [u.grade_id for u in load_assignment("fcn").units][:2]
+    cheap_ids = [u.grade_id for u in load_assignment(CHEAP).units][:2]
+    report, _ = staged({"a.ipynb": _notebook_json(fcn_ids), "b.ipynb": _notebook_json(cheap_ids)},
+                       assignments=("fcn", CHEAP))
+    assert report["assignments"]["fcn"]["source"] == "a.ipynb"
+    assert report["assignments"][CHEAP]["source"] == "b.ipynb"
+
+
+def test_results_for_missing_notebook_and_failed_grading(tmp_path):
+    """Score 0 with a message saying what to upload, or that grading failed (not a low score)."""
+    results = gradescope_results(tmp_path, [CHEAP], {"found": ["notes.txt.ipynb"], "assignments": {}})
+    assert results["score"] == 0 and f"{CHEAP}.ipynb" in results["output"]
+    assert results["tests"][0]["max_score"] == load_assignment(CHEAP).max_points
+    failed = gradescope_results(tmp_path, [CHEAP], {"assignments": {CHEAP: {"staged": True, "source": "x.ipynb"}}})
+    assert failed["score"] == 0 and "could not grade" in failed["output"]
+
+
+def _fake_autograder(tmp_path: Path, autograder_zip: Path, files: dict[str, bytes]) -> Path:
+    """A directory tree shaped like Gradescope's /autograder after setup.sh."""
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(autograder_zip) as bundle:
+        bundle.extractall(root / "source")
+    shutil.copy(root / "source" / "run_autograder", root / "run_autograder")  # where Gradescope puts it
+    os.chmod(root / "run_autograder", 0o755)
+    (root / "submission").mkdir()
+    (root / "results").mkdir()
+    for name, data in files.items():
+        (root / "submission" / name).write_bytes(data)
+    return root
+
+
+def _run_autograder(root: Path, **env_extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"AUTOGRADER_ROOT": str(root), "SEGKIT_PYTHON": sys.executable, **env_extra})
+    run = subprocess.run(["bash", str(root / "run_autograder")], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert isinstance(results["score"], (int, float)) and isinstance(results["output"], str)
+    for test in results["tests"]:
+        assert {"name", "score", "max_score", "output"} <= set(test)
+        assert 0 <= test["score"] <= test["max_score"]
+    return results | {"_stdout": run.stdout + run.stderr}
+
+
+def _without_namespaces(tmp_path: Path) -> dict:
+    """Environment of a Docker container like Gradescope's: root, but `unshare` is refused."""
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir(exist_ok=True)
+    (fake_bin / "unshare").write_text("#!/bin/sh\nexit 1\n")
+    os.chmod(fake_bin / "unshare", 0o755)
+    return {"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _with_first_unit_prefixed(prefix: str) -> bytes:
+    notebook = json.loads(_solution_bytes())
+    first = load_assignment(CHEAP).auto_units[0].grade_id
+    for cell in notebook["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == first:
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            cell["source"] = prefix + source
+    return json.dumps(notebook).encode()
+
+
+def _reachable_by_other_users(path: Path) -> bool:
+    """Can an unprivileged uid traverse to `path` (every folder on the way world-executable)?"""
+    path = Path(os.path.realpath(path))
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in [path, *path.parents])
+
+
+def _check_full_marks(tmp_path: Path, autograder_zip: Path, env: dict) -> str:
+    root = _fake_autograder(tmp_path / "solution", autograder_zip, {f"{CHEAP}.ipynb": _solution_bytes()})
+    results = _run_autograder(root, **env)
+    max_points = load_assignment(CHEAP).max_points
+    assert results["score"] == pytest.approx(max_points), results["_stdout"][-3000:]
+    assert sum(t["max_score"] for t in results["tests"]) == pytest.approx(max_points)
+    assert f"graded {CHEAP}.ipynb" in results["output"]
+    assert results["stdout_visibility"] == "hidden"
+    per_submission = root / "results" / "grades" / "gradescope" / CHEAP / "submission" / "results.json"
+    assert json.loads(per_submission.read_text())["tests"] == results["tests"]
+    return (root / "results" / "grades" / "report.md").read_text()
+
+
+def _check_no_peeking(tmp_path: Path, autograder_zip: Path, env: dict, refused: tuple[str, ...]):
+    # A notebook that opens the reference solution in /autograder/source gets an error, not the file.
+    root = _fake_autograder(tmp_path / "peek", autograder_zip, {f"{CHEAP}.ipynb": b""})
+    solution = root / "source" / "solutions" / CHEAP / f"{CHEAP}.ipynb"
+    (root / "submission" / f"{CHEAP}.ipynb").write_bytes(
+        _with_first_unit_prefixed(f"_stolen = open({str(solution)!r}).read()\n"))
+    results = _run_autograder(root, **env)
+    graded = json.loads((root / "results" / "grades" / "results" / CHEAP / "submission.json").read_text())
+    first = load_assignment(CHEAP).auto_units[0].grade_id
+    assert any(error in graded["cells"][first] for error in refused), graded["cells"]
+    assert results["score"] < load_assignment(CHEAP).max_points
+
+
+@pytest.mark.slow
+def test_run_autograder_full_marks(tmp_path, autograder_zip):
+    """Does run_autograder, on a copy of /autograder, give the example solution full marks?"""
+    report = _check_full_marks(tmp_path, autograder_zip, {})
+    assert "## Protections around student code" in report
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="the worker drops to its own uid only when grading as root")
+@pytest.mark.skipif(not _reachable_by_other_users(Path(sys.executable)) or
+                    not _reachable_by_other_users(Path(sys.base_prefix)),
+                    reason="this Python lives where an unprivileged uid cannot reach it (e.g. under /root); "
+                           "on Gradescope setup.sh puts it in /opt/segkit-venv")
+def test_run_autograder_like_gradescope_container(tmp_path, autograder_zip):
+    """As in Gradescope's Docker container (root, `unshare` refused): full marks for the solution,
+    and permissions alone (worker uid, chmod 700) refuse the solution file?"""
+    report = _check_full_marks(tmp_path, autograder_zip, _without_namespaces(tmp_path))
+    _check_no_peeking(tmp_path, autograder_zip, _without_namespaces(tmp_path), ("PermissionError",))
+    assert "NOT active: no network, private mounts" in report and "NOT active: worker ran as" not in report
+
+
+@pytest.mark.slow
+def test_run_autograder_garbage_scores_zero_with_message(tmp_path, autograder_zip):
+    """A notebook that is not JSON, no notebook at all, or a broken environment: score 0 and a message."""
+    root = _fake_autograder(tmp_path / "garbage", autograder_zip, {f"{CHEAP}.ipynb": b"\x00not a notebook{"})
+    results = _run_autograder(root)
+    assert results["score"] == 0
+    assert "not valid notebook JSON" in results["output"] + json.dumps(results["tests"])
+
+    root = _fake_autograder(tmp_path / "none", autograder_zip, {"answers.txt": b"hello"})
+    results = _run_autograder(root)
+    assert results["score"] == 0 and "No notebook" in results["output"] and "answers.txt" not in results["output"]
+
+    root = _fake_autograder(tmp_path / "broken", autograder_zip, {f"{CHEAP}.ipynb": _solution_bytes()})
+    results = _run_autograder(root, SEGKIT_PYTHON=str(tmp_path / "no-python"))
+    assert results["score"] == 0 and "misconfigured" in results["output"]
