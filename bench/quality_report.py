@@ -89,7 +89,7 @@ def main():
         run([py, "-m", "grader.mutate", "--report", str(REPO / "docs" / "mutation-report.md")], timeout=7200)
     mutation = REPO / "docs" / "mutation-report.md"
     parts.append("## Sensitivity: mutation testing\n\n" + (
-        f"See [mutation-report.md](mutation-report.md) (`make mutants`).\n\n" + mutation.read_text().split("\n", 1)[1]
+        "See [mutation-report.md](mutation-report.md) (`make mutants`).\n\n" + mutation.read_text().split("\n", 1)[1]
         if mutation.exists() else "Not run yet: `make mutants`.\n"))
 
     command = [py, "-m", "pytest", "-q", "tests/test_specificity.py", "-p", "no:cacheprovider"]

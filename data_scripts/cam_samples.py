@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from data_scripts.download import DatasetEntry, DownloadError, RemoteFile, download, register
+from data_scripts.prepare import write_text_atomically
 
 DATASET = "cam_samples"
 SAMPLES_FILE = Path(__file__).with_name("cam_samples.json")
@@ -104,12 +105,6 @@ def _attribution(samples: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def prepare_cam_samples(
     root: str | os.PathLike,
     *,
@@ -140,9 +135,9 @@ def prepare_cam_samples(
     if failures:
         raise DownloadError("could not get every sample photograph:\n  " + "\n  ".join(failures)
                             + f"\nDownload them by hand into {out_dir} (same file names) and re-run.")
-    _write_atomically(out_dir / "ATTRIBUTION.md", _attribution(samples))
+    write_text_atomically(out_dir / "ATTRIBUTION.md", _attribution(samples))
     meta = {"dataset": DATASET, "samples": samples}
-    _write_atomically(out_dir / "meta.json", json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomically(out_dir / "meta.json", json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     return out_dir
 
 

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from data_scripts.download import REGISTRY, DownloadError, download, extract
+from data_scripts.prepare import prepare_pair, write_splits_and_meta
 from starter.constants import CMP_CLASSES, CMP_N_CLASS, CMP_SPLIT_SIZES, IGNORE_INDEX
 
 DATASET = "cmp_facade"
@@ -126,52 +126,20 @@ def fetch_and_extract(root: Path, archives_dir: Path | None = None, *, progress:
     return unpack_dir
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Call ``write(temporary_path)`` then rename to ``path``: readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _prepare_pair(name: str, image_src: Path, mask_src: Path, out_dir: Path) -> bool:
-    """Copy the image and write the converted mask; return False when already done."""
-    image_dst = out_dir / "images" / f"{name}.jpg"
-    mask_dst = out_dir / "masks" / f"{name}.png"
-    if image_dst.is_file() and mask_dst.is_file():
-        return False
-    mask = official_mask_to_index(mask_src)
-    with Image.open(image_src) as image_file:
-        width, height = image_file.size  # header only, no decoding
-    if mask.shape != (height, width):
-        raise ValueError(f"{name}: image is {height}x{width} but mask is {mask.shape[0]}x{mask.shape[1]}")
-    _write_atomically(image_dst, lambda tmp: shutil.copyfile(image_src, tmp))
-    _write_atomically(mask_dst, lambda tmp: Image.fromarray(mask).save(tmp, format="PNG"))
-    return True
-
-
-def _write_splits_and_meta(out_dir: Path, splits: dict[str, list[str]], sources: dict[str, int]) -> None:
-    for split, split_names_list in splits.items():
-        text = "".join(f"{name}\n" for name in split_names_list)
-        _write_atomically(out_dir / "splits" / f"{split}.txt", lambda tmp, text=text: tmp.write_text(text))
+def _meta(sources: dict[str, int]) -> dict:
     entry = REGISTRY[DATASET]
-    meta = {
+    return {
         "dataset": DATASET,
         "classes": list(CMP_CLASSES),
         "n_class": CMP_N_CLASS,
         "ignore_index": IGNORE_INDEX,
         "mask_values": "0..11 = classes (official PNG value - 1); 255 = unlabelled",
-        "counts": {split: len(names) for split, names in splits.items()},
         "source": sources,
         "split_rule": f"names sorted; first {CMP_SPLIT_SIZES[0]} train, next {CMP_SPLIT_SIZES[1]} val, rest test",
         "licence": entry.licence,
         "citation": entry.citation,
         "homepage": entry.homepage,
     }
-    meta_text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
-    _write_atomically(out_dir / "meta.json", lambda tmp: tmp.write_text(meta_text))
 
 
 def prepare_cmp_facade(
@@ -204,7 +172,8 @@ def prepare_cmp_facade(
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
     for name in tqdm(sorted(pairs), desc="cmp_facade pairs", disable=not progress, leave=False):
-        _prepare_pair(name, *pairs[name], out_dir)
+        image_src, mask_src = pairs[name]
+        prepare_pair(name, image_src, lambda mask_src=mask_src: official_mask_to_index(mask_src), out_dir)
 
     splits = split_names(list(pairs))
     sources = {
@@ -219,7 +188,7 @@ def prepare_cmp_facade(
             "Add CMP_facade_DB_extended.zip and re-run for the full split.",
             file=sys.stderr,
         )
-    _write_splits_and_meta(out_dir, splits, sources)
+    write_splits_and_meta(out_dir, splits, _meta(sources))
     return out_dir
 
 

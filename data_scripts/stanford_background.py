@@ -29,15 +29,14 @@ import argparse
 import json
 import math
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
 from data_scripts.download import REGISTRY, ChecksumError, DownloadError, RemoteFile, download, extract
+from data_scripts.prepare import prepare_pair, write_splits_and_meta
 from starter.constants import IGNORE_INDEX, SBD_CLASSES, SBD_N_CLASS, SBD_SPLIT_FRACTIONS
 
 DATASET = "stanford_background"
@@ -132,32 +131,6 @@ def fetch_and_extract(root: Path, archives_dir: Path | None = None, *, remote: R
     return unpack_dir
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Call ``write(temporary_path)`` then rename to ``path``: readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _prepare_pair(name: str, image_src: Path, label_src: Path, out_dir: Path) -> bool:
-    """Copy the image and write the index mask; return False when already done."""
-    image_dst = out_dir / "images" / f"{name}.jpg"
-    mask_dst = out_dir / "masks" / f"{name}.png"
-    if image_dst.is_file() and mask_dst.is_file():
-        return False
-    mask = read_regions(label_src)
-    with Image.open(image_src) as image_file:
-        width, height = image_file.size  # header only
-    if mask.shape != (height, width):
-        raise ValueError(f"{name}: image is {height}x{width} but its labels are {mask.shape[0]}x{mask.shape[1]}")
-    _write_atomically(image_dst, lambda tmp: shutil.copyfile(image_src, tmp))
-    _write_atomically(mask_dst, lambda tmp: Image.fromarray(mask, mode="L").save(tmp, format="PNG"))
-    return True
-
-
 def prepare_stanford_background(
     root: str | os.PathLike,
     *,
@@ -188,28 +161,23 @@ def prepare_stanford_background(
     for sub in ("images", "masks", "splits"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     for name in tqdm(sorted(pairs), desc="stanford_background pairs", disable=not progress, leave=False):
-        _prepare_pair(name, *pairs[name], out_dir)
+        image_src, label_src = pairs[name]
+        prepare_pair(name, image_src, lambda label_src=label_src: read_regions(label_src), out_dir)
 
     splits = split_names(list(pairs))
-    for split, names in splits.items():
-        text = "".join(f"{name}\n" for name in names)
-        _write_atomically(out_dir / "splits" / f"{split}.txt", lambda tmp, text=text: tmp.write_text(text))
     entry = REGISTRY[DATASET]
-    meta = {
+    write_splits_and_meta(out_dir, splits, {
         "dataset": DATASET,
         "classes": list(SBD_CLASSES),
         "n_class": SBD_N_CLASS,
         "ignore_index": IGNORE_INDEX,
         "mask_values": "0..7 as in labels/*.regions.txt; 8 = misc (the dataset's -1, unknown); 255 = other",
-        "counts": {split: len(names) for split, names in splits.items()},
         "split_rule": "names sorted; first round(0.8 n) train, next round(0.1 n) val, rest test "
                       "(572/72/71 of the 715 official images)",
         "licence": entry.licence,
         "citation": entry.citation,
         "homepage": entry.homepage,
-    }
-    meta_text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
-    _write_atomically(out_dir / "meta.json", lambda tmp: tmp.write_text(meta_text))
+    })
     return out_dir
 
 

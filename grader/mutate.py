@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import datetime
 import hashlib
 import json
@@ -37,7 +36,7 @@ import tempfile
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"

@@ -13,7 +13,6 @@ import io
 import json
 import re
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -175,7 +175,7 @@ def test_mismatched_label_size_is_an_error(tmp_path):
     (folder / "labels").mkdir()
     Image.fromarray(np.zeros((4, 5, 3), dtype=np.uint8)).save(folder / "images" / "a.jpg")
     (folder / "labels" / "a.regions.txt").write_text("0 1 2\n3 4 5\n")
-    with pytest.raises(ValueError, match="labels are 2x3"):
+    with pytest.raises(ValueError, match="mask is 2x3"):
         sbd.prepare_stanford_background(tmp_path / "out", unpacked_dir=tmp_path, progress=False)
 
 

@@ -36,8 +36,8 @@ def probe_forward(ns, batch, size, train):
 
     def state():
         return {
-            "params": torch.stack([fingerprint(p) for p in net.parameters()]),
-            "buffers": torch.stack([fingerprint(b) for b in net.buffers()]),
+            "params": torch.cat([fingerprint(p) for p in net.parameters()]),
+            "buffers": torch.cat([fingerprint(b) for b in net.buffers()]),
             "modes": [bool(m.training) for m in net.modules()],
             "hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.modules()),
         }

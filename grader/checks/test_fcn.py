@@ -6,6 +6,9 @@ the unit's `points` in the solution notebook (a kit test verifies this).
 """
 
 from grader.harness import Feedback, assert_close, expect, expect_tensor, unit, uses
+from grader.metric_checks import (
+    check_confusion_counts, check_confusion_dtypes, check_iou_values, check_mean_iou,
+)
 from grader.probes import backbone_keys, fingerprint, make_input, seed_params
 
 N_CLASS = 5
@@ -120,18 +123,6 @@ def probe_vgg_copy(ns):
             tensor.fill_(0.5)  # a value no VGG weight has: anything left uncopied shows
     ns["copy_params_from_vgg16"](target, vgg)
     return {name: fingerprint(t) for name, t in target.state_dict().items()}
-
-
-def probe_confusion(ns, pred, target, n_class, ignore_index=None):
-    if ignore_index is None:
-        return ns["confusion_matrix"](pred, target, n_class)
-    return ns["confusion_matrix"](pred, target, n_class, ignore_index=ignore_index)
-
-
-def probe_iou(ns, conf):
-    iou = ns["iou_per_class"](conf)
-    miou = ns["mean_iou"](conf)
-    return {"iou": iou, "miou": miou, "miou_type": type(miou).__name__}
 
 
 # --- fcn_bilinear (2 points) --------------------------------------------------------------------
@@ -314,89 +305,30 @@ def test_resnet_16s_outputs(sub, ref):
 
 # --- fcn_confusion (2 points) ----------------------------------------------------------------------
 
-def _random_labels(seed, shape, n_class, *, ignore_fraction=0.1, absent=(), dtype=None):
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    present = [c for c in range(n_class) if c not in absent]
-    labels = torch.tensor(present)[torch.randint(len(present), shape, generator=generator)]
-    ignore = torch.rand(shape, generator=generator) < ignore_fraction
-    return labels.masked_fill(ignore, 255).to(dtype or torch.int64), labels.to(dtype or torch.int64)
-
-
 @unit("fcn_confusion", points=1, message="confusion_matrix differs from the expected counts (rows = ground truth, "
       "columns = prediction; skip ignore pixels and targets outside [0, n_class)).")
 def test_confusion_counts(sub, ref):
     """Are the counts right on batched and unbatched labels with ignore pixels and absent classes?"""
-    import torch
-
-    cases = []
-    target, _ = _random_labels(1, (4, 23, 31), 6, absent=(4,))
-    _, pred = _random_labels(2, (4, 23, 31), 6, ignore_fraction=0)
-    cases.append((pred, target, 6, None))
-    target, _ = _random_labels(3, (17, 19), 4)
-    _, pred = _random_labels(4, (17, 19), 4, ignore_fraction=0, absent=(2,))
-    cases.append((pred, target, 4, None))
-    target[0, :5] = 9  # outside [0, n_class): skipped like ignore pixels
-    cases.append((pred, target.clone(), 4, None))
-    target, _ = _random_labels(5, (3, 8, 8), 3, ignore_fraction=0.0)
-    target[:, 0] = 7
-    cases.append((pred[:8, :8].expand(3, 8, 8).clamp(max=2).contiguous(), target, 3, 7))
-    for i, (pred, target, n_class, ignore_index) in enumerate(cases):
-        expected = ref.call(probe_confusion, pred, target, n_class, ignore_index)
-        actual = sub.call(probe_confusion, pred, target, n_class, ignore_index)
-        expect_tensor(actual, what=f"case {i + 1}: confusion matrix", shape=expected.shape)
-        expect(torch.equal(actual.long(), expected), f"case {i + 1}: the counts are wrong")
+    check_confusion_counts(sub, ref, n_class=6)
 
 
 @unit("fcn_confusion", points=1, message="confusion_matrix must return an int64 (n_class, n_class) tensor and accept "
       "int32 as well as int64 labels.")
 def test_confusion_dtypes(sub, ref):
     """Does it return int64 counts for int32 and int64 inputs alike?"""
-    import torch
-
-    for dtype in (torch.int32, torch.int64, torch.uint8):
-        target, _ = _random_labels(6, (2, 9, 11), 5, dtype=dtype)
-        _, pred = _random_labels(7, (2, 9, 11), 5, ignore_fraction=0, dtype=dtype)
-        expected = ref.call(probe_confusion, pred, target, 5)
-        actual = sub.call(probe_confusion, pred, target, 5)
-        expect_tensor(actual, what=f"confusion matrix for {dtype} inputs", shape=expected.shape, dtype=torch.int64)
-        expect(torch.equal(actual, expected), f"the counts are wrong for {dtype} inputs")
+    check_confusion_dtypes(sub, ref)
 
 
 # --- fcn_iou (2 points) ---------------------------------------------------------------------------
-
-def _confusions():
-    import torch
-
-    generator = torch.Generator().manual_seed(11)
-    confs = []
-    conf = torch.randint(0, 50, (6, 6), generator=generator)
-    conf[3, :] = 0
-    conf[:, 3] = 0  # class 3 absent everywhere -> NaN
-    confs.append(conf)
-    conf = torch.randint(0, 9, (4, 4), generator=generator)
-    conf[1, :] = 0  # never in the ground truth but predicted -> IoU 0, not NaN
-    confs.append(conf)
-    confs.append(torch.diag(torch.tensor([5, 0, 7])))
-    return confs
-
 
 @unit("fcn_iou", points=1.5, message="iou_per_class differs from diag / (row sum + column sum - diag), "
       "or NaN is not where the denominator is zero.")
 def test_iou_values(sub, ref):
     """Are per-class IoUs right, with NaN exactly for classes absent from prediction and ground truth?"""
-    for i, conf in enumerate(_confusions()):
-        actual, expected = sub.call(probe_iou, conf), ref.call(probe_iou, conf)
-        expect(type(actual) is dict, "iou_per_class / mean_iou did not return plain values")
-        assert_close(actual["iou"], expected["iou"], what=f"case {i + 1}: IoU per class", rtol=1e-5)
+    check_iou_values(sub, ref, n_class=6, seed=11)
 
 
 @unit("fcn_iou", points=0.5, message="mean_iou must be a Python float: the mean over classes whose IoU is defined.")
 def test_mean_iou(sub, ref):
     """Is mean_iou a finite Python float that skips NaN classes?"""
-    for i, conf in enumerate(_confusions()):
-        actual, expected = sub.call(probe_iou, conf), ref.call(probe_iou, conf)
-        expect(type(actual) is dict and actual.get("miou_type") == "float",
-               f"mean_iou returned a {actual.get('miou_type') if type(actual) is dict else '?'}, expected float")
-        assert_close(actual["miou"], expected["miou"], what=f"case {i + 1}: mean IoU", rtol=1e-5)
+    check_mean_iou(sub, ref, n_class=6, seed=11)

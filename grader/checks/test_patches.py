@@ -7,6 +7,7 @@ the probe cuts itself, and prediction on grids where extraction and stitching ar
 """
 
 from grader.harness import assert_close, expect, expect_tensor, unit, uses
+from grader.metric_checks import check_confusion_counts, check_confusion_dtypes
 
 
 # --- probe helpers (sent to the worker together with the probes that use them) -------------
@@ -150,12 +151,6 @@ def probe_predict_recorded(ns, shape, size, stride, batch_sizes, start_training)
             "param_grads": [p.grad is not None for p in model.parameters()],
         })
     return runs
-
-
-def probe_confusion(ns, pred, target, n_class, ignore_index=None):
-    if ignore_index is None:
-        return ns["confusion_matrix"](pred, target, n_class)
-    return ns["confusion_matrix"](pred, target, n_class, ignore_index=ignore_index)
 
 
 def probe_prf(ns, conf):
@@ -395,38 +390,14 @@ def test_predict_batches(sub, ref):
       "truth, columns = prediction; skip ignore pixels and targets outside [0, n_class)).")
 def test_confusion_counts(sub, ref):
     """Are the counts right on batched and unbatched labels with ignore pixels and absent classes?"""
-    import torch
-
-    cases = []
-    target = _labels(1, (4, 23, 31), 6, absent=(4,))
-    pred = _labels(2, (4, 23, 31), 6, ignore_fraction=0)
-    cases.append((pred, target, 6, None))
-    target = _labels(3, (17, 19), 4)
-    pred = _labels(4, (17, 19), 4, ignore_fraction=0, absent=(2,))
-    target[0, :5] = 9  # outside [0, n_class): skipped like ignore pixels
-    cases.append((pred, target, 4, None))
-    target = _labels(5, (3, 8, 8), 3, ignore_fraction=0.2, ignore_value=7)
-    cases.append((_labels(6, (3, 8, 8), 3, ignore_fraction=0), target, 3, 7))
-    for i, (pred, target, n_class, ignore_index) in enumerate(cases):
-        expected = ref.call(probe_confusion, pred, target, n_class, ignore_index)
-        actual = sub.call(probe_confusion, pred, target, n_class, ignore_index)
-        expect_tensor(actual, what=f"case {i + 1}: confusion matrix", shape=expected.shape)
-        expect(torch.equal(actual.long(), expected), f"case {i + 1}: the counts are wrong")
+    check_confusion_counts(sub, ref, n_class=6)
 
 
 @unit("patch_confusion", points=0.5, message="confusion_matrix must return an int64 (n_class, n_class) tensor and "
       "accept int32, uint8 and int64 labels.")
 def test_confusion_dtypes(sub, ref):
     """Does it return int64 counts for int32, uint8 and int64 inputs alike?"""
-    import torch
-
-    for dtype in (torch.int32, torch.int64, torch.uint8):
-        target = _labels(7, (2, 9, 11), 5, dtype=dtype)
-        pred = _labels(8, (2, 9, 11), 5, ignore_fraction=0, dtype=dtype)
-        expected = ref.call(probe_confusion, pred, target, 5)
-        actual = sub.call(probe_confusion, pred, target, 5)
-        expect_tensor(actual, what=f"confusion matrix for {dtype} inputs", shape=expected.shape, dtype=torch.int64)
-        expect(torch.equal(actual, expected), f"the counts are wrong for {dtype} inputs")
+    check_confusion_dtypes(sub, ref)
 
 
 # --- patch_prf (2 points) -----------------------------------------------------------------------

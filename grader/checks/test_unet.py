@@ -6,44 +6,15 @@ the unit's `points` in the solution notebook (a kit test verifies this).
 """
 
 from grader.harness import assert_close, expect, expect_tensor, unit, uses
+from grader.probes import make_input, seed_params
+from grader.metric_checks import (
+    check_confusion_counts, check_confusion_dtypes, check_iou_values, check_mean_iou, random_labels,
+)
 
 # Time limit (s) of probes on small tensors: a correct answer needs well under a second.
 FAST_S = 20
 
 # --- probe helpers (sent to the worker together with the probes that use them) -------------
-
-
-def seed_params(model, key_of=None):
-    """Fill every floating tensor of `model` from a generator seeded by its (canonical) name."""
-    import math
-    import zlib
-
-    import torch
-
-    with torch.no_grad():
-        for name, tensor in model.state_dict(keep_vars=True).items():
-            if not tensor.is_floating_point():
-                continue
-            key = key_of(name) if key_of else name
-            if key is None:
-                continue
-            generator = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-            if name.endswith("running_var"):
-                values = torch.rand(tensor.shape, generator=generator) + 0.5
-            elif name.endswith("running_mean") or tensor.dim() < 2:
-                values = torch.randn(tensor.shape, generator=generator) * 0.1
-                if name.endswith(".weight"):  # batch-norm scale
-                    values += 1
-            else:
-                fan_in = max(1, tensor[0].numel())
-                values = torch.randn(tensor.shape, generator=generator) * math.sqrt(2.0 / fan_in)
-            tensor.copy_(values.to(tensor.dtype))
-
-
-def make_input(shape, seed):
-    import torch
-
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
 def coordinate_pair(height, width):
@@ -119,18 +90,6 @@ def probe_prior(ns, masks, n_class, ignore_index=None):
 
 def probe_predict_prior(ns, prior, n):
     return ns["predict_prior"](prior.clone(), n)
-
-
-def probe_confusion(ns, pred, target, n_class, ignore_index=None):
-    if ignore_index is None:
-        return ns["confusion_matrix"](pred, target, n_class)
-    return ns["confusion_matrix"](pred, target, n_class, ignore_index=ignore_index)
-
-
-def probe_iou(ns, conf):
-    iou = ns["iou_per_class"](conf)
-    miou = ns["mean_iou"](conf)
-    return {"iou": iou, "miou": miou, "miou_type": type(miou).__name__}
 
 
 def probe_weights(ns, masks, n_class, ignore_index=None):
@@ -311,21 +270,11 @@ def test_augment_value_error(sub, ref):
 
 # --- unet_prior (2 points) ------------------------------------------------------------------------
 
-def _random_labels(seed, shape, n_class, *, ignore_fraction=0.1, absent=(), dtype=None):
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    present = [c for c in range(n_class) if c not in absent]
-    labels = torch.tensor(present)[torch.randint(len(present), shape, generator=generator)]
-    ignore = torch.rand(shape, generator=generator) < ignore_fraction
-    return labels.masked_fill(ignore, 255).to(dtype or torch.int64), labels.to(dtype or torch.int64)
-
-
 def _prior_cases():
-    masks, _ = _random_labels(21, (7, 9, 11), 5, ignore_fraction=0.3, absent=(3,))
+    masks, _ = random_labels(21, (7, 9, 11), 5, ignore_fraction=0.3, absent=(3,))
     masks[:, 0, :4] = 255  # pixels never labelled
     masks[:, 4, 4] = 1  # a pixel always of one class
-    few, _ = _random_labels(22, (2, 6, 5), 4, ignore_fraction=0.5)
+    few, _ = random_labels(22, (2, 6, 5), 4, ignore_fraction=0.5)
     return [(masks, 5, None), (few, 4, None)]
 
 
@@ -341,7 +290,7 @@ def test_prior_values(sub, ref):
         expect_tensor(actual, what=f"case {i + 1}: prior", shape=expected.shape)
         expect(actual.is_floating_point(), f"case {i + 1}: the prior must be a float tensor")
         assert_close(actual, expected, what=f"case {i + 1}: prior", rtol=1e-5)
-    masks, _ = _random_labels(23, (5, 4, 6), 3, ignore_fraction=0.2)
+    masks, _ = random_labels(23, (5, 4, 6), 3, ignore_fraction=0.2)
     masks[masks == 255] = 2
     expected = ref.call(probe_prior, masks, 4, 2)
     actual = sub.call(probe_prior, masks, 4, 2, timeout=FAST_S)
@@ -369,77 +318,29 @@ def test_predict_prior(sub, ref):
       "columns = prediction; skip ignore pixels and targets outside [0, n_class)).")
 def test_confusion_counts(sub, ref):
     """Are the counts right on batched and unbatched labels with ignore pixels and absent classes?"""
-    import torch
-
-    cases = []
-    target, _ = _random_labels(1, (4, 23, 31), 9, absent=(4,))
-    _, pred = _random_labels(2, (4, 23, 31), 9, ignore_fraction=0)
-    cases.append((pred, target, 9, None))
-    target, _ = _random_labels(3, (17, 19), 4)
-    _, pred = _random_labels(4, (17, 19), 4, ignore_fraction=0, absent=(2,))
-    target[0, :5] = 9  # outside [0, n_class): skipped like ignore pixels
-    cases.append((pred, target, 4, None))
-    target, _ = _random_labels(5, (3, 8, 8), 3, ignore_fraction=0.0)
-    target[:, 0] = 7
-    cases.append((pred[:8, :8].expand(3, 8, 8).clamp(max=2).contiguous(), target, 3, 7))
-    for i, (pred, target, n_class, ignore_index) in enumerate(cases):
-        expected = ref.call(probe_confusion, pred, target, n_class, ignore_index)
-        actual = sub.call(probe_confusion, pred, target, n_class, ignore_index, timeout=FAST_S)
-        expect_tensor(actual, what=f"case {i + 1}: confusion matrix", shape=expected.shape)
-        expect(torch.equal(actual.long(), expected), f"case {i + 1}: the counts are wrong")
+    check_confusion_counts(sub, ref, n_class=9, timeout=FAST_S)
 
 
 @unit("unet_confusion", points=0.5, message="confusion_matrix must return an int64 (n_class, n_class) tensor and "
       "accept int32, int64 and uint8 labels.")
 def test_confusion_dtypes(sub, ref):
     """Does it return int64 counts for int32, int64 and uint8 inputs alike?"""
-    import torch
-
-    for dtype in (torch.int32, torch.int64, torch.uint8):
-        target, _ = _random_labels(6, (2, 9, 11), 5, dtype=dtype)
-        _, pred = _random_labels(7, (2, 9, 11), 5, ignore_fraction=0, dtype=dtype)
-        expected = ref.call(probe_confusion, pred, target, 5)
-        actual = sub.call(probe_confusion, pred, target, 5, timeout=FAST_S)
-        expect_tensor(actual, what=f"confusion matrix for {dtype} inputs", shape=expected.shape, dtype=torch.int64)
-        expect(torch.equal(actual, expected), f"the counts are wrong for {dtype} inputs")
+    check_confusion_dtypes(sub, ref, timeout=FAST_S)
 
 
 # --- unet_iou (1 point) ---------------------------------------------------------------------------
-
-def _confusions():
-    import torch
-
-    generator = torch.Generator().manual_seed(12)
-    confs = []
-    conf = torch.randint(0, 50, (9, 9), generator=generator)
-    conf[3, :] = 0
-    conf[:, 3] = 0  # class 3 absent everywhere -> NaN
-    confs.append(conf)
-    conf = torch.randint(0, 9, (4, 4), generator=generator)
-    conf[1, :] = 0  # never in the ground truth but predicted -> IoU 0, not NaN
-    confs.append(conf)
-    confs.append(torch.diag(torch.tensor([5, 0, 7])))
-    return confs
-
 
 @unit("unet_iou", points=0.75, message="iou_per_class differs from diag / (row sum + column sum - diag), "
       "or NaN is not where the denominator is zero.")
 def test_iou_values(sub, ref):
     """Are per-class IoUs right, with NaN exactly for classes absent from prediction and ground truth?"""
-    for i, conf in enumerate(_confusions()):
-        actual, expected = sub.call(probe_iou, conf, timeout=FAST_S), ref.call(probe_iou, conf)
-        expect(type(actual) is dict, "iou_per_class / mean_iou did not return plain values")
-        assert_close(actual["iou"], expected["iou"], what=f"case {i + 1}: IoU per class", rtol=1e-5)
+    check_iou_values(sub, ref, n_class=9, seed=12, timeout=FAST_S)
 
 
 @unit("unet_iou", points=0.25, message="mean_iou must be a Python float: the mean over classes whose IoU is defined.")
 def test_mean_iou(sub, ref):
     """Is mean_iou a finite Python float that skips NaN classes?"""
-    for i, conf in enumerate(_confusions()):
-        actual, expected = sub.call(probe_iou, conf, timeout=FAST_S), ref.call(probe_iou, conf)
-        expect(type(actual) is dict and actual.get("miou_type") == "float",
-               f"mean_iou returned a {actual.get('miou_type') if type(actual) is dict else '?'}, expected float")
-        assert_close(actual["miou"], expected["miou"], what=f"case {i + 1}: mean IoU", rtol=1e-5)
+    check_mean_iou(sub, ref, n_class=9, seed=12, timeout=FAST_S)
 
 
 # --- unet_weights (1 point) ---------------------------------------------------------------------------
@@ -448,11 +349,9 @@ def test_mean_iou(sub, ref):
       "for absent classes, ignore pixels and labels outside [0, n_class) not counted; float tensor (n_class,).")
 def test_class_weights(sub, ref):
     """With ignore pixels and absent classes, are the inverse-frequency weights right?"""
-    import torch
-
-    masks, _ = _random_labels(31, (3, 14, 17), 9, ignore_fraction=0.25, absent=(2, 6))
+    masks, _ = random_labels(31, (3, 14, 17), 9, ignore_fraction=0.25, absent=(2, 6))
     masks[0, 0, :3] = 9  # outside [0, n_class): not labelled
-    few, _ = _random_labels(32, (40,), 3, ignore_fraction=0.1)
+    few, _ = random_labels(32, (40,), 3, ignore_fraction=0.1)
     cases = [(masks, 9, None), (few, 3, None), (few.clone().masked_fill(few == 255, 1), 3, 1)]
     for i, (labels, n_class, ignore_index) in enumerate(cases):
         expected = ref.call(probe_weights, labels, n_class, ignore_index)
@@ -470,14 +369,14 @@ def _wce_cases():
     generator = torch.Generator().manual_seed(41)
     cases = []
     logits = torch.randn(2, 5, 6, 7, generator=generator) * 3
-    target, _ = _random_labels(42, (2, 6, 7), 5, ignore_fraction=0.2)
+    target, _ = random_labels(42, (2, 6, 7), 5, ignore_fraction=0.2)
     weight = torch.tensor([0.5, 2.0, 0.0, 4.0, 1.0])  # class 2 has weight zero
     cases.append((logits, target, weight, None))
     logits = torch.randn(1, 3, 4, 9, generator=generator)
-    target, _ = _random_labels(43, (1, 4, 9), 3, ignore_fraction=0.0, absent=(1,))
+    target, _ = random_labels(43, (1, 4, 9), 3, ignore_fraction=0.0, absent=(1,))
     cases.append((logits, target, torch.tensor([3.0, 0.25, 1.5]), None))
     logits = torch.randn(3, 4, 5, 5, generator=generator) * 2
-    target, _ = _random_labels(44, (3, 5, 5), 4, ignore_fraction=0.3)
+    target, _ = random_labels(44, (3, 5, 5), 4, ignore_fraction=0.3)
     target[target == 255] = 3  # ignore_index 3: class 3 never counted
     cases.append((logits, target, torch.tensor([1.0, 7.0, 0.5, 2.0]), 3))
     return cases

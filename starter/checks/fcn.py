@@ -1,10 +1,9 @@
 """Public self-checks of the FCN assignment (see starter.checks)."""
 
-import math
-
 import torch
 
 from starter.checks.core import expect as _expect, register as _register
+from starter.checks.shared import confusion_matrix_check, iou_check
 
 
 def _fcn_model_checks(model_class, required, forbidden, n_class=3):
@@ -87,25 +86,7 @@ def _check_resnet(model_class):
                     f"variant {variant}: input {tuple(size)} gave {tuple(out.shape)}, expected {expected}")
 
 
-@_register("fcn_confusion")
-def _check_confusion(confusion_matrix):
-    pred = torch.tensor([[0, 1], [1, 1]])
-    target = torch.tensor([[0, 1], [0, 255]])
-    conf = confusion_matrix(pred, target, 2)
-    _expect(isinstance(conf, torch.Tensor) and tuple(conf.shape) == (2, 2), "return a (n_class, n_class) tensor")
-    _expect(conf.dtype == torch.int64, f"dtype should be int64, got {conf.dtype}")
-    _expect(conf.tolist() == [[1, 1], [0, 1]], f"got {conf.tolist()} for the 2x2 example in the text of this check; "
-            "rows are ground truth, columns prediction, and 255 is skipped")
+_register("fcn_confusion")(confusion_matrix_check)
 
 
-@_register("fcn_iou")
-def _check_iou(iou_per_class, mean_iou):
-    conf = torch.tensor([[2, 1, 0], [0, 1, 0], [0, 0, 0]])
-    iou = iou_per_class(conf)
-    _expect(isinstance(iou, torch.Tensor) and tuple(iou.shape) == (3,), "iou_per_class returns a (n_class,) tensor")
-    _expect(abs(float(iou[0]) - 2 / 3) < 1e-6 and abs(float(iou[1]) - 0.5) < 1e-6,
-            f"got {iou.tolist()}; class 0 has IoU 2/3 and class 1 has 1/2 here")
-    _expect(math.isnan(float(iou[2])), "a class absent from both prediction and ground truth has IoU NaN")
-    miou = mean_iou(conf)
-    _expect(isinstance(miou, float), f"mean_iou returns a Python float, got {type(miou).__name__}")
-    _expect(abs(miou - 7 / 12) < 1e-6, f"mean_iou should ignore NaN classes; got {miou}")
+_register("fcn_iou")(iou_check)

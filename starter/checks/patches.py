@@ -5,6 +5,7 @@ import math
 import torch
 
 from starter.checks.core import expect as _expect, register as _register
+from starter.checks.shared import class_weights_check, confusion_matrix_check
 
 
 @_register("patch_extract")
@@ -32,15 +33,7 @@ def _check_extract(extract_patches):
         raise AssertionError("an image smaller than the patch size must raise ValueError")
 
 
-@_register("patch_weights")
-def _check_weights(class_weights):
-    masks = torch.tensor([[0, 0, 0, 1], [255, 255, 0, 1]])
-    weights = class_weights(masks, 3)
-    _expect(isinstance(weights, torch.Tensor) and tuple(weights.shape) == (3,), "return a (n_class,) tensor")
-    _expect(weights.is_floating_point(), f"weights must be floating point, got {weights.dtype}")
-    _expect(torch.allclose(weights.double(), torch.tensor([1.5, 3.0, 0.0], dtype=torch.float64)),
-            f"got {weights.tolist()}; this example has 6 labelled pixels (4 of class 0, 2 of class 1, none of "
-            "class 2: weight 0)")
+_register("patch_weights")(class_weights_check)
 
 
 @_register("patch_stitch")
@@ -74,15 +67,7 @@ def _check_predict(predict_full):
     _expect(model.training, "the model should be back in training mode after the call")
 
 
-@_register("patch_confusion")
-def _check_confusion(confusion_matrix):
-    pred = torch.tensor([[0, 1], [1, 1]])
-    target = torch.tensor([[0, 1], [0, 255]])
-    conf = confusion_matrix(pred, target, 2)
-    _expect(isinstance(conf, torch.Tensor) and tuple(conf.shape) == (2, 2), "return a (n_class, n_class) tensor")
-    _expect(conf.dtype == torch.int64, f"dtype should be int64, got {conf.dtype}")
-    _expect(conf.tolist() == [[1, 1], [0, 1]], f"got {conf.tolist()} for the 2x2 example in this check; "
-            "rows are ground truth, columns prediction, and 255 is skipped")
+_register("patch_confusion")(confusion_matrix_check)
 
 
 @_register("patch_prf")
