@@ -54,7 +54,7 @@ grade: setup
 		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force)
 
 test: setup
-	$(RUN) -m pytest -q
+	$(RUN) -m pytest -q --durations=15
 
 # Everything except the slow tests (grading runs and notebook executions).
 test-fast: setup

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.harness import GradingPlugin, ReferenceNamespace
+from grader.harness import NOT_IMPLEMENTED, GradingPlugin, ReferenceNamespace
 from grader.notebooks import (
     AssignmentSpec, NotebookError, cell_source, cells_by_grade_id, load_assignment, read_json_notebook,
 )
@@ -153,19 +153,19 @@ class Submission:
             return self.dead_reason or f"the cell '{grade_id}' was not run"
         if status != "ok":
             if status.startswith("NotImplementedError"):
-                return f"'{grade_id}' is not implemented yet (the cell still raises NotImplementedError)"
+                return f"'{grade_id}' is {NOT_IMPLEMENTED}"
             return f"running the cell '{grade_id}' failed: {status}"
         return ""
 
     def call(self, probe, *args, timeout: float | None = None, memo: bool = False, **kwargs):
         """Run `probe(ns, *args, **kwargs)` in the worker. memo=True: reuse the outcome of an
         identical earlier call (several checks reading one expensive probe)."""
-        from grader.harness import probe_source
+        from grader.harness import call_key, probe_source
 
         source = probe_source(probe)
         key = None
         if memo:
-            key = repr((source, args, sorted(kwargs.items())))
+            key = call_key(source, args, kwargs)
             if key in self._memo:
                 outcome, value = self._memo[key]
                 if outcome == "error":

@@ -1,19 +1,14 @@
 """Specificity: correct solutions written differently from the reference must get full marks.
 
-Per assignment, two notebooks are graded with the CLI: in notebook k EVERY graded unit is replaced
-by its k-th alternative from `grader/alternatives/<assignment>.py`. A lost point means a hidden
+Per assignment, two notebooks are graded in the shared grading run (tests/conftest.py): in notebook
+k EVERY graded unit is replaced by its k-th alternative from `grader/alternatives/<assignment>.py`. A lost point means a hidden
 check depends on something the contract does not fix.
 """
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-from grader.alternatives import alternative_notebook, alternatives, assignments_with_alternatives
-from grader.notebooks import REPO_ROOT, load_assignment
+from grader.alternatives import alternatives, assignments_with_alternatives
+from grader.notebooks import load_assignment
 
 pytestmark = pytest.mark.slow
 
@@ -28,22 +23,14 @@ def test_every_unit_has_two_alternatives(assignment):
 
 
 @pytest.mark.parametrize("assignment", assignments_with_alternatives())
-def test_alternatives_get_full_marks(assignment, tmp_path):
-    submissions = tmp_path / "submissions"
-    submissions.mkdir()
-    for k in (0, 1):
-        (submissions / f"alternative-{k}.ipynb").write_text(json.dumps(alternative_notebook(assignment, k)))
-    out = tmp_path / "grades"
-    completed = subprocess.run(
-        [sys.executable, "-m", "grader", str(submissions), "--assignment", assignment, "--out", str(out), "-j", "2"],
-        cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True, timeout=1500)
+def test_alternatives_get_full_marks(assignment, grading_run):
+    """Do both all-alternatives notebooks (shared grading run, tests/conftest.py) get every point?"""
     failures = []
     for k in (0, 1):
-        path = out / "results" / assignment / f"alternative-{k}.json"
-        if not path.exists():
-            failures.append(f"alternative-{k}: no result\n{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}")
+        result = grading_run["results"].get((f"alternative-{k}", assignment))
+        if result is None:
+            failures.append(f"alternative-{k}: no result\n{grading_run['run'].stderr[-2000:]}")
             continue
-        result = json.loads(path.read_text())
         for grade_id, unit in result["units"].items():
             for test in unit["tests"]:
                 if not test["passed"]:

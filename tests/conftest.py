@@ -1,0 +1,128 @@
+"""One grading run shared by the end-to-end proofs (tests/test_grading.py, test_hostile.py,
+test_specificity.py): every submission they need is graded together by a single
+`python -m grader` pool, so the two cores stay busy and references are loaded once.
+
+Submissions (nbgrader layout, `<student>/<assignment>/<assignment>.ipynb`):
+- per assignment: the four bundled examples, one single-bug notebook per BUGS entry
+  (`mutant-<grade_id>`) and two all-alternatives notebooks (`alternative-0`, `alternative-1`);
+- the hostile/malformed corpus of grader/hostile.py on the patches assignment, next to an
+  untouched copy of its solution (`control-solution`).
+Single-bug notebooks of the FCN assignment skip the VGG-sized checks of units they do not
+touch (`--units-map`): each still runs every cheap unit's checks, so leaks into other units
+are still caught, for a third of the cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from grader.alternatives import alternative_notebook, assignments_with_alternatives
+from grader.examples import _replace_sources, buggy_sources, example_notebooks
+from grader.hostile import build_corpus
+from grader.notebooks import REPO_ROOT, assignment_names, load_assignment, read_json_notebook
+
+HOSTILE_ASSIGNMENT = "patches"
+# Units whose checks build VGG16-sized networks (seconds each): single-bug notebooks of other
+# units are graded without them.
+EXPENSIVE_UNITS = {"fcn32s", "fcn16s", "fcn8s", "fcn_vgg_copy", "fcn_resnet"}
+# Limits of the shared run: generous for honest code (each check takes well under 10 s),
+# short enough that hangs in the hostile submissions do not dominate the suite.
+RUN_OPTIONS = ["-j", "2", "--cell-timeout", "30", "--probe-timeout-cap", "60", "--memory-mb", "3072"]
+
+
+def _spec_module(name):
+    import importlib
+
+    return importlib.import_module(f"grader.example_specs.{name}")
+
+
+class _Listener:
+    """A TCP server on the host's loopback recording any connection a submission makes."""
+
+    def __init__(self):
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.server.settimeout(0.5)
+        self.port = self.server.getsockname()[1]
+        self.received: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                continue
+            self.received.append(connection.recv(100))
+            connection.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.server.close()
+
+
+def _write(path: Path, data: bytes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+@pytest.fixture(scope="session")
+def grading_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grading")
+    submitted = root / "submitted"
+    units_map: dict[str, list[str]] = {}
+    kinds: dict[tuple[str, str], str] = {}
+    for name in assignment_names():
+        all_units = [u.grade_id for u in load_assignment(name).auto_units]
+        notebooks = example_notebooks(name)
+        solution = read_json_notebook(REPO_ROOT / "solutions" / name / f"{name}.ipynb")
+        for grade_id, source in buggy_sources(solution, _spec_module(name).BUGS).items():
+            student = f"mutant-{grade_id}"
+            notebooks[student] = _replace_sources(solution, {grade_id: source})
+            if EXPENSIVE_UNITS & set(all_units):
+                units_map[student] = [u for u in all_units if u == grade_id or u not in EXPENSIVE_UNITS]
+        if name in assignments_with_alternatives():
+            for k in (0, 1):
+                notebooks[f"alternative-{k}"] = alternative_notebook(name, k)
+        for student, notebook in notebooks.items():
+            _write(submitted / student / name / f"{name}.ipynb", json.dumps(notebook).encode())
+            kinds[(student, name)] = student.split("-")[0]
+
+    listener = _Listener()
+    corpus_dir = root / "corpus"
+    corpus = build_corpus(HOSTILE_ASSIGNMENT, corpus_dir, port=listener.port)
+    for student in corpus:
+        _write(submitted / student / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb",
+               (corpus_dir / f"{student}.ipynb").read_bytes())
+    _write(submitted / "control-solution" / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb",
+           (REPO_ROOT / "solutions" / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb").read_bytes())
+    marker = Path("/tmp/segkit-hostile-was-here")
+    marker.unlink(missing_ok=True)
+
+    (root / "units-map.json").write_text(json.dumps(units_map))
+    out = root / "grades"
+    command = [sys.executable, "-m", "grader", str(submitted), "--out", str(out), *RUN_OPTIONS,
+               "--units-map", str(root / "units-map.json")]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    try:
+        run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=3000)
+    finally:
+        listener.close()
+    results = {}
+    for path in (out / "results").glob("*/*.json"):
+        result = json.loads(path.read_text())
+        results[(result["student_id"], result["assignment"])] = result
+    return {"out": out, "submitted": submitted, "results": results, "run": run, "command": command, "env": env,
+            "corpus": corpus, "listener": listener, "marker": marker, "units_map": units_map, "kinds": kinds}
