@@ -199,6 +199,7 @@ class GradingPlugin:
         marker = item.get_closest_marker("unit")
         if marker is None:
             raise RuntimeError(f"hidden check {item.name} has no @unit marker")
+        self.submission.current_unit = marker.args[0]
         problem = self.submission.problem(marker.args[0])
         if problem:
             raise Feedback(problem)

@@ -43,8 +43,9 @@ def confusion_cases(n_class):
     target, _ = random_labels(3, (17, 19), 4)
     _, pred = random_labels(4, (17, 19), 4, ignore_fraction=0, absent=(2,))
     cases.append((pred, target.clone(), 4, None))
-    target[0, :5] = 9  # outside [0, n_class): skipped like ignore pixels
-    target[1, :4] = -1  # negative: also outside [0, n_class)
+    target[0, :5] = 4  # == n_class: outside [0, n_class), skipped like ignore pixels
+    target[2, :3] = 9  # far outside
+    target[1, :4] = -1  # negative: also outside
     cases.append((pred, target.clone(), 4, None))
     target, _ = random_labels(5, (3, 8, 8), 3, ignore_fraction=0.0)
     target[:, 0] = 7

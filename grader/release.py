@@ -36,7 +36,7 @@ BUNDLE_ROOT = "segkit"  # the one folder the zip unpacks into (Colab default: My
 TOP_LEVEL_FILES = ("environment.yml", "requirements.txt", "pyproject.toml")
 # data_scripts modules every bundle needs (shared downloader, synthetic data); the dataset modules
 # come with the assignments whose notebooks mention them.
-DATA_SCRIPTS_ALWAYS = ("__init__", "download", "synthetic")
+DATA_SCRIPTS_ALWAYS = ("__init__", "download", "prepare", "synthetic")
 NEVER_SHIPPED = ("solutions/", "grader/", "tests/", "bench/", "build/", ".ci/")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _DATA_SCRIPT_REF = re.compile(r"data_scripts\.([A-Za-z_][A-Za-z0-9_]*)")

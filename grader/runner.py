@@ -67,6 +67,8 @@ class Submission:
         self.peak_memory_bytes = 0
         self.protections: list[str] = []
         self._memo: dict[str, tuple] = {}
+        self.current_unit: str | None = None  # set by the grading plugin before each check
+        self.hung_units: set[str] = set()
         self.deadline = time.monotonic() + worker_options["limits"].submission_timeout
         if notebook is not None:
             self._select_cells(notebook)
@@ -184,6 +186,10 @@ class Submission:
     def _call(self, source, name, args, kwargs, timeout):
         if self.worker is None:
             raise WorkerError(self.dead_reason or "the worker is not running")
+        if self.current_unit in self.hung_units:
+            # One hang per unit is enough evidence; waiting out every later check of the same
+            # unit would only let one submission eat the whole run's time.
+            raise WorkerTimeout("your code ran past its time limit in an earlier check of this unit")
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise WorkerTimeout("the submission used up its total time limit")
@@ -196,6 +202,8 @@ class Submission:
             self._retire(self.worker)
             self.worker = None
             self.restarts += 1
+            if isinstance(exc, WorkerTimeout) and self.current_unit:
+                self.hung_units.add(self.current_unit)
             self.boot()
             raise WorkerTimeout("your code ran past its time limit") if isinstance(exc, WorkerTimeout) else exc
 

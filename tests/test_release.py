@@ -163,9 +163,10 @@ def test_selected_assignments_only(tmp_path):
     notebooks = sorted(path for path in files if path.startswith("notebooks/"))
     assert notebooks == ["notebooks/cam/cam.ipynb", "notebooks/fcn/fcn.ipynb"]
     scripts = sorted(Path(path).name for path in files if path.startswith("data_scripts/"))
-    assert scripts == ["__init__.py", "cam_samples.json", "cam_samples.py", "cmp_facade.py", "download.py", "synthetic.py"]
+    assert scripts == ["__init__.py", "cam_samples.json", "cam_samples.py", "cmp_facade.py", "download.py", "prepare.py",
+                       "synthetic.py"]
     checks = sorted(Path(path).stem for path in files if path.startswith("starter/checks/"))
-    assert checks == ["__init__", "cam", "core", "fcn"]
+    assert checks == ["__init__", "cam", "core", "fcn", "shared"]
     assert sorted(json.loads(files["starter/assignments.json"])["assignments"]) == ["cam", "fcn"]
     assert "`patches`" not in files["STUDENT_README.md"] and "`fcn`" in files["STUDENT_README.md"]
     with pytest.raises(SystemExit, match="unknown assignment"):

@@ -22,6 +22,7 @@ def test_every_unit_has_two_alternatives(assignment):
         assert unit.source not in sources
 
 
+@pytest.mark.proof
 @pytest.mark.parametrize("assignment", assignments_with_alternatives())
 def test_alternatives_get_full_marks(assignment, grading_run):
     """Do both all-alternatives notebooks (shared grading run, tests/conftest.py) get every point?"""
