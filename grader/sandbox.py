@@ -79,7 +79,7 @@ class Limits:
     probe_timeout_cap: float | None = None  # if set, also caps the timeouts checks ask for
     memory_mb: int = 6144
     cpu_seconds: int = 1800
-    max_processes: int = 512  # threads count too (torch/OpenMP pools)
+    max_processes: int = 128  # threads count too (torch/OpenMP pools need about 10)
     file_size_mb: int = 256
     open_files: int = 256
     output_keep_bytes: int = 16 * 1024

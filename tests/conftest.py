@@ -3,11 +3,11 @@ test_specificity.py): every submission they need is graded together by a single
 `python -m grader` pool, so the two cores stay busy and references are loaded once.
 
 Submissions (nbgrader layout, `<student>/<assignment>/<assignment>.ipynb`):
-- per assignment: the four bundled examples, one single-bug notebook per BUGS entry
-  (`mutant-<grade_id>`) and, when `proof` tests run, two all-alternatives notebooks
-  (`alternative-0`, `alternative-1`);
-- the hostile/malformed corpus of grader/hostile.py on the patches assignment, next to an
-  untouched copy of its solution (`control-solution`).
+- per assignment: the four bundled examples (always: `make test`);
+- with `proof` tests (`make proof`): one single-bug notebook per BUGS entry (`mutant-<grade_id>`),
+  two all-alternatives notebooks (`alternative-0`, `alternative-1`), and the hostile/malformed
+  corpus of grader/hostile.py on the patches assignment next to an untouched copy of its
+  solution (`control-solution`).
 Single-bug notebooks of the FCN assignment skip the VGG-sized checks of units they do not
 touch (`--units-map`): each still runs every cheap unit's checks, so leaks into other units
 are still caught, for a third of the cost.
@@ -81,8 +81,9 @@ def _write(path: Path, data: bytes):
 
 @pytest.fixture(scope="session")
 def grading_run(tmp_path_factory, request):
-    # The alternatives (specificity) are graded only when tests marked `proof` are collected
-    # (`make proof`, `make quality`): they are the slowest part and CI keeps to 10 minutes.
+    # Single-bug notebooks, alternatives and the hostile corpus are graded only when tests marked
+    # `proof` are collected (`make proof`, `make quality`): CI (`make test`) keeps to 10 minutes
+    # with the four bundled examples of every assignment.
     with_proofs = any(item.get_closest_marker("proof") for item in request.session.items)
     root = tmp_path_factory.mktemp("grading")
     submitted = root / "submitted"
@@ -92,7 +93,7 @@ def grading_run(tmp_path_factory, request):
         all_units = [u.grade_id for u in load_assignment(name).auto_units]
         notebooks = example_notebooks(name)
         solution = read_json_notebook(REPO_ROOT / "solutions" / name / f"{name}.ipynb")
-        for grade_id, source in buggy_sources(solution, _spec_module(name).BUGS).items():
+        for grade_id, source in (buggy_sources(solution, _spec_module(name).BUGS).items() if with_proofs else ()):
             student = f"mutant-{grade_id}"
             notebooks[student] = _replace_sources(solution, {grade_id: source})
             if EXPENSIVE_UNITS & set(all_units):
@@ -106,12 +107,13 @@ def grading_run(tmp_path_factory, request):
 
     listener = _Listener()
     corpus_dir = root / "corpus"
-    corpus = build_corpus(HOSTILE_ASSIGNMENT, corpus_dir, port=listener.port)
+    corpus = build_corpus(HOSTILE_ASSIGNMENT, corpus_dir, port=listener.port) if with_proofs else {}
     for student in corpus:
         _write(submitted / student / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb",
                (corpus_dir / f"{student}.ipynb").read_bytes())
-    _write(submitted / "control-solution" / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb",
-           (REPO_ROOT / "solutions" / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb").read_bytes())
+    if with_proofs:
+        _write(submitted / "control-solution" / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb",
+               (REPO_ROOT / "solutions" / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb").read_bytes())
     marker = Path("/tmp/segkit-hostile-was-here")
     marker.unlink(missing_ok=True)
 

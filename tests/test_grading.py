@@ -1,7 +1,8 @@
 """End-to-end proof of the grader: examples, single-bug mutants, hostile code, outputs, resume.
 
 They read the shared grading run of tests/conftest.py: per assignment the four bundled examples
-plus one notebook per entry of BUGS (the solution with that single bug).
+and, for the `proof` test below (make proof), one notebook per entry of BUGS (the solution with
+that single bug).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def test_buggy_example_loses_points_on_every_unit(graded, name):
     assert not kept, f"bugs not caught in {kept}"
 
 
+@pytest.mark.proof
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_each_single_bug_loses_points_on_its_own_unit_only(graded, name):
     """Does each single-bug mutant lose points on its own unit and keep every other unit's points?"""

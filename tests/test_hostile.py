@@ -14,7 +14,7 @@ from grader.hostile import ATTACKS, MALFORMED, TARGETS
 from grader.notebooks import REPO_ROOT, load_assignment
 from grader.sandbox import host_capabilities
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.proof]
 ASSIGNMENT = "patches"
 STUDENTS = [f"attack-{a.name}" for a in ATTACKS] + [f"malformed-{k}" for k in MALFORMED]
 
