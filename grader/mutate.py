@@ -60,6 +60,7 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("patch_weights", "operand-18e19d33dd"): _DEFENSIVE_RANGE,
     ("patch_weights", "operand-d6ea96daeb"): _DEFENSIVE_RANGE,
     ("patch_weights", "const-500ea7a2ed"): "integer labels: labels >= -0.5 is labels >= 0",
+    ("fcn_confusion", "const-226c2c6730"): "integer targets: target >= -0.5 is target >= 0",
     ("patch_weights", "const-37f4975298"): "clamp(min=...) only changes counts == 0, which torch.where maps to 0",
     ("patch_weights", "const-543a0b6e94"): "clamp(min=...) only changes counts == 0, which torch.where maps to 0",
 }
