@@ -30,7 +30,9 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+# No file prerequisites on purpose: the venv's path already encodes the requirements' content, and a
+# fresh clone's newer file times must not trigger a 5 GB reinstall (or delete a venv in use).
+$(STAMP):
 	@echo ">> creating $(VENV) (first run downloads torch; later runs reuse it)"
 	rm -rf $(VENV)
 	mkdir -p $(VENV_ROOT)
