@@ -81,10 +81,13 @@ def _write(path: Path, data: bytes):
 
 @pytest.fixture(scope="session")
 def grading_run(tmp_path_factory, request):
-    # Single-bug notebooks, alternatives and the hostile corpus are graded only when tests marked
-    # `proof` are collected (`make proof`, `make quality`): CI (`make test`) keeps to 10 minutes
-    # with the four bundled examples of every assignment.
-    with_proofs = any(item.get_closest_marker("proof") for item in request.session.items)
+    # Single-bug notebooks, alternatives and the hostile corpus are graded only when the `proof`
+    # tests that read them are collected (`make proof`, `make quality`): CI (`make test`) keeps
+    # to 10 minutes with the four bundled examples of every assignment.
+    proofs = {item.path.name for item in request.session.items if item.get_closest_marker("proof")}
+    with_mutants = "test_grading.py" in proofs
+    with_alternatives = "test_specificity.py" in proofs
+    with_corpus = "test_hostile.py" in proofs
     root = tmp_path_factory.mktemp("grading")
     submitted = root / "submitted"
     units_map: dict[str, list[str]] = {}
@@ -93,12 +96,12 @@ def grading_run(tmp_path_factory, request):
         all_units = [u.grade_id for u in load_assignment(name).auto_units]
         notebooks = example_notebooks(name)
         solution = read_json_notebook(REPO_ROOT / "solutions" / name / f"{name}.ipynb")
-        for grade_id, source in (buggy_sources(solution, _spec_module(name).BUGS).items() if with_proofs else ()):
+        for grade_id, source in (buggy_sources(solution, _spec_module(name).BUGS).items() if with_mutants else ()):
             student = f"mutant-{grade_id}"
             notebooks[student] = _replace_sources(solution, {grade_id: source})
             if EXPENSIVE_UNITS & set(all_units):
                 units_map[student] = [u for u in all_units if u == grade_id or u not in EXPENSIVE_UNITS]
-        if with_proofs and name in assignments_with_alternatives():
+        if with_alternatives and name in assignments_with_alternatives():
             for k in (0, 1):
                 notebooks[f"alternative-{k}"] = alternative_notebook(name, k)
         for student, notebook in notebooks.items():
@@ -107,11 +110,11 @@ def grading_run(tmp_path_factory, request):
 
     listener = _Listener()
     corpus_dir = root / "corpus"
-    corpus = build_corpus(HOSTILE_ASSIGNMENT, corpus_dir, port=listener.port) if with_proofs else {}
+    corpus = build_corpus(HOSTILE_ASSIGNMENT, corpus_dir, port=listener.port) if with_corpus else {}
     for student in corpus:
         _write(submitted / student / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb",
                (corpus_dir / f"{student}.ipynb").read_bytes())
-    if with_proofs:
+    if with_corpus:
         _write(submitted / "control-solution" / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb",
                (REPO_ROOT / "solutions" / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb").read_bytes())
     marker = Path("/tmp/segkit-hostile-was-here")
