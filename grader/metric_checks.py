@@ -50,6 +50,14 @@ def confusion_cases(n_class):
     target, _ = random_labels(5, (3, 8, 8), 3, ignore_fraction=0.0)
     target[:, 0] = 7
     cases.append((pred[:8, :8].expand(3, 8, 8).clamp(max=2).contiguous(), target, 3, 7))
+    # ignore_index that is also a valid class id: those pixels are skipped, not counted as class 1
+    target, _ = random_labels(8, (2, 6, 9), 3, ignore_fraction=0.0)
+    _, pred = random_labels(9, (2, 6, 9), 3, ignore_fraction=0)
+    cases.append((pred, target, 3, 1))
+    # the last classes absent from both prediction and target: the matrix keeps its full size
+    target, _ = random_labels(10, (5, 7), 5, ignore_fraction=0.1, absent=(3, 4))
+    _, pred = random_labels(11, (5, 7), 5, ignore_fraction=0, absent=(3, 4))
+    cases.append((pred, target, 5, None))
     return cases
 
 

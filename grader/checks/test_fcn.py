@@ -275,6 +275,13 @@ def _check_resnet_head(sub, ref, variant):
     trunk = [s for n, s in expected.items() if n.startswith("backbone.") and ".fc." not in n]
     actual_trunk = [s for n, s in actual.items() if n.startswith("backbone.") and ".fc." not in n]
     expect(actual_trunk == trunk, f"variant {variant}: `backbone` is not a torchvision ResNet-18 trunk")
+    init = model_report(sub, "FCNResNet18", args, RESNET_SIZES, "backbone", stage="inspect").get("init")
+    expect(type(init) is dict, "the layers could not be inspected")
+    for name, weight in init["transposed"].items():
+        assert_close(weight, init["bilinear"][name], what=f"variant {variant}: {name} initial weight vs "
+                     "get_upsampling_weight", rtol=1e-6)
+    for name, total in init["score"].items():
+        expect(total == 0, f"variant {variant}: {name} should start at zero")
 
 
 def _check_resnet_outputs(sub, ref, variant):
@@ -282,9 +289,10 @@ def _check_resnet_outputs(sub, ref, variant):
 
 
 @unit("fcn_resnet", points=1, message="FCNResNet18's layers do not match the specification (backbone, score_fr, "
-      "upscore / score_pool4, upscore2, upscore16 with the given shapes).")
+      "upscore / score_pool4, upscore2, upscore16 with the given shapes), or do not start bilinear (transposed "
+      "convolutions) and zero (score layers).")
 def test_resnet_head(sub, ref):
-    """Do both variants have a ResNet-18 `backbone` and exactly the specified head layers?"""
+    """Do both variants have a ResNet-18 `backbone` and exactly the specified head layers, starting bilinear and zero?"""
     _check_resnet_head(sub, ref, "32s")
     _check_resnet_head(sub, ref, "16s")
 

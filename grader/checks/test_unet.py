@@ -349,10 +349,14 @@ def test_mean_iou(sub, ref):
       "for absent classes, ignore pixels and labels outside [0, n_class) not counted; float tensor (n_class,).")
 def test_class_weights(sub, ref):
     """With ignore pixels and absent classes, are the inverse-frequency weights right?"""
+    import torch
+
     masks, _ = random_labels(31, (3, 14, 17), 9, ignore_fraction=0.25, absent=(2, 6))
     masks[0, 0, :3] = 9  # outside [0, n_class): not labelled
+    masks[1, 2, :4] = -1  # negative: not labelled either
     few, _ = random_labels(32, (40,), 3, ignore_fraction=0.1)
-    cases = [(masks, 9, None), (few, 3, None), (few.clone().masked_fill(few == 255, 1), 3, 1)]
+    once = torch.tensor([[0, 0, 1, 2], [2, 2, 255, -1]])  # class 1 seen exactly once
+    cases = [(masks, 9, None), (few, 3, None), (few.clone().masked_fill(few == 255, 1), 3, 1), (once, 3, None)]
     for i, (labels, n_class, ignore_index) in enumerate(cases):
         expected = ref.call(probe_weights, labels, n_class, ignore_index)
         actual = sub.call(probe_weights, labels, n_class, ignore_index, timeout=FAST_S)
