@@ -49,7 +49,9 @@ def time_ours(submitted: Path, name: str, jobs: int, out: Path) -> tuple[float, 
 def time_nbgrader(course: Path, name: str) -> float:
     shutil.copytree(REPO / "solutions", course / "solutions")
     shutil.copy(REPO / "nbgrader_config.py", course / "nbgrader_config.py")
-    env = dict(os.environ, PYTHONPATH=str(REPO), SEGKIT_FAST="1", MPLBACKEND="Agg")
+    # nbgrader runs the `alembic` executable of its environment: put that environment's bin first.
+    env = dict(os.environ, PYTHONPATH=str(REPO), SEGKIT_FAST="1", MPLBACKEND="Agg",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     nbgrader = [sys.executable, "-m", "nbgrader"]
 
     def run(*args):
