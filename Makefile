@@ -18,7 +18,7 @@ JOBS ?= $(shell nproc)
 help:
 	@echo "make grade     grade submissions into grades/ (default: the bundled examples)"
 	@echo "               SUBMISSIONS=dir [ASSIGNMENT=fcn] [STUDENT=id] [JOBS=n] [FORCE=1]"
-	@echo "make test      the kit's whole test suite (sets the environment up first)"
+	@echo "make test      the kit's test suite, as CI runs it (sets the environment up first)"
 	@echo "make setup     create the virtual environment ($(VENV))"
 	@echo "make generate  regenerate notebooks/ (and starter/assignments.json) from solutions/"
 	@echo "make release   dist/student-bundle.zip for students [ASSIGNMENTS=fcn,cam]"

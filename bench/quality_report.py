@@ -76,6 +76,8 @@ def main():
     parser.add_argument("--skip-ci", action="store_true")
     parser.add_argument("--skip-mutants", action="store_true")
     parser.add_argument("--skip-nbgrader", action="store_true")
+    parser.add_argument("--grade-assignments", default=",".join(assignment_names()),
+                        help="assignments whose grading speed is measured (default: all)")
     args = parser.parse_args()
     py = sys.executable
     parts = [
@@ -103,7 +105,7 @@ def main():
                  + "Every assignment's bundled `example-hostile` (one attack per unit) is graded by "
                    "`tests/test_grading.py` and scores 0.\n")
 
-    for name in assignment_names():
+    for name in args.grade_assignments.split(","):
         command = [py, "bench/grade_speed.py", "--assignment", name] + (["--skip-nbgrader"] if args.skip_nbgrader else [])
         output, _ = run(command)
         parts.append(section(f"Grading speed: {name}", command, output))
