@@ -63,7 +63,7 @@ test: setup
 test-fast: setup
 	$(RUN) -m pytest -q -m "not slow and not proof"
 
-# The expensive evidence CI leaves out to stay under 10 minutes (~15 min on 2 cores): each single
+# The expensive evidence CI leaves out to stay under 10 minutes (~6 min on 2 cores): each single
 # bug costs points on its own unit only, the hostile/malformed corpus earns nothing, and independent
 # correct implementations of every unit get full marks (grader/alternatives/).
 proof: setup
