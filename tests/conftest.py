@@ -15,6 +15,7 @@ are still caught, for a third of the cost.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
@@ -135,3 +136,42 @@ def grading_run(tmp_path_factory, request):
         results[(result["student_id"], result["assignment"])] = result
     return {"out": out, "submitted": submitted, "results": results, "run": run, "command": command, "env": env,
             "corpus": corpus, "listener": listener, "marker": marker, "units_map": units_map, "kinds": kinds}
+
+
+class StaticFileServer(http.server.ThreadingHTTPServer):
+    """A file server on 127.0.0.1 for the data-script tests: `files` maps paths to bytes,
+    `requests` records every path asked for."""
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _StaticHandler)
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{name}"
+
+
+class _StaticHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server API)
+        self.server.requests.append(self.path)
+        data = self.server.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def static_http_server():
+    httpd = StaticFileServer()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()

@@ -8,11 +8,9 @@ its default urllib opener), or read through file:// URLs.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import re
-import threading
 
 import numpy as np
 import pytest
@@ -28,40 +26,9 @@ OPEN_LICENCES = {"Public domain", "CC0 1.0", "CC BY 2.0", "CC BY 2.5", "CC BY 3.
 
 # --- a local HTTP server -----------------------------------------------------------------
 
-class _Server(http.server.ThreadingHTTPServer):
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.files: dict[str, bytes] = {}
-        self.requests: list[str] = []
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{name}"
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server API)
-        self.server.requests.append(self.path)
-        data = self.server.files.get(self.path)
-        if data is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def server():
-    httpd = _Server()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+def server(static_http_server):
+    return static_http_server
 
 
 def _image_bytes(fmt: str, seed: int, mode: str = "RGB") -> bytes:
@@ -71,7 +38,7 @@ def _image_bytes(fmt: str, seed: int, mode: str = "RGB") -> bytes:
     return buffer.getvalue()
 
 
-def _local_samples(server: _Server) -> list[dict]:
+def _local_samples(server) -> list[dict]:
     """The real sample list with every URL pointing at the local server (same names and licences)."""
     samples = cam_samples.load_samples()
     for i, sample in enumerate(samples):

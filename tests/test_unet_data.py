@@ -7,11 +7,9 @@ is built here and either served from 127.0.0.1 or passed with ``--archives``.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -82,27 +80,6 @@ def _check_prepared(out: Path, pairs) -> None:
             assert image_file.size == (expected.shape[1], expected.shape[0])
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    def __init__(self, files):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.files = files
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server API)
-        data = self.server.files.get(self.path)
-        if data is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def sbd_archive(tmp_path):
     pairs = _fake_pairs()
@@ -148,25 +125,19 @@ def test_prepare_from_archives_folder_and_rerun(tmp_path, sbd_archive):
     assert set(mask.unique().tolist()) <= set(range(9))
 
 
-def test_prepare_downloads_from_local_server_with_checksum(tmp_path, sbd_archive):
+def test_prepare_downloads_from_local_server_with_checksum(tmp_path, sbd_archive, static_http_server):
     pairs, archive = sbd_archive
     data = archive.read_bytes()
-    server = _Server({"/iccv09Data.tar.gz": data})
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/iccv09Data.tar.gz"
-        remote = dl.RemoteFile("iccv09Data.tar.gz", url, hashlib.sha256(data).hexdigest(), len(data))
-        out = sbd.prepare_stanford_background(tmp_path / "ok", remote=remote, progress=False)
-        _check_prepared(out, pairs)
+    static_http_server.files["/iccv09Data.tar.gz"] = data
+    url = static_http_server.url("iccv09Data.tar.gz")
+    remote = dl.RemoteFile("iccv09Data.tar.gz", url, hashlib.sha256(data).hexdigest(), len(data))
+    out = sbd.prepare_stanford_background(tmp_path / "ok", remote=remote, progress=False)
+    _check_prepared(out, pairs)
 
-        wrong = dl.RemoteFile("iccv09Data.tar.gz", url, "0" * 64, None)
-        with pytest.raises(dl.ChecksumError):
-            sbd.prepare_stanford_background(tmp_path / "bad", remote=wrong, progress=False)
-        assert not (tmp_path / "bad" / "stanford_background").exists()
-    finally:
-        server.shutdown()
-        server.server_close()
+    wrong = dl.RemoteFile("iccv09Data.tar.gz", url, "0" * 64, None)
+    with pytest.raises(dl.ChecksumError):
+        sbd.prepare_stanford_background(tmp_path / "bad", remote=wrong, progress=False)
+    assert not (tmp_path / "bad" / "stanford_background").exists()
 
 
 def test_mismatched_label_size_is_an_error(tmp_path):
