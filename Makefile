@@ -18,6 +18,7 @@ JOBS ?= $(shell nproc)
 help:
 	@echo "make grade     grade submissions into grades/ (default: the bundled examples)"
 	@echo "               SUBMISSIONS=dir [ASSIGNMENT=fcn] [STUDENT=id] [JOBS=n] [FORCE=1]"
+	@echo "               refuses when the host cannot sandbox student code; UNSAFE_NO_SANDBOX=1 grades anyway"
 	@echo "make test      the kit's test suite, as CI runs it (sets the environment up first)"
 	@echo "make setup     create the virtual environment ($(VENV))"
 	@echo "make generate  regenerate notebooks/ (and starter/assignments.json) from solutions/"
@@ -51,10 +52,12 @@ SUBMISSIONS ?=
 ASSIGNMENT ?=
 STUDENT ?=
 FORCE ?=
+UNSAFE_NO_SANDBOX ?=
 OUT ?= grades
 grade: setup
 	$(RUN) -m grader $(SUBMISSIONS) --out $(OUT) -j $(JOBS) \
-		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force)
+		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force) \
+		$(if $(UNSAFE_NO_SANDBOX),--unsafe-no-sandbox)
 
 test: setup
 	$(RUN) -m pytest -q --durations=15 -m "not proof"

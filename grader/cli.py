@@ -5,10 +5,13 @@
     python -m grader hw1/ --assignment fcn   # a plain folder of <student_id>.ipynb files
     python -m grader zips/                   # a folder of <student_id>.zip made by `python -m starter.submit`
     python -m grader ... --student alice     # regrade one student (others are reused)
-    options: --out grades  -j N  --force  --no-sandbox
+    options: --out grades  -j N  --force  --unsafe-no-sandbox
 
 Submissions are graded by a pool of trusted processes (`grader.runner.grade`), each starting
-a sandboxed worker per submission for the student's code. Finished results are kept in
+a sandboxed worker per submission for the student's code. A pool process that dies, whatever
+killed it, costs only the submission it was grading, which is retried once in a process of its own.
+Grading refuses to start when the host cannot build the sandbox (`grader.sandbox.host_sandbox`),
+unless `--unsafe-no-sandbox` is given (and then every report says so). Finished results are kept in
 <out>/results/<assignment>/<student>.json, keyed by a fingerprint of the submission and
 the grader, so an interrupted run resumes and a re-run reuses every unchanged result.
 """
@@ -23,9 +26,9 @@ import multiprocessing
 import sys
 import time
 import zipfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,9 +38,11 @@ from grader.examples import EXAMPLES_DIR, build_examples
 from grader.notebooks import (
     REPO_ROOT, NotebookError, assignment_names, cells_by_grade_id, load_assignment, read_json_notebook,
 )
-from grader.report import summary_table, write_gradebook, write_run_report, write_submission_reports, protections_text
+from grader.report import (
+    UNSAFE_FLAG, protections_text, summary_table, write_gradebook, write_run_report, write_submission_reports,
+)
 from grader.runner import write_atomic
-from grader.sandbox import Limits, active_protections
+from grader.sandbox import Limits, SandboxUnavailable, active_protections
 
 SUBMISSION_TIMEOUT_S = 900  # all checks of one submission together
 
@@ -139,54 +144,139 @@ def _assignment(name: str):
     return load_assignment(name)
 
 
-def grade_job(job: Job, out_dir: Path, settings: dict) -> dict:
+def grade_job(job: Job, out_dir: Path, settings: dict, slot: int) -> dict:
     """Grade one submission; runs in a (trusted) pool process that grades many in turn, so
     imports and the reference solution are loaded once per process, not once per student."""
     from grader.runner import grade
 
-    options = {"limits": Limits(**settings["limits"]), "hide": tuple(settings["hide"]),
-               "sandbox": settings["sandbox"], "slot": os.getpid() % 1000}
+    options = {"limits": Limits(**settings["limits"]), "forbidden": tuple(settings["forbidden"]),
+               "sandbox": settings["sandbox"], "slot": slot}
     units = settings["units_map"].get(job.student)
     return grade(_assignment(job.assignment), job.notebook, job.student, worker_options=options,
                  log_path=out_dir / "logs" / job.assignment / f"{job.student}.log",
                  cache_dir=Path(settings["reference_cache"]), units=set(units) if units else None)
 
 
+def _pool_process(connection, out_dir: Path, settings: dict, slot: int):
+    """A trusted grading process: receives jobs, answers each with its result as JSON text."""
+    while True:
+        job = connection.recv()
+        if job is None:
+            return
+        try:
+            answer = ("ok", json.dumps(grade_job(job, out_dir, settings, slot)))
+        except Exception as exc:  # a bug in a check must not stop the others
+            answer = ("error", f"{type(exc).__name__}: {exc}")
+        connection.send(answer)
+
+
+@dataclass
+class _PoolSlot:
+    slot: int
+    alone: bool = False  # a retry: this process grades one submission and is then closed
+    process: multiprocessing.Process | None = None
+    connection: object = None
+    job: Job | None = None
+    done: int = 0
+
+
 def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, jobs: int, on_result) -> list[str]:
-    """Grade in a pool of `jobs` processes; a pool process that dies (e.g. killed for memory) is
-    replaced and its submission retried once. Returns failure messages."""
-    attempts = {job: 0 for job, _ in pending}
+    """Grade in `jobs` trusted processes. A process that dies (killed for memory, by the OOM killer,
+    by a signal) costs only the submission it was grading: that one is retried once, alone, in a
+    fresh process; the others go on. Returns failure messages."""
     fingerprints = dict(pending)
-    todo = [job for job, _ in pending]
-    failures = []
-    progress = tqdm(total=len(todo), desc="grading", unit="submission", disable=not todo)
+    queue: deque[Job] = deque(job for job, _ in pending)
+    retries: deque[Job] = deque()
+    attempts = {job: 0 for job in fingerprints}
+    failures: list[str] = []
     context = multiprocessing.get_context("spawn")
-    while todo:
-        retry = []
-        with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=context) as pool:
-            futures = {pool.submit(grade_job, job, out_dir, settings): job for job in todo}
-            for future in as_completed(futures):
-                job = futures[future]
-                attempts[job] += 1
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
+    progress = tqdm(total=len(queue), desc="grading", unit="submission", disable=not queue)
+    slots = [_PoolSlot(slot) for slot in range(max(1, min(jobs, len(queue))))]
+    next_slot = len(slots)
+
+    def launch(pool_slot: _PoolSlot):
+        parent, child = context.Pipe()
+        pool_slot.process = context.Process(target=_pool_process, args=(child, out_dir, settings, pool_slot.slot),
+                                            daemon=True)
+        pool_slot.process.start()
+        child.close()
+        pool_slot.connection = parent
+
+    def retire(pool_slot: _PoolSlot):
+        if pool_slot.process is not None:
+            try:
+                pool_slot.connection.send(None)
+            except OSError:
+                pass
+            pool_slot.process.join(timeout=10)
+            if pool_slot.process.is_alive():
+                pool_slot.process.kill()
+            pool_slot.connection.close()
+        pool_slot.process = pool_slot.connection = None
+
+    def finish(job: Job, message: str | None, result: dict | None):
+        if result is not None:
+            result["fingerprint"] = fingerprints[job]
+            on_result(job, result)
+            progress.set_postfix_str(f"{job.student}: {result['total']:g}/{result['max']:g}")
+        else:
+            failures.append(f"{job.student}/{job.assignment}: {message}")
+        progress.update()
+
+    try:
+        while queue or retries or any(s.job for s in slots):
+            for pool_slot in list(slots):
+                if pool_slot.job is not None:
+                    continue
+                if pool_slot.alone and pool_slot.done:
+                    retire(pool_slot)
+                    slots.remove(pool_slot)
+                    continue
+                source = retries if (retries and pool_slot.alone) else queue
+                if not source:
+                    continue
+                if pool_slot.process is None or not pool_slot.process.is_alive():
+                    launch(pool_slot)
+                pool_slot.job = source.popleft()
+                attempts[pool_slot.job] += 1
+                pool_slot.connection.send(pool_slot.job)
+            while retries and not any(s.alone and s.job is None and not s.done for s in slots):
+                slots.append(_PoolSlot(next_slot, alone=True))  # the retry gets a process of its own
+                next_slot += 1
+                break
+            busy = [s for s in slots if s.job is not None]
+            if not busy:
+                continue
+            ready = wait([s.connection for s in busy] + [s.process.sentinel for s in busy])
+            for pool_slot in busy:
+                job = pool_slot.job
+                if pool_slot.connection in ready:
+                    try:
+                        status, payload = pool_slot.connection.recv()
+                    except (EOFError, OSError):
+                        status, payload = "died", None
+                else:
+                    status, payload = ("died", None) if pool_slot.process.sentinel in ready else (None, None)
+                if status is None:
+                    continue
+                pool_slot.job = None
+                pool_slot.done += 1
+                if status == "ok":
+                    finish(job, None, json.loads(payload))
+                elif status == "error":
+                    finish(job, payload, None)
+                else:
+                    code = pool_slot.process.exitcode
+                    retire(pool_slot)
                     if attempts[job] < 2:
-                        retry.append(job)
+                        retries.append(job)
                     else:
-                        failures.append(f"{job.student}/{job.assignment}: the grading process died twice")
-                        progress.update()
-                    continue
-                except Exception as exc:  # a bug in a check must not stop the others
-                    failures.append(f"{job.student}/{job.assignment}: {type(exc).__name__}: {exc}")
-                    progress.update()
-                    continue
-                result["fingerprint"] = fingerprints[job]
-                on_result(job, result)
-                progress.update()
-                progress.set_postfix_str(f"{job.student}: {result['total']:g}/{result['max']:g}")
-        todo = retry
-    progress.close()
+                        finish(job, f"the grading process died twice (exit code {code}); no grade", None)
+    finally:
+        for pool_slot in slots:
+            if pool_slot.process is not None and pool_slot.process.is_alive():
+                pool_slot.process.kill()
+        progress.close()
     return failures
 
 
@@ -198,7 +288,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "grades", help="output folder (default: grades/)")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel submissions")
     parser.add_argument("--force", action="store_true", help="regrade even when a result is up to date")
-    parser.add_argument("--no-sandbox", action="store_true", help="separate process and limits only (debugging)")
+    parser.add_argument(UNSAFE_FLAG, dest="unsafe_no_sandbox", action="store_true",
+                        help="grade even though the host cannot build the sandbox: student code then runs as you, "
+                             "with your files and network (every report says so)")
+    parser.add_argument("--no-sandbox", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--submission-timeout", type=float, default=SUBMISSION_TIMEOUT_S,
                         help="seconds before one submission's grading is abandoned")
     parser.add_argument("--cell-timeout", type=float, help="seconds one notebook cell may run (default 120)")
@@ -209,6 +302,15 @@ def main(argv=None) -> int:
     parser.add_argument("--reference-cache", type=Path, default=REPO_ROOT / "build" / "reference-cache",
                         help="cache of the reference solution's probe results (shared by runs)")
     options = parser.parse_args(argv)
+    if options.no_sandbox:
+        parser.error(f"--no-sandbox is now spelled {UNSAFE_FLAG} (and is recorded in every report)")
+    try:
+        protections = active_protections(sandbox=not options.unsafe_no_sandbox)
+    except SandboxUnavailable as exc:
+        print(f"error: refusing to grade: student code would run without the sandbox.\n  Why: {exc}\n"
+              f"  Fix the host as described (docs/instructor-guide.md, section 7), or, knowing what it gives up, "
+              f"pass {UNSAFE_FLAG} (make grade UNSAFE_NO_SANDBOX=1).", file=sys.stderr)
+        return 2
 
     if not options.paths:
         build_examples(assignments=[options.assignment] if options.assignment else None)
@@ -224,7 +326,7 @@ def main(argv=None) -> int:
         print("No submissions found.")
         return 1
     out_dir.mkdir(parents=True, exist_ok=True)
-    hide = sorted({str(out_dir)} | {str(p.resolve() if p.is_dir() else p.resolve().parent) for p in options.paths})
+    forbidden = sorted({str(out_dir)} | {str(p.resolve() if p.is_dir() else p.resolve().parent) for p in options.paths})
     versions = {name: grader_fingerprint(name) for name in {j.assignment for j in jobs}}
 
     results: dict[Job, dict] = {}
@@ -248,7 +350,7 @@ def main(argv=None) -> int:
         "limits": {k: v for k, v in (("cell_timeout", options.cell_timeout), ("memory_mb", options.memory_mb),
                                      ("probe_timeout_cap", options.probe_timeout_cap),
                                      ("submission_timeout", options.submission_timeout)) if v is not None},
-        "hide": hide, "sandbox": not options.no_sandbox, "reference_cache": str(options.reference_cache.resolve()),
+        "forbidden": forbidden, "sandbox": not options.unsafe_no_sandbox, "reference_cache": str(options.reference_cache.resolve()),
         "units_map": units_map,
     }
     started = time.time()
@@ -268,10 +370,9 @@ def main(argv=None) -> int:
     columns = [u.grade_id for name in sorted({r["assignment"] for r in all_results})
                for u in load_assignment(name).auto_units]
     gradebook = write_gradebook(all_results, columns, out_dir)
-    protections = active_protections(sandbox=not options.no_sandbox)
-    write_run_report(all_results, out_dir, protections)
+    write_run_report(all_results, out_dir, protections, unsafe=options.unsafe_no_sandbox)
     print(summary_table(all_results))
-    print(f"\nProtections around student code:\n{protections_text(protections)}")
+    print(f"\nProtections around student code:\n{protections_text(protections, unsafe=options.unsafe_no_sandbox)}")
     print(f"\nWrote {gradebook.relative_to(out_dir.parent) if out_dir.parent in gradebook.parents else gradebook}, "
           f"feedback/, gradescope/ and report.md in {out_dir} ({time.time() - started:.0f} s)")
     for failure in failures:

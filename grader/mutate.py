@@ -375,7 +375,7 @@ def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int | No
     spec = load_assignment(assignment)
     notebook = _replace_sources(read_json_notebook(spec.solution_path), {mutant.grade_id: mutant.source})
     limits = Limits(probe_timeout=30, cell_timeout=60, submission_timeout=240)
-    options = {"slot": slot if slot is not None else (_SLOT or 200), "limits": limits, "hide": (), "sandbox": True}
+    options = {"slot": slot if slot is not None else (_SLOT or 200), "limits": limits, "forbidden": (), "sandbox": True}
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="segkit-mutant-") as folder:
         path = Path(folder) / f"{assignment}.ipynb"

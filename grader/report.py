@@ -9,7 +9,11 @@ import json
 from pathlib import Path
 
 from grader.runner import write_atomic
-from grader.sandbox import PROTECTION_TEXT
+from grader.sandbox import PROTECTION_TEXT, Protection
+
+UNSAFE_FLAG = "--unsafe-no-sandbox"
+UNSAFE_NOTE = (f"Graded with {UNSAFE_FLAG}: student code ran WITHOUT the sandbox (it could read and write "
+               "everything the grading user can, use the network and signal other processes).")
 
 
 def _fmt(points: float) -> str:
@@ -33,6 +37,8 @@ def write_gradebook(results: list[dict], unit_columns: list[str], out_dir: Path)
 def feedback_markdown(result: dict) -> str:
     lines = [f"# Feedback: {result['assignment']} — {result['student_id']}", "",
              f"**Autograded score: {_fmt(result['total'])} / {_fmt(result['max'])}**", ""]
+    if result.get("unsafe_no_sandbox"):
+        lines += [f"> **{UNSAFE_NOTE}**", ""]
     if result.get("notebook_error"):
         lines += [f"> Your notebook could not be graded: {result['notebook_error']}", ""]
     lines += ["| unit | points | |", "|---|---|---|"]
@@ -69,6 +75,8 @@ def feedback_html(result: dict) -> str:
                     f"<ul>{tests}</ul>")
     error = (f"<p class='bad'>Your notebook could not be graded: {html.escape(result['notebook_error'])}</p>"
              if result.get("notebook_error") else "")
+    if result.get("unsafe_no_sandbox"):
+        error = f"<p class='bad'><strong>{html.escape(UNSAFE_NOTE)}</strong></p>" + error
     return (
         "<!doctype html><meta charset='utf-8'>"
         f"<title>{html.escape(result['assignment'])}: {html.escape(result['student_id'])}</title>"
@@ -110,13 +118,18 @@ def summary_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def protections_text(protections: list[str]) -> str:
-    active = [f"- {PROTECTION_TEXT[p]}" for p in PROTECTION_TEXT if p in protections]
-    missing = [f"- NOT active: {PROTECTION_TEXT[p]}" for p in PROTECTION_TEXT if p not in protections]
-    return "\n".join(active + missing)
+def protections_text(protections: list[Protection], *, unsafe: bool = False) -> str:
+    """One line per protection: what it does and how this host provides it; missing ones say NOT active."""
+    by_name = {p.name: p for p in protections}
+    lines = [f"**{UNSAFE_NOTE}**", ""] if unsafe else []
+    for name, text in PROTECTION_TEXT.items():
+        lines.append(f"- `{name}`: {by_name[name].describe()}" if name in by_name
+                     else f"- NOT active: `{name}`: {text}")
+    return "\n".join(lines)
 
 
-def write_run_report(results: list[dict], out_dir: Path, protections: list[str]):
-    text = ["# Grading run", "", "## Protections around student code", "", protections_text(protections), "",
+def write_run_report(results: list[dict], out_dir: Path, protections: list[Protection], *, unsafe: bool = False):
+    text = ["# Grading run", "", "## Protections around student code", "",
+            protections_text(protections, unsafe=unsafe), "",
             "## Scores", "", "```", summary_table(results), "```", ""]
     write_atomic(out_dir / "report.md", "\n".join(text))

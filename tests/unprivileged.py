@@ -1,0 +1,55 @@
+"""Run a command as an ordinary (unprivileged) uid, the way most instructors grade.
+
+The tests run as root, and the kit's virtual environment usually sits under /root (mode 0700),
+which an ordinary user cannot traverse. Instead of changing /root's permissions, the command runs
+in a private mount namespace where each folder above the Python runtime that the uid cannot
+traverse is replaced by an empty tmpfs holding only the runtime (bind-mounted back at its own
+path); then `setpriv` drops to the uid with no groups and no capabilities. The host is left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+TEST_UID = 62500  # no passwd entry needed; outside the grader's worker range (61000-61999)
+
+
+def runtime_paths() -> list[str]:
+    paths = {sys.prefix, sys.base_prefix, os.path.realpath(sys.executable).rsplit("/bin/", 1)[0]}
+    return sorted({os.path.realpath(p) for p in paths})
+
+
+def _blocking_ancestor(path: str) -> str | None:
+    """The highest folder above `path` that others cannot traverse (None if all can)."""
+    for parent in reversed(Path(path).parents):
+        if parent != Path("/") and not os.stat(parent).st_mode & stat.S_IXOTH:
+            return str(parent)
+    return None
+
+
+def as_user_command(argv: list[str], *, uid: int = TEST_UID, env: dict[str, str]) -> tuple[list[str], str]:
+    """(command, staging folder to remove afterwards) running `argv` as `uid` with `env`."""
+    stage = tempfile.mkdtemp(prefix="segkit-userstage-")
+    lines = ["set -e"]
+    blockers: dict[str, list[tuple[str, str]]] = {}
+    for index, path in enumerate(runtime_paths()):
+        blocker = _blocking_ancestor(path)
+        if blocker is None:
+            continue
+        staged = f"{stage}/{index}"
+        os.mkdir(staged)
+        lines.append(f"mount --bind {shlex.quote(path)} {shlex.quote(staged)}")
+        blockers.setdefault(blocker, []).append((staged, path))
+    for blocker, pairs in blockers.items():
+        lines.append(f"mount -t tmpfs -o mode=755,size=1m tmpfs {shlex.quote(blocker)}")
+        for staged, path in pairs:
+            lines.append(f"mkdir -p {shlex.quote(path)} && mount --bind {shlex.quote(staged)} {shlex.quote(path)}")
+    environment = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+    lines.append(f"exec setpriv --reuid={uid} --regid={uid} --clear-groups --inh-caps=-all -- "
+                 f"env -i {environment} " + " ".join(shlex.quote(a) for a in argv))
+    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "\n".join(lines)], stage
