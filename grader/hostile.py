@@ -9,6 +9,13 @@ function) turned into an attack, or a malformed file. Expectations:
 - the run finishes, and other students' results are unchanged (checked by the test that grades
   the corpus next to an untouched copy of the solution).
 `PROTECTION` says which layer stops the attack; the grading report lists which were active.
+
+Attacks marked `escape=True` try to get out of the sandbox: answer keys anywhere on the disk,
+rewriting the checks, forging other students' results, network, signals, fork and memory bombs,
+scratch flooding. `make test` grades that subset twice, as root and as an unprivileged uid
+(tests/test_sandbox_escape.py), next to decoy answer keys planted where a deny-list never looks.
+Placeholders filled in by `build_corpus`: __REPO__ (the kit), __OUT__ (the grades folder),
+__PORT__ (a loopback listener), __DECOYS__ (folders holding other copies of the kit).
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ class Attack:
     expect: str
     cell_prelude: str = ""  # runs when the cell is executed
     body_prelude: str = ""  # runs first inside the target function (at the start of its solution region)
+    escape: bool = False  # an attempt to get out of the sandbox (graded in make test, as root and not)
+    replace_cell: bool = False  # the cell is cell_prelude alone: no honest code under the attack
 
 
 _ALWAYS_EQUAL = """
@@ -46,6 +55,131 @@ class _AlwaysEqual:
         return False
     def __float__(self):
         return 0.0
+"""
+
+# Looks for `solutions/<a>/<a>.ipynb` of any copy of the kit: the known decoy folders, the kit itself,
+# folders named in environment variables, then a bounded walk of the whole disk. Any hit is executed
+# as the target cell, which would earn the target unit full marks.
+_FIND_ANSWER_KEY = """
+import glob, json, os, time
+_name = '__ASSIGNMENT__'
+_roots = __DECOYS__ + ['__REPO__'] + [v for v in os.environ.values() if v.startswith('/')]
+_keys = []
+for _root in _roots:
+    _keys += glob.glob(os.path.join(_root, 'solutions', _name, _name + '.ipynb'))
+    _keys += glob.glob(os.path.join(_root, '*', 'solutions', _name, _name + '.ipynb'))
+_deadline = time.time() + 10
+for _dir, _subdirs, _files in os.walk('/'):
+    if time.time() > _deadline:
+        break
+    _subdirs[:] = [d for d in _subdirs if not (_dir == '/' and d in ('proc', 'sys', 'dev'))]
+    if _dir.endswith(os.path.join('solutions', _name)) and _name + '.ipynb' in _files:
+        _keys.append(os.path.join(_dir, _name + '.ipynb'))
+for _key in _keys:
+    try:
+        with open(_key) as _handle:
+            _notebook = json.load(_handle)
+    except (OSError, ValueError):
+        continue
+    for _cell in _notebook['cells']:
+        if _cell.get('metadata', {}).get('nbgrader', {}).get('grade_id') == '__TARGET__':
+            _source = ''.join(_cell['source']) if isinstance(_cell['source'], list) else _cell['source']
+            exec(_source, globals())
+            break
+"""
+
+# Appends a "pass everything" wrapper to every hidden check file it can reach, and anything else
+# of the kit it can write.
+_REWRITE_CHECKS = """
+import glob, os
+_payload = ('\\nimport functools as _functools\\nfor _name in list(globals()):\\n'
+            '    if _name.startswith("test_"):\\n'
+            '        globals()[_name] = _functools.wraps(globals()[_name])(lambda *a, **k: None)\\n')
+_targets = []
+for _root in __DECOYS__ + ['__REPO__', '/segkit', os.getcwd()]:
+    _targets += glob.glob(os.path.join(_root, '**', '*.py'), recursive=True)
+for _target in _targets:
+    try:
+        with open(_target, 'a') as _handle:
+            _handle.write(_payload)
+    except OSError:
+        pass
+"""
+
+# Forges full marks for the untouched control submission, so that a resumed run would reuse it.
+_FORGE_RESULTS = """
+import glob, json, os
+for _results in glob.glob('__OUT__/results/*') + glob.glob('__REPO__/grades/results/*'):
+    for _path in glob.glob(os.path.join(_results, '*.json')):
+        try:
+            with open(_path) as _handle:
+                _result = json.load(_handle)
+            _result['total'] = _result['max']
+            for _unit in _result['units'].values():
+                _unit['points'] = _unit['max_points']
+            with open(_path, 'w') as _handle:
+                json.dump(_result, _handle)
+        except (OSError, ValueError, KeyError):
+            pass
+    os.makedirs(os.path.join(_results), exist_ok=True)
+    with open(os.path.join(_results, 'control-untouched.json'), 'w') as _handle:
+        json.dump({'forged': True, 'total': 1000}, _handle)
+"""
+
+_SIGNAL_EVERYTHING = """
+import os, signal
+_me = os.getpid()
+for _pid in [os.getppid(), 1, -1, -os.getpgid(0)] + list(range(2, 40000)):
+    if _pid != _me:
+        try:
+            os.kill(_pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+_FORK_MEMORY_BOMB = """
+import os, time
+_children = []
+for _ in range(8):
+    _pid = os.fork()
+    if _pid == 0:
+        try:
+            _hog = bytearray(1024 * 1024 * 1024)
+            for _i in range(0, len(_hog), 4096):
+                _hog[_i] = 1
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    _children.append(_pid)
+for _pid in _children:
+    os.waitpid(_pid, 0)
+"""
+
+_SCRATCH_FLOOD = """
+import os
+_block = b'x' * (64 * 1024 * 1024)
+for _index in range(64):
+    try:
+        with open(os.path.join(os.path.expanduser('~'), 'flood-%d' % _index), 'wb') as _handle:
+            _handle.write(_block)
+    except OSError:
+        break
+"""
+
+_WRITE_OUTSIDE = """
+import glob, os
+_targets = ['/tmp/segkit-hostile-was-here', '/var/tmp/segkit-hostile-was-here', '/dev/shm/segkit-hostile-was-here',
+            os.path.expanduser('~/../segkit-hostile-was-here'), '__OUT__/grades.csv', '__OUT__/hostile-was-here',
+            '__REPO__/grades/grades.csv', '__REPO__/solutions/x.txt', '/segkit/starter/hostile-was-here.py',
+            '/usr/segkit-hostile-was-here', '/segkit-hostile-was-here']
+_targets += [os.path.join(_d, 'segkit-hostile-was-here') for _d in __DECOYS__]
+_targets += glob.glob('/**/grades.csv', recursive=False) + glob.glob('/tmp/*/grades/grades.csv')
+for _t in _targets:
+    try:
+        with open(_t, 'w') as _h:
+            _h.write('hostile,1000\\n')
+    except OSError:
+        pass
 """
 
 ATTACKS = [
@@ -72,38 +206,54 @@ ATTACKS = [
            cell_prelude="import os\nos._exit(0)\n"),
     Attack("kill_parent", "signals its parent and process group", "pid namespace (no parent to signal)", "full",
            cell_prelude="import os, signal\nfor pid in (os.getppid(), -os.getpgid(0), 1):\n    try:\n"
-                        "        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n"),
+                        "        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n", escape=True),
+    Attack("signal_everything", "SIGKILLs every pid it can name (the grading process, other workers, -1)",
+           "pid namespace (no other process can be seen or signalled)", "full",
+           cell_prelude=_SIGNAL_EVERYTHING, escape=True),
     Attack("loop_cell", "infinite loop while the cell runs", "per-cell time limit", "zero",
            cell_prelude="while True:\n    pass\n"),
     Attack("loop_call", "infinite loop when called", "per-check time limit", "zero", body_prelude="while True:\n    pass"),
-    Attack("memory_bomb", "allocates memory until stopped", "memory cap (cgroup / address-space limit)", "zero",
-           cell_prelude="_hog = []\nfor _ in range(1000):\n    _hog.append(bytearray(100 * 1024 * 1024))\n"),
+    Attack("memory_bomb", "allocates memory until stopped", "memory cap (cgroup or watchdog; address-space limit)",
+           "zero", cell_prelude="_hog = []\nfor _ in range(1000):\n    _hog.append(bytearray(100 * 1024 * 1024))\n",
+           escape=True),
+    Attack("fork_memory_bomb", "forks 8 children that each fill 1 GB", "memory cap over all the worker's processes",
+           "zero", cell_prelude=_FORK_MEMORY_BOMB, body_prelude="return None", escape=True),
     Attack("fork_bomb", "forks thousands of sleeping children (bounded)", "process cap (cgroup pids / RLIMIT_NPROC)",
            "zero", cell_prelude="import os, time\nfor _ in range(3000):\n    try:\n        if os.fork() == 0:\n"
                                "            time.sleep(120)\n            os._exit(0)\n    except OSError:\n        break\n",
-           body_prelude="return None"),
+           body_prelude="return None", escape=True),
+    Attack("scratch_flood", "writes 4 GB into its scratch folder", "size-capped scratch tmpfs, file-size limit",
+           "zero", cell_prelude=_SCRATCH_FLOOD, body_prelude="return None", escape=True),
     Attack("output_flood", "prints 1 GB", "output drained by the parent, head and tail kept", "zero",
            cell_prelude="import sys\n_chunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(_chunk)\n",
            body_prelude="return None"),
     Attack("forged_results", "prints fake results and pytest/Gradescope lines", "worker output is never parsed",
            "zero", cell_prelude="print('{\"score\": 100, \"tests\": []}')\nprint('== 99 passed in 0.01s ==')\n",
            body_prelude="print('PASSED')\nreturn None"),
-    Attack("write_outside", "writes into the grades folder, other students' folders and /tmp",
-           "hidden files (mount namespace) and an unprivileged uid", "zero",
-           cell_prelude="import glob, os\n_targets = ['/tmp/segkit-hostile-was-here', os.path.expanduser('~/../grades.csv')]\n"
-                        "_targets += glob.glob('/**/grades.csv', recursive=False) + glob.glob('/tmp/*/grades/grades.csv')\n"
-                        "for _t in _targets + ['__REPO__/grades/grades.csv', '__REPO__/solutions/x.txt']:\n    try:\n"
-                        "        with open(_t, 'w') as _h:\n            _h.write('hostile,1000\\n')\n    except OSError:\n"
-                        "        pass\n", body_prelude="return None"),
+    Attack("write_outside", "writes into the grades folder, the kit, decoy kits, /tmp, /var/tmp, /dev/shm",
+           "allow-list filesystem (only a private scratch folder is writable)", "zero",
+           cell_prelude=_WRITE_OUTSIDE, body_prelude="return None", escape=True),
     Attack("read_reference", "reads solutions/ and grader/ from disk (the cell fails if it can)",
-           "hidden files (mount namespace)", "full",
+           "allow-list filesystem", "full",
            cell_prelude="import glob\n_stolen = {}\nfor _p in glob.glob('__REPO__/solutions/*/*.ipynb') + "
                         "glob.glob('__REPO__/grader/checks/*.py'):\n    _stolen[_p] = open(_p).read()\n"
-                        "assert not _stolen, 'no reference should be readable'\n"),
+                        "assert not _stolen, 'no reference should be readable'\n", escape=True),
+    Attack("find_answer_key", "searches the whole disk (other users' homes, /srv, paths in environment "
+           "variables) for another copy of the kit and runs its solution", "allow-list filesystem", "zero",
+           cell_prelude=_FIND_ANSWER_KEY, replace_cell=True, escape=True),
+    Attack("rewrite_checks", "appends a pass-everything fixture to every hidden check and kit file it can reach",
+           "allow-list filesystem (the grader is not there; starter is read-only)", "zero",
+           cell_prelude=_REWRITE_CHECKS, body_prelude="return None", escape=True),
+    Attack("forge_other_results", "rewrites other students' results/*.json so that a resumed run reuses them",
+           "allow-list filesystem (the grades folder is not there)", "zero",
+           cell_prelude=_FORGE_RESULTS, body_prelude="return None", escape=True),
     Attack("loopback_socket", "connects to a server on the host's loopback", "network namespace", "zero",
            cell_prelude="import socket\ntry:\n    socket.create_connection(('127.0.0.1', __PORT__), timeout=2).sendall(b'leak')\n"
-                        "except OSError:\n    pass\n", body_prelude="return None"),
+                        "except OSError:\n    pass\ntry:\n    socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+                        ".sendto(b'leak', ('127.0.0.1', __PORT__))\nexcept OSError:\n    pass\n",
+           body_prelude="return None", escape=True),
 ]
+ESCAPES = [attack for attack in ATTACKS if attack.escape]
 
 MALFORMED = ["invalid_json", "nbformat3", "missing_grade_id", "duplicated_grade_id", "renamed_function",
              "wrong_signature", "non_utf8", "huge_outputs", "too_large"]
@@ -130,8 +280,12 @@ def _with_target_source(notebook: dict, grade_id: str, source: str) -> dict:
     return notebook
 
 
-def attack_source(solution_cell: str, attack: Attack, *, port: int) -> str:
+def attack_source(solution_cell: str, attack: Attack, *, port: int, target: str = "", assignment: str = "",
+                  out: str = "/nonexistent", decoys: tuple[str, ...] = (), repo: str = str(REPO_ROOT)) -> str:
     """Inject the attack into a solution cell: at the top, and/or first in the solution region."""
+    fill = {"port": port, "target": target, "assignment": assignment, "out": out, "decoys": decoys, "repo": repo}
+    if attack.replace_cell:
+        return _fill(attack.cell_prelude, **fill)
     source = solution_cell
     if attack.body_prelude:
         marker = "### BEGIN SOLUTION\n"
@@ -141,22 +295,33 @@ def attack_source(solution_cell: str, attack: Attack, *, port: int) -> str:
         body = "".join(f"{indent}{line}\n" for line in attack.body_prelude.split("\n"))
         source = source[:start] + body + source[start:]
     source = attack.cell_prelude + source
-    return source.replace("__REPO__", str(REPO_ROOT)).replace("__PORT__", str(port))
+    return _fill(source, **fill)
 
 
-def build_corpus(name: str, out_dir: Path, *, port: int = 9) -> dict[str, dict]:
-    """Write <attack>.ipynb files; return {student_id: {"expect", "protection", "what"}}."""
+def _fill(source: str, *, port: int, target: str, assignment: str, out: str, decoys: tuple[str, ...], repo: str) -> str:
+    return (source.replace("__REPO__", repo).replace("__PORT__", str(port))
+            .replace("__TARGET__", target).replace("__ASSIGNMENT__", assignment).replace("__OUT__", out)
+            .replace("__DECOYS__", repr(list(decoys))))
+
+
+def build_corpus(name: str, out_dir: Path, *, port: int = 9, escapes_only: bool = False, grades_dir: str = "/nonexistent",
+                 decoys: tuple[str, ...] = (), repo: Path = REPO_ROOT) -> dict[str, dict]:
+    """Write <attack>.ipynb files; return {student_id: {"expect", "protection", "what"}}.
+    escapes_only: only the sandbox-escape attacks, no malformed files; repo: the copy of the kit that
+    grades them (what the attacks aim at); grades_dir: its output folder; decoys: other kit copies."""
     out_dir.mkdir(parents=True, exist_ok=True)
     solution = _solution(name)
     target = TARGETS[name]
     solution_cell = cell_source(cells_by_grade_id(solution)[target][0])
     manifest = {}
-    for attack in ATTACKS:
-        notebook = _with_target_source(solution, target, attack_source(solution_cell, attack, port=port))
+    for attack in ESCAPES if escapes_only else ATTACKS:
+        source = attack_source(solution_cell, attack, port=port, target=target, assignment=name, out=grades_dir,
+                               decoys=decoys, repo=str(repo))
+        notebook = _with_target_source(solution, target, source)
         (out_dir / f"attack-{attack.name}.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
         manifest[f"attack-{attack.name}"] = {"expect": attack.expect, "protection": attack.protection,
                                               "what": attack.what}
-    for kind in MALFORMED:
+    for kind in () if escapes_only else MALFORMED:
         path = out_dir / f"malformed-{kind}.ipynb"
         path.write_bytes(_malformed(kind, solution, target, solution_cell))
         manifest[f"malformed-{kind}"] = {"expect": MALFORMED_EXPECT[kind], "protection": MALFORMED_PROTECTION[kind],

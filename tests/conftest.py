@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from grader.alternatives import alternative_notebook, assignments_with_alternati
 from grader.examples import _replace_sources, buggy_sources, example_notebooks
 from grader.hostile import build_corpus
 from grader.notebooks import REPO_ROOT, assignment_names, load_assignment, read_json_notebook
+from sandbox_helpers import LoopbackListener
 
 HOSTILE_ASSIGNMENT = "patches"
 # Units whose checks build VGG16-sized networks (seconds each): single-bug notebooks of other
@@ -44,35 +44,6 @@ def _spec_module(name):
     import importlib
 
     return importlib.import_module(f"grader.example_specs.{name}")
-
-
-class _Listener:
-    """A TCP server on the host's loopback recording any connection a submission makes."""
-
-    def __init__(self):
-        self.server = socket.socket()
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(8)
-        self.server.settimeout(0.5)
-        self.port = self.server.getsockname()[1]
-        self.received: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                continue
-            self.received.append(connection.recv(100))
-            connection.close()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.server.close()
 
 
 def _write(path: Path, data: bytes):
@@ -109,7 +80,7 @@ def grading_run(tmp_path_factory, request):
             _write(submitted / student / name / f"{name}.ipynb", json.dumps(notebook).encode())
             kinds[(student, name)] = student.split("-")[0]
 
-    listener = _Listener()
+    listener = LoopbackListener()
     corpus_dir = root / "corpus"
     corpus = build_corpus(HOSTILE_ASSIGNMENT, corpus_dir, port=listener.port) if with_corpus else {}
     for student in corpus:

@@ -1,4 +1,6 @@
-"""Run a command as an ordinary (unprivileged) uid, the way most instructors grade.
+"""Helpers of the sandbox tests: a loopback listener, and running a command as an ordinary uid.
+
+Running as an ordinary (unprivileged) uid, the way most instructors grade:
 
 The tests run as root, and the kit's virtual environment usually sits under /root (mode 0700),
 which an ordinary user cannot traverse. Instead of changing /root's permissions, the command runs
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import stat
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 TEST_UID = 62500  # no passwd entry needed; outside the grader's worker range (61000-61999)
@@ -53,3 +57,46 @@ def as_user_command(argv: list[str], *, uid: int = TEST_UID, env: dict[str, str]
     lines.append(f"exec setpriv --reuid={uid} --regid={uid} --clear-groups --inh-caps=-all -- "
                  f"env -i {environment} " + " ".join(shlex.quote(a) for a in argv))
     return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "\n".join(lines)], stage
+
+
+class LoopbackListener:
+    """TCP and UDP servers on the host's loopback (one port) recording anything a submission sends."""
+
+    def __init__(self):
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.server.settimeout(0.5)
+        self.port = self.server.getsockname()[1]
+        self.datagrams = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.datagrams.bind(("127.0.0.1", self.port))
+        self.datagrams.settimeout(0.5)
+        self.received: list[bytes] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._serve, daemon=True),
+                         threading.Thread(target=self._serve_datagrams, daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                continue
+            self.received.append(connection.recv(100) or b"(connected)")
+            connection.close()
+
+    def _serve_datagrams(self):
+        while not self._stop.is_set():
+            try:
+                self.received.append(self.datagrams.recv(100))
+            except OSError:
+                continue
+
+    def close(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        self.server.close()
+        self.datagrams.close()

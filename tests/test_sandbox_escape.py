@@ -1,0 +1,241 @@
+"""The sandbox-escape corpus (grader/hostile.py, `escape=True`), graded twice: as root and as an
+ordinary uid, each time by a fresh copy of the kit, next to decoy answer keys planted where a
+deny-list never looks, a loopback listener and a process of the grading user.
+
+Every attack must earn nothing on the unit it attacks while the honest control keeps full marks
+and the untouched control keeps zero; nothing may be read, written or signalled outside the
+worker's scratch folder; and both runs must report the same protections.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from grader.hostile import ESCAPES, TARGETS, build_corpus
+from grader.notebooks import REPO_ROOT, load_assignment
+from grader.sandbox import PROTECTION_TEXT, host_sandbox
+from sandbox_helpers import TEST_UID, LoopbackListener, as_user_command
+
+pytestmark = [pytest.mark.slow]
+ASSIGNMENT = "patches"
+RUN_OPTIONS = ["-j", "2", "--cell-timeout", "20", "--probe-timeout-cap", "20", "--memory-mb", "2048"]
+STUDENTS = [f"attack-{a.name}" for a in ESCAPES]
+OLD = time.time() - 5 * 86400  # decoy access times are set this far back: any read moves them (relatime)
+DECOY_ENV = "SEGKIT_OLD_COURSE_KIT"
+MARKERS = [Path("/tmp/segkit-hostile-was-here"), Path("/var/tmp/segkit-hostile-was-here"),
+           Path("/dev/shm/segkit-hostile-was-here")]
+
+
+def _copy_kit(target: Path):
+    shutil.copytree(REPO_ROOT, target, ignore=shutil.ignore_patterns(
+        ".git", "build", "grades", "dist", "__pycache__", ".pytest_cache"))
+
+
+def _plant_decoy(folder: Path):
+    """A full answer key: solutions/ and grader/ of the kit, readable by everyone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in ("solutions", "grader"):
+        shutil.copytree(REPO_ROOT / part, folder / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        if path.is_file():
+            os.utime(path, (OLD, path.stat().st_mtime))
+    for parent in folder.parents:
+        if parent == Path("/"):
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o005)
+
+
+def _fingerprint(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not any(part in skip for part in p.relative_to(root).parts)}
+
+
+def _atimes(root: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_atime for p in root.rglob("*") if p.is_file()}
+
+
+def _grade(kit: Path, submitted: Path, out: Path, home: Path, decoy_env: Path, user: bool):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(kit), "LANG": "C.UTF-8",
+           DECOY_ENV: str(decoy_env)}
+    argv = [sys.executable, "-m", "grader", str(submitted), "--out", str(out), *RUN_OPTIONS]
+    stage = None
+    if user:
+        argv, stage = as_user_command(argv, env=env)
+    try:
+        return subprocess.run(argv, cwd=kit, env=env, capture_output=True, text=True, timeout=1200)
+    finally:
+        if stage:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _one_run(who: str) -> dict:
+    user = who == "user"
+    base = Path(tempfile.mkdtemp(prefix=f"segkit-escape-{who}-"))
+    os.chmod(base, 0o755)
+    tag = f"{who}-{os.getpid()}"
+    decoys = [Path(f"/home/segkit-decoy-ta-{tag}/old-kit"), Path(f"/srv/segkit-decoy-{tag}/kit"),
+              Path(f"/var/tmp/segkit-decoy-{tag}/kit")]
+    created = [Path(f"/home/segkit-decoy-ta-{tag}"), Path(f"/srv/segkit-decoy-{tag}"), Path(f"/var/tmp/segkit-decoy-{tag}")]
+    listener = LoopbackListener()
+    sleeper = None
+    try:
+        for decoy in decoys:
+            _plant_decoy(decoy)
+        kit, out, home, submitted = base / "kit", base / "grades", base / "home", base / "submitted"
+        _copy_kit(kit)
+        home.mkdir()
+        corpus = build_corpus(ASSIGNMENT, base / "corpus", port=listener.port, escapes_only=True, grades_dir=str(out),
+                              decoys=tuple(str(d) for d in decoys), repo=kit)
+        notebooks = {student: (base / "corpus" / f"{student}.ipynb").read_bytes() for student in corpus}
+        notebooks["control-solution"] = (REPO_ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_bytes()
+        notebooks["control-untouched"] = (REPO_ROOT / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_bytes()
+        for student, data in notebooks.items():
+            path = submitted / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+            path.parent.mkdir(parents=True)
+            path.write_bytes(data)
+        if user:
+            subprocess.run(["chown", "-R", f"{TEST_UID}:{TEST_UID}", str(base)], check=True)
+        for marker in MARKERS:
+            marker.unlink(missing_ok=True)
+        # A process of the grading user that no submission may kill.
+        sleeper = subprocess.Popen((["setpriv", f"--reuid={TEST_UID}", f"--regid={TEST_UID}", "--clear-groups"]
+                                    if user else []) + ["sleep", "900"], start_new_session=True)
+        kit_before = _fingerprint(kit, skip=("build", "grades", "__pycache__"))
+        decoys_before = {str(d): _fingerprint(d) for d in decoys}
+        atimes_before = {k: v for d in decoys for k, v in _atimes(d).items()}
+
+        run = _grade(kit, submitted, out, home, decoys[2], user)
+        results = {}
+        for path in (out / "results").glob("*/*.json"):
+            result = json.loads(path.read_text())
+            results[result["student_id"]] = result
+        resumed = _grade(kit, submitted, out, home, decoys[2], user)
+        resumed_untouched = json.loads((out / "results" / ASSIGNMENT / "control-untouched.json").read_text())
+        return {
+            "who": who, "run": run, "resumed": resumed, "results": results, "corpus": corpus, "out": out,
+            "resumed_untouched": resumed_untouched,
+            "kit_changed": sorted(k for k, v in _fingerprint(kit, skip=("build", "grades", "__pycache__")).items()
+                                  if kit_before.get(k) != v) + sorted(set(kit_before) - set(_fingerprint(kit))),
+            "decoys_changed": {d: _fingerprint(Path(d)) != before for d, before in decoys_before.items()},
+            "decoys_read": sorted(k for d in decoys for k, v in _atimes(d).items() if v != atimes_before.get(k)),
+            "decoy_written": any((d / "segkit-hostile-was-here").exists() for d in decoys),
+            "received": list(listener.received),
+            "markers": [str(m) for m in MARKERS if m.exists()],
+            "sleeper_alive": sleeper.poll() is None,
+            "report": (out / "report.md").read_text() if (out / "report.md").exists() else "",
+            "grades_csv": (out / "grades.csv").read_text() if (out / "grades.csv").exists() else "",
+            "out_written": (out / "hostile-was-here").exists(),
+        }
+    finally:
+        listener.close()
+        if sleeper is not None:
+            sleeper.kill()
+            sleeper.wait()
+        for folder in created:
+            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def escape_runs():
+    if os.geteuid() != 0:
+        pytest.skip("planting decoys in /home and /srv and borrowing a uid need root (CI runs as root)")
+    if not host_sandbox().ok:
+        pytest.fail(f"this host cannot build the grading sandbox: {host_sandbox().reason}")
+    return {who: _one_run(who) for who in ("root", "user")}
+
+
+WHO = ["root", "user"]
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_the_run_finishes_with_a_grade_for_everyone(escape_runs, who):
+    """Does the run finish normally, with a grade for every attack and both controls?"""
+    run = escape_runs[who]
+    assert run["run"].returncode == 0, run["run"].stderr[-3000:]
+    assert set(run["results"]) == {*STUDENTS, "control-solution", "control-untouched"}
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_controls_keep_their_grades(escape_runs, who):
+    """Does the honest control keep full marks and the untouched notebook zero, next to the attacks?"""
+    results = escape_runs[who]["results"]
+    assert results["control-solution"]["total"] == load_assignment(ASSIGNMENT).max_points
+    assert results["control-untouched"]["total"] == 0
+
+
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize("student", STUDENTS)
+def test_each_escape_earns_nothing(escape_runs, who, student):
+    """Does each escape attempt earn nothing on the unit it attacks (and cost nothing elsewhere when confined)?"""
+    run = escape_runs[who]
+    expect = run["corpus"][student]["expect"]
+    units = run["results"][student]["units"]
+    if expect == "full":  # the attack's cell asserts it saw nothing, or only harmed itself
+        assert run["results"][student]["total"] == load_assignment(ASSIGNMENT).max_points, {
+            g: u["tests"][0]["detail"] for g, u in units.items() if u["points"] < u["max_points"]}
+        return
+    assert units[TARGETS[ASSIGNMENT]]["points"] == 0
+    if expect == "zero":
+        others = {g: u["points"] for g, u in units.items() if g != TARGETS[ASSIGNMENT] and u["points"] < u["max_points"]}
+        assert not others, f"{student} cost other units: {others}"
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_no_answer_key_was_read_and_nothing_written(escape_runs, who):
+    """Were the decoy answer keys never opened, and no file of the kit, the decoys or the host touched?"""
+    run = escape_runs[who]
+    assert run["decoys_read"] == []
+    assert not any(run["decoys_changed"].values()) and not run["decoy_written"]
+    assert run["kit_changed"] == []
+    assert run["markers"] == []
+    assert not run["out_written"]
+    assert run["grades_csv"].count("\n") == len(run["results"]) + 1 and "hostile,1000" not in run["grades_csv"]
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_forged_results_are_not_reused(escape_runs, who):
+    """Does a resumed run keep the untouched control at zero (nothing forged in results/)?"""
+    run = escape_runs[who]
+    assert run["resumed"].returncode == 0, run["resumed"].stderr[-2000:]
+    assert "Reusing" in run["resumed"].stdout
+    assert run["resumed_untouched"]["total"] == 0 and "forged" not in run["resumed_untouched"]
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_no_network_and_no_signals_left_the_sandbox(escape_runs, who):
+    """Did the loopback listener receive nothing, and does the grading user's own process still live?"""
+    run = escape_runs[who]
+    assert run["received"] == []
+    assert run["sleeper_alive"]
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_every_protection_is_active(escape_runs, who):
+    """Does the report list every protection as active, as root and as an ordinary user alike?"""
+    run = escape_runs[who]
+    assert "NOT active" not in run["report"]
+    for name in PROTECTION_TEXT:
+        assert f"- `{name}`:" in run["report"]
+    assert set(run["results"]["control-solution"]["protections"]) == set(PROTECTION_TEXT)
+
+
+def test_root_and_user_report_the_same_protections(escape_runs):
+    """Is the list of active protections the same whether root or an ordinary user grades?"""
+    lists = {who: sorted(run["results"]["control-solution"]["protections"]) for who, run in escape_runs.items()}
+    assert lists["root"] == lists["user"]
+    names = {who: [line.split("`")[1] for line in run["report"].splitlines() if line.startswith("- `")]
+             for who, run in escape_runs.items()}
+    assert names["root"] == names["user"]
