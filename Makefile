@@ -97,7 +97,8 @@ clean:
 .PHONY: gradescope
 gradescope: setup
 	@set -e; for a in $(if $(ASSIGNMENT),$(ASSIGNMENT),$$($(RUN) -c "from grader.notebooks import assignment_names; print(' '.join(assignment_names()))")); do \
-		$(RUN) -m grader.gradescope --assignment $$a --out dist/gradescope-$$(echo $$a | tr , -).zip; \
+		$(RUN) -m grader.gradescope --assignment $$a --out dist/gradescope-$$(echo $$a | tr , -).zip \
+			$(if $(GRADER_ARGS),--grader-args "$(GRADER_ARGS)"); \
 	done
 
 # Student bundle: dist/student-bundle.zip (notebooks, starter, data scripts, environment files,

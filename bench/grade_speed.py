@@ -1,6 +1,7 @@
-"""Seconds per submission: our grader (-j 1 and -j 2) vs `nbgrader autograde`, same submissions, same run.
+"""Seconds per submission: our grader (-j 1 and -j 2) vs `nbgrader autograde`, same submissions, same run;
+and what the sandbox costs: worker start-up and seconds per submission with and without it.
 
-    python bench/grade_speed.py [--assignment fcn] [--skip-nbgrader]
+    python bench/grade_speed.py [--assignment fcn] [--skip-nbgrader] [--starts 5]
 
 Submissions: the bundled examples of the assignment (solution, untouched, buggy). Our grader
 runs hidden checks against a sandboxed worker; nbgrader autograde executes each notebook top
@@ -36,11 +37,11 @@ def write_submissions(root: Path, name: str) -> Path:
     return root / "submitted"
 
 
-def time_ours(submitted: Path, name: str, jobs: int, out: Path) -> tuple[float, list[dict]]:
+def time_ours(submitted: Path, name: str, jobs: int, out: Path, *extra: str) -> tuple[float, list[dict]]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "grader", str(submitted), "--assignment", name, "--out", str(out),
-                    "-j", str(jobs), "--force"], cwd=REPO, env=env, check=True, capture_output=True)
+                    "-j", str(jobs), "--force", *extra], cwd=REPO, env=env, check=True, capture_output=True)
     elapsed = time.perf_counter() - start
     results = [json.loads(p.read_text()) for p in (out / "results" / name).glob("*.json")]
     return elapsed, results
@@ -68,11 +69,37 @@ def time_nbgrader(course: Path, name: str) -> float:
     return time.perf_counter() - start
 
 
+def worker_start_seconds(sandbox: bool, starts: int) -> float:
+    """Median seconds from starting a worker to its first answer (torch imported), and stopping it."""
+    from grader.sandbox import Worker
+
+    times = []
+    for slot in range(starts):
+        started = time.perf_counter()
+        worker = Worker(slot=slot, sandbox=sandbox)
+        worker.start()
+        worker.exec_cell("t", "x = 1")
+        worker.stop()
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assignment", default="fcn")
     parser.add_argument("--skip-nbgrader", action="store_true")
+    parser.add_argument("--starts", type=int, default=5, help="worker starts timed per mode")
     args = parser.parse_args()
+    from grader.sandbox import host_sandbox
+
+    host = host_sandbox()
+    sandboxed, unsafe = worker_start_seconds(True, args.starts), worker_start_seconds(False, args.starts)
+    print(f"worker start (median of {args.starts}; mechanisms: {'root' if host.as_root else 'ordinary user'}, "
+          f"caps {host.caps}):")
+    print(f"  sandboxed                       : {sandboxed:6.2f} s")
+    print(f"  --unsafe-no-sandbox (baseline)  : {unsafe:6.2f} s")
+    print(f"  added by the sandbox            : {sandboxed - unsafe:+6.2f} s per worker start "
+          f"(ratio {sandboxed / unsafe:.2f}x)")
     n = len(STUDENTS)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -86,6 +113,9 @@ def main():
         print(f"  ours -j 1, cold reference cache : {cold / n:6.1f} s/submission")
         print(f"  ours -j 1                       : {warm1 / n:6.1f} s/submission")
         print(f"  ours -j 2                       : {warm2 / n:6.1f} s/submission")
+        bare, _ = time_ours(submitted, args.assignment, 1, root / "grades-unsafe", "--unsafe-no-sandbox")
+        print(f"  ours -j 1 --unsafe-no-sandbox   : {bare / n:6.1f} s/submission (sandbox adds "
+              f"{(warm1 - bare) / n:+.2f} s/submission, ratio {warm1 / bare:.2f}x)")
         print(f"  peak worker memory              : {peak:.0f} MB")
         if not args.skip_nbgrader:
             theirs = time_nbgrader(root / "course", args.assignment)

@@ -180,10 +180,12 @@ class _PoolSlot:
     done: int = 0
 
 
-def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, jobs: int, on_result) -> list[str]:
+def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, jobs: int, on_result,
+              process_main=_pool_process) -> list[str]:
     """Grade in `jobs` trusted processes. A process that dies (killed for memory, by the OOM killer,
     by a signal) costs only the submission it was grading: that one is retried once, alone, in a
-    fresh process; the others go on. Returns failure messages."""
+    fresh process; the others go on. Returns failure messages. `process_main(connection, out_dir,
+    settings, slot)` is the pool process's loop (tests substitute one that dies on purpose)."""
     fingerprints = dict(pending)
     queue: deque[Job] = deque(job for job, _ in pending)
     retries: deque[Job] = deque()
@@ -196,7 +198,7 @@ def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, job
 
     def launch(pool_slot: _PoolSlot):
         parent, child = context.Pipe()
-        pool_slot.process = context.Process(target=_pool_process, args=(child, out_dir, settings, pool_slot.slot),
+        pool_slot.process = context.Process(target=process_main, args=(child, out_dir, settings, pool_slot.slot),
                                             daemon=True)
         pool_slot.process.start()
         child.close()

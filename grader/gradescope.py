@@ -101,9 +101,10 @@ WORK="$ROOT/segkit-work"
 
 mkdir -p "$RESULTS"
 rm -rf "$WORK" && mkdir -p "$WORK"
-# Student code runs as a uid of its own (61000+). Where the container has no mount namespaces
-# (Gradescope's usually does not), plain permissions keep the solutions, the submission and
-# the results out of its reach.
+# Student code runs in the kit's allow-list sandbox (bubblewrap, user namespaces) under a uid of its
+# own (61000+); the permissions below are a second line. Where the container forbids user
+# namespaces, the grader refuses (exit status 2) and every student sees a staff-facing message,
+# unless the instructor built the zip with GRADER_ARGS=--unsafe-no-sandbox.
 chmod 700 "$SOURCE" "$SUBMISSION" "$RESULTS" "$WORK" 2>/dev/null || true
 
 fallback() {  # $1: message shown to the student (no quotes or backslashes)
@@ -129,7 +130,12 @@ if [ -d "$WORK/submitted/submission" ]; then
     case "$ASSIGNMENTS" in *,*) ;; *) ASSIGNMENT_FLAG=(--assignment "$ASSIGNMENTS") ;; esac
     "$PYTHON" -m grader "$WORK/submitted" "${ASSIGNMENT_FLAG[@]}" --out "$RESULTS/grades" -j 1 --force \
         $GRADER_ARGS 2>&1
-    echo "grader exit status: $?"
+    STATUS=$?
+    echo "grader exit status: $STATUS"
+    if [ "$STATUS" = 2 ]; then
+        fallback "The autograder could not start its sandbox in this container, so your notebook was not run. This is not your fault: please tell course staff (see the autograder log)."
+        exit 0
+    fi
 fi
 
 echo "== writing results.json"

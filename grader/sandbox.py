@@ -641,13 +641,15 @@ class Worker:
     """
 
     def __init__(self, *, slot: int = 0, limits: Limits | None = None, forbidden: tuple[str, ...] = (),
-                 sandbox: bool = True):
+                 sandbox: bool = True, host: HostSandbox | None = None):
         self.limits = limits or Limits()
+        self.host = host  # None: what host_sandbox() found (tests pass another, e.g. the watchdog caps)
         self.slot = slot
         self.sandbox = sandbox
         self.forbidden = tuple(str(Path(p).resolve()) for p in forbidden)
         self.process: subprocess.Popen | None = None
-        self.protections = [p.name for p in active_protections(sandbox=sandbox)]
+        self.protections = [p.name for p in active_protections(sandbox=sandbox)] if host is None else \
+            [*BASE_PROTECTIONS, *(p.name for p in host.protections())]
         self._next_id = 0
         self._plan: SandboxPlan | None = None
         self._scratch: Path | None = None
@@ -679,7 +681,8 @@ class Worker:
         limits_json = json.dumps(self._rlimits() if self.sandbox else
                                  {k: v for k, v in self._rlimits().items() if k != "RLIMIT_NPROC"})
         if self.sandbox:
-            self._plan = SandboxPlan(require_sandbox(), self.limits, slot=self.slot, forbidden=self.forbidden)
+            self._plan = SandboxPlan(self.host or require_sandbox(), self.limits, slot=self.slot,
+                                     forbidden=self.forbidden)
             worker = [sys.executable, "-I", "-u", "-B", f"{SANDBOX_KIT}/worker.py", str(request_read),
                       str(reply_write), limits_json]
             command, _, preexec = self._plan.command(worker)

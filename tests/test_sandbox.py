@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from grader.notebooks import REPO_ROOT
-from grader.sandbox import Limits, ProbeFailed, Worker, WorkerError, WorkerTimeout, host_capabilities
+from grader.sandbox import (
+    PROTECTION_TEXT, HostSandbox, Limits, ProbeFailed, SandboxPlan, SandboxUnavailable, Worker, WorkerError,
+    WorkerOutOfMemory, WorkerTimeout, host_sandbox,
+)
 
 
 @pytest.fixture
@@ -91,17 +98,152 @@ def test_output_flood_is_capped(worker):
     assert text.rstrip().endswith("END")
 
 
-@pytest.mark.skipif(not host_capabilities()["namespaces"], reason="host offers no namespaces (needs root + unshare)")
+def probe_view(ns):
+    import os
+
+    def exists(path):
+        return os.path.lexists(path)
+
+    writable = {}
+    for path in ("/usr/x", "/etc/x", "/x", "/segkit/starter/x.py", "/proc/x", "/scratch/x", "/tmp/y"):
+        try:
+            with open(path, "w") as handle:
+                handle.write("x")
+            writable[path] = True
+        except OSError:
+            writable[path] = False
+    return {"root": sorted(os.listdir("/")), "etc": sorted(os.listdir("/etc")),
+            "home": exists("/home"), "srv": exists("/srv"), "opt": exists("/opt"), "mnt": exists("/mnt"),
+            "var": exists("/var"), "usr_local": sorted(os.listdir("/usr/local")) if exists("/usr/local") else None,
+            "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()), "writable": writable,
+            "status": open("/proc/self/status").read()}
+
+
+def test_worker_sees_an_allow_list(worker):
+    """Does the worker see only the runtime, system libraries, starter and its scratch, read-only but scratch?"""
+    view = worker.probe(_source(probe_view), "probe_view")
+    extra = set(view["root"]) - {"bin", "sbin", "lib", "lib64", "lib32", "libx32", "usr", "etc", "proc", "dev", "sys",
+                                 "segkit", "scratch", "tmp"}
+    # The Python runtime's own prefix may start anywhere (here under /root); nothing else may appear.
+    runtime_tops = {Path(p).parts[1] for p in (sys.prefix, sys.base_prefix)}
+    assert extra <= runtime_tops, extra
+    assert not any(view[k] for k in ("home", "srv", "opt", "mnt", "var")) or {"home", "srv", "opt", "var"} & runtime_tops
+    assert {"passwd", "group", "ld.so.cache"} <= set(view["etc"]) and "shadow" not in view["etc"]
+    assert "resolv.conf" not in view["etc"] and "hosts" not in view["etc"]
+    assert view["writable"] == {"/usr/x": False, "/etc/x": False, "/x": False, "/segkit/starter/x.py": False,
+                                "/proc/x": False, "/scratch/x": True, "/tmp/y": True}
+    assert len(view["pids"]) <= 3  # bwrap's init, the worker (and at most one helper): no host process
+
+
+def test_worker_has_no_privileges(worker):
+    """Does the worker run with no capabilities, no new privileges, as an unprivileged uid?"""
+    view = worker.probe(_source(probe_view), "probe_view")
+    status = dict(line.split(":\t", 1) for line in view["status"].splitlines() if ":\t" in line)
+    assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0 and int(status["CapBnd"], 16) == 0
+    assert status["NoNewPrivs"].strip() == "1"
+    assert status["Uid"].split()[0] != "0"
+
+
 def test_worker_is_isolated(worker):
     """Does the worker run as its own user, without network, unable to see the repository?"""
     env = worker.probe(_source(probe_environment), "probe_environment", (str(REPO_ROOT),))
-    assert env["uid"] != 0 and env["uid"] != os.getuid()
+    assert env["uid"] != 0
     assert env["repo_visible"] is False and env["grader_visible"] is False
     assert env["network"] != "connected"
 
 
-@pytest.mark.skipif(not host_capabilities()["cgroup_memory"], reason="no writable memory cgroup on this host")
+def test_every_protection_is_active_on_this_host():
+    """Does this host (CI, as root) offer every protection, so that grading is not refused?"""
+    assert host_sandbox().ok, host_sandbox().reason
+    assert [p.name for p in host_sandbox().protections()] == [n for n in PROTECTION_TEXT if n in
+                                                                {p.name for p in host_sandbox().protections()}]
+    assert set(Worker(sandbox=True).protections) == set(PROTECTION_TEXT)
+
+
 def test_memory_bomb_is_stopped(worker):
     """Does allocating far beyond the memory cap kill the worker instead of the machine?"""
     with pytest.raises(WorkerError):
         worker.exec_cell("bomb", "import torch\nhog = []\nfor _ in range(100):\n    hog.append(torch.ones(50_000_000))")
+
+
+def test_memory_watchdog_kills_a_tree_over_the_cap():
+    """Without a cgroup (an ordinary user on cgroup v1), does the watchdog stop forked children
+    that together pass the cap, each under its own address-space limit?"""
+    host = host_sandbox()
+    watchdog_host = HostSandbox(True, "", host.bwrap, host.as_root, "watchdog")
+    w = Worker(slot=8, limits=Limits(cell_timeout=60, memory_mb=1024), host=watchdog_host)
+    w.start()
+    try:
+        with pytest.raises(WorkerOutOfMemory):
+            w.exec_cell("bomb", "import os, time\nfor _ in range(6):\n    if os.fork() == 0:\n"
+                                "        b = bytearray(400 * 2**20)\n        b[::4096] = b'x' * len(b[::4096])\n"
+                                "        time.sleep(60)\n        os._exit(0)\ntime.sleep(60)")
+    finally:
+        w.stop()
+    assert w.out_of_memory and w.peak_memory_bytes > 1024 * 2 ** 20
+
+
+def test_process_cap_stops_a_fork_bomb(worker):
+    """Does forking without end hit the process cap (the cell errors) instead of filling the machine?"""
+    result = worker.exec_cell("forks", "import os, time\nn = 0\nfor _ in range(2000):\n    pid = os.fork()\n"
+                                       "    if pid == 0:\n        time.sleep(30)\n        os._exit(0)\n    n += 1")
+    assert result["status"] == "error" and ("BlockingIOError" in result["error"] or "Resource" in result["error"])
+
+
+def test_scratch_is_size_capped(worker):
+    """Does filling the scratch folder stop at its cap?"""
+    result = worker.exec_cell("fill", "with open('/scratch/big', 'wb') as h:\n"
+                                      "    for _ in range(40):\n        h.write(b'x' * 2**24)")
+    assert result["status"] == "error" and ("No space" in result["error"] or "File too large" in result["error"])
+
+
+def test_runtime_that_contains_the_kit_is_refused(monkeypatch):
+    """Is a Python environment that contains the kit (it would expose it) refused rather than bound?"""
+    import grader.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "_runtime_prefixes", lambda: [str(REPO_ROOT.parent)])
+    plan = SandboxPlan(host_sandbox(), Limits())
+    with pytest.raises(SandboxUnavailable, match="contains"):
+        plan.command(["true"])
+    plan.cleanup()
+
+
+def _without_user_namespaces(command: list[str]) -> list[str]:
+    """Run `command` where no new user namespace can be made (as with user.max_user_namespaces=0)."""
+    quoted = " ".join(f"'{part}'" for part in command)
+    return ["unshare", "--user", "--map-root-user", "/bin/sh", "-c",
+            f"echo 0 > /proc/sys/user/max_user_namespaces && exec {quoted}"]
+
+
+@pytest.mark.slow
+def test_grading_refuses_without_user_namespaces(tmp_path):
+    """Where user namespaces are disabled, does `python -m grader` refuse, name the setting in the way
+    and the escape hatch, and grade nobody; and does --unsafe-no-sandbox grade and say so everywhere?"""
+    submitted = tmp_path / "submitted" / "alice" / "patches"
+    submitted.mkdir(parents=True)
+    (submitted / "patches.ipynb").write_bytes((REPO_ROOT / "solutions" / "patches" / "patches.ipynb").read_bytes())
+    base = [sys.executable, "-m", "grader", str(tmp_path / "submitted"), "--out", str(tmp_path / "grades"), "-j", "1"]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    refused = subprocess.run(_without_user_namespaces(base), capture_output=True, text=True, env=env, timeout=300)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "refusing to grade" in refused.stderr and "user.max_user_namespaces" in refused.stderr
+    assert "--unsafe-no-sandbox" in refused.stderr
+    assert not (tmp_path / "grades" / "results").exists()
+
+    unsafe = subprocess.run(_without_user_namespaces([*base, "--unsafe-no-sandbox"]), capture_output=True, text=True,
+                            env=env, timeout=600)
+    assert unsafe.returncode == 0, unsafe.stdout[-2000:] + unsafe.stderr[-2000:]
+    for path in ("report.md", "feedback/alice/patches.md", "feedback/alice/patches.html"):
+        assert "unsafe-no-sandbox" in (tmp_path / "grades" / path).read_text(), path
+    assert "NOT active: `filesystem_allowlist`" in (tmp_path / "grades" / "report.md").read_text()
+    result = json.loads((tmp_path / "grades" / "results" / "patches" / "alice.json").read_text())
+    assert result["unsafe_no_sandbox"] is True and "filesystem_allowlist" not in result["protections"]
+
+
+def test_old_no_sandbox_flag_is_refused(capsys):
+    """Is the old --no-sandbox spelling refused with the new, explicit one?"""
+    from grader.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--no-sandbox", str(REPO_ROOT / "does-not-matter")])
+    assert "--unsafe-no-sandbox" in capsys.readouterr().err
