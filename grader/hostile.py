@@ -206,7 +206,7 @@ ATTACKS = [
            cell_prelude="import os\nos._exit(0)\n"),
     Attack("kill_parent", "signals its parent and process group", "pid namespace (no parent to signal)", "full",
            cell_prelude="import os, signal\nfor pid in (os.getppid(), -os.getpgid(0), 1):\n    try:\n"
-                        "        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n", escape=True),
+                        "        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n"),
     Attack("signal_everything", "SIGKILLs every pid it can name (the grading process, other workers, -1)",
            "pid namespace (no other process can be seen or signalled)", "full",
            cell_prelude=_SIGNAL_EVERYTHING, escape=True),
@@ -214,8 +214,7 @@ ATTACKS = [
            cell_prelude="while True:\n    pass\n"),
     Attack("loop_call", "infinite loop when called", "per-check time limit", "zero", body_prelude="while True:\n    pass"),
     Attack("memory_bomb", "allocates memory until stopped", "memory cap (cgroup or watchdog; address-space limit)",
-           "zero", cell_prelude="_hog = []\nfor _ in range(1000):\n    _hog.append(bytearray(100 * 1024 * 1024))\n",
-           escape=True),
+           "zero", cell_prelude="_hog = []\nfor _ in range(1000):\n    _hog.append(bytearray(100 * 1024 * 1024))\n"),
     Attack("fork_memory_bomb", "forks 8 children that each fill 1 GB", "memory cap over all the worker's processes",
            "zero", cell_prelude=_FORK_MEMORY_BOMB, body_prelude="return None", escape=True),
     Attack("fork_bomb", "forks thousands of sleeping children (bounded)", "process cap (cgroup pids / RLIMIT_NPROC)",

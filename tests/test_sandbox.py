@@ -26,6 +26,15 @@ def worker():
     w.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_worker():
+    """One worker for the checks that only look around (they do not change or kill it)."""
+    w = Worker(slot=9, limits=Limits(cell_timeout=20, probe_timeout=20, memory_mb=2048))
+    w.start()
+    yield w
+    w.stop()
+
+
 def probe_value(ns, name):
     return ns[name]
 
@@ -119,9 +128,9 @@ def probe_view(ns):
             "status": open("/proc/self/status").read()}
 
 
-def test_worker_sees_an_allow_list(worker):
+def test_worker_sees_an_allow_list(shared_worker):
     """Does the worker see only the runtime, system libraries, starter and its scratch, read-only but scratch?"""
-    view = worker.probe(_source(probe_view), "probe_view")
+    view = shared_worker.probe(_source(probe_view), "probe_view")
     extra = set(view["root"]) - {"bin", "sbin", "lib", "lib64", "lib32", "libx32", "usr", "etc", "proc", "dev", "sys",
                                  "segkit", "scratch", "tmp"}
     # The Python runtime's own prefix may start anywhere (here under /root); nothing else may appear.
@@ -135,18 +144,18 @@ def test_worker_sees_an_allow_list(worker):
     assert len(view["pids"]) <= 3  # bwrap's init, the worker (and at most one helper): no host process
 
 
-def test_worker_has_no_privileges(worker):
+def test_worker_has_no_privileges(shared_worker):
     """Does the worker run with no capabilities, no new privileges, as an unprivileged uid?"""
-    view = worker.probe(_source(probe_view), "probe_view")
+    view = shared_worker.probe(_source(probe_view), "probe_view")
     status = dict(line.split(":\t", 1) for line in view["status"].splitlines() if ":\t" in line)
     assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0 and int(status["CapBnd"], 16) == 0
     assert status["NoNewPrivs"].strip() == "1"
     assert status["Uid"].split()[0] != "0"
 
 
-def test_worker_is_isolated(worker):
+def test_worker_is_isolated(shared_worker):
     """Does the worker run as its own user, without network, unable to see the repository?"""
-    env = worker.probe(_source(probe_environment), "probe_environment", (str(REPO_ROOT),))
+    env = shared_worker.probe(_source(probe_environment), "probe_environment", (str(REPO_ROOT),))
     assert env["uid"] != 0
     assert env["repo_visible"] is False and env["grader_visible"] is False
     assert env["network"] != "connected"
