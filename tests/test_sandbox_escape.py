@@ -29,7 +29,8 @@ from sandbox_helpers import TEST_UID, LoopbackListener, as_user_command
 
 pytestmark = [pytest.mark.slow]
 ASSIGNMENT = "patches"
-RUN_OPTIONS = ["-j", "2", "--cell-timeout", "20", "--probe-timeout-cap", "20", "--memory-mb", "2048"]
+# Honest cells only define functions (well under a second); the cap bounds a stuck attack.
+RUN_OPTIONS = ["-j", "2", "--cell-timeout", "10", "--probe-timeout-cap", "20", "--memory-mb", "2048"]
 STUDENTS = [f"attack-{a.name}" for a in ESCAPES]
 OLD = time.time() - 5 * 86400  # decoy access times are set this far back: any read moves them (relatime)
 DECOY_ENV = "SEGKIT_OLD_COURSE_KIT"
