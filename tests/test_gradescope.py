@@ -206,7 +206,7 @@ def test_run_autograder_refuses_without_a_sandbox(tmp_path, autograder_zip):
 
     report = _check_full_marks(tmp_path / "unsafe", autograder_zip, {**env, "SEGKIT_GRADER_ARGS": "--unsafe-no-sandbox"})
     assert "unsafe-no-sandbox" in report and "NOT active: `filesystem_allowlist`" in report
-    grades = tmp_path / "unsafe" / "solution" / "results" / "grades"
+    grades = tmp_path / "unsafe" / "solution" / "autograder" / "results" / "grades"
     for path in (f"feedback/submission/{CHEAP}.md", f"feedback/submission/{CHEAP}.html"):
         assert "unsafe-no-sandbox" in (grades / path).read_text(), path
     result = json.loads((grades / "results" / CHEAP / "submission.json").read_text())
