@@ -48,14 +48,12 @@ def _plant_decoy(folder: Path):
     folder.mkdir(parents=True, exist_ok=True)
     for part in ("solutions", "grader"):
         shutil.copytree(REPO_ROOT / part, folder / part, ignore=shutil.ignore_patterns("__pycache__"))
-    for path in [folder, *folder.rglob("*")]:
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        if path.is_file():
+    for path in [folder, *folder.rglob("*"), *folder.parents[:2]]:  # the folders made for it, too
+        if path.is_dir() and path not in (Path("/home"), Path("/srv"), Path("/var/tmp"), Path("/var")):
+            os.chmod(path, 0o755)
+        elif path.is_file():
+            os.chmod(path, 0o644)
             os.utime(path, (OLD, path.stat().st_mtime))
-    for parent in folder.parents:
-        if parent == Path("/"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o005)
 
 
 def _fingerprint(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -89,6 +87,7 @@ def _one_run(who: str) -> dict:
     decoys = [Path(f"/home/segkit-decoy-ta-{tag}/old-kit"), Path(f"/srv/segkit-decoy-{tag}/kit"),
               Path(f"/var/tmp/segkit-decoy-{tag}/kit")]
     created = [Path(f"/home/segkit-decoy-ta-{tag}"), Path(f"/srv/segkit-decoy-{tag}"), Path(f"/var/tmp/segkit-decoy-{tag}")]
+    new_tops = [top for top in (Path("/home"), Path("/srv")) if not top.exists()]  # removed again if we make them
     listener = LoopbackListener()
     sleeper = None
     try:
@@ -146,6 +145,11 @@ def _one_run(who: str) -> dict:
             sleeper.wait()
         for folder in created:
             shutil.rmtree(folder, ignore_errors=True)
+        for top in new_tops:
+            try:
+                top.rmdir()
+            except OSError:
+                pass
         shutil.rmtree(base, ignore_errors=True)
 
 
