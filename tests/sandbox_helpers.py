@@ -122,3 +122,30 @@ def dying_pool_process(connection, out_dir, settings, slot):
         result = {"student_id": job.student, "assignment": job.assignment, "total": 1, "max": 1,
                   "pid": os.getpid(), "handled_before": handled - 1}
         connection.send(("ok", json_module.dumps(result)))
+
+
+def main(argv: list[str]) -> int:
+    """`python tests/sandbox_helpers.py COMMAND...` (as root): run COMMAND as TEST_UID in a fresh copy
+    of the kit owned by that uid, e.g. `make grade ASSIGNMENT=patches VENV_ROOT=/root/.cache/segkit`
+    to see what an ordinary user's grading run reports."""
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    base = tempfile.mkdtemp(prefix="segkit-asuser-")
+    os.chmod(base, 0o755)
+    kit, home = os.path.join(base, "kit"), os.path.join(base, "home")
+    shutil.copytree(repo, kit, ignore=shutil.ignore_patterns(".git", "build", "grades", "dist", "__pycache__"))
+    os.mkdir(home)
+    subprocess.run(["chown", "-R", f"{TEST_UID}:{TEST_UID}", base], check=True)
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "PYTHONPATH": kit}
+    command, stage = as_user_command(argv, env=env)
+    try:
+        return subprocess.run(command, cwd=kit).returncode
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
