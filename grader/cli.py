@@ -27,7 +27,7 @@ import sys
 import time
 import zipfile
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from functools import lru_cache
 from pathlib import Path
@@ -242,10 +242,9 @@ def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, job
                 pool_slot.job = source.popleft()
                 attempts[pool_slot.job] += 1
                 pool_slot.connection.send(pool_slot.job)
-            while retries and not any(s.alone and s.job is None and not s.done for s in slots):
+            if retries and not any(s.alone and s.job is None and not s.done for s in slots):
                 slots.append(_PoolSlot(next_slot, alone=True))  # the retry gets a process of its own
                 next_slot += 1
-                break
             busy = [s for s in slots if s.job is not None]
             if not busy:
                 continue

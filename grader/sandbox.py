@@ -290,8 +290,8 @@ def _run_trial(host: HostSandbox) -> str:
     """Start the real sandbox once around a trivial command; raise SandboxUnavailable on failure."""
     plan = SandboxPlan(host, Limits(), slot=UID_RANGE - 1)
     try:
-        command, pass_fds, preexec = plan.command([sys.executable, "-I", "-S", "-c", "print('segkit-sandbox-ok')"])
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60, pass_fds=pass_fds,
+        command, preexec = plan.command([sys.executable, "-I", "-S", "-c", "print('segkit-sandbox-ok')"])
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60,
                                 preexec_fn=preexec)
     except (OSError, subprocess.SubprocessError) as exc:
         raise SandboxUnavailable(f"the sandbox could not be started: {exc}") from exc
@@ -340,8 +340,8 @@ class SandboxPlan:
     cgroups: list[Path] = field(default_factory=list)
     _uid_lock: object = None
 
-    def command(self, inner: list[str]) -> tuple[list[str], tuple[int, ...], object]:
-        """(argv, fds to pass, preexec_fn) that run `inner` inside the sandbox."""
+    def command(self, inner: list[str]) -> tuple[list[str], object]:
+        """(argv, preexec_fn) that run `inner` inside the sandbox."""
         self.run_dir = Path(tempfile.mkdtemp(prefix="segkit-run-"))
         os.chmod(self.run_dir, 0o711)
         etc = self.run_dir / "etc"
@@ -429,9 +429,9 @@ class SandboxPlan:
             for procs in cgroup_procs:
                 with open(procs, "w") as handle:
                     handle.write("0")
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            _set_pdeathsig()
 
-        return argv, (), preexec
+        return argv, preexec
 
     def environment(self) -> dict[str, str]:
         return {"PATH": "/usr/bin:/bin", "HOME": SANDBOX_SCRATCH, "USER": "student", "LOGNAME": "student",
@@ -685,7 +685,7 @@ class Worker:
                                      forbidden=self.forbidden)
             worker = [sys.executable, "-I", "-u", "-B", f"{SANDBOX_KIT}/worker.py", str(request_read),
                       str(reply_write), limits_json]
-            command, _, preexec = self._plan.command(worker)
+            command, preexec = self._plan.command(worker)
             env = None
         else:
             # --unsafe-no-sandbox: a copy of the worker and starter in a scratch folder, nothing else.

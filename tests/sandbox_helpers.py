@@ -124,6 +124,14 @@ def dying_pool_process(connection, out_dir, settings, slot):
         connection.send(("ok", json_module.dumps(result)))
 
 
+def copy_kit(target: Path | str):
+    """A copy of this kit (tracked sources, no .git or build outputs) at `target`."""
+    import shutil
+
+    shutil.copytree(Path(__file__).resolve().parent.parent, target, ignore=shutil.ignore_patterns(
+        ".git", "build", "grades", "dist", "__pycache__", ".pytest_cache"))
+
+
 def main(argv: list[str]) -> int:
     """`python tests/sandbox_helpers.py COMMAND...` (as root): run COMMAND as TEST_UID in a fresh copy
     of the kit owned by that uid, e.g. `make grade ASSIGNMENT=patches VENV_ROOT=/root/.cache/segkit`
@@ -131,11 +139,10 @@ def main(argv: list[str]) -> int:
     import shutil
     import subprocess
 
-    repo = Path(__file__).resolve().parent.parent
     base = tempfile.mkdtemp(prefix="segkit-asuser-")
     os.chmod(base, 0o755)
     kit, home = os.path.join(base, "kit"), os.path.join(base, "home")
-    shutil.copytree(repo, kit, ignore=shutil.ignore_patterns(".git", "build", "grades", "dist", "__pycache__"))
+    copy_kit(kit)
     os.mkdir(home)
     subprocess.run(["chown", "-R", f"{TEST_UID}:{TEST_UID}", base], check=True)
     env = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "PYTHONPATH": kit}

@@ -289,7 +289,7 @@ def test_systemd_scope_wraps_the_worker_without_root(monkeypatch):
     host = host_sandbox()
     plan = SandboxPlan(HostSandbox(True, "", host.bwrap, False, "systemd"), Limits(memory_mb=900, max_processes=50))
     try:
-        argv, _, _ = plan.command(["true"])
+        argv, _ = plan.command(["true"])
     finally:
         plan.cleanup()
     assert argv[:4] == ["systemd-run", "--user", "--scope", "--quiet"]

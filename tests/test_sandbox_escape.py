@@ -25,7 +25,7 @@ import pytest
 from grader.hostile import ESCAPES, TARGETS, build_corpus
 from grader.notebooks import REPO_ROOT, load_assignment
 from grader.sandbox import PROTECTION_TEXT, host_sandbox
-from sandbox_helpers import TEST_UID, LoopbackListener, as_user_command
+from sandbox_helpers import TEST_UID, LoopbackListener, as_user_command, copy_kit
 
 pytestmark = [pytest.mark.slow]
 ASSIGNMENT = "patches"
@@ -36,11 +36,6 @@ OLD = time.time() - 5 * 86400  # decoy access times are set this far back: any r
 DECOY_ENV = "SEGKIT_OLD_COURSE_KIT"
 MARKERS = [Path("/tmp/segkit-hostile-was-here"), Path("/var/tmp/segkit-hostile-was-here"),
            Path("/dev/shm/segkit-hostile-was-here")]
-
-
-def _copy_kit(target: Path):
-    shutil.copytree(REPO_ROOT, target, ignore=shutil.ignore_patterns(
-        ".git", "build", "grades", "dist", "__pycache__", ".pytest_cache"))
 
 
 def _plant_decoy(folder: Path):
@@ -94,7 +89,7 @@ def _one_run(who: str) -> dict:
         for decoy in decoys:
             _plant_decoy(decoy)
         kit, out, home, submitted = base / "kit", base / "grades", base / "home", base / "submitted"
-        _copy_kit(kit)
+        copy_kit(kit)
         home.mkdir()
         corpus = build_corpus(ASSIGNMENT, base / "corpus", port=listener.port, escapes_only=True, grades_dir=str(out),
                               decoys=tuple(str(d) for d in decoys), repo=kit)
