@@ -13,7 +13,7 @@ STAMP := $(VENV)/.segkit-ready
 RUN := PYTHONPATH=$(CURDIR) $(PY)
 JOBS ?= $(shell nproc)
 
-.PHONY: help setup test test-fast proof grade generate check-generated bench quality clean venv-path
+.PHONY: help setup test test-fast proof grade generate check-generated bench quality clean venv-path new-assignment
 
 help:
 	@echo "make grade     grade submissions into grades/ (default: the bundled examples)"
@@ -28,6 +28,8 @@ help:
 	@echo "make proof     single-bug isolation, hostile corpus, correct alternatives (slow; not in make test)"
 	@echo "make bench     print the benchmarks' figures"
 	@echo "make quality   regenerate docs/quality.md (mutants, hostile corpus, benchmarks, CI time)"
+	@echo "make new-assignment NAME=x [TITLE=...]  scaffold assignments/x and a one-unit solution"
+	@echo "Every target is a thin alias of the segkit command: $(PY) -m segkit --help (or \`segkit\` after pip install -e .[grader])"
 
 setup: $(STAMP)
 
@@ -55,7 +57,7 @@ FORCE ?=
 UNSAFE_NO_SANDBOX ?=
 OUT ?= grades
 grade: setup
-	$(RUN) -m grader $(SUBMISSIONS) --out $(OUT) -j $(JOBS) \
+	$(RUN) -m segkit grade $(SUBMISSIONS) --out $(OUT) -j $(JOBS) \
 		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force) \
 		$(if $(UNSAFE_NO_SANDBOX),--unsafe-no-sandbox)
 
@@ -68,17 +70,15 @@ test-fast: setup
 
 # The expensive evidence CI leaves out to stay under 10 minutes (~6 min on 2 cores): each single
 # bug costs points on its own unit only, the hostile/malformed corpus earns nothing, and independent
-# correct implementations of every unit get full marks (grader/alternatives/).
+# correct implementations of every unit get full marks (assignments/<a>/alternatives.py).
 proof: setup
 	$(RUN) -m pytest -q --durations=15 -m proof
 
 generate: setup
-	$(RUN) -m grader.generate
-	$(RUN) -m grader.release --manifest
+	$(RUN) -m segkit generate
 
 check-generated: setup
-	$(RUN) -m grader.generate --check
-	$(RUN) -m grader.release --check-manifest
+	$(RUN) -m segkit check
 
 bench: setup
 	$(RUN) bench/train_speed.py
@@ -96,8 +96,8 @@ clean:
 # ASSIGNMENT=fcn (ASSIGNMENT=fcn,cam: one zip grading both). See docs/instructor-guide.md.
 .PHONY: gradescope
 gradescope: setup
-	@set -e; for a in $(if $(ASSIGNMENT),$(ASSIGNMENT),$$($(RUN) -c "from grader.notebooks import assignment_names; print(' '.join(assignment_names()))")); do \
-		$(RUN) -m grader.gradescope --assignment $$a --out dist/gradescope-$$(echo $$a | tr , -).zip \
+	@set -e; for a in $(if $(ASSIGNMENT),$(ASSIGNMENT),$$($(RUN) -c "from grader.assignments import assignment_names; print(' '.join(assignment_names()))")); do \
+		$(RUN) -m segkit gradescope --assignment $$a --out dist/gradescope-$$(echo $$a | tr , -).zip \
 			$(if $(GRADER_ARGS),--grader-args "$(GRADER_ARGS)"); \
 	done
 
@@ -105,8 +105,15 @@ gradescope: setup
 # STUDENT_README.md; never solutions/grader/tests). ASSIGNMENTS=fcn,cam releases only those.
 .PHONY: release
 release: setup
-	$(RUN) -m grader.release $(if $(ASSIGNMENTS),--assignments $(ASSIGNMENTS))
+	$(RUN) -m segkit release $(if $(ASSIGNMENTS),--assignments $(ASSIGNMENTS))
 
 # Mutation testing of the hidden checks (slow: ~30 min on 2 cores); writes docs/mutation-report.md.
 mutants: setup
-	$(RUN) -m grader.mutate --report docs/mutation-report.md --json build/mutation.json -j $(JOBS)
+	$(RUN) -m segkit mutants --report docs/mutation-report.md --json build/mutation.json -j $(JOBS)
+
+# A new assignment: assignments/$(NAME)/, solutions/$(NAME)/$(NAME).ipynb and its public check (docs/adding-an-assignment.md).
+NAME ?=
+TITLE ?=
+new-assignment: setup
+	@test -n "$(NAME)" || { echo "usage: make new-assignment NAME=instance [TITLE='Instance segmentation']"; exit 2; }
+	$(RUN) -m segkit new-assignment $(NAME) $(if $(TITLE),--title "$(TITLE)")

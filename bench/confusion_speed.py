@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from grader.notebooks import load_assignment  # noqa: E402
+from grader.assignments import load_assignment  # noqa: E402
 from grader.runner import reference_namespace  # noqa: E402
 
 

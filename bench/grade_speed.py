@@ -23,7 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from grader.examples import example_notebooks  # noqa: E402
+from segkit.proof.examples import example_notebooks  # noqa: E402
 
 STUDENTS = ("example-solution", "example-untouched", "example-buggy")
 

@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from grader.hostile import TARGETS, build_corpus  # noqa: E402
-from grader.notebooks import assignment_names  # noqa: E402
+from segkit.proof.hostile import build_corpus, hostile_target  # noqa: E402
+from grader.assignments import assignment_names  # noqa: E402
 
 
 def run(command: list[str], *, timeout: float = 3600) -> tuple[str, float]:
@@ -52,7 +52,7 @@ def hostile_table(assignment: str) -> tuple[str, list[str]]:
                    str(root / "grades"), "-j", "2", "--cell-timeout", "20", "--probe-timeout-cap", "20",
                    "--memory-mb", "2048"]
         _, elapsed = run(command)
-        target = TARGETS[assignment]
+        target = hostile_target(assignment)
         rows = ["| submission | what it does | earned on the attacked unit | total | stopped by |", "|---|---|---|---|---|"]
         for student, info in manifest.items():
             path = root / "grades" / "results" / assignment / f"{student}.json"
@@ -88,7 +88,7 @@ def main():
     ]
 
     if not args.skip_mutants:
-        run([py, "-m", "grader.mutate", "--report", str(REPO / "docs" / "mutation-report.md")], timeout=7200)
+        run([py, "-m", "segkit.proof.mutate", "--report", str(REPO / "docs" / "mutation-report.md")], timeout=7200)
     mutation = REPO / "docs" / "mutation-report.md"
     parts.append("## Sensitivity: mutation testing\n\n" + (
         "See [mutation-report.md](mutation-report.md) (`make mutants`).\n\n" + mutation.read_text().split("\n", 1)[1]
@@ -100,7 +100,7 @@ def main():
                          output.splitlines()[-1] if output else "(no output)"))
 
     table, protections = hostile_table("patches")
-    parts.append("## Hostile and malformed submissions (grader/hostile.py)\n\n" + table
+    parts.append("## Hostile and malformed submissions (segkit/proof/hostile.py)\n\n" + table
                  + "\nProtections active in that run: " + ", ".join(f"`{p}`" for p in protections) + ".\n"
                  + "Every assignment's bundled `example-hostile` (one attack per unit) is graded by "
                    "`tests/test_grading.py` and scores 0.\n")

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from grader.notebooks import load_assignment  # noqa: E402
+from grader.assignments import load_assignment  # noqa: E402
 from grader.runner import reference_namespace  # noqa: E402
 
 

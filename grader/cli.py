@@ -1,6 +1,5 @@
 """`make grade` / `python -m grader`: grade a folder of submissions into a gradebook.
 
-    python -m grader                         # the bundled example submissions
     python -m grader submitted/              # nbgrader layout: submitted/<student>/<assignment>/*.ipynb
     python -m grader hw1/ --assignment fcn   # a plain folder of <student_id>.ipynb files
     python -m grader zips/                   # a folder of <student_id>.zip made by `python -m starter.submit`
@@ -34,15 +33,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from grader.examples import EXAMPLES_DIR, build_examples
-from grader.notebooks import (
-    REPO_ROOT, NotebookError, assignment_names, cells_by_grade_id, load_assignment, read_json_notebook,
-)
+from grader.assignments import REPO_ROOT, NotebookError, assignment_names, grading_files, load_assignment, read_notebook
 from grader.report import (
     UNSAFE_FLAG, protections_text, summary_table, write_gradebook, write_run_report, write_submission_reports,
 )
-from grader.runner import write_atomic
 from grader.sandbox import Limits, SandboxUnavailable, active_protections
+from starter import common
+from starter.common import write_atomic
 
 SUBMISSION_TIMEOUT_S = 900  # all checks of one submission together
 
@@ -57,12 +54,11 @@ class Job:
 def infer_assignment(path: Path, known: list[str]) -> str | None:
     """The assignment whose graded cell ids the notebook shares most (None if unreadable)."""
     try:
-        ids = set(cells_by_grade_id(read_json_notebook(path)))
+        notebook = read_notebook(path)
     except (NotebookError, OSError):
         return None
-    scores = {name: len(ids & {u.grade_id for u in load_assignment(name).units}) for name in known}
-    best = max(scores, key=scores.get, default=None)
-    return best if best and scores[best] > 0 else None
+    units = {name: [u.grade_id for u in _assignment(name).units] for name in known}
+    return common.infer_assignment(notebook, units)
 
 
 MAX_ZIP_MEMBER_BYTES = 64 * 1024 * 1024
@@ -127,11 +123,18 @@ def discover(paths: list[Path], assignment: str | None, unpack_root: Path | None
     return jobs
 
 
+def grader_files(assignment: str) -> list[Path]:
+    """Everything a grade depends on: the engine, the starter package the worker imports, and the
+    assignment's folder and notebooks. Build and proof tools are not in it (editing them keeps grades)."""
+    engine = sorted((REPO_ROOT / "grader").glob("*.py"))
+    starter = sorted(p for p in (REPO_ROOT / "starter").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return [*engine, *starter, *grading_files(_assignment(assignment))]
+
+
 def grader_fingerprint(assignment: str) -> str:
     digest = hashlib.sha256()
-    spec = load_assignment(assignment)
-    for path in [spec.solution_path, spec.checks_path, *sorted((REPO_ROOT / "grader").glob("*.py"))]:
-        digest.update(path.read_bytes())
+    for path in grader_files(assignment):
+        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -281,9 +284,10 @@ def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, job
     return failures
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="*", type=Path, help="submission folders or notebooks (default: bundled examples)")
+def build_parser(prog: str = "python -m grader") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", type=Path,
+                        help="submission folders or notebooks (`segkit grade` with none grades the bundled examples)")
     parser.add_argument("--assignment", help="assignment of loose notebooks (inferred from their cells if omitted)")
     parser.add_argument("--student", action="append", help="grade only these student ids")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "grades", help="output folder (default: grades/)")
@@ -302,6 +306,11 @@ def main(argv=None) -> int:
                         "units for those students (e.g. regrade one unit after fixing its check)")
     parser.add_argument("--reference-cache", type=Path, default=REPO_ROOT / "build" / "reference-cache",
                         help="cache of the reference solution's probe results (shared by runs)")
+    return parser
+
+
+def main(argv=None, prog: str = "python -m grader") -> int:
+    parser = build_parser(prog)
     options = parser.parse_args(argv)
     if options.no_sandbox:
         parser.error(f"--no-sandbox is now spelled {UNSAFE_FLAG} (and is recorded in every report)")
@@ -314,9 +323,8 @@ def main(argv=None) -> int:
         return 2
 
     if not options.paths:
-        build_examples(assignments=[options.assignment] if options.assignment else None)
-        options.paths = [EXAMPLES_DIR]
-        print(f"No submissions given: grading the bundled examples in {EXAMPLES_DIR.relative_to(REPO_ROOT)}/")
+        parser.error("name the submissions to grade (a folder or notebooks); `segkit grade` (make grade) with "
+                     "none grades the bundled example submissions")
     out_dir = options.out.resolve()
     jobs = discover([p.resolve() for p in options.paths], options.assignment, out_dir / "submissions")
     if options.student:

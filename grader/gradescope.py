@@ -1,16 +1,4 @@
-"""Gradescope autograder: build the upload zip, and the two steps its `run_autograder` calls.
-
-    python -m grader.gradescope --assignment fcn --out dist/gradescope-fcn.zip     # build (make gradescope)
-    python -m grader.gradescope --assignment fcn,cam --out dist/gradescope-hw.zip  # one upload, two notebooks
-
-The zip's root becomes `/autograder/source` on Gradescope: `setup.sh` (run once when
-Gradescope builds the image: a virtual environment with requirements-dev.txt, an
-unprivileged `student` account), `run_autograder` (run per submission), and the kit's
-`grader/`, `starter/`, the selected assignments' `solutions/` and `notebooks/`, the
-requirements files and `nbgrader_config.py`. Upload it as the assignment's
-"Autograder configuration" with the Ubuntu 22.04 base image.
-
-`run_autograder` (bash) calls back into this module with trusted, stdlib-plus-grader code:
+"""Gradescope: the two steps the autograder's `run_autograder` calls for every submission.
 
     python -m grader.gradescope stage   --submission DIR --assignments fcn --dest STAGE --report stage.json
     python -m grader.gradescope results --grades OUT --assignments fcn --report stage.json --out results.json
@@ -22,8 +10,7 @@ which `python -m grader STAGE --out OUT -j 1` grades. `results` turns what the g
 (`OUT/gradescope/<a>/submission/results.json`) into `/autograder/results/results.json`, with
 score 0 and a clear message for a missing notebook or a grading run that failed.
 
-Every `/autograder` path is relative to `$AUTOGRADER_ROOT` (default `/autograder`), which is
-how `tests/test_gradescope.py` runs `run_autograder` locally on a temporary tree.
+The upload zip itself is built by `segkit gradescope` (segkit/build/gradescope_zip.py).
 """
 
 from __future__ import annotations
@@ -31,123 +18,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import stat
 import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.notebooks import REPO_ROOT, assignment_names, load_assignment
+from grader.assignments import assignment_names, load_assignment
+from starter.common import MAX_NOTEBOOK_BYTES, infer_assignment, write_atomic
 
 STAGE_STUDENT = "submission"  # the one "student" of a Gradescope run (results are per upload)
-MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 MAX_CANDIDATES = 200  # a submission folder with more files than this is not a notebook upload
 SKIPPED_DIRS = {"__MACOSX", ".ipynb_checkpoints", ".git", "__pycache__"}
-ZIP_EPOCH = (2024, 1, 1, 0, 0, 0)  # fixed member timestamps: the same kit builds the same zip
-VENV_DEFAULT = "/opt/segkit-venv"
-
-# Files of the kit copied to the zip (relative to the repository root); per-assignment
-# files are added by `source_files`.
-KIT_FILES = ("requirements.txt", "requirements-dev.txt", "nbgrader_config.py", "pyproject.toml")
-KIT_PACKAGES = ("grader", "starter")
-
-SETUP_SH = r"""#!/usr/bin/env bash
-# Gradescope runs this once, as root, while it builds the autograder image (not per submission).
-# It installs the kit's pinned Python packages into a virtual environment and creates the
-# unprivileged account `student`. CPU-only torch wheels keep the image small (Gradescope has
-# no GPU); set SEGKIT_TORCH_INDEX="" to take the default index instead.
-set -euo pipefail
-ROOT="${AUTOGRADER_ROOT:-/autograder}"
-SOURCE="$ROOT/source"
-VENV="${SEGKIT_VENV:-@VENV@}"
-TORCH_INDEX="${SEGKIT_TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
-
-if command -v apt-get >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -y
-    # util-linux brings `unshare` (namespaces, where the container allows them).
-    apt-get install -y --no-install-recommends python3 python3-venv python3-pip util-linux
-fi
-python3 -c 'import sys; assert sys.version_info >= (3, 10), "the kit needs Python 3.10+"'
-python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} \
-    -r "$SOURCE/requirements-dev.txt"
-# The sandboxed worker runs student code as an unprivileged uid: it must read the environment.
-chmod -R a+rX "$VENV"
-if ! id -u student >/dev/null 2>&1; then
-    useradd --create-home --shell /bin/bash student
-fi
-cd "$SOURCE" && PYTHONPATH="$SOURCE" "$VENV/bin/python" -c \
-    "import torch, torchvision, cv2, nbgrader, grader.runner; print('segkit autograder ready: torch', torch.__version__)"
-"""
-
-RUN_AUTOGRADER = r"""#!/usr/bin/env bash
-# Gradescope runs this for every submission, as root, in a fresh container.
-# 1. stage the submitted notebook(s) into nbgrader's layout (python -m grader.gradescope stage)
-# 2. grade them with the kit's sandboxed grader (python -m grader ... -j 1)
-# 3. write $ROOT/results/results.json in Gradescope's format (python -m grader.gradescope results)
-# Any failure still leaves a results.json: score 0 and a message saying what to do.
-set -uo pipefail
-ROOT="${AUTOGRADER_ROOT:-/autograder}"
-SOURCE="$ROOT/source"
-SUBMISSION="$ROOT/submission"
-RESULTS="$ROOT/results"
-PYTHON="${SEGKIT_PYTHON:-${SEGKIT_VENV:-@VENV@}/bin/python}"
-ASSIGNMENTS="${SEGKIT_ASSIGNMENTS:-@ASSIGNMENTS@}"
-GRADER_ARGS="${SEGKIT_GRADER_ARGS-@GRADER_ARGS@}"  # extra `python -m grader` options, e.g. --memory-mb 3000
-WORK="$ROOT/segkit-work"
-
-mkdir -p "$RESULTS"
-rm -rf "$WORK" && mkdir -p "$WORK"
-# Student code runs in the kit's allow-list sandbox (bubblewrap, user namespaces) under a uid of its
-# own (61000+); the permissions below are a second line. Where the container forbids user
-# namespaces, the grader refuses (exit status 2) and every student sees a staff-facing message,
-# unless the instructor built the zip with GRADER_ARGS=--unsafe-no-sandbox.
-chmod 700 "$SOURCE" "$SUBMISSION" "$RESULTS" "$WORK" 2>/dev/null || true
-
-fallback() {  # $1: message shown to the student (no quotes or backslashes)
-    printf '{"score": 0, "output": "%s", "tests": [], "stdout_visibility": "hidden"}\n' "$1" > "$RESULTS/results.json"
-}
-fallback "The autograder stopped before grading your notebook. Nothing was graded; please resubmit, and contact course staff if this persists."
-
-if [ ! -x "$PYTHON" ]; then
-    echo "segkit: no Python environment at $PYTHON (did setup.sh run?)"
-    fallback "The autograder is misconfigured (its Python environment is missing). This is not your fault: please tell course staff."
-    exit 0
-fi
-cd "$SOURCE" || exit 0
-export PYTHONPATH="$SOURCE"
-
-echo "== staging the submission"
-"$PYTHON" -m grader.gradescope stage --submission "$SUBMISSION" --assignments "$ASSIGNMENTS" \
-    --dest "$WORK/submitted" --report "$WORK/stage.json"
-
-echo "== grading"
-if [ -d "$WORK/submitted/submission" ]; then
-    ASSIGNMENT_FLAG=()
-    case "$ASSIGNMENTS" in *,*) ;; *) ASSIGNMENT_FLAG=(--assignment "$ASSIGNMENTS") ;; esac
-    "$PYTHON" -m grader "$WORK/submitted" "${ASSIGNMENT_FLAG[@]}" --out "$RESULTS/grades" -j 1 --force \
-        $GRADER_ARGS 2>&1
-    STATUS=$?
-    echo "grader exit status: $STATUS"
-    if [ "$STATUS" = 2 ]; then
-        fallback "The autograder could not start its sandbox in this container, so your notebook was not run. This is not your fault: please tell course staff (see the autograder log)."
-        exit 0
-    fi
-fi
-
-echo "== writing results.json"
-"$PYTHON" -m grader.gradescope results --grades "$RESULTS/grades" --assignments "$ASSIGNMENTS" \
-    --report "$WORK/stage.json" --out "$RESULTS/results.json"
-exit 0
-"""
 
 
-# -- building the zip ------------------------------------------------------------------------------
+# -- assignments -------------------------------------------------------------------------------------
 def parse_assignments(text: str | list[str]) -> list[str]:
-    """'fcn,cam' or ['fcn', 'cam'] -> ['fcn', 'cam'], each checked against solutions/."""
+    """'fcn,cam' or ['fcn', 'cam'] -> ['fcn', 'cam'], each checked against assignments/."""
     items = text if isinstance(text, list) else [text]
     names = [n.strip() for item in items for n in item.split(",") if n.strip()]
     known = assignment_names()
@@ -156,63 +43,6 @@ def parse_assignments(text: str | list[str]) -> list[str]:
         raise SystemExit(f"error: unknown assignment(s) {', '.join(unknown) or '(none given)'}; "
                          f"known: {', '.join(known)}")
     return list(dict.fromkeys(names))
-
-
-def source_files(assignments: list[str]) -> list[Path]:
-    """Repository files the autograder needs, relative to the repository root."""
-    selected = []
-    for package in KIT_PACKAGES:
-        for path in sorted((REPO_ROOT / package).rglob("*")):
-            relative = path.relative_to(REPO_ROOT)
-            if not path.is_file() or "__pycache__" in relative.parts or path.suffix == ".pyc":
-                continue
-            # Only the selected assignments' hidden checks travel (helpers and specs all do).
-            if relative.parts[:2] == ("grader", "checks") and path.name.startswith("test_") \
-                    and path.stem[len("test_"):] not in assignments:
-                continue
-            selected.append(relative)
-    for name in assignments:
-        selected += [Path("solutions") / name / f"{name}.ipynb", Path("notebooks") / name / f"{name}.ipynb"]
-    selected += [Path(f) for f in KIT_FILES if (REPO_ROOT / f).exists()]
-    missing = [str(p) for p in selected if not (REPO_ROOT / p).is_file()]
-    if missing:
-        raise SystemExit(f"error: missing {', '.join(missing)} (run `make generate`?)")
-    return selected
-
-
-def _add(bundle: zipfile.ZipFile, name: str, data: bytes, executable: bool = False):
-    info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.external_attr = ((0o755 if executable else 0o644) | stat.S_IFREG) << 16
-    bundle.writestr(info, data)
-
-
-def build_zip(assignments: list[str], out: Path, venv: str = VENV_DEFAULT, grader_args: str = "") -> dict:
-    """Write the Gradescope autograder zip; return its manifest (also stored in the zip)."""
-    specs = {name: load_assignment(name) for name in assignments}
-    manifest = {
-        "assignments": assignments,
-        "max_points": {name: spec.max_points for name, spec in specs.items()},
-        "total_max_points": sum(spec.max_points for spec in specs.values()),
-        "manual_points": {name: sum(u.points for u in spec.manual_units) for name, spec in specs.items()},
-        "venv": venv,
-        "grader_args": grader_args,
-    }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    with zipfile.ZipFile(temporary, "w") as bundle:
-        _add(bundle, "setup.sh", SETUP_SH.replace("@VENV@", venv).encode(), executable=True)
-        if any(c in grader_args for c in "\"'`$\\\n;&|<>()"):
-            raise SystemExit("error: --grader-args takes plain options only (no quotes or shell syntax)")
-        script = (RUN_AUTOGRADER.replace("@VENV@", venv).replace("@ASSIGNMENTS@", ",".join(assignments))
-                  .replace("@GRADER_ARGS@", grader_args))
-        _add(bundle, "run_autograder", script.encode(), executable=True)
-        _add(bundle, "segkit-gradescope.json", (json.dumps(manifest, indent=1) + "\n").encode())
-        for relative in source_files(assignments):
-            _add(bundle, relative.as_posix(), (REPO_ROOT / relative).read_bytes())
-    os.replace(temporary, out)
-    return manifest
 
 
 # -- staging a submission --------------------------------------------------------------------------
@@ -291,15 +121,12 @@ def choose_notebooks(candidates: list[Candidate], assignments: list[str]) -> dic
 
 
 def _infer_by_cells(candidate: Candidate, assignments: list[str]) -> str | None:
-    from grader.notebooks import cells_by_grade_id
-
     try:
-        ids = set(cells_by_grade_id(json.loads(candidate.read().decode("utf-8", "replace"))))
+        notebook = json.loads(candidate.read().decode("utf-8", "replace"))
+        notebook["cells"] = [c for c in notebook["cells"] if isinstance(c, dict)]
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
-    scores = {a: len(ids & {u.grade_id for u in load_assignment(a).units}) for a in assignments}
-    best = max(scores, key=scores.get)
-    return best if scores[best] else None
+    return infer_assignment(notebook, {a: [u.grade_id for u in load_assignment(a).units] for a in assignments})
 
 
 def stage(submission: Path, assignments: list[str], dest: Path) -> dict:
@@ -377,28 +204,12 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv[1:])
         report = json.loads(args.report.read_text()) if args.report.exists() else {}
         results = gradescope_results(args.grades, parse_assignments(args.assignments), report)
-        temporary = args.out.with_name(f".{args.out.name}.tmp")
-        temporary.write_text(json.dumps(results, indent=1), encoding="utf-8")
-        os.replace(temporary, args.out)
+        write_atomic(args.out, json.dumps(results, indent=1))
         print(f"score {results['score']:g}")
         return 0
-
-    parser = argparse.ArgumentParser(prog="python -m grader.gradescope", description=__doc__.splitlines()[0])
-    parser.add_argument("--assignment", action="append", required=True,
-                        help="assignment(s) this Gradescope assignment grades (repeat or comma-separate)")
-    parser.add_argument("--out", type=Path, help="zip to write (default: dist/gradescope-<assignments>.zip)")
-    parser.add_argument("--venv", default=VENV_DEFAULT, help="where setup.sh puts the environment on Gradescope")
-    parser.add_argument("--grader-args", default="",
-                        help="extra `python -m grader` options for every submission, e.g. '--memory-mb 3000'")
-    args = parser.parse_args(argv)
-    assignments = parse_assignments(args.assignment)
-    out = args.out or REPO_ROOT / "dist" / f"gradescope-{'-'.join(assignments)}.zip"
-    manifest = build_zip(assignments, out, venv=args.venv, grader_args=args.grader_args)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) for {', '.join(assignments)}")
-    print(f"On Gradescope: set the assignment's total to {manifest['total_max_points']:g} autograded points "
-          f"(+ {sum(manifest['manual_points'].values()):g} for written answers graded by hand), "
-          "base image Ubuntu 22.04, and upload the zip as the autograder configuration.")
-    return 0
+    print("usage: python -m grader.gradescope {stage,results} ... (the zip is built by `segkit gradescope`)",
+          file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import io
 import json
 from pathlib import Path
 
-from grader.runner import write_atomic
 from grader.sandbox import PROTECTION_TEXT, Protection
+from starter.common import write_atomic
 
 UNSAFE_FLAG = "--unsafe-no-sandbox"
 UNSAFE_NOTE = (f"Graded with {UNSAFE_FLAG}: student code ran WITHOUT the sandbox (it could read and write "

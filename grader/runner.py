@@ -23,10 +23,9 @@ from pathlib import Path
 import pytest
 
 from grader.harness import NOT_IMPLEMENTED, GradingPlugin, ReferenceNamespace
-from grader.notebooks import (
-    AssignmentSpec, NotebookError, cell_source, cells_by_grade_id, load_assignment, read_json_notebook,
-)
+from grader.assignments import AssignmentSpec, NotebookError, cell_source, cells_by_grade_id, load_assignment, read_notebook
 from grader.sandbox import Limits, Worker, WorkerError, WorkerOutOfMemory, WorkerTimeout
+from starter.common import write_atomic
 
 MAX_RESTARTS = 4
 _REFERENCES: dict[str, ReferenceNamespace] = {}
@@ -35,7 +34,7 @@ _REFERENCES: dict[str, ReferenceNamespace] = {}
 def reference_namespace(spec: AssignmentSpec, cache_dir: Path | None = None) -> ReferenceNamespace:
     """Execute the solution's setup and graded cells here (trusted code), once per process."""
     if spec.name not in _REFERENCES:
-        notebook = read_json_notebook(spec.solution_path)
+        notebook = read_notebook(spec.solution_path)
         by_id = cells_by_grade_id(notebook)
         namespace = {"__name__": f"reference_{spec.name}"}
         os.environ.setdefault("SEGKIT_FAST", "1")
@@ -224,7 +223,7 @@ def grade(spec: AssignmentSpec, notebook_path: Path, student: str, *, worker_opt
         "notebook_error": "", "cells": {}, "protections": [], "worker_restarts": 0,
     }
     try:
-        notebook = read_json_notebook(notebook_path)
+        notebook = read_notebook(notebook_path)
     except (NotebookError, OSError) as exc:
         notebook = None
         result["notebook_error"] = str(exc)
@@ -266,14 +265,6 @@ def grade(spec: AssignmentSpec, notebook_path: Path, student: str, *, worker_opt
     if log_path is not None:
         write_atomic(log_path, "\n".join(log_lines))
     return result
-
-
-def write_atomic(path: Path, text: str):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def main(argv=None) -> int:

@@ -118,7 +118,7 @@ def in_colab() -> bool:
 def load_assignments(path: Path = ASSIGNMENTS_FILE) -> dict:
     """The released assignments: {name: {"graded": [...], "setup": [...], "data": [...], ...}}.
 
-    Written by ``python -m grader.release --manifest`` from the solution notebooks; shipped in
+    Written by ``python -m segkit.build.release --manifest`` from the solution notebooks; shipped in
     the student bundle so that ``starter.submit`` knows every graded cell without solutions/.
     """
     if not path.is_file():

@@ -6,7 +6,7 @@ Submissions (nbgrader layout, `<student>/<assignment>/<assignment>.ipynb`):
 - per assignment: the four bundled examples (always: `make test`);
 - with `proof` tests (`make proof`): one single-bug notebook per BUGS entry (`mutant-<grade_id>`),
   two all-alternatives notebooks (`alternative-0`, `alternative-1`), and the hostile/malformed
-  corpus of grader/hostile.py on the patches assignment next to an untouched copy of its
+  corpus of segkit/proof/hostile.py on the assignment whose assignment.toml says `corpus = true` next to an untouched copy of its
   solution (`control-solution`).
 Single-bug notebooks of the FCN assignment skip the VGG-sized checks of units they do not
 touch (`--units-map`): each still runs every cheap unit's checks, so leaks into other units
@@ -25,25 +25,16 @@ from pathlib import Path
 
 import pytest
 
-from grader.alternatives import alternative_notebook, assignments_with_alternatives
-from grader.examples import _replace_sources, buggy_sources, example_notebooks
-from grader.hostile import build_corpus
-from grader.notebooks import REPO_ROOT, assignment_names, load_assignment, read_json_notebook
+from segkit.proof.alternatives import alternative_notebook, assignments_with_alternatives
+from segkit.proof.examples import _replace_sources, buggy_sources, example_notebooks
+from segkit.proof import assignment_module
+from segkit.proof.hostile import build_corpus, corpus_assignment
+from grader.assignments import REPO_ROOT, assignment_names, load_assignment, read_notebook
 from sandbox_helpers import LoopbackListener
 
-HOSTILE_ASSIGNMENT = "patches"
-# Units whose checks build VGG16-sized networks (seconds each): single-bug notebooks of other
-# units are graded without them.
-EXPENSIVE_UNITS = {"fcn32s", "fcn16s", "fcn8s", "fcn_vgg_copy", "fcn_resnet"}
 # Limits of the shared run: generous for honest code (each check takes well under 10 s),
 # short enough that hangs in the hostile submissions do not dominate the suite.
 RUN_OPTIONS = ["-j", "2", "--cell-timeout", "30", "--probe-timeout-cap", "30", "--memory-mb", "3072"]
-
-
-def _spec_module(name):
-    import importlib
-
-    return importlib.import_module(f"grader.example_specs.{name}")
 
 
 def _write(path: Path, data: bytes):
@@ -67,12 +58,15 @@ def grading_run(tmp_path_factory, request):
     for name in assignment_names():
         all_units = [u.grade_id for u in load_assignment(name).auto_units]
         notebooks = example_notebooks(name)
-        solution = read_json_notebook(REPO_ROOT / "solutions" / name / f"{name}.ipynb")
-        for grade_id, source in (buggy_sources(solution, _spec_module(name).BUGS).items() if with_mutants else ()):
+        solution = read_notebook(load_assignment(name).solution_path)
+        for grade_id, source in (buggy_sources(solution, assignment_module(name, "examples").BUGS).items() if with_mutants else ()):
             student = f"mutant-{grade_id}"
             notebooks[student] = _replace_sources(solution, {grade_id: source})
-            if EXPENSIVE_UNITS & set(all_units):
-                units_map[student] = [u for u in all_units if u == grade_id or u not in EXPENSIVE_UNITS]
+            # Units whose checks build large networks (assignment.toml `expensive_units`) are checked only in
+            # their own single-bug notebook.
+            expensive = load_assignment(name).config.expensive_units
+            if expensive & set(all_units):
+                units_map[student] = [u for u in all_units if u == grade_id or u not in expensive]
         if with_alternatives and name in assignments_with_alternatives():
             for k in (0, 1):
                 notebooks[f"alternative-{k}"] = alternative_notebook(name, k)
@@ -82,13 +76,14 @@ def grading_run(tmp_path_factory, request):
 
     listener = LoopbackListener()
     corpus_dir = root / "corpus"
-    corpus = build_corpus(HOSTILE_ASSIGNMENT, corpus_dir, port=listener.port) if with_corpus else {}
+    hostile_assignment = corpus_assignment()
+    corpus = build_corpus(hostile_assignment, corpus_dir, port=listener.port) if with_corpus else {}
     for student in corpus:
-        _write(submitted / student / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb",
+        _write(submitted / student / hostile_assignment / f"{hostile_assignment}.ipynb",
                (corpus_dir / f"{student}.ipynb").read_bytes())
     if with_corpus:
-        _write(submitted / "control-solution" / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb",
-               (REPO_ROOT / "solutions" / HOSTILE_ASSIGNMENT / f"{HOSTILE_ASSIGNMENT}.ipynb").read_bytes())
+        _write(submitted / "control-solution" / hostile_assignment / f"{hostile_assignment}.ipynb",
+               load_assignment(hostile_assignment).solution_path.read_bytes())
     marker = Path("/tmp/segkit-hostile-was-here")
     marker.unlink(missing_ok=True)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import starter.environment as environment
-from grader.notebooks import assignment_names, cell_source, cells_by_grade_id, load_assignment, read_json_notebook
+from grader.assignments import assignment_names, cell_source, cells_by_grade_id, load_assignment, read_notebook
 
 CONVERTED = [name for name in assignment_names()
              if "setup_notebook(" in dict(load_assignment(name).setup_cells).get(f"{name}_setup", "")]
@@ -25,7 +25,7 @@ CONVERTED = [name for name in assignment_names()
 def setup_source(name: str, *, released: bool = False) -> str:
     spec = load_assignment(name)
     path = spec.release_path if released else spec.solution_path
-    return cell_source(cells_by_grade_id(read_json_notebook(path))[f"{name}_setup"][0])
+    return cell_source(cells_by_grade_id(read_notebook(path))[f"{name}_setup"][0])
 
 
 @pytest.fixture

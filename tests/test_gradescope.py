@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from grader.gradescope import gradescope_results, main, stage
-from grader.notebooks import REPO_ROOT, load_assignment
+from grader.assignments import REPO_ROOT, load_assignment
+from grader.gradescope import gradescope_results, stage
+from segkit.build.gradescope_zip import KIT_FILES, main
 
 CHEAP = "patches"  # the cheapest assignment to grade (~10-20 s)
 
@@ -39,20 +40,34 @@ def test_zip_has_gradescope_layout(autograder_zip):
         run_script = bundle.read("run_autograder").decode()
         setup_script = bundle.read("setup.sh").decode()
         manifest = json.loads(bundle.read("segkit-gradescope.json"))
-    for required in ["setup.sh", "run_autograder", "grader/cli.py", "grader/runner.py", "grader/sandbox.py",
-                     f"grader/checks/test_{CHEAP}.py", f"solutions/{CHEAP}/{CHEAP}.ipynb",
-                     f"notebooks/{CHEAP}/{CHEAP}.ipynb", "starter/__init__.py", "requirements.txt",
-                     "requirements-dev.txt", "nbgrader_config.py"]:
-        assert required in names, required
     assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR
-    other_solutions = [n for n in names if n.startswith("solutions/") and not n.startswith(f"solutions/{CHEAP}/")]
-    assert not other_solutions, "only the graded assignment's solution travels"
-    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert f"SEGKIT_ASSIGNMENTS:-{CHEAP}}}" in run_script
     assert "@VENV@" not in run_script + setup_script and "@ASSIGNMENTS@" not in run_script
-    assert "requirements-dev.txt" in setup_script and "useradd" in setup_script
+    assert "requirements-lock.txt" in setup_script and "useradd" in setup_script
     assert manifest["assignments"] == [CHEAP]
     assert manifest["total_max_points"] == load_assignment(CHEAP).max_points
+
+
+def test_zip_carries_the_engine_starter_and_one_assignment_only(autograder_zip):
+    """Is the zip exactly the engine, starter, the chosen assignment's grading files and the scripts: no build
+    or proof tool, no example bugs or correct alternatives, no other assignment's checks or solution?"""
+    with zipfile.ZipFile(autograder_zip) as bundle:
+        names = set(bundle.namelist())
+
+    def tracked(folder):
+        return {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / folder).rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts}
+
+    spec = load_assignment(CHEAP)
+    expected = {"setup.sh", "run_autograder", "segkit-gradescope.json",
+                *(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "grader").glob("*.py")),
+                *tracked("starter"),
+                *(p.relative_to(REPO_ROOT).as_posix() for p in (spec.folder / "assignment.toml", spec.checks_path,
+                                                                  spec.solution_path, spec.release_path)),
+                *(f for f in KIT_FILES if (REPO_ROOT / f).exists())}
+    assert names == expected, {"unexpected": sorted(names - expected), "missing": sorted(expected - names)}
+    assert not any(n.startswith(("segkit/", "tests/", "bench/")) or n.endswith(("examples.py", "alternatives.py"))
+                   for n in names)
 
 
 def test_zip_is_reproducible(autograder_zip, tmp_path):

@@ -14,17 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from grader.notebooks import REPO_ROOT, assignment_names, load_assignment
+from segkit.proof import assignment_module
+from grader.assignments import REPO_ROOT, assignment_names, load_assignment
 from grader.sandbox import PROTECTION_TEXT
 
 ASSIGNMENTS = assignment_names()
 pytestmark = pytest.mark.slow
 
 
-def _spec_module(name):
-    import importlib
-
-    return importlib.import_module(f"grader.example_specs.{name}")
+def _examples_module(name):
+    return assignment_module(name, "examples")
 
 
 @pytest.fixture(scope="session")
@@ -72,10 +71,10 @@ def test_buggy_example_loses_points_on_every_unit(graded, name):
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_each_single_bug_loses_points_on_its_own_unit_only(graded, name):
     """Does each single-bug mutant lose points on its own unit and keep every other unit's points?"""
-    for grade_id in _spec_module(name).BUGS:
+    for grade_id in _examples_module(name).BUGS:
         result = graded["results"][(f"mutant-{grade_id}", name)]
         units = _units(result)
-        checked = set(result.get("checked_units", units))  # see EXPENSIVE_UNITS in conftest.py
+        checked = set(result.get("checked_units", units))  # expensive units: see conftest.py
         assert units[grade_id][0] < units[grade_id][1], f"mutant of {grade_id} was not caught"
         others = {gid: p for gid, p in units.items() if gid != grade_id and gid in checked and p[0] < p[1]}
         assert not others, f"mutant of {grade_id} also cost points on {others}"

@@ -1,4 +1,4 @@
-"""The hostile corpus (grader/hostile.py), graded next to an untouched solution: nothing works.
+"""The hostile corpus (segkit/proof/hostile.py), graded next to an untouched solution: nothing works.
 
 The corpus runs on the patches assignment (its checks take milliseconds, so it stays cheap);
 the attacks act on the worker, the sandbox and the notebook format, which all assignments
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from grader.hostile import ATTACKS, MALFORMED, TARGETS
-from grader.notebooks import REPO_ROOT, load_assignment
+from segkit.proof.hostile import ATTACKS, MALFORMED, corpus_assignment, hostile_target
+from grader.assignments import REPO_ROOT, load_assignment
 
 pytestmark = [pytest.mark.slow, pytest.mark.proof]
-ASSIGNMENT = "patches"
+ASSIGNMENT = corpus_assignment()
 STUDENTS = [f"attack-{a.name}" for a in ATTACKS] + [f"malformed-{k}" for k in MALFORMED]
 
 
@@ -39,7 +39,7 @@ def test_each_attack_earns_nothing(grading_run, student):
     """Does each hostile or malformed submission earn nothing for what it attacks (and no more than honest work)?"""
     expect = grading_run["corpus"][student]["expect"]
     result = _result(grading_run, student)
-    target = TARGETS[ASSIGNMENT]
+    target = hostile_target(ASSIGNMENT)
     units = result["units"]
     if expect == "all_zero":
         assert result["total"] == 0 and result["notebook_error"]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from grader.notebooks import REPO_ROOT
+from grader.assignments import REPO_ROOT
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

@@ -1,10 +1,10 @@
-"""grader.mutate: the mutation operators on toy sources, and a small end-to-end run."""
+"""segkit.proof.mutate: the mutation operators on toy sources, and a small end-to-end run."""
 
 import ast
 
 import pytest
 
-from grader.mutate import END, EQUIVALENT, grade_mutant, mutants_of, sample, solution_regions
+from segkit.proof.mutate import END, equivalent_mutants, grade_mutant, mutants_of, sample, solution_regions
 
 TOY = '''import torch
 
@@ -90,9 +90,9 @@ def test_sample_is_deterministic_and_covers_operators():
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment, grade_id", [("patches", "patch_weights"), ("fcn", "fcn_confusion")])
 def test_cheap_units_catch_their_mutants(assignment, grade_id, tmp_path):
-    from grader.notebooks import load_assignment
+    from grader.assignments import load_assignment
 
     unit = next(u for u in load_assignment(assignment).auto_units if u.grade_id == grade_id)
     for mutant in sample(mutants_of(grade_id, unit.source), 3):
         outcome = grade_mutant(assignment, mutant, str(tmp_path / "cache"), slot=300)
-        assert outcome["status"] == "caught" or (grade_id, mutant.mutant_id) in EQUIVALENT, (mutant, outcome)
+        assert outcome["status"] == "caught" or (grade_id, mutant.mutant_id) in equivalent_mutants(), (mutant, outcome)

@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.notebooks import REPO_ROOT, assignment_names, load_assignment
+from grader.assignments import REPO_ROOT, assignment_names, load_assignment
 
 pytestmark = pytest.mark.slow
 ASSIGNMENTS = assignment_names()

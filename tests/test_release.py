@@ -1,6 +1,6 @@
 """The student bundle (`make release`) and the assignment manifest it ships (starter/assignments.json).
 
-The bundle is opened and searched independently of grader/release.py's own guard: no solution
+The bundle is opened and searched independently of segkit/build/release.py's own guard: no solution
 region, no instructor folder, no line of any reference solution or hidden check in any file.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import release
-from grader.notebooks import REPO_ROOT, assignment_names, load_assignment
+from segkit.build import release
+from grader.assignments import REPO_ROOT, assignment_names, load_assignment
 
 PREFIX = "segkit/"
 MIN_LEAK_LINE = 25  # a reference line longer than this must not appear anywhere in the bundle
@@ -75,15 +75,15 @@ def hidden_check_windows() -> set[str]:
     three lines in a row are a copied piece of a check.
     """
     windows = set()
-    for path in [*(REPO_ROOT / "grader" / "checks").glob("*.py"), *(REPO_ROOT / "grader" / "example_specs").glob("*.py")]:
+    for path in [*(REPO_ROOT / "assignments").glob("*/test_*.py"), *(REPO_ROOT / "assignments").glob("*/examples.py")]:
         lines = _code_lines(path.read_text(encoding="utf-8"))
         windows |= {"\n".join(lines[i:i + WINDOW]) for i in range(len(lines) - WINDOW + 1)}
     return windows
 
 
 def test_manifest_is_up_to_date():
-    """Does starter/assignments.json list exactly what solutions/ defines (run `python -m grader.release --manifest` if not)?"""
-    assert not release.manifest_is_stale(), "starter/assignments.json is stale: run `python -m grader.release --manifest`"
+    """Does starter/assignments.json list exactly what solutions/ defines (run `python -m segkit.build.release --manifest` if not)?"""
+    assert not release.manifest_is_stale(), "starter/assignments.json is stale: run `python -m segkit.build.release --manifest`"
     manifest = json.loads(release.MANIFEST_PATH.read_text(encoding="utf-8"))["assignments"]
     assert sorted(manifest) == assignment_names()
     for name in assignment_names():

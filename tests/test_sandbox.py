@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader.notebooks import REPO_ROOT
+from grader.assignments import REPO_ROOT
 from grader.sandbox import (
     PROTECTION_TEXT, HostSandbox, Limits, ProbeFailed, SandboxPlan, SandboxUnavailable, Worker, WorkerError,
     WorkerOutOfMemory, WorkerTimeout, host_sandbox,

@@ -1,4 +1,4 @@
-"""The sandbox-escape corpus (grader/hostile.py, `escape=True`), graded twice: as root and as an
+"""The sandbox-escape corpus (segkit/proof/hostile.py, `escape=True`), graded twice: as root and as an
 ordinary uid, each time by a fresh copy of the kit, next to decoy answer keys planted where a
 deny-list never looks, a loopback listener and a process of the grading user.
 
@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from grader.hostile import ESCAPES, TARGETS, build_corpus
-from grader.notebooks import REPO_ROOT, load_assignment
+from segkit.proof.hostile import ESCAPES, build_corpus, corpus_assignment, hostile_target
+from grader.assignments import REPO_ROOT, load_assignment
 from grader.sandbox import PROTECTION_TEXT, host_sandbox
 from sandbox_helpers import TEST_UID, LoopbackListener, as_user_command, copy_kit
 
 pytestmark = [pytest.mark.slow]
-ASSIGNMENT = "patches"
+ASSIGNMENT = corpus_assignment()
 # Honest cells only define functions (well under a second); the cap bounds a stuck attack.
 RUN_OPTIONS = ["-j", "2", "--cell-timeout", "10", "--probe-timeout-cap", "20", "--memory-mb", "2048"]
 STUDENTS = [f"attack-{a.name}" for a in ESCAPES]
@@ -187,9 +187,9 @@ def test_each_escape_earns_nothing(escape_runs, who, student):
         assert run["results"][student]["total"] == load_assignment(ASSIGNMENT).max_points, {
             g: u["tests"][0]["detail"] for g, u in units.items() if u["points"] < u["max_points"]}
         return
-    assert units[TARGETS[ASSIGNMENT]]["points"] == 0
+    assert units[hostile_target(ASSIGNMENT)]["points"] == 0
     if expect == "zero":
-        others = {g: u["points"] for g, u in units.items() if g != TARGETS[ASSIGNMENT] and u["points"] < u["max_points"]}
+        others = {g: u["points"] for g, u in units.items() if g != hostile_target(ASSIGNMENT) and u["points"] < u["max_points"]}
         assert not others, f"{student} cost other units: {others}"
 
 

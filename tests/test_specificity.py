@@ -7,8 +7,8 @@ check depends on something the contract does not fix.
 
 import pytest
 
-from grader.alternatives import alternatives, assignments_with_alternatives
-from grader.notebooks import load_assignment
+from segkit.proof.alternatives import alternatives, assignments_with_alternatives
+from grader.assignments import load_assignment
 
 pytestmark = pytest.mark.slow
 

@@ -1,16 +1,17 @@
 """Build the student bundle: everything a student needs, nothing an instructor keeps.
 
-    python -m grader.release                          # dist/student-bundle.zip with every assignment
-    python -m grader.release --assignments fcn,cam    # only these notebooks and their data scripts
-    python -m grader.release --manifest               # rewrite starter/assignments.json
-    python -m grader.release --check-manifest         # exit 1 when starter/assignments.json is stale
+    python -m segkit.build.release                          # dist/student-bundle.zip with every assignment
+    python -m segkit.build.release --assignments fcn,cam    # only these notebooks and their data scripts
+    python -m segkit.build.release --manifest               # rewrite starter/assignments.json
+    python -m segkit.build.release --check-manifest         # exit 1 when starter/assignments.json is stale
 
 The zip holds one folder, ``segkit/``: the student notebooks (``notebooks/``), the ``starter``
 package, the data scripts the chosen notebooks use, ``environment.yml``, ``requirements.txt``,
-``pyproject.toml`` and ``STUDENT_README.md``. Never ``solutions/``, ``grader/`` or ``tests/``.
+``pyproject.toml`` and ``STUDENT_README.md``. Never ``solutions/``, ``grader/``,
+``assignments/``, ``segkit/`` or ``tests/``.
 
 ``starter/assignments.json`` lists, per assignment, its setup cells, graded cells (with points),
-written answers and datasets. It is derived from the solution notebooks here and shipped in the
+written answers and datasets. It is derived from the solution notebooks and assignment.toml files here and shipped in the
 bundle, so that ``python -m starter.submit`` can check a submission without the solutions. The
 bundle carries a copy restricted to the released assignments. Entries are written in a fixed
 order with fixed timestamps, so the same sources always give the same zip.
@@ -19,16 +20,13 @@ order with fixed timestamps, so the same sources always give the same zip.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import re
 import sys
 import zipfile
 from pathlib import Path
 
-from grader.notebooks import (
-    RELEASE_DIR, REPO_ROOT, SOLUTIONS_DIR, assignment_names, cell_source, load_assignment, read_json_notebook,
-)
+from grader.assignments import RELEASE_DIR, REPO_ROOT, assignment_names, load_assignment
+from starter.common import write_atomic, write_zip
 
 MANIFEST_PATH = REPO_ROOT / "starter" / "assignments.json"
 DEFAULT_OUT = REPO_ROOT / "dist" / "student-bundle.zip"
@@ -37,9 +35,7 @@ TOP_LEVEL_FILES = ("environment.yml", "requirements.txt", "pyproject.toml")
 # data_scripts modules every bundle needs (shared downloader, synthetic data); the dataset modules
 # come with the assignments whose notebooks mention them.
 DATA_SCRIPTS_ALWAYS = ("__init__", "download", "prepare", "synthetic")
-NEVER_SHIPPED = ("solutions/", "grader/", "tests/", "bench/", "build/", ".ci/")
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-_DATA_SCRIPT_REF = re.compile(r"data_scripts\.([A-Za-z_][A-Za-z0-9_]*)")
+NEVER_SHIPPED = ("solutions/", "grader/", "assignments/", "segkit/", "tests/", "bench/", "build/", ".ci/")
 
 
 # --- starter/assignments.json ------------------------------------------------------------
@@ -48,29 +44,20 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def referenced_datasets(name: str) -> list[str]:
-    """Dataset modules of data_scripts that the solution notebook uses or tells students to run."""
-    notebook = read_json_notebook(SOLUTIONS_DIR / name / f"{name}.ipynb")
-    found = {match for cell in notebook["cells"] for match in _DATA_SCRIPT_REF.findall(cell_source(cell))}
-    return sorted(m for m in found
-                  if m not in DATA_SCRIPTS_ALWAYS and (REPO_ROOT / "data_scripts" / f"{m}.py").is_file())
-
-
 def assignment_manifest(names: list[str] | None = None) -> dict:
     """Per assignment: notebook, title, setup/graded/written grade_ids with points, datasets."""
     assignments = {}
     for name in names or assignment_names():
         spec = load_assignment(name)
-        notebook = read_json_notebook(spec.solution_path)
         assignments[name] = {
-            "title": notebook.get("metadata", {}).get("segkit", {}).get("title", name),
+            "title": spec.config.title,
             "notebook": f"notebooks/{name}/{name}.ipynb",
             "setup": [grade_id for grade_id, _ in spec.setup_cells],
             "graded": [{"grade_id": u.grade_id, "points": _number(u.points)} for u in spec.auto_units],
             "written": [{"grade_id": u.grade_id, "points": _number(u.points)} for u in spec.manual_units],
-            "data": referenced_datasets(name),
+            "data": list(spec.config.datasets),
         }
-    return {"generated_by": "python -m grader.release --manifest (from solutions/; do not edit)",
+    return {"generated_by": "python -m segkit.build.release --manifest (from solutions/; do not edit)",
             "assignments": assignments}
 
 
@@ -103,7 +90,7 @@ the scripts that download their data, and the environment files.
 2. Upload that folder to the top of your Google Drive ("My Drive" > New > Folder upload), so that
    it is `My Drive/segkit`. (Elsewhere? Run `%env SEGKIT_DRIVE_DIR=/content/drive/MyDrive/your/folder`
    in a new cell before the first one, or set `SEGKIT_DIR` at the top of the first cell.)
-3. Open a notebook from Drive (double-click `segkit/notebooks/fcn/fcn.ipynb`, "Open with Google
+3. Open a notebook from Drive (double-click `segkit/notebooks/{first}/{first}.ipynb`, "Open with Google
    Colaboratory"), choose a GPU runtime (Runtime > Change runtime type > GPU) and run the first cell.
    It asks to connect your Drive, installs the `starter` package from your Drive folder (Colab's own
    PyTorch is kept as it is) and downloads the assignment's data into `My Drive/segkit/data`
@@ -169,11 +156,12 @@ def _data_commands(datasets: list[str]) -> str:
 def student_readme(names: list[str], manifest: dict) -> str:
     datasets = sorted({d for name in names for d in manifest["assignments"][name]["data"]})
     listed = ", ".join(f"`{name}`" for name in names)
-    colab_manual = ("\n   ISPRS Vaihingen (`patches`) cannot be downloaded automatically: after registering, put its zips\n"
+    users = ", ".join(f"`{name}`" for name in names if "vaihingen" in manifest["assignments"][name]["data"])
+    colab_manual = (f"\n   ISPRS Vaihingen ({users}) cannot be downloaded automatically: after registering, put its zips\n"
                     "   into `My Drive/segkit/data/downloads/vaihingen` and run the first cell again."
                     if "vaihingen" in datasets else "")
     return STUDENT_README.format(assignment_list=listed, data_commands=_data_commands(datasets),
-                                 colab_manual=colab_manual)
+                                 colab_manual=colab_manual, first=names[0])
 
 
 def _pyproject_for_students() -> str:
@@ -235,18 +223,7 @@ def guard(files: dict[str, bytes]) -> list[str]:
 
 
 def write_bundle(files: dict[str, bytes], out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for path in sorted(files):
-            info = zipfile.ZipInfo(f"{BUNDLE_ROOT}/{path}", date_time=_ZIP_TIME)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            bundle.writestr(info, files[path])
-    temporary = out.with_name(out.name + ".tmp")
-    temporary.write_bytes(buffer.getvalue())
-    temporary.replace(out)
-    return out
+    return write_zip(out, {f"{BUNDLE_ROOT}/{path}": content for path, content in files.items()})
 
 
 def build_release(out: Path = DEFAULT_OUT, assignments: list[str] | None = None, *, check_sources: bool = True) -> Path:
@@ -254,8 +231,8 @@ def build_release(out: Path = DEFAULT_OUT, assignments: list[str] | None = None,
     names = assignments or assignment_names()
     if check_sources:
         if manifest_is_stale():
-            raise SystemExit("error: starter/assignments.json is out of date: run `python -m grader.release --manifest`")
-        from grader.generate import stale_notebooks  # imports nbgrader: a few seconds
+            raise SystemExit("error: starter/assignments.json is out of date: run `python -m segkit.build.release --manifest`")
+        from segkit.build.generate import stale_notebooks  # imports nbgrader: a few seconds
 
         stale = [name for name in stale_notebooks() if name in names]
         if stale:
@@ -268,19 +245,19 @@ def build_release(out: Path = DEFAULT_OUT, assignments: list[str] | None = None,
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grader.release", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m segkit.build.release", description=__doc__.splitlines()[0])
     parser.add_argument("--assignments", help="comma-separated assignments to release (default: all)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="zip to write (default: dist/student-bundle.zip)")
     parser.add_argument("--manifest", action="store_true", help="only rewrite starter/assignments.json")
     parser.add_argument("--check-manifest", action="store_true", help="exit 1 if starter/assignments.json is stale")
     options = parser.parse_args(argv)
     if options.manifest:
-        MANIFEST_PATH.write_text(manifest_text(), encoding="utf-8")
+        write_atomic(MANIFEST_PATH, manifest_text())
         print(f"wrote {MANIFEST_PATH.relative_to(REPO_ROOT)}")
         return 0
     if options.check_manifest:
         if manifest_is_stale():
-            print("starter/assignments.json is out of date with solutions/: run `python -m grader.release --manifest`",
+            print("starter/assignments.json is out of date with solutions/: run `python -m segkit.build.release --manifest`",
                   file=sys.stderr)
             return 1
         return 0

@@ -1,4 +1,4 @@
-"""Two independent correct implementations of every FCN unit (see grader/alternatives/__init__.py)."""
+"""Two independent correct implementations of every FCN unit (see segkit/proof/alternatives.py)."""
 
 BILINEAR_LOOPS = '''
 def get_upsampling_weight(in_channels, out_channels, kernel_size):

@@ -1,4 +1,4 @@
-"""Two independent correct implementations of every CAM unit (see grader/alternatives/__init__.py)."""
+"""Two independent correct implementations of every CAM unit (see segkit/proof/alternatives.py)."""
 
 FORWARD_MANUAL = '''
 def forward_with_features(net, x):

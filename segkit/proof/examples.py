@@ -11,11 +11,11 @@ They are generated on demand (never committed), so they always match the current
 from __future__ import annotations
 
 import copy
-import importlib
-import json
 from pathlib import Path
 
-from grader.notebooks import REPO_ROOT, assignment_names, cells_by_grade_id, cell_source, read_json_notebook
+from grader.assignments import ASSIGNMENTS_DIR, REPO_ROOT, assignment_names, load_assignment
+from segkit.proof import assignment_module
+from starter.common import cell_source, cells_by_grade_id, notebook_text, read_notebook, write_atomic
 
 EXAMPLES_DIR = REPO_ROOT / "build" / "examples" / "submitted"
 EXAMPLE_STUDENTS = ("example-solution", "example-untouched", "example-buggy", "example-hostile")
@@ -26,7 +26,7 @@ def _replace_sources(notebook: dict, new_sources: dict[str, str]) -> dict:
     by_id = cells_by_grade_id(notebook)
     for grade_id, source in new_sources.items():
         (cell,) = by_id[grade_id]
-        cell["source"] = source.strip("\n") + "\n"
+        cell["source"] = source.strip("\n") + "\n"  # notebook_text splits it into lines
         cell["outputs"] = []
     return notebook
 
@@ -45,26 +45,43 @@ def buggy_sources(solution: dict, bugs: dict[str, list[tuple[str, str]]]) -> dic
 
 
 def example_notebooks(name: str) -> dict[str, dict]:
-    spec = importlib.import_module(f"grader.example_specs.{name}")
-    solution = read_json_notebook(REPO_ROOT / "solutions" / name / f"{name}.ipynb")
-    release = read_json_notebook(REPO_ROOT / "notebooks" / name / f"{name}.ipynb")
+    examples = assignment_module(name, "examples")
+    spec = load_assignment(name)
+    solution, release = read_notebook(spec.solution_path), read_notebook(spec.release_path)
     return {
         "example-solution": solution,
         "example-untouched": release,
-        "example-buggy": _replace_sources(release, buggy_sources(solution, spec.BUGS)),
-        "example-hostile": _replace_sources(release, spec.HOSTILE),
+        "example-buggy": _replace_sources(release, buggy_sources(solution, examples.BUGS)),
+        "example-hostile": _replace_sources(release, examples.HOSTILE),
     }
 
 
 def build_examples(root: Path = EXAMPLES_DIR, assignments: list[str] | None = None) -> Path:
     for name in assignments or assignment_names():
-        if not (Path(__file__).parent / "example_specs" / f"{name}.py").exists():
-            print(f"warning: no grader/example_specs/{name}.py; no examples for {name}")
+        if not (ASSIGNMENTS_DIR / name / "examples.py").exists():
+            print(f"warning: no assignments/{name}/examples.py; no examples for {name}")
             continue
         for student, notebook in example_notebooks(name).items():
             path = root / student / name / f"{name}.ipynb"
             path.parent.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+            text = notebook_text(notebook)
             if not path.exists() or path.read_text(encoding="utf-8") != text:
-                path.write_text(text, encoding="utf-8")
+                write_atomic(path, text)
     return root
+
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="segkit examples", description=__doc__.splitlines()[0])
+    parser.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
+    parser.add_argument("--out", type=Path, default=EXAMPLES_DIR, help=f"folder (default {EXAMPLES_DIR})")
+    options = parser.parse_args(argv)
+    root = build_examples(options.out, options.assignment)
+    print(f"wrote the example submissions to {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """A corpus of hostile and malformed submissions, and what each must (not) achieve.
 
-    python -m grader.hostile --assignment patches --out DIR   # write the corpus as <attack>.ipynb files
+    python -m segkit.proof.hostile --assignment patches --out DIR   # write the corpus as <attack>.ipynb files
 
 Each attack is the reference solution with ONE unit (the assignment's TARGET unit, a plain
 function) turned into an attack, or a malformed file. Expectations:
@@ -26,10 +26,26 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.notebooks import REPO_ROOT, cell_source, cells_by_grade_id, read_json_notebook
+from grader.assignments import REPO_ROOT, assignment_names, load_assignment
+from starter.common import cell_source, cells_by_grade_id, read_notebook, write_notebook
 
-# Per assignment, a unit defined by plain functions: attacks go into its solution region.
-TARGETS = {"fcn": "fcn_confusion", "cam": "cam_top1", "patches": "patch_weights", "unet": "unet_weights"}
+# Per assignment, a unit defined by plain functions (assignment.toml `[proof] hostile_target`): attacks go
+# into its solution region.
+
+def hostile_target(name: str) -> str:
+    """The unit an assignment's corpus attacks (its assignment.toml's `[proof] hostile_target`)."""
+    target = load_assignment(name).config.hostile_target
+    if not target:
+        raise KeyError(f"assignments/{name}/assignment.toml has no [proof] hostile_target")
+    return target
+
+
+def corpus_assignment() -> str:
+    """The assignment whose corpus make test / make proof grade (`[proof] corpus = true`)."""
+    chosen = [name for name in assignment_names() if load_assignment(name).config.corpus]
+    if len(chosen) != 1:
+        raise LookupError(f"exactly one assignment.toml must say `[proof] corpus = true`; found {chosen or 'none'}")
+    return chosen[0]
 
 
 @dataclass(frozen=True)
@@ -235,7 +251,7 @@ ATTACKS = [
     Attack("read_reference", "reads solutions/ and grader/ from disk (the cell fails if it can)",
            "allow-list filesystem", "full",
            cell_prelude="import glob\n_stolen = {}\nfor _p in glob.glob('__REPO__/solutions/*/*.ipynb') + "
-                        "glob.glob('__REPO__/grader/checks/*.py'):\n    _stolen[_p] = open(_p).read()\n"
+                        "glob.glob('__REPO__/assignments/*/*.py'):\n    _stolen[_p] = open(_p).read()\n"
                         "assert not _stolen, 'no reference should be readable'\n", escape=True),
     Attack("find_answer_key", "searches the whole disk (other users' homes, /srv, paths in environment "
            "variables) for another copy of the kit and runs its solution", "allow-list filesystem", "zero",
@@ -269,7 +285,7 @@ MALFORMED_PROTECTION = {"invalid_json": "notebook parsed defensively in the pare
 
 
 def _solution(name: str) -> dict:
-    return read_json_notebook(REPO_ROOT / "solutions" / name / f"{name}.ipynb")
+    return read_notebook(load_assignment(name).solution_path)
 
 
 def _with_target_source(notebook: dict, grade_id: str, source: str) -> dict:
@@ -310,14 +326,14 @@ def build_corpus(name: str, out_dir: Path, *, port: int = 9, escapes_only: bool 
     grades them (what the attacks aim at); grades_dir: its output folder; decoys: other kit copies."""
     out_dir.mkdir(parents=True, exist_ok=True)
     solution = _solution(name)
-    target = TARGETS[name]
+    target = hostile_target(name)
     solution_cell = cell_source(cells_by_grade_id(solution)[target][0])
     manifest = {}
     for attack in ESCAPES if escapes_only else ATTACKS:
         source = attack_source(solution_cell, attack, port=port, target=target, assignment=name, out=grades_dir,
                                decoys=decoys, repo=str(repo))
         notebook = _with_target_source(solution, target, source)
-        (out_dir / f"attack-{attack.name}.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+        write_notebook(out_dir / f"attack-{attack.name}.ipynb", notebook)
         manifest[f"attack-{attack.name}"] = {"expect": attack.expect, "protection": attack.protection,
                                               "what": attack.what}
     for kind in () if escapes_only else MALFORMED:
@@ -368,7 +384,7 @@ def _malformed(kind: str, solution: dict, target: str, solution_cell: str) -> by
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assignment", required=True, choices=sorted(TARGETS))
+    parser.add_argument("--assignment", required=True, choices=assignment_names())
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     manifest = build_corpus(args.assignment, args.out)

@@ -5,15 +5,14 @@ Uses nbgrader's own preprocessors in the order `nbgrader generate_assignment` ru
 and this module produce the same student notebook. The drift check (`--check`) fails when
 a committed student notebook differs from what its solution generates.
 
-    python -m grader.generate            # rewrite notebooks/<name>/<name>.ipynb
-    python -m grader.generate --check    # exit 1 and name the stale notebooks
+    python -m segkit.build.generate            # rewrite notebooks/<name>/<name>.ipynb
+    python -m segkit.build.generate --check    # exit 1 and name the stale notebooks
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,8 @@ from nbgrader.preprocessors import (
     ComputeChecksums, LockCells,
 )
 
-from grader.notebooks import RELEASE_DIR, SOLUTIONS_DIR, assignment_names
+from grader.assignments import RELEASE_DIR, SOLUTIONS_DIR, assignment_names
+from starter.common import notebook_text, write_atomic
 
 # Same order as nbgrader's GenerateAssignment.preprocessors (SaveCells needs a database
 # and is the only step left out; ClearHiddenTests must follow the first ComputeChecksums).
@@ -39,13 +39,19 @@ def generate_student_notebook(solution: nbformat.NotebookNode) -> nbformat.Noteb
     return notebook
 
 
-def render(notebook: nbformat.NotebookNode) -> str:
-    return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+def solution_path(name: str) -> Path:
+    return SOLUTIONS_DIR / name / f"{name}.ipynb"
+
+
+def expected_solution(name: str) -> str:
+    """The solution as nbformat writes it (what Jupyter saves): sources as line lists, so a one-line
+    edit is a one-line diff."""
+    return notebook_text(nbformat.read(solution_path(name), as_version=4))
 
 
 def expected_release(name: str) -> str:
-    solution = nbformat.read(SOLUTIONS_DIR / name / f"{name}.ipynb", as_version=4)
-    return render(generate_student_notebook(solution))
+    solution = nbformat.read(solution_path(name), as_version=4)
+    return notebook_text(generate_student_notebook(solution))
 
 
 def release_path(name: str) -> Path:
@@ -53,10 +59,13 @@ def release_path(name: str) -> Path:
 
 
 def stale_notebooks() -> list[str]:
+    """Assignments whose student notebook (or solution, not in nbformat's own layout) is out of date."""
     stale = []
     for name in assignment_names():
         path = release_path(name)
         if not path.exists() or path.read_text(encoding="utf-8") != expected_release(name):
+            stale.append(name)
+        elif solution_path(name).read_text(encoding="utf-8") != expected_solution(name):
             stale.append(name)
     return stale
 
@@ -72,9 +81,12 @@ def main(argv=None) -> int:
                   "run `make generate` and commit both", file=sys.stderr)
         return 1 if stale else 0
     for name in assignment_names():
+        solution_text = expected_solution(name)
+        if solution_path(name).read_text(encoding="utf-8") != solution_text:
+            write_atomic(solution_path(name), solution_text)
+            print(f"rewrote {solution_path(name).relative_to(RELEASE_DIR.parent)} in nbformat's layout")
         path = release_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(expected_release(name), encoding="utf-8")
+        write_atomic(path, expected_release(name))
         print(f"wrote {path.relative_to(RELEASE_DIR.parent)}")
     return 0
 

@@ -1,6 +1,6 @@
 """Independent correct implementations of every graded unit, for specificity testing.
 
-`grader/alternatives/<assignment>.py` defines `ALTERNATIVES = {grade_id: [source_0, source_1, ...]}`:
+`assignments/<assignment>/alternatives.py` defines `ALTERNATIVES = {grade_id: [source_0, source_1, ...]}`:
 each source is a full replacement of the unit's cell, written differently from the reference
 (loops instead of vectorised code, NumPy instead of torch, other module structures where the
 contract allows). A hidden check that fails one of them depends on something the contract does
@@ -10,21 +10,17 @@ replaced by its k-th alternative and requires full marks.
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
-from grader.examples import _replace_sources
-from grader.notebooks import load_assignment, read_json_notebook
-
-HERE = Path(__file__).resolve().parent
+from grader.assignments import ASSIGNMENTS_DIR, assignment_names, load_assignment, read_notebook
+from segkit.proof import assignment_module
+from segkit.proof.examples import _replace_sources
 
 
 def assignments_with_alternatives() -> list[str]:
-    return sorted(p.stem for p in HERE.glob("*.py") if p.stem != "__init__")
+    return [name for name in assignment_names() if (ASSIGNMENTS_DIR / name / "alternatives.py").is_file()]
 
 
 def alternatives(assignment: str) -> dict[str, list[str]]:
-    return importlib.import_module(f"grader.alternatives.{assignment}").ALTERNATIVES
+    return assignment_module(assignment, "alternatives").ALTERNATIVES
 
 
 def alternative_notebook(assignment: str, k: int) -> dict:
@@ -34,5 +30,5 @@ def alternative_notebook(assignment: str, k: int) -> dict:
     missing = [u.grade_id for u in spec.auto_units if len(table.get(u.grade_id, ())) <= k]
     if missing:
         raise KeyError(f"{assignment}: no alternative #{k} for {missing}")
-    return _replace_sources(read_json_notebook(spec.solution_path),
+    return _replace_sources(read_notebook(spec.solution_path),
                             {u.grade_id: table[u.grade_id][k] for u in spec.auto_units})

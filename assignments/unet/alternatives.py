@@ -1,4 +1,4 @@
-"""Two independent correct implementations of every U-Net unit (see grader/alternatives/__init__.py)."""
+"""Two independent correct implementations of every U-Net unit (see segkit/proof/alternatives.py)."""
 
 AUGMENT_SLICING = '''
 def random_crop_flip(image, mask, size, flip_p=0.5):

@@ -1,16 +1,16 @@
 """Mutation testing of the hidden checks: does every plausible bug in a solution lose points?
 
-    python -m grader.mutate                                   # every assignment, every unit
-    python -m grader.mutate --assignment fcn --unit fcn_iou   # one unit
-    python -m grader.mutate --max-per-unit 20 -j 2 --report docs/mutation-report.md
-    python -m grader.mutate --list --unit patch_weights       # print the mutants, grade nothing
+    python -m segkit.proof.mutate                                   # every assignment, every unit
+    python -m segkit.proof.mutate --assignment fcn --unit fcn_iou   # one unit
+    python -m segkit.proof.mutate --max-per-unit 20 -j 2 --report docs/mutation-report.md
+    python -m segkit.proof.mutate --list --unit patch_weights       # print the mutants, grade nothing
 
 Each graded cell of a solution notebook is parsed; every statement lying inside a
 `### BEGIN SOLUTION` / `### END SOLUTION` region is mutated at the AST level, one small change
 at a time (a constant off by one, a flipped comparison, a dropped statement, a wrong dim, ...).
 A mutant is the solution notebook with that one cell replaced; it is graded with ONLY that
 unit's hidden checks (`grader.runner.grade(..., units={grade_id})`). A mutant is *caught* when
-the unit loses points. A surviving mutant is either listed in `EQUIVALENT` (it computes the
+the unit loses points. A surviving mutant is either listed in its assignment.toml's `[[proof.equivalent]]` (it computes the
 same thing as the reference on everything the contract allows, with the reason) or it points at
 a missing hidden check.
 
@@ -41,47 +41,26 @@ from pathlib import Path
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
-# Units whose grading builds VGG16-sized models (~10-20 s per grading on 2 cores): capped.
-EXPENSIVE_UNITS = {"fcn32s", "fcn16s", "fcn8s", "fcn_vgg_copy"}
 DEFAULT_MAX_PER_UNIT = 20
-EXPENSIVE_MAX_PER_UNIT = 8
+EXPENSIVE_MAX_PER_UNIT = 8  # for units listed in an assignment's `[grading] expensive_units`
 
-# Surviving mutants that are equivalent to the reference on everything the contract fixes.
-# Keyed by (grade_id, mutant id); the value is the reason.
-_DEFENSIVE_RANGE = ("masks hold class ids or ignore_index only (contract): the [0, n_class) range filter is "
-                    "defensive, and changing or dropping one bound changes nothing on such masks")
-_SOFTMAX_DIM = "logits are (1, C) (contract): dim=-1 is dim=1, and F.softmax's implicit dim on 2-D input is 1"
-EQUIVALENT: dict[tuple[str, str], str] = {
-    ("cam_forward", "const-577a3cd07c"): "net(x) runs layer4 exactly once: captured[0] is captured[-1]",
-    ("cam_top1", "dim-c11f5d01c0"): _SOFTMAX_DIM,
-    ("cam_top1", "dim-352ee8940e"): _SOFTMAX_DIM,
-    ("cam_top1", "drop_kwarg-33292b26bf"): _SOFTMAX_DIM,
-    ("patch_weights", "compare-a3f7d128be"): _DEFENSIVE_RANGE,
-    ("patch_weights", "operand-18e19d33dd"): _DEFENSIVE_RANGE,
-    ("patch_weights", "operand-d6ea96daeb"): _DEFENSIVE_RANGE,
-    ("patch_weights", "const-500ea7a2ed"): "integer labels: labels >= -0.5 is labels >= 0",
-    ("fcn_confusion", "const-226c2c6730"): "integer targets: target >= -0.5 is target >= 0",
-    ("cam_compute", "compare-23c673f3d1"): "after subtracting the min, peak >= 0; peak == 0 only for a constant map, "
-                                           "where 0 / 0 = NaN casts to uint8 0: the same all-zero map",
-    ("cam_compute", "const-0eeae61b2a"): "peak > -1 is always true after subtracting the min: same as above",
-    ("cam_overlay", "const-018edb26f4"): "clipping at 254 instead of 255 moves a value by one grey level, inside the "
-                                         "contract's +-1 tolerance",
-    ("cam_overlay", "swap_args-23bd0b5ca6"): "np.clip(0, x, 255) = min(max(0, x), 255) = np.clip(x, 0, 255)",
-    ("fcn_bilinear", "swap_args-4e1ff0ae74"): "a call with both arguments equal (outer(f, f) / min(c, c))",
-    ("patch_extract", "drop_kwarg-ded8f6d4b9"): "torch.tensor of Python ints is int64 by default",
-    ("patch_stitch", "drop_kwarg-5284431023"): "device= only matters on a GPU; grading runs on the CPU",
-    ("patch_predict", "compare-dd6dd2d111"): "picks the CPU instead of the parameters' device: differs only on a GPU",
-    ("unet_prior", "drop_kwarg-35d82c8d6d"): "(C, H, W) / (H, W) broadcasts like (C, H, W) / (1, H, W)",
-    ("unet_iou", "dim-1e6d583b7c"): "the confusion matrix is 2-D: dim=-1 is dim=1",
-    ("unet_iou", "dim-4efabc950a"): "the confusion matrix is 2-D: dim=-2 is dim=0",
-    ("unet_wce", "drop_kwarg-56bf68b124"): "log_softmax's implicit dim on 4-D input is 1",
-    ("unet_augment", "boolop-5bae4f4474"): "torchvision's RandomCrop.get_params raises ValueError itself when one "
-                                           "side of the crop exceeds the image",
-    ("unet_model", "arith-08a3de16f0"): "after MaxPool2d(2) and a x2 transposed conv the size difference is 0 or 1, "
-                                         "so diff + diff // 2 equals diff - diff // 2",
-    ("patch_weights", "const-37f4975298"): "clamp(min=...) only changes counts == 0, which torch.where maps to 0",
-    ("patch_weights", "const-543a0b6e94"): "clamp(min=...) only changes counts == 0, which torch.where maps to 0",
-}
+
+def equivalent_mutants(assignments: list[str] | None = None) -> dict[tuple[str, str], str]:
+    """(grade_id, mutant id) -> reason, from every assignment's `[[proof.equivalent]]` entries: surviving
+    mutants that compute the same thing as the reference on everything the contract fixes."""
+    from grader.assignments import assignment_names, load_assignment
+
+    found = {}
+    for name in assignments or assignment_names():
+        found.update(load_assignment(name).config.equivalent_reasons)
+    return found
+
+
+def expensive_units(assignments: list[str] | None = None) -> set[str]:
+    """Units whose checks build large networks (from each assignment.toml): sampled less."""
+    from grader.assignments import assignment_names, load_assignment
+
+    return {unit for name in assignments or assignment_names() for unit in load_assignment(name).config.expensive_units}
 
 
 # --- mutation sites ---------------------------------------------------------------------------
@@ -366,20 +345,21 @@ def _init_worker(slot_counter):
 
 def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int | None = None) -> dict:
     """Grade the solution notebook with one cell replaced by the mutant, with that unit's checks only."""
-    from grader.examples import _replace_sources
-    from grader.notebooks import load_assignment, read_json_notebook
+    from grader.assignments import load_assignment, read_notebook
     from grader.runner import grade
+    from segkit.proof.examples import _replace_sources
+    from starter.common import write_notebook
     from grader.sandbox import Limits
 
     os.environ.setdefault("SEGKIT_FAST", "1")
     spec = load_assignment(assignment)
-    notebook = _replace_sources(read_json_notebook(spec.solution_path), {mutant.grade_id: mutant.source})
+    notebook = _replace_sources(read_notebook(spec.solution_path), {mutant.grade_id: mutant.source})
     limits = Limits(probe_timeout=30, cell_timeout=60, submission_timeout=240)
     options = {"slot": slot if slot is not None else (_SLOT or 200), "limits": limits, "forbidden": (), "sandbox": True}
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="segkit-mutant-") as folder:
         path = Path(folder) / f"{assignment}.ipynb"
-        path.write_text(json.dumps(notebook), encoding="utf-8")
+        write_notebook(path, notebook)
         try:
             result = grade(spec, path, mutant.mutant_id, worker_options=options, units={mutant.grade_id},
                            cache_dir=Path(cache_dir))
@@ -399,7 +379,7 @@ def _grade_job(job):
 
 
 def collect(assignments, units, max_per_unit, expensive_max):
-    from grader.notebooks import load_assignment
+    from grader.assignments import load_assignment
 
     plan = []  # (assignment, grade_id, generated count, sampled mutants)
     for name in assignments:
@@ -408,27 +388,27 @@ def collect(assignments, units, max_per_unit, expensive_max):
             if units and unit.grade_id not in units:
                 continue
             every = mutants_of(unit.grade_id, unit.source)
-            limit = expensive_max if unit.grade_id in EXPENSIVE_UNITS else max_per_unit
+            limit = expensive_max if unit.grade_id in spec.config.expensive_units else max_per_unit
             plan.append((name, unit.grade_id, len(every), sample(every, limit)))
     return plan
 
 
 def default_assignments() -> list[str]:
-    from grader.notebooks import assignment_names
+    from grader.assignments import assignment_names
 
-    here = Path(__file__).parent
-    return [n for n in assignment_names() if (here / "example_specs" / f"{n}.py").exists()]
+    return assignment_names()
 
 
 def write_report(path: Path, plan, outcomes, command: str, seconds: float, jobs: int, reused: int = 0):
     rows, survivors, errors = [], [], []
+    equivalent_reasons = equivalent_mutants()
     totals = defaultdict(int)
     for name, grade_id, generated, chosen in plan:
         counts = defaultdict(int)
         for mutant in chosen:
             outcome = outcomes[(grade_id, mutant.mutant_id)]
             status = outcome["status"]
-            if status == "survived" and (grade_id, mutant.mutant_id) in EQUIVALENT:
+            if status == "survived" and (grade_id, mutant.mutant_id) in equivalent_reasons:
                 status = "equivalent"
             counts[status] += 1
             if status == "survived":
@@ -448,10 +428,10 @@ def write_report(path: Path, plan, outcomes, command: str, seconds: float, jobs:
     text = [
         "# Mutation report: does every bug in a solution lose points?",
         "",
-        "Generated by `grader/mutate.py` (do not edit by hand). Each mutant is the solution notebook with one",
+        "Generated by `segkit/proof/mutate.py` (do not edit by hand). Each mutant is the solution notebook with one",
         "small change inside one graded cell's `### BEGIN/END SOLUTION` region, graded with only that",
         "unit's hidden checks. *Caught*: the unit lost points. *Equivalent*: survived, but listed in",
-        "`grader.mutate.EQUIVALENT` with the reason it computes the same thing. *Score* = caught /",
+        "its assignment.toml (`[[proof.equivalent]]`) with the reason it computes the same thing. *Score* = caught /",
         "(graded - equivalent - error).",
         "",
         f"- command: `{command}`",
@@ -460,7 +440,7 @@ def write_report(path: Path, plan, outcomes, command: str, seconds: float, jobs:
                                              if reused else ""),
         f"- sampling: at most {plan and max(len(c) for *_, c in plan)} mutants per unit, chosen deterministically "
         "(operators take turns, each operator's mutants in id order); VGG-based units "
-        f"({', '.join(sorted(EXPENSIVE_UNITS))}) are capped lower because one grading costs 10-20 s",
+        f"({', '.join(sorted(expensive_units()))}) are capped lower because one grading costs 10-20 s",
         "",
         "| assignment | unit | generated | graded | caught | equivalent | survived | error | score |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -479,9 +459,9 @@ def write_report(path: Path, plan, outcomes, command: str, seconds: float, jobs:
         for grade_id, mutant, detail in errors:
             text.append(f"- `{grade_id}` `{mutant.mutant_id}`: {detail}")
         text.append("")
-    equivalent = [(k, v) for k, v in sorted(EQUIVALENT.items())]
+    equivalent = sorted(equivalent_reasons.items())
     if equivalent:
-        text += ["## Equivalent mutants (from `EQUIVALENT`)", ""]
+        text += ["## Equivalent mutants (from each assignment.toml's `[[proof.equivalent]]`)", ""]
         text += [f"- `{g}` `{m}`: {reason}" for (g, m), reason in equivalent]
         text.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -490,7 +470,7 @@ def write_report(path: Path, plan, outcomes, command: str, seconds: float, jobs:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grader.mutate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m segkit.proof.mutate", description=__doc__.splitlines()[0])
     parser.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
     parser.add_argument("--unit", action="append", help="only this grade_id (repeatable)")
     parser.add_argument("--max-per-unit", type=int, default=DEFAULT_MAX_PER_UNIT,
@@ -532,10 +512,12 @@ def main(argv=None) -> int:
     print(f"grading {len(jobs)} mutants of {len(plan)} units with {args.jobs} process(es)", flush=True)
     started = time.time()
 
+    equivalent_reasons = equivalent_mutants()
+
     def record(name, mutant, outcome, done):
         outcomes[(mutant.grade_id, mutant.mutant_id)] = outcome
         mark = outcome["status"]
-        if mark == "survived" and (mutant.grade_id, mutant.mutant_id) in EQUIVALENT:
+        if mark == "survived" and (mutant.grade_id, mutant.mutant_id) in equivalent_reasons:
             mark = "equivalent"
         print(f"[{done}/{len(jobs)}] {name}/{mutant.grade_id} {mutant.mutant_id} {mark} "
               f"({outcome['seconds']} s): {mutant.description}", flush=True)
@@ -554,7 +536,7 @@ def main(argv=None) -> int:
             for done, (name, mutant, outcome) in enumerate(pool.map(_grade_job, jobs), start=1):
                 record(name, mutant, outcome, done)
     seconds = time.time() - started
-    command = "python -m grader.mutate " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m segkit.proof.mutate " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(

@@ -1,6 +1,6 @@
-"""Two independent correct implementations of every patches unit (see grader/alternatives/__init__.py)."""
+"""Two independent correct implementations of every patches unit (see segkit/proof/alternatives.py)."""
 
-from grader.alternatives.fcn import CONFUSION_LOOPS, CONFUSION_NUMPY
+from segkit.proof.alternatives.fcn import CONFUSION_LOOPS, CONFUSION_NUMPY
 
 EXTRACT_UNFOLD = '''
 def extract_patches(image, size, stride):

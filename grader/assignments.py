@@ -1,0 +1,183 @@
+"""Discovery: which assignments exist and what one of them holds.
+
+An assignment is a folder ``assignments/<name>/`` (its ``assignment.toml``, hidden checks
+``test_<name>.py``, example bugs and attacks ``examples.py``, correct alternatives
+``alternatives.py``), plus its solution notebook ``solutions/<name>/<name>.ipynb`` and the
+generated student notebook ``notebooks/<name>/<name>.ipynb``. Nothing here names one.
+
+Cell roles come from the solution notebook only (metadata ``segkit.role``):
+``setup`` (imports/config the worker runs before graded cells), ``check`` (visible sanity
+checks), anything else is teaching material (training, plots) the grader never runs.
+Graded units are code cells with nbgrader metadata ``solution: true`` and a ``grade_id``;
+written answers are markdown cells with ``solution: true`` (graded by hand).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starter.common import (  # noqa: F401 (re-exported: the engine's one import for notebook reading)
+    NotebookError,
+    cell_source,
+    cells_by_grade_id,
+    nbgrader_meta,
+    read_notebook,
+    segkit_role,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSIGNMENTS_DIR = REPO_ROOT / "assignments"
+SOLUTIONS_DIR = REPO_ROOT / "solutions"
+RELEASE_DIR = REPO_ROOT / "notebooks"
+CONFIG_NAME = "assignment.toml"
+
+
+class AssignmentConfigError(ValueError):
+    """An assignment.toml that does not say what the kit needs (message names file and key)."""
+
+
+@dataclass(frozen=True)
+class EquivalentMutant:
+    unit: str
+    mutant: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AssignmentConfig:
+    """What ``assignments/<name>/assignment.toml`` declares."""
+
+    title: str
+    datasets: tuple[str, ...] = ()
+    expensive_units: frozenset[str] = frozenset()  # checks that build large networks
+    hostile_target: str | None = None  # the unit the hostile corpus attacks
+    corpus: bool = False  # the assignment make test / make proof grade the hostile corpus on
+    equivalent: tuple[EquivalentMutant, ...] = ()
+
+    @property
+    def equivalent_reasons(self) -> dict[tuple[str, str], str]:
+        return {(e.unit, e.mutant): e.reason for e in self.equivalent}
+
+
+_KEYS = {"title", "datasets", "grading", "proof"}
+_GRADING_KEYS = {"expensive_units"}
+_PROOF_KEYS = {"hostile_target", "corpus", "equivalent"}
+
+
+def _unknown(where: str, table: dict, allowed: set[str]) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise AssignmentConfigError(f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def read_config(path: Path) -> AssignmentConfig:
+    """Parse and validate one assignment.toml (strict: an unknown key is an error, not ignored)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise AssignmentConfigError(f"{path}: {exc}") from None
+    _unknown(str(path), data, _KEYS)
+    if not isinstance(data.get("title"), str) or not data["title"].strip():
+        raise AssignmentConfigError(f"{path}: `title` (a non-empty string) is required")
+    grading, proof = data.get("grading", {}), data.get("proof", {})
+    _unknown(f"{path} [grading]", grading, _GRADING_KEYS)
+    _unknown(f"{path} [proof]", proof, _PROOF_KEYS)
+    equivalent = []
+    for number, entry in enumerate(proof.get("equivalent", []), start=1):
+        _unknown(f"{path} [[proof.equivalent]] #{number}", entry, {"unit", "mutant", "reason"})
+        if not all(isinstance(entry.get(key), str) and entry[key] for key in ("unit", "mutant", "reason")):
+            raise AssignmentConfigError(f"{path} [[proof.equivalent]] #{number}: needs unit, mutant and reason")
+        equivalent.append(EquivalentMutant(entry["unit"], entry["mutant"], entry["reason"]))
+    return AssignmentConfig(
+        title=data["title"],
+        datasets=tuple(data.get("datasets", ())),
+        expensive_units=frozenset(grading.get("expensive_units", ())),
+        hostile_target=proof.get("hostile_target"),
+        corpus=bool(proof.get("corpus", False)),
+        equivalent=tuple(equivalent),
+    )
+
+
+@dataclass(frozen=True)
+class Unit:
+    grade_id: str
+    points: float
+    kind: str  # "auto" (code, hidden checks) or "manual" (written answer)
+    source: str
+
+
+@dataclass
+class AssignmentSpec:
+    name: str
+    folder: Path
+    solution_path: Path
+    release_path: Path
+    config: AssignmentConfig
+    units: list[Unit] = field(default_factory=list)
+    setup_cells: list[tuple[str, str]] = field(default_factory=list)  # (grade_id, released source)
+
+    @property
+    def checks_path(self) -> Path:
+        return self.folder / f"test_{self.name}.py"
+
+    @property
+    def examples_path(self) -> Path:
+        return self.folder / "examples.py"
+
+    @property
+    def alternatives_path(self) -> Path:
+        return self.folder / "alternatives.py"
+
+    @property
+    def auto_units(self) -> list[Unit]:
+        return [u for u in self.units if u.kind == "auto"]
+
+    @property
+    def manual_units(self) -> list[Unit]:
+        return [u for u in self.units if u.kind == "manual"]
+
+    @property
+    def max_points(self) -> float:
+        return sum(u.points for u in self.auto_units)
+
+
+
+
+def assignment_names(root: Path = ASSIGNMENTS_DIR) -> list[str]:
+    """Every folder of ``assignments/`` that holds an assignment.toml, sorted."""
+    return sorted(p.parent.name for p in Path(root).glob(f"*/{CONFIG_NAME}"))
+
+
+def load_assignment(name: str, root: Path = REPO_ROOT) -> AssignmentSpec:
+    """Read an assignment's declaration and its units and setup cells from its (trusted) solution."""
+    folder = root / "assignments" / name
+    if not (folder / CONFIG_NAME).is_file():
+        known = ", ".join(assignment_names(root / "assignments")) or "none"
+        raise FileNotFoundError(f"no assignment {name!r}: {folder / CONFIG_NAME} is missing (known: {known})")
+    solution_path = root / "solutions" / name / f"{name}.ipynb"
+    if not solution_path.exists():
+        raise FileNotFoundError(f"no solution notebook for assignment {name!r} at {solution_path}")
+    spec = AssignmentSpec(name, folder, solution_path, root / "notebooks" / name / f"{name}.ipynb",
+                          read_config(folder / CONFIG_NAME))
+    notebook = read_notebook(solution_path)
+    release_cells = {}
+    if spec.release_path.exists():
+        release_cells = {gid: cells[0] for gid, cells in cells_by_grade_id(read_notebook(spec.release_path)).items()}
+    for cell in notebook["cells"]:
+        meta = nbgrader_meta(cell)
+        grade_id = meta.get("grade_id")
+        if segkit_role(cell) == "setup":
+            released = release_cells.get(grade_id, cell)
+            spec.setup_cells.append((grade_id, cell_source(released)))
+        elif meta.get("solution"):
+            kind = "auto" if cell.get("cell_type") == "code" else "manual"
+            spec.units.append(Unit(grade_id, float(meta.get("points", 0)), kind, cell_source(cell)))
+    return spec
+
+
+def grading_files(spec: AssignmentSpec) -> list[Path]:
+    """What grading this assignment reads besides the engine and starter: its folder and notebooks."""
+    folder_files = sorted(p for p in spec.folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return [*folder_files, spec.solution_path, spec.release_path]

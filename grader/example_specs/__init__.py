@@ -1,1 +1,0 @@
-"""Per-assignment definitions of the bundled example submissions (buggy and hostile cells)."""

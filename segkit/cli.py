@@ -1,0 +1,116 @@
+"""`segkit`: the course kit's one command, with verbs (nbgrader/otter style).
+
+    segkit grade [SUBMISSIONS ...] [--assignment A] ...   grade (no folder: the bundled example submissions)
+    segkit generate                                        notebooks/ and starter/assignments.json from solutions/
+    segkit check                                           drift from solutions/, and every assignment complete
+    segkit release [--assignments fcn,cam]                 dist/student-bundle.zip for students
+    segkit gradescope --assignment A [--out ZIP]           a Gradescope autograder zip
+    segkit examples                                        write the bundled example submissions to build/examples
+    segkit mutants [...]                                   mutation-test the hidden checks
+    segkit submit --student ID [...]                       (students) check and pack notebooks to hand in
+    segkit new-assignment NAME [--title T]                 scaffold assignments/NAME and a one-unit solution
+
+Installed as a console script by `pip install -e .[grader]`; `python -m segkit VERB` and the
+Make targets are the same thing. Options after the verb go to the underlying tool
+(`segkit grade --help`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+
+def _grade(argv: list[str]) -> int:
+    from grader.cli import build_parser, main as grade_main
+
+    options = build_parser("segkit grade").parse_args(argv)  # exits on --help or a bad option
+    if not options.paths:
+        from grader.assignments import REPO_ROOT
+        from segkit.proof.examples import EXAMPLES_DIR, build_examples
+
+        build_examples(assignments=[options.assignment] if options.assignment else None)
+        print(f"No submissions given: grading the bundled examples in {EXAMPLES_DIR.relative_to(REPO_ROOT)}/")
+        argv = [str(EXAMPLES_DIR), *argv]
+    return grade_main(argv, prog="segkit grade")
+
+
+def _generate(argv: list[str]) -> int:
+    from segkit.build import generate, release
+
+    return generate.main(argv) or release.main(["--manifest"])
+
+
+def _check(argv: list[str]) -> int:
+    from segkit.build import completeness, generate, release
+
+    return generate.main(["--check", *argv]) or release.main(["--check-manifest"]) or completeness.main([])
+
+
+def _release(argv: list[str]) -> int:
+    from segkit.build.release import main
+
+    return main(argv)
+
+
+def _gradescope(argv: list[str]) -> int:
+    from segkit.build.gradescope_zip import main
+
+    return main(argv)
+
+
+def _examples(argv: list[str]) -> int:
+    from segkit.proof.examples import main
+
+    return main(argv)
+
+
+def _mutants(argv: list[str]) -> int:
+    from segkit.proof.mutate import main
+
+    return main(argv)
+
+
+def _submit(argv: list[str]) -> int:
+    from starter.submit import main
+
+    return main(argv)
+
+
+def _new_assignment(argv: list[str]) -> int:
+    from segkit.build.scaffold import main
+
+    return main(argv)
+
+
+VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "grade": (_grade, "grade submissions (none given: the bundled examples)"),
+    "generate": (_generate, "regenerate notebooks/ and starter/assignments.json from solutions/"),
+    "check": (_check, "fail when notebooks/ or the manifest drifted from solutions/, or an assignment is incomplete"),
+    "release": (_release, "build dist/student-bundle.zip"),
+    "gradescope": (_gradescope, "build a Gradescope autograder zip"),
+    "examples": (_examples, "write the bundled example submissions (build/examples/submitted)"),
+    "mutants": (_mutants, "mutation-test the hidden checks"),
+    "submit": (_submit, "check and pack notebooks to hand in (students)"),
+    "new-assignment": (_new_assignment, "scaffold a new assignment folder and one-unit solution"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        parser = argparse.ArgumentParser(prog="segkit", description=__doc__.splitlines()[0],
+                                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                                         epilog="verbs:\n" + "\n".join(f"  {v:<15} {h}" for v, (_, h) in VERBS.items()))
+        parser.print_help()
+        return 0 if argv else 2
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"segkit: unknown verb {verb!r}; one of: {', '.join(VERBS)}", file=sys.stderr)
+        return 2
+    return int(VERBS[verb][0](rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Plain helpers the starter package, the grader and the kit's tools share (no torch import).
+
+One home for: reading notebooks defensively and finding cells by grade_id, telling which
+assignment a notebook is, writing files atomically, writing deterministic zips, reading
+boolean environment flags, and the data root.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from starter.constants import ENV_DATA, ENV_FAST
+
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+ZIP_EPOCH = (2024, 1, 1, 0, 0, 0)  # fixed member timestamps: the same inputs give the same zip bytes
+_TRUE_VALUES = frozenset({"1", "true", "yes"})
+
+
+# --- environment --------------------------------------------------------------------------
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable is "1", "true" or "yes" (any case, spaces ignored)."""
+    return os.environ.get(name, "").strip().lower() in _TRUE_VALUES
+
+
+def fast_mode() -> bool:
+    """Whether the notebooks run in fast mode ($SEGKIT_FAST): tiny data, small images, one epoch."""
+    return env_flag(ENV_FAST)
+
+
+def data_root() -> Path:
+    """Folder that holds the prepared datasets.
+
+    Returns:
+        ``$SEGKIT_DATA`` when set and non-empty, else ``~/segkit-data`` ("~" expanded; not created here).
+    """
+    configured = os.environ.get(ENV_DATA, "").strip()
+    return Path(configured).expanduser() if configured else Path.home() / "segkit-data"
+
+
+# --- notebooks ----------------------------------------------------------------------------
+
+
+class NotebookError(ValueError):
+    """A file that cannot be read as a notebook; the message says how to fix it (student-facing)."""
+
+
+def read_notebook(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> dict:
+    """Parse a notebook file defensively.
+
+    A stray non-UTF-8 byte is replaced rather than fatal, and non-dict cells are dropped,
+    so one damaged cell cannot cost every unit. Raises NotebookError with what to do.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise NotebookError(
+            f"the notebook is {size / 1e6:.0f} MB; clear large outputs (Edit > Clear all outputs) "
+            f"and save it again (limit {max_bytes // 1024**2} MB)"
+        )
+    text = path.read_bytes().decode("utf-8", "replace")
+    try:
+        notebook = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotebookError(
+            f"the file is not valid notebook JSON ({exc.msg} at line {exc.lineno}); save it from Jupyter/Colab again"
+        ) from None
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        version = notebook.get("nbformat") if isinstance(notebook, dict) else None
+        if isinstance(version, int) and version < 4:
+            raise NotebookError(
+                f"the notebook uses the old format nbformat {version}; open it in Jupyter and save it "
+                "again (it is converted to nbformat 4)"
+            )
+        raise NotebookError("the file has no notebook cells (is it a notebook?)")
+    notebook["cells"] = [cell for cell in notebook["cells"] if isinstance(cell, dict)]
+    return notebook
+
+
+def cell_source(cell: dict) -> str:
+    """A cell's source as one string, whether stored as a string or as a list of lines."""
+    source = cell.get("source", "")
+    if isinstance(source, list):
+        source = "".join(s for s in source if isinstance(s, str))
+    return source if isinstance(source, str) else ""
+
+
+def nbgrader_meta(cell: dict) -> dict:
+    meta = cell.get("metadata")
+    meta = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def segkit_role(cell: dict) -> str | None:
+    """The kit's own cell role (metadata ``segkit.role``): "setup", "check" or None."""
+    meta = cell.get("metadata")
+    meta = meta.get("segkit") if isinstance(meta, dict) else None
+    return meta.get("role") if isinstance(meta, dict) else None
+
+
+def grade_id(cell: dict) -> str | None:
+    value = nbgrader_meta(cell).get("grade_id")
+    return value if isinstance(value, str) else None
+
+
+def cells_by_grade_id(notebook: dict) -> dict[str, list[dict]]:
+    """grade_id -> the cells carrying it, in notebook order (a duplicated id keeps every copy)."""
+    found: dict[str, list[dict]] = {}
+    for cell in notebook["cells"]:
+        key = grade_id(cell)
+        if key is not None:
+            found.setdefault(key, []).append(cell)
+    return found
+
+
+def infer_assignment(notebook: dict, units: Mapping[str, Iterable[str]], file_stem: str | None = None) -> str | None:
+    """Which assignment a notebook is.
+
+    Inputs:
+        notebook: a parsed notebook.
+        units: assignment name -> its graded grade_ids.
+        file_stem: the file's name without extension; when it names an assignment, that wins.
+    Returns:
+        the assignment sharing most grade_ids with the notebook, or None when none shares any.
+    """
+    if file_stem in units:
+        return file_stem
+    ids = set(cells_by_grade_id(notebook))
+    scores = {name: len(ids & set(graded)) for name, graded in units.items()}
+    best = max(sorted(scores), key=scores.get, default=None)
+    return best if best is not None and scores[best] > 0 else None
+
+
+def notebook_text(notebook: dict) -> str:
+    """A notebook as nbformat writes it: each source a list of lines, sorted keys, one-space indent,
+    so that a one-line change in a cell is a one-line diff."""
+    import nbformat  # only the kit's tools write notebooks; students' helpers never need it
+
+    return nbformat.writes(nbformat.from_dict(notebook), version=nbformat.NO_CONVERT) + "\n"
+
+
+def write_notebook(path: Path, notebook: dict) -> Path:
+    """Write a notebook atomically in ``notebook_text`` form."""
+    return write_atomic(path, notebook_text(notebook))
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write a file so that readers see the old content or the new, never a half-written one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def zip_bytes(members: Mapping[str, bytes], executable: Iterable[str] = ()) -> bytes:
+    """A deterministic zip: members sorted, fixed timestamps and permissions (0644, or 0755 for
+    the names in ``executable``), so the same inputs always give the same bytes."""
+    executable = set(executable)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = ((0o755 if name in executable else 0o644) | stat.S_IFREG) << 16
+            archive.writestr(info, members[name])
+    return buffer.getvalue()
+
+
+def write_zip(path: Path, members: Mapping[str, bytes], executable: Iterable[str] = ()) -> Path:
+    """Write ``zip_bytes(members, executable)`` to ``path`` atomically."""
+    return write_atomic(path, zip_bytes(members, executable))
