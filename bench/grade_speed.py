@@ -23,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from grader.results import SubmissionResult  # noqa: E402
 from segkit.proof.examples import example_notebooks  # noqa: E402
 
 STUDENTS = ("example-solution", "example-untouched", "example-buggy")
@@ -37,13 +38,13 @@ def write_submissions(root: Path, name: str) -> Path:
     return root / "submitted"
 
 
-def time_ours(submitted: Path, name: str, jobs: int, out: Path, *extra: str) -> tuple[float, list[dict]]:
+def time_ours(submitted: Path, name: str, jobs: int, out: Path, *extra: str) -> tuple[float, list[SubmissionResult]]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "grader", str(submitted), "--assignment", name, "--out", str(out),
                     "-j", str(jobs), "--force", *extra], cwd=REPO, env=env, check=True, capture_output=True)
     elapsed = time.perf_counter() - start
-    results = [json.loads(p.read_text()) for p in (out / "results" / name).glob("*.json")]
+    results = [SubmissionResult.from_json(p.read_text()) for p in (out / "results" / name).glob("*.json")]
     return elapsed, results
 
 
@@ -108,7 +109,7 @@ def main():
         cold, _ = time_ours(submitted, args.assignment, 1, root / "grades-cold")
         warm1, results = time_ours(submitted, args.assignment, 1, root / "grades-j1")
         warm2, _ = time_ours(submitted, args.assignment, 2, root / "grades-j2")
-        peak = max(r.get("peak_worker_memory_mb") or 0 for r in results)
+        peak = max(r.peak_worker_memory_mb or 0 for r in results)
         print(f"{args.assignment}: {n} submissions ({', '.join(STUDENTS)}), {os.cpu_count()} cores")
         print(f"  ours -j 1, cold reference cache : {cold / n:6.1f} s/submission")
         print(f"  ours -j 1                       : {warm1 / n:6.1f} s/submission")

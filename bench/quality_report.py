@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -25,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from segkit.proof.hostile import build_corpus, hostile_target  # noqa: E402
 from grader.assignments import assignment_names  # noqa: E402
+from grader.results import SubmissionResult  # noqa: E402
 
 
 def run(command: list[str], *, timeout: float = 3600) -> tuple[str, float]:
@@ -59,11 +59,12 @@ def hostile_table(assignment: str) -> tuple[str, list[str]]:
             if not path.exists():
                 rows.append(f"| {student} | {info['what']} | (no result) | | {info['protection']} |")
                 continue
-            result = json.loads(path.read_text())
-            unit = result["units"][target]
-            rows.append(f"| {student} | {info['what']} | {unit['points']:g} / {unit['max_points']:g} | "
-                        f"{result['total']:g} / {result['max']:g} | {info['protection']} |")
-        protections = json.loads(next((root / "grades" / "results" / assignment).glob("*.json")).read_text())["protections"]
+            result = SubmissionResult.from_json(path.read_text())
+            unit = result.units[target]
+            rows.append(f"| {student} | {info['what']} | {unit.points:g} / {unit.max_points:g} | "
+                        f"{result.total:g} / {result.max_points:g} | {info['protection']} |")
+        any_result = next((root / "grades" / "results" / assignment).glob("*.json"))
+        protections = SubmissionResult.from_json(any_result.read_text()).protections
     note = (f"Grading run of the whole corpus: {elapsed:.0f} s, finished normally. Attacked unit: `{target}`. "
             "'full' rows are attacks that had no effect (the honest code under them is graded normally; "
             "`read_reference` fails its own cell if it can read solutions/ or grader/).")

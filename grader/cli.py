@@ -34,6 +34,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from grader.assignments import REPO_ROOT, NotebookError, assignment_names, grading_files, load_assignment, read_notebook
+from grader.results import ResultFormatError, SubmissionResult
 from grader.report import (
     UNSAFE_FLAG, protections_text, summary_table, write_gradebook, write_run_report, write_submission_reports,
 )
@@ -147,7 +148,7 @@ def _assignment(name: str):
     return load_assignment(name)
 
 
-def grade_job(job: Job, out_dir: Path, settings: dict, slot: int) -> dict:
+def grade_job(job: Job, out_dir: Path, settings: dict, slot: int) -> SubmissionResult:
     """Grade one submission; runs in a (trusted) pool process that grades many in turn, so
     imports and the reference solution are loaded once per process, not once per student."""
     from grader.runner import grade
@@ -160,6 +161,17 @@ def grade_job(job: Job, out_dir: Path, settings: dict, slot: int) -> dict:
                  cache_dir=Path(settings["reference_cache"]), units=set(units) if units else None)
 
 
+def read_cached_result(path: Path) -> SubmissionResult | None:
+    """The result a previous run wrote at `path`, or None when there is none or it is not a result
+    (then the submission is graded again, as for a stale fingerprint)."""
+    if not path.exists():
+        return None
+    try:
+        return SubmissionResult.from_json(path.read_text())
+    except ResultFormatError:
+        return None
+
+
 def _pool_process(connection, out_dir: Path, settings: dict, slot: int):
     """A trusted grading process: receives jobs, answers each with its result as JSON text."""
     while True:
@@ -167,7 +179,8 @@ def _pool_process(connection, out_dir: Path, settings: dict, slot: int):
         if job is None:
             return
         try:
-            answer = ("ok", json.dumps(grade_job(job, out_dir, settings, slot)))
+            # Not to_json(): its sorted keys would reorder the units, whose order the feedback follows.
+            answer = ("ok", json.dumps(grade_job(job, out_dir, settings, slot).to_dict()))
         except Exception as exc:  # a bug in a check must not stop the others
             answer = ("error", f"{type(exc).__name__}: {exc}")
         connection.send(answer)
@@ -219,11 +232,11 @@ def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, job
             pool_slot.connection.close()
         pool_slot.process = pool_slot.connection = None
 
-    def finish(job: Job, message: str | None, result: dict | None):
+    def finish(job: Job, message: str | None, result: SubmissionResult | None):
         if result is not None:
-            result["fingerprint"] = fingerprints[job]
+            result.fingerprint = fingerprints[job]
             on_result(job, result)
-            progress.set_postfix_str(f"{job.student}: {result['total']:g}/{result['max']:g}")
+            progress.set_postfix_str(f"{job.student}: {result.total:g}/{result.max_points:g}")
         else:
             failures.append(f"{job.student}/{job.assignment}: {message}")
         progress.update()
@@ -266,7 +279,12 @@ def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, job
                 pool_slot.job = None
                 pool_slot.done += 1
                 if status == "ok":
-                    finish(job, None, json.loads(payload))
+                    try:
+                        result = SubmissionResult.from_json(payload)
+                    except ResultFormatError as exc:  # a grading bug, not the student's: no grade, the others go on
+                        finish(job, f"the grading process sent back {exc}", None)
+                    else:
+                        finish(job, None, result)
                 elif status == "error":
                     finish(job, payload, None)
                 else:
@@ -338,16 +356,16 @@ def main(argv=None, prog: str = "python -m grader") -> int:
     forbidden = sorted({str(out_dir)} | {str(p.resolve() if p.is_dir() else p.resolve().parent) for p in options.paths})
     versions = {name: grader_fingerprint(name) for name in {j.assignment for j in jobs}}
 
-    results: dict[Job, dict] = {}
+    results: dict[Job, SubmissionResult] = {}
     pending = []
     units_map = json.loads(options.units_map.read_text()) if options.units_map else {}
     for job in jobs:
         # A result checked on a subset of units (--units-map) never stands in for a full one.
         fingerprint = job_fingerprint(job, versions[job.assignment] + json.dumps(units_map.get(job.student)))
         path = out_dir / "results" / job.assignment / f"{job.student}.json"
-        cached = json.loads(path.read_text()) if path.exists() else None
+        cached = read_cached_result(path)
         selected = not options.student or job.student in options.student
-        if cached and (not selected or (cached.get("fingerprint") == fingerprint and not options.force)):
+        if cached is not None and (not selected or (cached.fingerprint == fingerprint and not options.force)):
             results[job] = cached  # --student: everyone else keeps their last grade
             continue
         if selected:
@@ -364,9 +382,8 @@ def main(argv=None, prog: str = "python -m grader") -> int:
     }
     started = time.time()
 
-    def on_result(job: Job, result: dict):
-        write_atomic(out_dir / "results" / job.assignment / f"{job.student}.json",
-                     json.dumps(result, indent=1, sort_keys=True))
+    def on_result(job: Job, result: SubmissionResult):
+        write_atomic(out_dir / "results" / job.assignment / f"{job.student}.json", result.to_json())
         write_submission_reports(result, out_dir)
         results[job] = result
 
@@ -374,9 +391,9 @@ def main(argv=None, prog: str = "python -m grader") -> int:
 
     all_results = list(results.values())
     for result in all_results:  # reports of reused results may be missing (e.g. deleted by hand)
-        if not (out_dir / "feedback" / result["student_id"] / f"{result['assignment']}.md").exists():
+        if not (out_dir / "feedback" / result.student_id / f"{result.assignment}.md").exists():
             write_submission_reports(result, out_dir)
-    columns = [u.grade_id for name in sorted({r["assignment"] for r in all_results})
+    columns = [u.grade_id for name in sorted({r.assignment for r in all_results})
                for u in load_assignment(name).auto_units]
     gradebook = write_gradebook(all_results, columns, out_dir)
     write_run_report(all_results, out_dir, protections, unsafe=options.unsafe_no_sandbox)

@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+from grader.results import CheckResult, SubmissionResult
 from grader.sandbox import PROTECTION_TEXT, Protection
 from starter.common import write_atomic
 
@@ -20,101 +21,103 @@ def _fmt(points: float) -> str:
     return f"{points:g}"
 
 
-def write_gradebook(results: list[dict], unit_columns: list[str], out_dir: Path) -> Path:
+def write_gradebook(results: list[SubmissionResult], unit_columns: list[str], out_dir: Path) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["student_id", "assignment", *unit_columns, "total", "max"])
-    for result in sorted(results, key=lambda r: (r["assignment"], r["student_id"])):
-        row = [result["student_id"], result["assignment"]]
-        row += [_fmt(result["units"][gid]["points"]) if gid in result["units"] else "" for gid in unit_columns]
-        row += [_fmt(result["total"]), _fmt(result["max"])]
+    for result in sorted(results, key=lambda r: (r.assignment, r.student_id)):
+        row = [result.student_id, result.assignment]
+        row += [_fmt(result.units[gid].points) if gid in result.units else "" for gid in unit_columns]
+        row += [_fmt(result.total), _fmt(result.max_points)]
         writer.writerow(row)
     path = out_dir / "grades.csv"
     write_atomic(path, buffer.getvalue())
     return path
 
 
-def feedback_markdown(result: dict) -> str:
-    lines = [f"# Feedback: {result['assignment']} — {result['student_id']}", "",
-             f"**Autograded score: {_fmt(result['total'])} / {_fmt(result['max'])}**", ""]
-    if result.get("unsafe_no_sandbox"):
+def feedback_markdown(result: SubmissionResult) -> str:
+    lines = [f"# Feedback: {result.assignment} — {result.student_id}", "",
+             f"**Autograded score: {_fmt(result.total)} / {_fmt(result.max_points)}**", ""]
+    if result.unsafe_no_sandbox:
         lines += [f"> **{UNSAFE_NOTE}**", ""]
-    if result.get("notebook_error"):
-        lines += [f"> Your notebook could not be graded: {result['notebook_error']}", ""]
+    if result.notebook_error:
+        lines += [f"> Your notebook could not be graded: {result.notebook_error}", ""]
     lines += ["| unit | points | |", "|---|---|---|"]
-    for grade_id, unit in result["units"].items():
-        mark = "✓" if unit["points"] == unit["max_points"] else "✗"
-        lines.append(f"| `{grade_id}` | {_fmt(unit['points'])} / {_fmt(unit['max_points'])} | {mark} |")
+    for grade_id, unit in result.units.items():
+        mark = "✓" if unit.full_marks else "✗"
+        lines.append(f"| `{grade_id}` | {_fmt(unit.points)} / {_fmt(unit.max_points)} | {mark} |")
     lines.append("")
-    for grade_id, unit in result["units"].items():
-        lines += [f"## `{grade_id}` — {_fmt(unit['points'])} / {_fmt(unit['max_points'])}", ""]
-        for test in unit["tests"]:
-            status = "passed" if test["passed"] else "failed"
-            lines.append(f"- **{status}** ({_fmt(test['points'])} / {_fmt(test['max_points'])}): {test['question']}")
-            if not test["passed"]:
-                lines.append(f"  - {test['message']}")
-                if test["detail"]:
-                    lines.append(f"  - Detail: {test['detail']}")
+    for grade_id, unit in result.units.items():
+        lines += [f"## `{grade_id}` — {_fmt(unit.points)} / {_fmt(unit.max_points)}", ""]
+        for check in unit.checks:
+            status = "passed" if check.passed else "failed"
+            lines.append(f"- **{status}** ({_fmt(check.points)} / {_fmt(check.max_points)}): {check.question}")
+            if not check.passed:
+                lines.append(f"  - {check.message}")
+                if check.detail:
+                    lines.append(f"  - Detail: {check.detail}")
         lines.append("")
-    if result.get("manual"):
+    if result.manual_points:
         lines += ["## Written answers", "", "Graded by hand by the course staff: "
-                  + ", ".join(f"`{gid}` ({_fmt(p)} pts)" for gid, p in result["manual"].items()), ""]
+                  + ", ".join(f"`{gid}` ({_fmt(p)} pts)" for gid, p in result.manual_points.items()), ""]
     return "\n".join(lines)
 
 
-def feedback_html(result: dict) -> str:
+def _check_html(check: CheckResult) -> str:
+    failure = ("" if check.passed else f"<br><em>{html.escape(check.message)}</em>"
+               + (f"<br><small>{html.escape(check.detail)}</small>" if check.detail else ""))
+    return (f"<li class='{'ok' if check.passed else 'bad'}'>{'✓' if check.passed else '✗'} "
+            f"{html.escape(check.question)} ({_fmt(check.points)}/{_fmt(check.max_points)})" + failure + "</li>")
+
+
+def feedback_html(result: SubmissionResult) -> str:
     rows = []
-    for grade_id, unit in result["units"].items():
-        tests = "".join(
-            f"<li class='{'ok' if t['passed'] else 'bad'}'>{'✓' if t['passed'] else '✗'} "
-            f"{html.escape(t['question'])} ({_fmt(t['points'])}/{_fmt(t['max_points'])})"
-            + ("" if t["passed"] else f"<br><em>{html.escape(t['message'])}</em>"
-               + (f"<br><small>{html.escape(t['detail'])}</small>" if t["detail"] else ""))
-            + "</li>" for t in unit["tests"])
-        rows.append(f"<h2><code>{html.escape(grade_id)}</code>: {_fmt(unit['points'])} / {_fmt(unit['max_points'])}</h2>"
-                    f"<ul>{tests}</ul>")
-    error = (f"<p class='bad'>Your notebook could not be graded: {html.escape(result['notebook_error'])}</p>"
-             if result.get("notebook_error") else "")
-    if result.get("unsafe_no_sandbox"):
+    for grade_id, unit in result.units.items():
+        checks = "".join(_check_html(check) for check in unit.checks)
+        rows.append(f"<h2><code>{html.escape(grade_id)}</code>: {_fmt(unit.points)} / {_fmt(unit.max_points)}</h2>"
+                    f"<ul>{checks}</ul>")
+    error = (f"<p class='bad'>Your notebook could not be graded: {html.escape(result.notebook_error)}</p>"
+             if result.notebook_error else "")
+    if result.unsafe_no_sandbox:
         error = f"<p class='bad'><strong>{html.escape(UNSAFE_NOTE)}</strong></p>" + error
     return (
         "<!doctype html><meta charset='utf-8'>"
-        f"<title>{html.escape(result['assignment'])}: {html.escape(result['student_id'])}</title>"
+        f"<title>{html.escape(result.assignment)}: {html.escape(result.student_id)}</title>"
         "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto}.ok{color:#176}.bad{color:#a11}"
         "li{margin:.3em 0}</style>"
-        f"<h1>{html.escape(result['assignment'])} — {html.escape(result['student_id'])}</h1>"
-        f"<p><strong>Autograded score: {_fmt(result['total'])} / {_fmt(result['max'])}</strong></p>{error}"
+        f"<h1>{html.escape(result.assignment)} — {html.escape(result.student_id)}</h1>"
+        f"<p><strong>Autograded score: {_fmt(result.total)} / {_fmt(result.max_points)}</strong></p>{error}"
         + "".join(rows)
     )
 
 
-def gradescope_json(result: dict) -> dict:
+def gradescope_json(result: SubmissionResult) -> dict:
     """Gradescope's results.json format: score, tests[] with name/score/max_score/output/visibility."""
     tests = []
-    for grade_id, unit in result["units"].items():
-        for test in unit["tests"]:
-            output = "" if test["passed"] else test["message"] + (f"\n{test['detail']}" if test["detail"] else "")
-            tests.append({"name": f"{grade_id}: {test['question']}", "score": test["points"],
-                          "max_score": test["max_points"], "output": output, "visibility": "visible"})
-    return {"score": result["total"], "tests": tests,
-            "output": result.get("notebook_error") or "Autograded units; written answers are graded by hand."}
+    for grade_id, unit in result.units.items():
+        for check in unit.checks:
+            output = "" if check.passed else check.message + (f"\n{check.detail}" if check.detail else "")
+            tests.append({"name": f"{grade_id}: {check.question}", "score": check.points,
+                          "max_score": check.max_points, "output": output, "visibility": "visible"})
+    return {"score": result.total, "tests": tests,
+            "output": result.notebook_error or "Autograded units; written answers are graded by hand."}
 
 
-def write_submission_reports(result: dict, out_dir: Path):
-    base = out_dir / "feedback" / result["student_id"]
-    write_atomic(base / f"{result['assignment']}.md", feedback_markdown(result))
-    write_atomic(base / f"{result['assignment']}.html", feedback_html(result))
-    write_atomic(out_dir / "gradescope" / result["assignment"] / result["student_id"] / "results.json",
+def write_submission_reports(result: SubmissionResult, out_dir: Path):
+    base = out_dir / "feedback" / result.student_id
+    write_atomic(base / f"{result.assignment}.md", feedback_markdown(result))
+    write_atomic(base / f"{result.assignment}.html", feedback_html(result))
+    write_atomic(out_dir / "gradescope" / result.assignment / result.student_id / "results.json",
                  json.dumps(gradescope_json(result), indent=1))
 
 
-def summary_table(results: list[dict]) -> str:
+def summary_table(results: list[SubmissionResult]) -> str:
     lines = [f"{'student':<24} {'assignment':<12} {'score':>12}  notes"]
-    for r in sorted(results, key=lambda r: (r["assignment"], r["student_id"])):
-        notes = r.get("notebook_error", "")[:50]
-        if not notes and r.get("worker_restarts"):
-            notes = f"worker restarted {r['worker_restarts']}x"
-        lines.append(f"{r['student_id']:<24} {r['assignment']:<12} {_fmt(r['total']):>6} / {_fmt(r['max']):<5}  {notes}")
+    for r in sorted(results, key=lambda r: (r.assignment, r.student_id)):
+        notes = r.notebook_error[:50]
+        if not notes and r.worker_restarts:
+            notes = f"worker restarted {r.worker_restarts}x"
+        lines.append(f"{r.student_id:<24} {r.assignment:<12} {_fmt(r.total):>6} / {_fmt(r.max_points):<5}  {notes}")
     return "\n".join(lines)
 
 
@@ -128,7 +131,8 @@ def protections_text(protections: list[Protection], *, unsafe: bool = False) -> 
     return "\n".join(lines)
 
 
-def write_run_report(results: list[dict], out_dir: Path, protections: list[Protection], *, unsafe: bool = False):
+def write_run_report(results: list[SubmissionResult], out_dir: Path, protections: list[Protection], *,
+                     unsafe: bool = False):
     text = ["# Grading run", "", "## Protections around student code", "",
             protections_text(protections, unsafe=unsafe), "",
             "## Scores", "", "```", summary_table(results), "```", ""]

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import hashlib
 import io
-import json
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 
 from grader.harness import NOT_IMPLEMENTED, GradingPlugin, ReferenceNamespace
 from grader.assignments import AssignmentSpec, NotebookError, cell_source, cells_by_grade_id, load_assignment, read_notebook
+from grader.results import CheckResult, SubmissionResult, UnitResult
 from grader.sandbox import Limits, Worker, WorkerError, WorkerOutOfMemory, WorkerTimeout
 from starter.common import write_atomic
 
@@ -210,26 +210,22 @@ class Submission:
 
 
 def grade(spec: AssignmentSpec, notebook_path: Path, student: str, *, worker_options: dict,
-          log_path: Path | None = None, cache_dir: Path | None = None, units: set[str] | None = None) -> dict:
+          log_path: Path | None = None, cache_dir: Path | None = None,
+          units: set[str] | None = None) -> SubmissionResult:
     """Grade one notebook. `units`: only run the checks of these grade_ids (others score 0 and
     are marked "not checked"; used by mutation testing)."""
     started = time.time()
     log_lines: list[str] = []
     log = log_lines.append
-    result = {
-        "student_id": student, "assignment": spec.name, "notebook": str(notebook_path),
-        "units": {u.grade_id: {"points": 0.0, "max_points": u.points, "tests": []} for u in spec.auto_units},
-        "manual": {u.grade_id: u.points for u in spec.manual_units},
-        "notebook_error": "", "cells": {}, "protections": [], "worker_restarts": 0,
-    }
+    notebook_error = ""
     try:
         notebook = read_notebook(notebook_path)
     except (NotebookError, OSError) as exc:
         notebook = None
-        result["notebook_error"] = str(exc)
+        notebook_error = str(exc)
     submission = Submission(spec, notebook, worker_options=worker_options, log=log)
     if notebook is None:
-        submission.dead_reason = f"the notebook could not be read: {result['notebook_error']}"
+        submission.dead_reason = f"the notebook could not be read: {notebook_error}"
     else:
         submission.boot()
     plugin = GradingPlugin(submission, reference_namespace(spec, cache_dir), units)
@@ -242,29 +238,45 @@ def grade(spec: AssignmentSpec, notebook_path: Path, student: str, *, worker_opt
     finally:
         submission.close()
     log("pytest output:\n" + pytest_output.getvalue()[-20000:])
-    for record in plugin.results:
-        unit = result["units"].get(record["grade_id"])
-        if unit is None:
-            raise RuntimeError(f"check {record['test']} names unknown unit {record['grade_id']}")
-        unit["tests"].append(record)
-    for grade_id, unit in result["units"].items():
-        unit["points"] = round(sum(t["points"] for t in unit["tests"]), 4)
-        declared = round(sum(t["max_points"] for t in unit["tests"]), 4)
-        if declared != unit["max_points"] and (units is None or grade_id in units):
-            raise RuntimeError(f"checks of {grade_id} are worth {declared} points, the notebook says {unit['max_points']}")
-    if units is not None:
-        result["checked_units"] = sorted(units)
-    result["total"] = round(sum(u["points"] for u in result["units"].values()), 4)
-    result["max"] = spec.max_points
-    result["cells"] = submission.cell_status
-    result["protections"] = submission.protections
-    result["unsafe_no_sandbox"] = not worker_options.get("sandbox", True)
-    result["worker_restarts"] = submission.restarts
-    result["peak_worker_memory_mb"] = round(submission.peak_memory_bytes / 2 ** 20, 1)
-    result["duration_s"] = round(time.time() - started, 2)
+    unit_results = _unit_results(spec, [CheckResult.from_dict(record) for record in plugin.results], units)
+    result = SubmissionResult(
+        student_id=student, assignment=spec.name, notebook=str(notebook_path),
+        units=unit_results, manual_points={u.grade_id: u.points for u in spec.manual_units},
+        notebook_error=notebook_error,
+        checked_units=sorted(units) if units is not None else None,
+        total=round(sum(u.points for u in unit_results.values()), 4),
+        max_points=spec.max_points,
+        cell_status=submission.cell_status,
+        protections=submission.protections,
+        unsafe_no_sandbox=not worker_options.get("sandbox", True),
+        worker_restarts=submission.restarts,
+        peak_worker_memory_mb=round(submission.peak_memory_bytes / 2 ** 20, 1),
+        duration_s=round(time.time() - started, 2),
+    )
     if log_path is not None:
         write_atomic(log_path, "\n".join(log_lines))
     return result
+
+
+def _unit_results(spec: AssignmentSpec, checks: list[CheckResult], units: set[str] | None) -> dict[str, UnitResult]:
+    """Every autograded unit, in the assignment's order, with its checks and the points they earned.
+    Raises RuntimeError when the checks disagree with the notebook about a checked unit's points."""
+    checks_by_unit: dict[str, list[CheckResult]] = {u.grade_id: [] for u in spec.auto_units}
+    for check in checks:
+        if check.grade_id not in checks_by_unit:
+            raise RuntimeError(f"check {check.test} names unknown unit {check.grade_id}")
+        checks_by_unit[check.grade_id].append(check)
+    results = {}
+    for unit in spec.auto_units:
+        unit_checks = checks_by_unit[unit.grade_id]
+        # round(sum([]), 4) is the int 0 for an unchecked unit: kept, the JSON files have always said 0.
+        points = round(sum(c.points for c in unit_checks), 4)
+        declared = round(sum(c.max_points for c in unit_checks), 4)
+        if declared != unit.points and (units is None or unit.grade_id in units):
+            raise RuntimeError(
+                f"checks of {unit.grade_id} are worth {declared} points, the notebook says {unit.points}")
+        results[unit.grade_id] = UnitResult(unit.grade_id, points=points, max_points=unit.points, checks=unit_checks)
+    return results
 
 
 def main(argv=None) -> int:
@@ -291,7 +303,7 @@ def main(argv=None) -> int:
                "sandbox": not args.unsafe_no_sandbox}
     result = grade(spec, args.notebook, args.student, worker_options=options, log_path=args.log,
                    cache_dir=args.cache, units=set(args.unit) if args.unit else None)
-    write_atomic(args.result, json.dumps(result, indent=1, sort_keys=True))
+    write_atomic(args.result, result.to_json())
     return 0
 
 

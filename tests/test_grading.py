@@ -175,7 +175,8 @@ def test_a_dying_grading_process_costs_only_its_submission(tmp_path):
                          process_main=dying_pool_process)
     assert sorted(graded) == sorted(set(students) - {"dies-always"})
     assert len(failures) == 1 and failures[0].startswith("dies-always/patches") and "died twice" in failures[0]
-    retried = graded["dies-once"]
-    assert retried["handled_before"] == 0  # a fresh process ...
-    assert not [s for s, r in graded.items() if r["pid"] == retried["pid"] and s != "dies-once"]  # ... of its own
-    assert all(r["fingerprint"] == f"fp-{s}" for s, r in graded.items())
+    retried = graded["dies-once"]  # a SubmissionResult; the stand-in's own keys are kept in extra_keys
+    assert retried.extra_keys["handled_before"] == 0  # a fresh process ...
+    assert not [s for s, r in graded.items()
+                if r.extra_keys["pid"] == retried.extra_keys["pid"] and s != "dies-once"]  # ... of its own
+    assert all(r.fingerprint == f"fp-{s}" for s, r in graded.items())

@@ -366,10 +366,10 @@ def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int | No
         except Exception as exc:  # the grader itself failed: reported, never counted as caught
             return {"status": "error", "detail": f"{type(exc).__name__}: {exc}"[:300],
                     "seconds": round(time.time() - started, 1)}
-    unit = result["units"][mutant.grade_id]
-    failed = [t["test"] for t in unit["tests"] if not t["passed"]]
-    status = "caught" if unit["points"] < unit["max_points"] else "survived"
-    return {"status": status, "points": unit["points"], "max_points": unit["max_points"], "failed": failed,
+    unit = result.units[mutant.grade_id]
+    failed = [check.test for check in unit.failed_checks]
+    status = "caught" if unit.points < unit.max_points else "survived"
+    return {"status": status, "points": unit.points, "max_points": unit.max_points, "failed": failed,
             "seconds": round(time.time() - started, 1)}
 
 
