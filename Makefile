@@ -3,24 +3,35 @@
 
 SHELL := /bin/bash
 PYTHON_BOOT ?= python3
-# The virtual environment lives outside the clone, keyed by the requirements' hash,
-# so re-clones and CI runs reuse the ~5 GB torch install instead of reinstalling it.
-REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+# The grading/CI environment is requirements-lock.txt (exact versions, made from the loose
+# requirements-dev.txt by `make lock`). Its virtual environment lives outside the clone, keyed by
+# the lock's hash, so re-clones and CI runs reuse the ~5 GB torch install instead of reinstalling it.
+#
+# TORCH_VARIANT picks the torch build: `default` = the registry's default wheels (CUDA libraries
+# included, they run fine on CPU); `cpu` = CPU-only wheels (a grading machine without a GPU: ~1 GB
+# instead of ~5 GB); `cu126`, `cu118`, ... = a CUDA build for an older GPU driver. Any variant other
+# than `default` installs torch from https://download.pytorch.org/whl/<variant> and leaves the lock's
+# CUDA 13 libraries out (that build brings its own). Example: make setup TORCH_VARIANT=cpu
+TORCH_VARIANT ?= default
+TORCH_INDEX := $(if $(filter default,$(TORCH_VARIANT)),,https://download.pytorch.org/whl/$(TORCH_VARIANT))
+REQ_HASH := $(shell cat requirements-lock.txt | sha256sum | cut -c1-16)
 VENV_ROOT ?= $(HOME)/.cache/segkit
-VENV := $(VENV_ROOT)/venv-$(REQ_HASH)
+VENV := $(VENV_ROOT)/venv-$(REQ_HASH)$(if $(TORCH_INDEX),-$(TORCH_VARIANT))
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.segkit-ready
 RUN := PYTHONPATH=$(CURDIR) $(PY)
 JOBS ?= $(shell nproc)
 
-.PHONY: help setup test test-fast proof grade generate check-generated bench quality clean venv-path new-assignment
+.PHONY: help setup test test-fast proof grade generate check-generated bench quality clean venv-path new-assignment lock lint format
 
 help:
 	@echo "make grade     grade submissions into grades/ (default: the bundled examples)"
 	@echo "               SUBMISSIONS=dir [ASSIGNMENT=fcn] [STUDENT=id] [JOBS=n] [FORCE=1]"
 	@echo "               refuses when the host cannot sandbox student code; UNSAFE_NO_SANDBOX=1 grades anyway"
 	@echo "make test      the kit's test suite, as CI runs it (sets the environment up first)"
-	@echo "make setup     create the virtual environment ($(VENV))"
+	@echo "make setup     create the virtual environment ($(VENV)) from requirements-lock.txt [TORCH_VARIANT=cpu|cu126|...]"
+	@echo "make lock      re-resolve requirements-lock.txt from requirements-dev.txt (pip-tools)"
+	@echo "make lint      ruff check + ruff format --check (make format rewrites)"
 	@echo "make generate  regenerate notebooks/ (and starter/assignments.json) from solutions/"
 	@echo "make release   dist/student-bundle.zip for students [ASSIGNMENTS=fcn,cam]"
 	@echo "make gradescope dist/gradescope-<assignment>.zip autograders [ASSIGNMENT=fcn]"
@@ -41,13 +52,29 @@ $(STAMP):
 	mkdir -p $(VENV_ROOT)
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	grep -v -E '$(if $(TORCH_INDEX),^(nvidia-|triton==),^$$)' requirements-lock.txt > $(VENV)/requirements-lock.txt
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r $(VENV)/requirements-lock.txt
 	$(PY) -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
 	$(PY) -c "import torch, torchvision, cv2, nbgrader; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $(STAMP)
 
 venv-path:
 	@echo $(VENV)
+
+# Re-resolve the lock after editing requirements*.txt; pip-tools runs from a throwaway environment.
+lock:
+	rm -rf build/piptools && $(PYTHON_BOOT) -m venv build/piptools
+	build/piptools/bin/pip install --quiet pip-tools
+	build/piptools/bin/pip-compile --quiet --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file=requirements-lock.txt requirements-dev.txt
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # Grade: with no SUBMISSIONS, the bundled example submissions generated from solutions/.
 SUBMISSIONS ?=

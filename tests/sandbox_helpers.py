@@ -128,8 +128,14 @@ def copy_kit(target: Path | str):
     """A copy of this kit (tracked sources, no .git or build outputs) at `target`."""
     import shutil
 
-    shutil.copytree(Path(__file__).resolve().parent.parent, target, ignore=shutil.ignore_patterns(
-        ".git", "build", "grades", "dist", "__pycache__", ".pytest_cache"))
+    root = Path(__file__).resolve().parent.parent
+    everywhere = {".git", "__pycache__", ".pytest_cache"}
+    top_level = {"build", "grades", "dist"}  # outputs; segkit/build (the build tools) is source
+
+    def ignore(folder, names):
+        return [n for n in names if n in everywhere or (Path(folder) == root and n in top_level)]
+
+    shutil.copytree(root, target, ignore=ignore)
 
 
 def main(argv: list[str]) -> int:

@@ -116,7 +116,10 @@ def test_bundle_holds_what_students_need(full_bundle):
                  "pyproject.toml", "STUDENT_README.md"):
         assert path in full_bundle, path
     assert json.loads(full_bundle["starter/assignments.json"]) == release.assignment_manifest()
-    assert "[tool.pytest" not in full_bundle["pyproject.toml"] and "segkit-starter" in full_bundle["pyproject.toml"]
+    student_pyproject = full_bundle["pyproject.toml"]
+    assert "[tool.pytest" not in student_pyproject and 'name = "segkit"' in student_pyproject
+    assert "[project.scripts]" not in student_pyproject and "nbgrader" not in student_pyproject
+    assert 'include = ["starter*", "data_scripts*"]' in student_pyproject
     readme = full_bundle["STUDENT_README.md"]
     for topic in ("Google Colab", "GPU server", "SEGKIT_FAST", "check(", "python -m starter.submit --student"):
         assert topic in readme, topic

@@ -143,7 +143,7 @@ def problems(name: str, public_checks: set[str] | None = None) -> list[str]:
             value = entries.get(grade_id)
             count = 1 if isinstance(value, str) else len(value) if isinstance(value, list) else 0
             if count < minimum:
-                found.append(f"unit {grade_id}: no {what} ({table}[\"{grade_id}\"] in assignments/{name}/{file})")
+                found.append(f"unit {grade_id}: needs {what} ({table}[\"{grade_id}\"] in assignments/{name}/{file})")
         for grade_id in sorted(set(entries) - set(units)):
             found.append(f"assignments/{name}/{file}: {table} names {grade_id!r}, which is not a graded unit")
 

@@ -52,8 +52,16 @@ fi
 python3 -c 'import sys; assert sys.version_info >= (3, 10), "the kit needs Python 3.10+"'
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
+# requirements-lock.txt pins the default torch build with its CUDA 13 libraries; with a torch index
+# (CPU-only by default, or e.g. SEGKIT_TORCH_INDEX=https://download.pytorch.org/whl/cu126) those
+# libraries are left out: the chosen build brings what it needs.
+if [ -n "$TORCH_INDEX" ]; then
+    grep -v -E '^(nvidia-|triton==)' "$SOURCE/requirements-lock.txt" > "$ROOT/requirements-lock.txt"
+else
+    cp "$SOURCE/requirements-lock.txt" "$ROOT/requirements-lock.txt"
+fi
 "$VENV/bin/python" -m pip install --quiet ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} \
-    -r "$SOURCE/requirements-lock.txt"
+    -r "$ROOT/requirements-lock.txt"
 # The sandboxed worker runs student code as an unprivileged uid: it must read the environment.
 chmod -R a+rX "$VENV"
 if ! id -u student >/dev/null 2>&1; then

@@ -165,11 +165,14 @@ def student_readme(names: list[str], manifest: dict) -> str:
 
 
 def _pyproject_for_students() -> str:
-    """pyproject.toml without the kit's own test configuration (it names folders not shipped)."""
+    """pyproject.toml for the bundle: the starter package and data scripts only, without the grader's
+    extra, console script and tool configuration (they name folders that are not shipped)."""
     kept, skipping = [], False
     for line in (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8").splitlines():
         if line.startswith("["):
-            skipping = line.strip().startswith("[tool.pytest")
+            skipping = line.strip().startswith(("[tool.pytest", "[tool.ruff", "[project.scripts", "[project.optional"))
+        if line.startswith("include = "):
+            line = 'include = ["starter*", "data_scripts*"]'
         if not skipping:
             kept.append(line)
     return "\n".join(kept).rstrip() + "\n"

@@ -202,9 +202,11 @@ setup_notebook("{name}", drive_dir=SEGKIT_DIR or None)
 import torch
 
 from starter.checks import check
-from starter.config import seed_everything
+from starter.config import fast_mode, seed_everything
 from starter.constants import IGNORE_INDEX
 
+FAST = fast_mode()  # SEGKIT_FAST=1: tiny data, one epoch (CI and quick try-outs)
+print("Fast mode: tiny data, one epoch." if FAST else "Full mode.")
 seed_everything(0)'''
 
 UNIT_SOURCE = '''\

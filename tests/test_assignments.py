@@ -1,0 +1,177 @@
+"""An assignment is one folder: is every assignment complete, does nothing generic name one, and does
+`segkit new-assignment` give a TA a new assignment that passes the kit's checks?"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grader.assignments import REPO_ROOT, AssignmentConfigError, assignment_names, read_config
+from sandbox_helpers import copy_kit
+from segkit.build import completeness
+
+ASSIGNMENTS = assignment_names()
+# Folders whose modules serve every assignment: none of them may name one. starter/checks/<a>.py are the
+# per-assignment public checks (shipped to students inside the starter package).
+GENERIC_FOLDERS = ("grader", "segkit", "starter", "data_scripts")
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_assignment_is_complete(name):
+    """Does the assignment have, for every graded unit, a public check, hidden checks worth the notebook's points,
+    an example bug and attack and two correct alternatives, and a declaration naming only what exists?"""
+    assert completeness.problems(name) == []
+
+
+def _kit_copy(tmp_path: Path) -> Path:
+    kit = tmp_path / "kit"
+    copy_kit(kit)
+    return kit
+
+
+def _problems_in(kit: Path, name: str) -> list[str]:
+    code = ("import json, sys; from segkit.build import completeness; "
+            f"print(json.dumps(completeness.problems({name!r})))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=kit, env=dict(os.environ, PYTHONPATH=str(kit)),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_completeness_names_each_missing_piece(tmp_path):
+    """When a piece is missing (a hidden check, an example bug, an alternative, a public check cell) or the points
+    disagree, does the completeness check say which piece of which unit?"""
+    name = ASSIGNMENTS[0]
+    kit = _kit_copy(tmp_path)
+    folder = kit / "assignments" / name
+    checks = folder / f"test_{name}.py"
+    source = checks.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    unit_of = {}  # hidden check function -> its grade_id
+    for node in tree.body:
+        for decorator in getattr(node, "decorator_list", []):
+            if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", "") == "unit":
+                unit_of[node] = ast.literal_eval(decorator.args[0])
+    victim, other = list(dict.fromkeys(unit_of.values()))[:2]
+    # Drop every hidden check of the first unit; give the second unit half a point too many.
+    lines = source.splitlines(keepends=True)
+    for node in sorted((n for n, g in unit_of.items() if g == victim), key=lambda n: -n.lineno):
+        del lines[min(d.lineno for d in node.decorator_list) - 1: node.end_lineno]
+    lines.append(f'\n\n@unit("{other}", points=0.5, message="extra")\ndef test_extra_check(sub, ref):\n    pass\n')
+    checks.write_text("".join(lines), encoding="utf-8")
+    examples = folder / "examples.py"
+    examples.write_text(examples.read_text(encoding="utf-8").replace(f'"{victim}":', '"renamed_unit":', 1),
+                        encoding="utf-8")
+    (folder / "alternatives.py").unlink()
+
+    found = "\n".join(_problems_in(kit, name))
+    assert f"unit {victim}: no hidden check" in found
+    assert f"unit {other}: the hidden checks give" in found
+    assert f"unit {victim}: needs an example bug" in found
+    assert "BUGS names 'renamed_unit', which is not a graded unit" in found
+    assert f"assignments/{name}/alternatives.py is missing" in found
+
+
+def test_assignment_toml_is_strict(tmp_path):
+    """Does a misspelt key or a missing title in assignment.toml stop with the file and key named?"""
+    path = tmp_path / "assignment.toml"
+    path.write_text('title = "X"\n[grading]\nexpensive_unit = ["a"]\n', encoding="utf-8")
+    with pytest.raises(AssignmentConfigError, match=r"\[grading\]: unknown key\(s\) expensive_unit"):
+        read_config(path)
+    path.write_text('datasets = []\n', encoding="utf-8")
+    with pytest.raises(AssignmentConfigError, match="`title`"):
+        read_config(path)
+
+
+def _string_constants(path: Path):
+    """(line, value) of every string literal that is not a docstring."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.lineno, node.value
+
+
+def places_naming_an_assignment(root: Path = REPO_ROOT, names: list[str] = ASSIGNMENTS) -> list[str]:
+    """Code in the generic folders that names an assignment: a string that is the name, or holds it as a path or
+    module part (`solutions/fcn/`, `checks.fcn`, `test_fcn`), or a backquoted mention in generated text."""
+    pattern = re.compile(r"(^|[/.`_])(%s)([/.`]|$)" % "|".join(map(re.escape, names)))
+    found = []
+    for folder in GENERIC_FOLDERS:
+        for path in sorted((root / folder).rglob("*.py")):
+            if path.parent.name == "checks" and path.stem in names:
+                continue  # the assignment's own public checks
+            for line, value in _string_constants(path):
+                if value in names or pattern.search(value):
+                    found.append(f"{path.relative_to(root)}:{line}: {value[:60]!r}")
+    return found
+
+
+def test_no_generic_module_names_an_assignment():
+    """Does the engine, the build and proof tools, starter and the data scripts work for any assignment, naming none?"""
+    assert places_naming_an_assignment() == []
+
+
+def test_the_naming_scan_finds_a_named_assignment(tmp_path):
+    """Would the scan above catch a generic module that names an assignment?"""
+    for folder in GENERIC_FOLDERS:
+        (tmp_path / folder).mkdir()
+    (tmp_path / "grader" / "leak.py").write_text(f'"""Docstrings may mention {ASSIGNMENTS[0]}."""\n'
+                                                 f'TABLE = {{"{ASSIGNMENTS[0]}": 1}}\n'
+                                                 f'PATH = "solutions/{ASSIGNMENTS[0]}/x.ipynb"\n', encoding="utf-8")
+    assert len(places_naming_an_assignment(tmp_path)) == 2
+
+
+@pytest.mark.slow
+def test_new_assignment_passes_the_kits_checks(tmp_path):
+    """Following docs/adding-an-assignment.md, does `segkit new-assignment demo` in a copy of the kit give an assignment
+    that is complete, whose notebooks do not drift, whose solution runs in fast mode and passes its public check, and
+    that the sandboxed grader grades right (solution and both alternatives full marks, the bug and the attack lose)?"""
+    kit = _kit_copy(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(kit))
+
+    def segkit(*arguments, timeout=600):
+        run = subprocess.run([sys.executable, "-m", "segkit", *arguments], cwd=kit, env=env, capture_output=True,
+                             text=True, timeout=timeout)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        return run.stdout
+
+    segkit("new-assignment", "demo", "--title", "Demo")
+    assert (kit / "notebooks" / "demo" / "demo.ipynb").is_file()
+    assert "demo" in json.loads((kit / "starter" / "assignments.json").read_text())["assignments"]
+    assert f"{len(ASSIGNMENTS) + 1} of {len(ASSIGNMENTS) + 1} assignments complete" in segkit("check")
+    # A second scaffold of the same name writes nothing.
+    again = subprocess.run([sys.executable, "-m", "segkit", "new-assignment", "demo"], cwd=kit, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "exists already" in again.stderr
+
+    # The kit's own notebook tests, on the new assignment only (stubs, public check, fast-mode execution).
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_notebooks.py",
+                            "tests/test_assignments.py", "-k", "demo and not new_assignment"], cwd=kit, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert tests.returncode == 0 and " passed" in tests.stdout, tests.stdout[-3000:]
+
+    # Grade the bundled examples and both alternatives of the new assignment in the sandbox.
+    alternatives = subprocess.run(
+        [sys.executable, "-c", "import sys; from segkit.proof.alternatives import alternative_notebook; "
+         "from starter.common import write_notebook; from pathlib import Path\n"
+         "for k in (0, 1): write_notebook(Path(sys.argv[1]) / f'alternative-{k}' / 'demo' / 'demo.ipynb', "
+         "alternative_notebook('demo', k))", str(kit / "build" / "examples" / "submitted")],
+        cwd=kit, env=env, capture_output=True, text=True, timeout=120)
+    assert alternatives.returncode == 0, alternatives.stderr
+    segkit("grade", "--assignment", "demo", "--out", str(tmp_path / "grades"), "-j", "2")
+    totals = {path.stem: json.loads(path.read_text())["total"]
+              for path in (tmp_path / "grades" / "results" / "demo").glob("*.json")}
+    assert totals == {"example-solution": 2, "alternative-0": 2, "alternative-1": 2, "example-buggy": 1,
+                      "example-untouched": 0, "example-hostile": 0}, totals
+    shutil.rmtree(kit / "build", ignore_errors=True)
