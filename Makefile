@@ -88,7 +88,7 @@ grade: setup
 		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force) \
 		$(if $(UNSAFE_NO_SANDBOX),--unsafe-no-sandbox)
 
-test: setup
+test: setup lint
 	$(RUN) -m pytest -q --durations=15 -m "not proof"
 
 # Everything except the slow tests (grading runs and notebook executions).

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from grader.assignments import load_assignment  # noqa: E402
-from grader.runner import reference_namespace  # noqa: E402
+from grader.assignments import load_assignment
+from grader.runner import reference_namespace
 
 
 def loop_confusion(pred, target, n_class, ignore_index=255):
@@ -51,9 +51,11 @@ def main():
     slow = loop_confusion(pred, target, 12)
     looped = pixels / (time.perf_counter() - start)
     assert torch.equal(fast, slow), "the two confusion matrices differ"
-    print(f"confusion matrix over {args.images}x{args.size}x{args.size} pixels, 12 classes: "
-          f"vectorised {vectorised / 1e6:8.1f} Mpixel/s | per-pixel loop {looped / 1e6:8.3f} Mpixel/s | "
-          f"ratio {vectorised / looped:.0f}x")
+    print(
+        f"confusion matrix over {args.images}x{args.size}x{args.size} pixels, 12 classes: "
+        f"vectorised {vectorised / 1e6:8.1f} Mpixel/s | per-pixel loop {looped / 1e6:8.3f} Mpixel/s | "
+        f"ratio {vectorised / looped:.0f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,26 @@ def write_submissions(root: Path, name: str) -> Path:
 def time_ours(submitted: Path, name: str, jobs: int, out: Path, *extra: str) -> tuple[float, list[SubmissionResult]]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "grader", str(submitted), "--assignment", name, "--out", str(out),
-                    "-j", str(jobs), "--force", *extra], cwd=REPO, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            str(submitted),
+            "--assignment",
+            name,
+            "--out",
+            str(out),
+            "-j",
+            str(jobs),
+            "--force",
+            *extra,
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     elapsed = time.perf_counter() - start
     results = [SubmissionResult.from_json(p.read_text()) for p in (out / "results" / name).glob("*.json")]
     return elapsed, results
@@ -52,8 +70,13 @@ def time_nbgrader(course: Path, name: str) -> float:
     shutil.copytree(REPO / "solutions", course / "solutions")
     shutil.copy(REPO / "nbgrader_config.py", course / "nbgrader_config.py")
     # nbgrader runs the `alembic` executable of its environment: put that environment's bin first.
-    env = dict(os.environ, PYTHONPATH=str(REPO), SEGKIT_FAST="1", MPLBACKEND="Agg",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        SEGKIT_FAST="1",
+        MPLBACKEND="Agg",
+        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+    )
     nbgrader = [sys.executable, "-m", "nbgrader"]
 
     def run(*args):
@@ -65,8 +88,12 @@ def time_nbgrader(course: Path, name: str) -> float:
     run("generate_assignment", name, "--force")
     start = time.perf_counter()
     # nbgrader keeps going past a failing submission; check=False so a crash still yields a timing.
-    subprocess.run([*nbgrader, "autograde", name, "--force", "--ExecutePreprocessor.timeout=600"],
-                   cwd=course, env=env, capture_output=True)
+    subprocess.run(
+        [*nbgrader, "autograde", name, "--force", "--ExecutePreprocessor.timeout=600"],
+        cwd=course,
+        env=env,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
@@ -95,12 +122,16 @@ def main():
 
     host = host_sandbox()
     sandboxed, unsafe = worker_start_seconds(True, args.starts), worker_start_seconds(False, args.starts)
-    print(f"worker start (median of {args.starts}; mechanisms: {'root' if host.as_root else 'ordinary user'}, "
-          f"caps {host.caps}):")
+    print(
+        f"worker start (median of {args.starts}; mechanisms: {'root' if host.as_root else 'ordinary user'}, "
+        f"caps {host.caps}):"
+    )
     print(f"  sandboxed                       : {sandboxed:6.2f} s")
     print(f"  --unsafe-no-sandbox (baseline)  : {unsafe:6.2f} s")
-    print(f"  added by the sandbox            : {sandboxed - unsafe:+6.2f} s per worker start "
-          f"(ratio {sandboxed / unsafe:.2f}x)")
+    print(
+        f"  added by the sandbox            : {sandboxed - unsafe:+6.2f} s per worker start "
+        f"(ratio {sandboxed / unsafe:.2f}x)"
+    )
     n = len(STUDENTS)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -115,8 +146,10 @@ def main():
         print(f"  ours -j 1                       : {warm1 / n:6.1f} s/submission")
         print(f"  ours -j 2                       : {warm2 / n:6.1f} s/submission")
         bare, _ = time_ours(submitted, args.assignment, 1, root / "grades-unsafe", "--unsafe-no-sandbox")
-        print(f"  ours -j 1 --unsafe-no-sandbox   : {bare / n:6.1f} s/submission (sandbox adds "
-              f"{(warm1 - bare) / n:+.2f} s/submission, ratio {warm1 / bare:.2f}x)")
+        print(
+            f"  ours -j 1 --unsafe-no-sandbox   : {bare / n:6.1f} s/submission (sandbox adds "
+            f"{(warm1 - bare) / n:+.2f} s/submission, ratio {warm1 / bare:.2f}x)"
+        )
         print(f"  peak worker memory              : {peak:.0f} MB")
         if not args.skip_nbgrader:
             theirs = time_nbgrader(root / "course", args.assignment)

@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from segkit.proof.hostile import build_corpus, hostile_target  # noqa: E402
 from grader.assignments import assignment_names  # noqa: E402
 from grader.results import SubmissionResult  # noqa: E402
+from segkit.proof.hostile import build_corpus, hostile_target  # noqa: E402
 
 
 def run(command: list[str], *, timeout: float = 3600) -> tuple[str, float]:
@@ -39,7 +39,7 @@ def run(command: list[str], *, timeout: float = 3600) -> tuple[str, float]:
 
 
 def section(title: str, command: list[str], output: str) -> str:
-    shown = " ".join(c if not c.startswith(str(REPO)) else c[len(str(REPO)) + 1:] for c in command)
+    shown = " ".join(c if not c.startswith(str(REPO)) else c[len(str(REPO)) + 1 :] for c in command)
     shown = shown.replace(sys.executable, "python")
     return f"## {title}\n\n```\n$ {shown}\n{output}\n```\n"
 
@@ -48,12 +48,30 @@ def hostile_table(assignment: str) -> tuple[str, list[str]]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         manifest = build_corpus(assignment, root / "corpus")
-        command = [sys.executable, "-m", "grader", str(root / "corpus"), "--assignment", assignment, "--out",
-                   str(root / "grades"), "-j", "2", "--cell-timeout", "20", "--probe-timeout-cap", "20",
-                   "--memory-mb", "2048"]
+        command = [
+            sys.executable,
+            "-m",
+            "grader",
+            str(root / "corpus"),
+            "--assignment",
+            assignment,
+            "--out",
+            str(root / "grades"),
+            "-j",
+            "2",
+            "--cell-timeout",
+            "20",
+            "--probe-timeout-cap",
+            "20",
+            "--memory-mb",
+            "2048",
+        ]
         _, elapsed = run(command)
         target = hostile_target(assignment)
-        rows = ["| submission | what it does | earned on the attacked unit | total | stopped by |", "|---|---|---|---|---|"]
+        rows = [
+            "| submission | what it does | earned on the attacked unit | total | stopped by |",
+            "|---|---|---|---|---|",
+        ]
         for student, info in manifest.items():
             path = root / "grades" / "results" / assignment / f"{student}.json"
             if not path.exists():
@@ -61,13 +79,17 @@ def hostile_table(assignment: str) -> tuple[str, list[str]]:
                 continue
             result = SubmissionResult.from_json(path.read_text())
             unit = result.units[target]
-            rows.append(f"| {student} | {info['what']} | {unit.points:g} / {unit.max_points:g} | "
-                        f"{result.total:g} / {result.max_points:g} | {info['protection']} |")
+            rows.append(
+                f"| {student} | {info['what']} | {unit.points:g} / {unit.max_points:g} | "
+                f"{result.total:g} / {result.max_points:g} | {info['protection']} |"
+            )
         any_result = next((root / "grades" / "results" / assignment).glob("*.json"))
         protections = SubmissionResult.from_json(any_result.read_text()).protections
-    note = (f"Grading run of the whole corpus: {elapsed:.0f} s, finished normally. Attacked unit: `{target}`. "
-            "'full' rows are attacks that had no effect (the honest code under them is graded normally; "
-            "`read_reference` fails its own cell if it can read solutions/ or grader/).")
+    note = (
+        f"Grading run of the whole corpus: {elapsed:.0f} s, finished normally. Attacked unit: `{target}`. "
+        "'full' rows are attacks that had no effect (the honest code under them is graded normally; "
+        "`read_reference` fails its own cell if it can read solutions/ or grader/)."
+    )
     return note + "\n\n" + "\n".join(rows) + "\n", protections
 
 
@@ -77,8 +99,11 @@ def main():
     parser.add_argument("--skip-ci", action="store_true")
     parser.add_argument("--skip-mutants", action="store_true")
     parser.add_argument("--skip-nbgrader", action="store_true")
-    parser.add_argument("--grade-assignments", default=",".join(assignment_names()),
-                        help="assignments whose grading speed is measured (default: all)")
+    parser.add_argument(
+        "--grade-assignments",
+        default=",".join(assignment_names()),
+        help="assignments whose grading speed is measured (default: all)",
+    )
     args = parser.parse_args()
     py = sys.executable
     parts = [
@@ -91,23 +116,41 @@ def main():
     if not args.skip_mutants:
         run([py, "-m", "segkit.proof.mutate", "--report", str(REPO / "docs" / "mutation-report.md")], timeout=7200)
     mutation = REPO / "docs" / "mutation-report.md"
-    parts.append("## Sensitivity: mutation testing\n\n" + (
-        "See [mutation-report.md](mutation-report.md) (`make mutants`).\n\n" + mutation.read_text().split("\n", 1)[1]
-        if mutation.exists() else "Not run yet: `make mutants`.\n"))
+    parts.append(
+        "## Sensitivity: mutation testing\n\n"
+        + (
+            "See [mutation-report.md](mutation-report.md) (`make mutants`).\n\n"
+            + mutation.read_text().split("\n", 1)[1]
+            if mutation.exists()
+            else "Not run yet: `make mutants`.\n"
+        )
+    )
 
     command = [py, "-m", "pytest", "-q", "tests/test_specificity.py", "-p", "no:cacheprovider"]
     output, _ = run(command)
-    parts.append(section("Specificity: independent correct implementations (grader/alternatives/)", command,
-                         output.splitlines()[-1] if output else "(no output)"))
+    parts.append(
+        section(
+            "Specificity: independent correct implementations (grader/alternatives/)",
+            command,
+            output.splitlines()[-1] if output else "(no output)",
+        )
+    )
 
     table, protections = hostile_table("patches")
-    parts.append("## Hostile and malformed submissions (segkit/proof/hostile.py)\n\n" + table
-                 + "\nProtections active in that run: " + ", ".join(f"`{p}`" for p in protections) + ".\n"
-                 + "Every assignment's bundled `example-hostile` (one attack per unit) is graded by "
-                   "`tests/test_grading.py` and scores 0.\n")
+    parts.append(
+        "## Hostile and malformed submissions (segkit/proof/hostile.py)\n\n"
+        + table
+        + "\nProtections active in that run: "
+        + ", ".join(f"`{p}`" for p in protections)
+        + ".\n"
+        + "Every assignment's bundled `example-hostile` (one attack per unit) is graded by "
+        "`tests/test_grading.py` and scores 0.\n"
+    )
 
     for name in args.grade_assignments.split(","):
-        command = [py, "bench/grade_speed.py", "--assignment", name] + (["--skip-nbgrader"] if args.skip_nbgrader else [])
+        command = [py, "bench/grade_speed.py", "--assignment", name] + (
+            ["--skip-nbgrader"] if args.skip_nbgrader else []
+        )
         output, _ = run(command)
         parts.append(section(f"Grading speed: {name}", command, output))
 
@@ -122,8 +165,13 @@ def main():
     if not args.skip_ci:
         command = ["make", "test"]
         output, elapsed = run(command, timeout=3600)
-        parts.append(section("CI: wall time of `make test` after setup", command,
-                             "\n".join(output.splitlines()[-3:]) + f"\nwall time: {elapsed:.0f} s"))
+        parts.append(
+            section(
+                "CI: wall time of `make test` after setup",
+                command,
+                "\n".join(output.splitlines()[-3:]) + f"\nwall time: {elapsed:.0f} s",
+            )
+        )
 
     args.out.write_text("\n".join(parts))
     print(f"wrote {args.out}")

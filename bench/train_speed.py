@@ -21,8 +21,8 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from grader.assignments import load_assignment  # noqa: E402
-from grader.runner import reference_namespace  # noqa: E402
+from grader.assignments import load_assignment
+from grader.runner import reference_namespace
 
 
 def images_per_second(model, device, *, batch, size, steps, channels_last, amp):
@@ -74,22 +74,28 @@ def main():
     parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"forward+backward+SGD step, {args.size}x{args.size} images, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads")
+    print(
+        f"forward+backward+SGD step, {args.size}x{args.size} images, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads"
+    )
     for model_name in args.models.split(","):
         assignment, build = MODELS[model_name]
         namespace = reference_namespace(load_assignment(assignment)).namespace
         for device in devices:
             steps = args.steps if device.type == "cpu" else args.steps * 10
             torch.manual_seed(0)
-            fit_rate = images_per_second(build(namespace), device, batch=args.batch, size=args.size,
-                                         steps=steps, channels_last=True, amp=True)
+            fit_rate = images_per_second(
+                build(namespace), device, batch=args.batch, size=args.size, steps=steps, channels_last=True, amp=True
+            )
             torch.manual_seed(0)
-            base_rate = images_per_second(build(namespace), device, batch=1, size=args.size,
-                                          steps=steps, channels_last=False, amp=False)
+            base_rate = images_per_second(
+                build(namespace), device, batch=1, size=args.size, steps=steps, channels_last=False, amp=False
+            )
             name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-            print(f"{model_name:>12} on {name}: fit settings (batch {args.batch}, channels_last, AMP on CUDA) "
-                  f"{fit_rate:7.2f} img/s | baseline batch-1 fp32 {base_rate:7.2f} img/s | ratio {fit_rate / base_rate:.2f}x")
+            print(
+                f"{model_name:>12} on {name}: fit settings (batch {args.batch}, channels_last, AMP on CUDA) "
+                f"{fit_rate:7.2f} img/s | baseline batch-1 fp32 {base_rate:7.2f} img/s | ratio {fit_rate / base_rate:.2f}x"
+            )
 
 
 if __name__ == "__main__":

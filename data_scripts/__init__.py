@@ -19,6 +19,12 @@ from data_scripts.download import (
 )
 
 __all__ = [
-    "REGISTRY", "ChecksumError", "DatasetEntry", "DownloadError", "RemoteFile",
-    "UnsafeArchiveError", "extract", "register",
+    "REGISTRY",
+    "ChecksumError",
+    "DatasetEntry",
+    "DownloadError",
+    "RemoteFile",
+    "UnsafeArchiveError",
+    "extract",
+    "register",
 ]

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from data_scripts.download import DatasetEntry, DownloadError, RemoteFile, download, register
-from data_scripts.prepare import write_text_atomically
+from starter.common import write_atomic
 
 DATASET = "cam_samples"
 SAMPLES_FILE = Path(__file__).with_name("cam_samples.json")
@@ -95,13 +95,19 @@ def _check_image(path: Path) -> None:
 
 
 def _attribution(samples: Sequence[dict]) -> str:
-    lines = ["# Sample photographs of the CAM assignment", "",
-             "Downloaded by `python -m data_scripts.cam_samples`. Keep this file with the images; the",
-             "licences below (as given on each file's page, check it before redistributing) require it.", ""]
+    lines = [
+        "# Sample photographs of the CAM assignment",
+        "",
+        "Downloaded by `python -m data_scripts.cam_samples`. Keep this file with the images; the",
+        "licences below (as given on each file's page, check it before redistributing) require it.",
+        "",
+    ]
     for sample in samples:
-        lines.append(f"- `{sample['filename']}`: {sample.get('subject', '')}. Author: {sample['author']}. "
-                     f"Licence: {sample['licence']} ({sample.get('licence_url', sample['page'])}). "
-                     f"Source: {sample['page']}")
+        lines.append(
+            f"- `{sample['filename']}`: {sample.get('subject', '')}. Author: {sample['author']}. "
+            f"Licence: {sample['licence']} ({sample.get('licence_url', sample['page'])}). "
+            f"Source: {sample['page']}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -133,19 +139,23 @@ def prepare_cam_samples(
         except DownloadError as error:
             failures.append(f"{sample['filename']} ({sample['url']}): {error}")
     if failures:
-        raise DownloadError("could not get every sample photograph:\n  " + "\n  ".join(failures)
-                            + f"\nDownload them by hand into {out_dir} (same file names) and re-run.")
-    write_text_atomically(out_dir / "ATTRIBUTION.md", _attribution(samples))
+        raise DownloadError(
+            "could not get every sample photograph:\n  "
+            + "\n  ".join(failures)
+            + f"\nDownload them by hand into {out_dir} (same file names) and re-run."
+        )
+    write_atomic(out_dir / "ATTRIBUTION.md", _attribution(samples))
     meta = {"dataset": DATASET, "samples": samples}
-    write_text_atomically(out_dir / "meta.json", json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    write_atomic(out_dir / "meta.json", json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     return out_dir
 
 
 def sample_paths(folder: str | os.PathLike) -> list[Path]:
     """The image files of a prepared ``cam_samples`` folder, sorted by name."""
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def load_sample_bgr(path: str | os.PathLike) -> np.ndarray:
@@ -158,8 +168,9 @@ def load_sample_bgr(path: str | os.PathLike) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", type=Path, default=None, help="data root (default: $SEGKIT_DATA or ~/segkit-data)")
     parser.add_argument("--samples", type=Path, default=SAMPLES_FILE, help="sample list (JSON, default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -45,7 +45,7 @@ _PAIR_NAME = re.compile(r"^cmp_[bx]\d+$")
 
 # Lookup table official PNG value -> kit class index: 1..12 -> 0..11, anything else -> 255.
 _OFFICIAL_TO_INDEX = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-_OFFICIAL_TO_INDEX[1:CMP_N_CLASS + 1] = np.arange(CMP_N_CLASS, dtype=np.uint8)
+_OFFICIAL_TO_INDEX[1 : CMP_N_CLASS + 1] = np.arange(CMP_N_CLASS, dtype=np.uint8)
 
 
 def split_names(names: Sequence[str], sizes: tuple[int, int] | None = None) -> dict[str, list[str]]:
@@ -63,8 +63,8 @@ def split_names(names: Sequence[str], sizes: tuple[int, int] | None = None) -> d
         raise ValueError("duplicate sample names; each name must appear once")
     return {
         "train": ordered[:n_train],
-        "val": ordered[n_train:n_train + n_val],
-        "test": ordered[n_train + n_val:],
+        "val": ordered[n_train : n_train + n_val],
+        "test": ordered[n_train + n_val :],
     }
 
 
@@ -194,21 +194,31 @@ def prepare_cmp_facade(
 
 def main(argv: Sequence[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--root", type=Path, default=None, help="data root (default: $SEGKIT_DATA or ~/segkit-data)")
     parser.add_argument("--archives", type=Path, default=None, help="folder holding (or receiving) the official zips")
-    parser.add_argument("--from-unpacked", type=Path, nargs="+", default=None, metavar="DIR",
-                        help="prepare from already unpacked folders (holding base/, extended/); no download")
+    parser.add_argument(
+        "--from-unpacked",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="prepare from already unpacked folders (holding base/, extended/); no download",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     root = args.root
     if root is None:
-        from starter.data import data_root  # imported lazily: pulls in torch
+        from starter.common import data_root
 
         root = data_root()
     out_dir = prepare_cmp_facade(
-        root, archives_dir=args.archives, unpacked_dirs=args.from_unpacked, progress=not args.no_progress,
+        root,
+        archives_dir=args.archives,
+        unpacked_dirs=args.from_unpacked,
+        progress=not args.no_progress,
     )
     counts = json.loads((out_dir / "meta.json").read_text())["counts"]
     print(f"CMP Facade ready in {out_dir}: {counts}")

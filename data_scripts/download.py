@@ -19,7 +19,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import socket
 import sys
 import tarfile
 import urllib.error
@@ -31,9 +30,19 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
+from starter.common import write_atomic
+
 __all__ = [
-    "RemoteFile", "DatasetEntry", "REGISTRY", "register", "download", "extract",
-    "sha256_of", "DownloadError", "ChecksumError", "UnsafeArchiveError",
+    "RemoteFile",
+    "DatasetEntry",
+    "REGISTRY",
+    "register",
+    "download",
+    "extract",
+    "sha256_of",
+    "DownloadError",
+    "ChecksumError",
+    "UnsafeArchiveError",
 ]
 
 _CHUNK_BYTES = 1 << 20
@@ -83,12 +92,10 @@ class UnsafeArchiveError(ValueError):
 
 
 _CMP_CITATION = (
-    "R. Tyleček, R. Šára, Spatial Pattern Templates for Recognition of Objects with "
-    "Regular Structure, GCPR 2013"
+    "R. Tyleček, R. Šára, Spatial Pattern Templates for Recognition of Objects with Regular Structure, GCPR 2013"
 )
 _STANFORD_CITATION = (
-    "Gould, Fulton, Koller, Decomposing a Scene into Geometric and Semantically "
-    "Consistent Regions, ICCV 2009"
+    "Gould, Fulton, Koller, Decomposing a Scene into Geometric and Semantically Consistent Regions, ICCV 2009"
 )
 
 REGISTRY: dict[str, DatasetEntry] = {
@@ -127,6 +134,7 @@ def register(entry: DatasetEntry) -> DatasetEntry:
 
 # --- checksums -------------------------------------------------------------------------
 
+
 def sha256_of(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in chunks (archives can be GBs)."""
     digest = hashlib.sha256()
@@ -154,9 +162,7 @@ def _expected_sha256(remote: RemoteFile, final_path: Path) -> str | None:
 
 def _write_sidecar(final_path: Path, digest: str) -> None:
     sidecar = _sidecar(final_path)
-    temporary = sidecar.with_name(sidecar.name + ".tmp")
-    temporary.write_text(f"{digest}  {final_path.name}\n")  # sha256sum format
-    os.replace(temporary, sidecar)
+    write_atomic(sidecar, f"{digest}  {final_path.name}\n")  # sha256sum format
 
 
 def _verify(path: Path, remote: RemoteFile, expected_sha: str | None) -> str:
@@ -174,6 +180,7 @@ def _verify(path: Path, remote: RemoteFile, expected_sha: str | None) -> str:
 
 
 # --- download --------------------------------------------------------------------------
+
 
 def _default_opener(request: urllib.request.Request, timeout: float):
     return urllib.request.urlopen(request, timeout=timeout)
@@ -240,24 +247,31 @@ def _stream_to_part(remote: RemoteFile, part_path: Path, opener: Callable, progr
         total = remote.size or ((offset + remaining) if remaining is not None else None)
         mode = "ab" if offset > 0 else "wb"
         received = 0
-        with open(part_path, mode) as part, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=remote.filename, disable=not progress, leave=False,
-        ) as bar:
+        with (
+            open(part_path, mode) as part,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=remote.filename,
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             try:
                 for chunk in iter(lambda: response.read(_CHUNK_BYTES), b""):
                     part.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-            except (http.client.IncompleteRead, ConnectionError, socket.timeout, urllib.error.URLError) as error:
+            except (TimeoutError, http.client.IncompleteRead, ConnectionError, urllib.error.URLError) as error:
                 raise DownloadError(
                     f"{remote.filename}: connection lost after {offset + received} bytes ({error}); "
                     "re-run to resume from there"
                 ) from error
     if remaining is not None and received < remaining:
-        raise DownloadError(
-            f"{remote.filename}: server sent {received} of {remaining} bytes; re-run to resume"
-        )
+        raise DownloadError(f"{remote.filename}: server sent {received} of {remaining} bytes; re-run to resume")
 
 
 def download(
@@ -291,8 +305,10 @@ def download(
     part_path = final_path.with_name(final_path.name + ".part")
     expected_sha = _expected_sha256(remote, final_path)
     if remote.url is None and not final_path.is_file():
-        raise DownloadError(f"{remote.filename} must be downloaded by hand (the provider requires registration); "
-                            f"put it at {final_path} and run this again")
+        raise DownloadError(
+            f"{remote.filename} must be downloaded by hand (the provider requires registration); "
+            f"put it at {final_path} and run this again"
+        )
 
     if final_path.is_file():
         try:
@@ -331,6 +347,7 @@ def _report_first_checksum(final_path: Path, digest: str) -> None:
 
 
 # --- extraction ------------------------------------------------------------------------
+
 
 def _check_member_name(name: str, archive: Path) -> None:
     """Reject absolute paths, drive letters and '..' components."""

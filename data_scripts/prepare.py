@@ -7,28 +7,14 @@ leaves a half-written file that a re-run would mistake for finished work.
 from __future__ import annotations
 
 import json
-import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(temporary_path)`` then rename to ``path``: readers never see half a file."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+from starter.common import write_atomic, write_atomically
 
 
 def prepare_pair(name: str, image_src: Path, load_mask: Callable[[], np.ndarray], out_dir: Path) -> bool:
@@ -47,14 +33,15 @@ def prepare_pair(name: str, image_src: Path, load_mask: Callable[[], np.ndarray]
     if mask.shape != (height, width):
         raise ValueError(f"{name}: image is {height}x{width} but its mask is {mask.shape[0]}x{mask.shape[1]}")
     write_atomically(image_dst, lambda temporary: shutil.copyfile(image_src, temporary))
-    write_atomically(mask_dst, lambda temporary: Image.fromarray(mask.astype(np.uint8), mode="L")
-                     .save(temporary, format="PNG"))
+    write_atomically(
+        mask_dst, lambda temporary: Image.fromarray(mask.astype(np.uint8), mode="L").save(temporary, format="PNG")
+    )
     return True
 
 
 def write_splits_and_meta(out_dir: Path, splits: dict[str, list[str]], meta: dict) -> None:
     """``splits/<split>.txt`` (one name per line) and ``meta.json`` (with the split counts added)."""
     for split, names in splits.items():
-        write_text_atomically(out_dir / "splits" / f"{split}.txt", "".join(f"{name}\n" for name in names))
+        write_atomic(out_dir / "splits" / f"{split}.txt", "".join(f"{name}\n" for name in names))
     meta = {**meta, "counts": {split: len(names) for split, names in splits.items()}}
-    write_text_atomically(out_dir / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out_dir / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")

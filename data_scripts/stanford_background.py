@@ -63,8 +63,8 @@ def split_names(names: Sequence[str], fractions: tuple[float, float] = SPLIT_FRA
     n_val = math.floor(fractions[1] * n + 0.5)
     return {
         "train": ordered[:n_train],
-        "val": ordered[n_train:n_train + n_val],
-        "test": ordered[n_train + n_val:],
+        "val": ordered[n_train : n_train + n_val],
+        "test": ordered[n_train + n_val :],
     }
 
 
@@ -108,8 +108,9 @@ def find_pairs(unpacked_dir: str | os.PathLike) -> dict[str, tuple[Path, Path]]:
     return pairs
 
 
-def fetch_and_extract(root: Path, archives_dir: Path | None = None, *, remote: RemoteFile | None = None,
-                      progress: bool = True) -> Path:
+def fetch_and_extract(
+    root: Path, archives_dir: Path | None = None, *, remote: RemoteFile | None = None, progress: bool = True
+) -> Path:
     """Download (unless already in ``archives_dir``, verified) and unpack the official archive.
 
     Returns:
@@ -152,8 +153,9 @@ def prepare_stanford_background(
     """
     root = Path(root)
     if unpacked_dir is None:
-        unpacked_dir = fetch_and_extract(root, Path(archives_dir) if archives_dir else None, remote=remote,
-                                         progress=progress)
+        unpacked_dir = fetch_and_extract(
+            root, Path(archives_dir) if archives_dir else None, remote=remote, progress=progress
+        )
     pairs = find_pairs(unpacked_dir)
     if not pairs:
         raise FileNotFoundError(f"no image/label pairs (images/*.jpg + labels/*.regions.txt) under {unpacked_dir}")
@@ -166,38 +168,51 @@ def prepare_stanford_background(
 
     splits = split_names(list(pairs))
     entry = REGISTRY[DATASET]
-    write_splits_and_meta(out_dir, splits, {
-        "dataset": DATASET,
-        "classes": list(SBD_CLASSES),
-        "n_class": SBD_N_CLASS,
-        "ignore_index": IGNORE_INDEX,
-        "mask_values": "0..7 as in labels/*.regions.txt; 8 = misc (the dataset's -1, unknown); 255 = other",
-        "split_rule": "names sorted; first round(0.8 n) train, next round(0.1 n) val, rest test "
-                      "(572/72/71 of the 715 official images)",
-        "licence": entry.licence,
-        "citation": entry.citation,
-        "homepage": entry.homepage,
-    })
+    write_splits_and_meta(
+        out_dir,
+        splits,
+        {
+            "dataset": DATASET,
+            "classes": list(SBD_CLASSES),
+            "n_class": SBD_N_CLASS,
+            "ignore_index": IGNORE_INDEX,
+            "mask_values": "0..7 as in labels/*.regions.txt; 8 = misc (the dataset's -1, unknown); 255 = other",
+            "split_rule": "names sorted; first round(0.8 n) train, next round(0.1 n) val, rest test "
+            "(572/72/71 of the 715 official images)",
+            "licence": entry.licence,
+            "citation": entry.citation,
+            "homepage": entry.homepage,
+        },
+    )
     return out_dir
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--root", type=Path, default=None, help="data root (default: $SEGKIT_DATA or ~/segkit-data)")
     parser.add_argument("--archives", type=Path, default=None, help="folder holding (or receiving) iccv09Data.tar.gz")
-    parser.add_argument("--from-unpacked", type=Path, default=None, metavar="DIR",
-                        help="prepare from a folder holding an unpacked iccv09Data/; no download")
+    parser.add_argument(
+        "--from-unpacked",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="prepare from a folder holding an unpacked iccv09Data/; no download",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     root = args.root
     if root is None:
-        from starter.config import data_root  # imported lazily: pulls in torch
+        from starter.common import data_root
 
         root = data_root()
     out_dir = prepare_stanford_background(
-        root, archives_dir=args.archives, unpacked_dir=args.from_unpacked, progress=not args.no_progress,
+        root,
+        archives_dir=args.archives,
+        unpacked_dir=args.from_unpacked,
+        progress=not args.no_progress,
     )
     counts = json.loads((out_dir / "meta.json").read_text())["counts"]
     print(f"Stanford Background ready in {out_dir}: {counts}")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from starter.common import write_atomically
 from starter.data import SyntheticSegmentation
 
 FOLDER = "synthetic"
@@ -48,9 +49,7 @@ def sample_name(index: int) -> str:
 
 
 def _save_png_atomically(array, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(temporary, format="PNG")
-    os.replace(temporary, path)
+    write_atomically(path, lambda temporary: Image.fromarray(array).save(temporary, format="PNG"))
 
 
 def write_synthetic(
@@ -100,7 +99,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--ignore-border", type=int, default=0, help="width of a 255 (ignore) frame")
     args = parser.parse_args(argv)
     out_dir = write_synthetic(
-        args.root, n=args.n, n_class=args.n_class, size=args.size, seed=args.seed, ignore_border=args.ignore_border,
+        args.root,
+        n=args.n,
+        n_class=args.n_class,
+        size=args.size,
+        seed=args.seed,
+        ignore_border=args.ignore_border,
     )
     print(f"wrote {args.n} samples to {out_dir}")
     return out_dir

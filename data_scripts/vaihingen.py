@@ -46,6 +46,7 @@ import numpy as np
 from PIL import Image
 
 from data_scripts.download import DatasetEntry, RemoteFile, extract, register
+from starter.common import write_atomic, write_atomically
 from starter.constants import IGNORE_INDEX, VAIHINGEN_CLASSES, VAIHINGEN_N_CLASS, VAIHINGEN_PALETTE
 
 DATASET = "vaihingen"
@@ -61,19 +62,22 @@ OFFICIAL_TRAIN_AREAS = (1, 3, 5, 7, 11, 13, 15, 17, 21, 23, 26, 28, 30, 32, 34, 
 _TILE_NAME = re.compile(r"top_mosaic_09cm_area(\d+)\.tif$", re.IGNORECASE)
 
 # Manual download: there is no URL to fetch from (registration needed), hence url=None.
-ENTRY = register(DatasetEntry(
-    name=DATASET,
-    files=(RemoteFile(IMAGE_ARCHIVE, None), RemoteFile(LABEL_ARCHIVE, None)),  # type: ignore[arg-type]
-    licence=f"Research use after registration with ISPRS; no redistribution. Cite: {CITATION}",
-    citation=CITATION,
-    homepage=HOMEPAGE,
-))
+ENTRY = register(
+    DatasetEntry(
+        name=DATASET,
+        files=(RemoteFile(IMAGE_ARCHIVE, None), RemoteFile(LABEL_ARCHIVE, None)),  # type: ignore[arg-type]
+        licence=f"Research use after registration with ISPRS; no redistribution. Cite: {CITATION}",
+        citation=CITATION,
+        homepage=HOMEPAGE,
+    )
+)
 
 # Class indices (order of VAIHINGEN_CLASSES).
 BUILDING, TREE, LOW_VEGETATION, CAR, IMPERVIOUS = range(VAIHINGEN_N_CLASS)
 
 
 # --- synthetic scene ---------------------------------------------------------------------
+
 
 def synthetic_aerial(height: int = 512, width: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A Vaihingen-like aerial scene with its labels.
@@ -102,8 +106,11 @@ def synthetic_aerial(height: int = 512, width: int = 512, seed: int = 0) -> tupl
         position = int(rng.integers(10, 60))
         while position < length:
             road_width = int(rng.integers(9, 15))
-            index = (slice(position, position + road_width), slice(None)) if axis == 0 else \
-                (slice(None), slice(position, position + road_width))
+            index = (
+                (slice(position, position + road_width), slice(None))
+                if axis == 0
+                else (slice(None), slice(position, position + road_width))
+            )
             mask[index] = IMPERVIOUS
             image[index] = (125, 122, 128)
             position += road_width + int(rng.integers(70, 110))
@@ -113,24 +120,29 @@ def synthetic_aerial(height: int = 512, width: int = 512, seed: int = 0) -> tupl
     for _ in range(n_buildings):
         h, w = (int(v) for v in rng.integers(14, 48, size=2))
         y, x = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
-        free = mask[y:y + h, x:x + w] == LOW_VEGETATION
+        free = mask[y : y + h, x : x + w] == LOW_VEGETATION
         if free.mean() < 0.9:
             continue
         roof = rng.choice([(150, 80, 70), (120, 120, 130), (185, 170, 160), (95, 90, 105)])
         roof = np.asarray(roof, dtype=np.float64) + rng.normal(0, 8, size=3)
-        mask[y:y + h, x:x + w][free] = BUILDING
-        image[y:y + h, x:x + w][free] = roof
+        mask[y : y + h, x : x + w][free] = BUILDING
+        image[y : y + h, x : x + w][free] = roof
         # a darker ridge line halfway makes roofs look like roofs
-        image[y + h // 2, x:x + w][free[h // 2]] *= 0.8
+        image[y + h // 2, x : x + w][free[h // 2]] *= 0.8
 
     # Trees: disks over free ground or roads' edges, darker and textured.
     n_trees = max(3, height * width // 1500)
     for _ in range(n_trees):
         radius = int(rng.integers(4, 11))
         cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
-        y0, y1, x0, x1 = max(0, cy - radius), min(height, cy + radius + 1), max(0, cx - radius), min(width, cx + radius + 1)
+        y0, y1, x0, x1 = (
+            max(0, cy - radius),
+            min(height, cy + radius + 1),
+            max(0, cx - radius),
+            min(width, cx + radius + 1),
+        )
         yy, xx = np.mgrid[y0:y1, x0:x1]
-        disk = ((yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2) & (mask[y0:y1, x0:x1] != BUILDING)
+        disk = ((yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2) & (mask[y0:y1, x0:x1] != BUILDING)
         mask[y0:y1, x0:x1][disk] = TREE
         shade = 1 - 0.35 * np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) / radius  # crowns are brighter at the centre
         crown = np.stack([200 * shade, 70 * shade, 80 * shade], axis=-1)
@@ -144,11 +156,11 @@ def synthetic_aerial(height: int = 512, width: int = 512, seed: int = 0) -> tupl
         h, w = (4, 8) if rng.random() < 0.5 else (8, 4)
         y, x = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
         # one pixel of road all around, so cars never touch each other or a roof
-        ring = mask[max(0, y - 1):y + h + 1, max(0, x - 1):x + w + 1]
+        ring = mask[max(0, y - 1) : y + h + 1, max(0, x - 1) : x + w + 1]
         if not (ring == IMPERVIOUS).all():
             continue
-        mask[y:y + h, x:x + w] = CAR
-        image[y:y + h, x:x + w] = rng.choice([(40, 40, 170), (230, 230, 235), (30, 30, 35), (60, 170, 200)])
+        mask[y : y + h, x : x + w] = CAR
+        image[y : y + h, x : x + w] = rng.choice([(40, 40, 170), (230, 230, 235), (30, 30, 35), (60, 170, 200)])
         car_pixels += h * w
 
     # Sensor noise and a soft illumination gradient.
@@ -159,6 +171,7 @@ def synthetic_aerial(height: int = 512, width: int = 512, seed: int = 0) -> tupl
 
 
 # --- preparing tiles ---------------------------------------------------------------------
+
 
 def colour_labels_to_index(rgb_label: np.ndarray) -> np.ndarray:
     """Inputs: uint8 (H, W, 3) colour-coded labels. Returns: uint8 (H, W), 0..4 or IGNORE_INDEX (clutter, others)."""
@@ -173,12 +186,7 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def _write_png_atomically(array: np.ndarray, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        Image.fromarray(array).save(temporary, format="PNG")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_atomically(path, lambda temporary: Image.fromarray(array).save(temporary, format="PNG"))
 
 
 def prepare_pair(image_path: Path, label_path: Path, out_dir: Path, name: str, *, overwrite: bool = False) -> bool:
@@ -192,8 +200,10 @@ def prepare_pair(image_path: Path, label_path: Path, out_dir: Path, name: str, *
         return False
     image, label = _read_rgb(image_path), _read_rgb(label_path)
     if image.shape[:2] != label.shape[:2]:
-        raise ValueError(f"{name}: image is {image.shape[0]}x{image.shape[1]} but labels are "
-                         f"{label.shape[0]}x{label.shape[1]}; they must have the same size")
+        raise ValueError(
+            f"{name}: image is {image.shape[0]}x{image.shape[1]} but labels are "
+            f"{label.shape[0]}x{label.shape[1]}; they must have the same size"
+        )
     for sub in ("images", "masks"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     _write_png_atomically(image, image_dst)
@@ -222,7 +232,8 @@ def _write_meta(out_dir: Path) -> dict:
         mask = np.asarray(Image.open(out_dir / "masks" / f"{name}.png"))
         counts = np.bincount(mask.reshape(-1), minlength=256)
         tiles[name] = {
-            "height": int(mask.shape[0]), "width": int(mask.shape[1]),
+            "height": int(mask.shape[0]),
+            "width": int(mask.shape[1]),
             "class_fraction": {c: round(float(counts[i]) / mask.size, 5) for i, c in enumerate(VAIHINGEN_CLASSES)},
             "ignored_fraction": round(float(counts[IGNORE_INDEX]) / mask.size, 5),
         }
@@ -234,14 +245,17 @@ def _write_meta(out_dir: Path) -> dict:
         sort_key = lambda n: int(n[4:])  # noqa: E731  area2 before area10
         (out_dir / "splits" / f"{split}.txt").write_text("".join(f"{n}\n" for n in sorted(split_names, key=sort_key)))
     meta = {
-        "dataset": DATASET, "classes": list(VAIHINGEN_CLASSES), "n_class": VAIHINGEN_N_CLASS,
+        "dataset": DATASET,
+        "classes": list(VAIHINGEN_CLASSES),
+        "n_class": VAIHINGEN_N_CLASS,
         "ignore_index": IGNORE_INDEX,
         "mask_values": "0..4 = classes; 255 = clutter/background (255, 0, 0) and any other colour",
-        "tiles": tiles, "licence": ENTRY.licence, "citation": ENTRY.citation, "homepage": ENTRY.homepage,
+        "tiles": tiles,
+        "licence": ENTRY.licence,
+        "citation": ENTRY.citation,
+        "homepage": ENTRY.homepage,
     }
-    temporary = out_dir / ".meta.json.tmp"
-    temporary.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-    os.replace(temporary, out_dir / "meta.json")
+    write_atomic(out_dir / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return meta
 
 
@@ -276,12 +290,16 @@ def prepare_vaihingen(root: str | os.PathLike, archives_dir: str | os.PathLike, 
         extract(label_zip, unpacked / "labels")
         labels.update(_tiles_in(unpacked / "labels"))
     else:
-        print(f"warning: {LABEL_ARCHIVE} not found in {archives_dir}; only the training areas have labels",
-              file=sys.stderr)
+        print(
+            f"warning: {LABEL_ARCHIVE} not found in {archives_dir}; only the training areas have labels",
+            file=sys.stderr,
+        )
     areas = sorted(set(images) & set(labels))
     if not areas:
-        raise FileNotFoundError(f"no top/top_mosaic_09cm_area<N>.tif with matching labels found in {image_zip}"
-                                + (f" and {label_zip}" if label_zip.is_file() else ""))
+        raise FileNotFoundError(
+            f"no top/top_mosaic_09cm_area<N>.tif with matching labels found in {image_zip}"
+            + (f" and {label_zip}" if label_zip.is_file() else "")
+        )
     out_dir = root / DATASET
     for i, area in enumerate(areas):
         if progress:
@@ -293,8 +311,9 @@ def prepare_vaihingen(root: str | os.PathLike, archives_dir: str | os.PathLike, 
     return out_dir
 
 
-def prepare_custom(root: str | os.PathLike, image: str | os.PathLike, label: str | os.PathLike,
-                   name: str | None = None) -> Path:
+def prepare_custom(
+    root: str | os.PathLike, image: str | os.PathLike, label: str | os.PathLike, name: str | None = None
+) -> Path:
     """Prepare one image + colour-coded label pair as tile ``name`` (default: the image's file stem)."""
     image, label = Path(image), Path(label)
     for path in (image, label):
@@ -311,9 +330,10 @@ def prepare_custom(root: str | os.PathLike, image: str | os.PathLike, label: str
 
 # --- reading prepared tiles --------------------------------------------------------------
 
+
 def dataset_dir(root: str | os.PathLike | None = None) -> Path:
     if root is None:
-        from starter.config import data_root  # lazily: pulls in torch
+        from starter.common import data_root
 
         root = data_root()
     return Path(root) / DATASET
@@ -323,8 +343,10 @@ def list_tiles(split: str | None = None, root: str | os.PathLike | None = None) 
     """Names of the prepared tiles (``split``: "train", "test" or None for all)."""
     folder = dataset_dir(root)
     if not (folder / "meta.json").is_file():
-        raise FileNotFoundError(f"{folder} is not prepared; run: python -m data_scripts.vaihingen --root "
-                                f"{folder.parent} --archives DIR_WITH_THE_ZIPS (see its --help)")
+        raise FileNotFoundError(
+            f"{folder} is not prepared; run: python -m data_scripts.vaihingen --root "
+            f"{folder.parent} --archives DIR_WITH_THE_ZIPS (see its --help)"
+        )
     if split is None:
         return sorted(json.loads((folder / "meta.json").read_text())["tiles"])
     return (folder / "splits" / f"{split}.txt").read_text().split()
@@ -339,8 +361,9 @@ def load_tile(name: str, root: str | os.PathLike | None = None) -> tuple[np.ndar
     folder = dataset_dir(root)
     image_path, mask_path = folder / "images" / f"{name}.png", folder / "masks" / f"{name}.png"
     if not (image_path.is_file() and mask_path.is_file()):
-        raise FileNotFoundError(f"tile {name!r} is not prepared in {folder}; run python -m data_scripts.vaihingen "
-                                "(see its --help)")
+        raise FileNotFoundError(
+            f"tile {name!r} is not prepared in {folder}; run python -m data_scripts.vaihingen (see its --help)"
+        )
     image = _read_rgb(image_path)
     with Image.open(mask_path) as file:
         mask = np.asarray(file).astype(np.int64)
@@ -348,11 +371,16 @@ def load_tile(name: str, root: str | os.PathLike | None = None) -> tuple[np.ndar
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", type=Path, default=None, help="data root (default: $SEGKIT_DATA or ~/segkit-data)")
-    parser.add_argument("--archives", type=Path, default=None,
-                        help=f"folder holding the downloaded {IMAGE_ARCHIVE} (and {LABEL_ARCHIVE})")
+    parser.add_argument(
+        "--archives",
+        type=Path,
+        default=None,
+        help=f"folder holding the downloaded {IMAGE_ARCHIVE} (and {LABEL_ARCHIVE})",
+    )
     parser.add_argument("--image", type=Path, default=None, help="any large RGB image (instead of --archives)")
     parser.add_argument("--label", type=Path, default=None, help="its colour-coded labels (VAIHINGEN_PALETTE)")
     parser.add_argument("--name", default=None, help="tile name for --image/--label (default: image file stem)")
@@ -368,7 +396,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     else:
         parser.error(_missing_archive_message(Path("<no --archives given>")))
     tiles = json.loads((out_dir / "meta.json").read_text())["tiles"]
-    print(f"Vaihingen ready in {out_dir}: {len(tiles)} tiles ({', '.join(sorted(tiles)[:6])}{', ...' if len(tiles) > 6 else ''})")
+    print(
+        f"Vaihingen ready in {out_dir}: {len(tiles)} tiles ({', '.join(sorted(tiles)[:6])}{', ...' if len(tiles) > 6 else ''})"
+    )
     return out_dir
 
 

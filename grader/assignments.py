@@ -14,9 +14,10 @@ written answers are markdown cells with ``solution: true`` (graded by hand).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from starter.common import (  # noqa: F401 (re-exported: the engine's one import for notebook reading)
     NotebookError,
@@ -69,7 +70,9 @@ _PROOF_KEYS = {"hostile_target", "corpus", "equivalent"}
 def _unknown(where: str, table: dict, allowed: set[str]) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
-        raise AssignmentConfigError(f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+        raise AssignmentConfigError(
+            f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 def read_config(path: Path) -> AssignmentConfig:
@@ -143,8 +146,6 @@ class AssignmentSpec:
         return sum(u.points for u in self.auto_units)
 
 
-
-
 def assignment_names(root: Path = ASSIGNMENTS_DIR) -> list[str]:
     """Every folder of ``assignments/`` that holds an assignment.toml, sorted."""
     return sorted(p.parent.name for p in Path(root).glob(f"*/{CONFIG_NAME}"))
@@ -159,8 +160,9 @@ def load_assignment(name: str, root: Path = REPO_ROOT) -> AssignmentSpec:
     solution_path = root / "solutions" / name / f"{name}.ipynb"
     if not solution_path.exists():
         raise FileNotFoundError(f"no solution notebook for assignment {name!r} at {solution_path}")
-    spec = AssignmentSpec(name, folder, solution_path, root / "notebooks" / name / f"{name}.ipynb",
-                          read_config(folder / CONFIG_NAME))
+    spec = AssignmentSpec(
+        name, folder, solution_path, root / "notebooks" / name / f"{name}.ipynb", read_config(folder / CONFIG_NAME)
+    )
     notebook = read_notebook(solution_path)
     release_cells = {}
     if spec.release_path.exists():

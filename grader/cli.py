@@ -20,24 +20,29 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import multiprocessing
+import os
 import sys
 import time
 import zipfile
 from collections import deque
 from dataclasses import dataclass
+from functools import cache
 from multiprocessing.connection import wait
-from functools import lru_cache
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from grader.assignments import REPO_ROOT, NotebookError, assignment_names, grading_files, load_assignment, read_notebook
-from grader.results import ResultFormatError, SubmissionResult
 from grader.report import (
-    UNSAFE_FLAG, protections_text, summary_table, write_gradebook, write_run_report, write_submission_reports,
+    UNSAFE_FLAG,
+    protections_text,
+    summary_table,
+    write_gradebook,
+    write_run_report,
+    write_submission_reports,
 )
+from grader.results import ResultFormatError, SubmissionResult
 from grader.sandbox import Limits, SandboxUnavailable, active_protections
 from starter import common
 from starter.common import write_atomic
@@ -104,8 +109,11 @@ def discover(paths: list[Path], assignment: str | None, unpack_root: Path | None
             raise SystemExit(f"error: {path} is neither a folder, a .zip nor a .ipynb file")
         loose += sorted(path.glob("*.ipynb"))
         for archive in sorted(path.glob("*.zip")):
-            jobs += [j for j in unpack_submission_zip(archive, unpack_root, known)
-                     if not assignment or j.assignment == assignment]
+            jobs += [
+                j
+                for j in unpack_submission_zip(archive, unpack_root, known)
+                if not assignment or j.assignment == assignment
+            ]
         for student_dir in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
             for assignment_dir in sorted(p for p in student_dir.iterdir() if p.is_dir() and p.name in known):
                 if assignment and assignment_dir.name != assignment:
@@ -143,7 +151,7 @@ def job_fingerprint(job: Job, grader_version: str) -> str:
     return hashlib.sha256(job.notebook.read_bytes() + grader_version.encode()).hexdigest()[:24]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _assignment(name: str):
     return load_assignment(name)
 
@@ -153,12 +161,22 @@ def grade_job(job: Job, out_dir: Path, settings: dict, slot: int) -> SubmissionR
     imports and the reference solution are loaded once per process, not once per student."""
     from grader.runner import grade
 
-    options = {"limits": Limits(**settings["limits"]), "forbidden": tuple(settings["forbidden"]),
-               "sandbox": settings["sandbox"], "slot": slot}
+    options = {
+        "limits": Limits(**settings["limits"]),
+        "forbidden": tuple(settings["forbidden"]),
+        "sandbox": settings["sandbox"],
+        "slot": slot,
+    }
     units = settings["units_map"].get(job.student)
-    return grade(_assignment(job.assignment), job.notebook, job.student, worker_options=options,
-                 log_path=out_dir / "logs" / job.assignment / f"{job.student}.log",
-                 cache_dir=Path(settings["reference_cache"]), units=set(units) if units else None)
+    return grade(
+        _assignment(job.assignment),
+        job.notebook,
+        job.student,
+        worker_options=options,
+        log_path=out_dir / "logs" / job.assignment / f"{job.student}.log",
+        cache_dir=Path(settings["reference_cache"]),
+        units=set(units) if units else None,
+    )
 
 
 def read_cached_result(path: Path) -> SubmissionResult | None:
@@ -196,8 +214,9 @@ class _PoolSlot:
     done: int = 0
 
 
-def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, jobs: int, on_result,
-              process_main=_pool_process) -> list[str]:
+def grade_all(
+    pending: list[tuple[Job, str]], out_dir: Path, settings: dict, jobs: int, on_result, process_main=_pool_process
+) -> list[str]:
     """Grade in `jobs` trusted processes. A process that dies (killed for memory, by the OOM killer,
     by a signal) costs only the submission it was grading: that one is retried once, alone, in a
     fresh process; the others go on. Returns failure messages. `process_main(connection, out_dir,
@@ -214,8 +233,9 @@ def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, job
 
     def launch(pool_slot: _PoolSlot):
         parent, child = context.Pipe()
-        pool_slot.process = context.Process(target=process_main, args=(child, out_dir, settings, pool_slot.slot),
-                                            daemon=True)
+        pool_slot.process = context.Process(
+            target=process_main, args=(child, out_dir, settings, pool_slot.slot), daemon=True
+        )
         pool_slot.process.start()
         child.close()
         pool_slot.connection = parent
@@ -304,26 +324,46 @@ def grade_all(pending: list[tuple[Job, str]], out_dir: Path, settings: dict, job
 
 def build_parser(prog: str = "python -m grader") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="*", type=Path,
-                        help="submission folders or notebooks (`segkit grade` with none grades the bundled examples)")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        help="submission folders or notebooks (`segkit grade` with none grades the bundled examples)",
+    )
     parser.add_argument("--assignment", help="assignment of loose notebooks (inferred from their cells if omitted)")
     parser.add_argument("--student", action="append", help="grade only these student ids")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "grades", help="output folder (default: grades/)")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel submissions")
     parser.add_argument("--force", action="store_true", help="regrade even when a result is up to date")
-    parser.add_argument(UNSAFE_FLAG, dest="unsafe_no_sandbox", action="store_true",
-                        help="grade even though the host cannot build the sandbox: student code then runs as you, "
-                             "with your files and network (every report says so)")
+    parser.add_argument(
+        UNSAFE_FLAG,
+        dest="unsafe_no_sandbox",
+        action="store_true",
+        help="grade even though the host cannot build the sandbox: student code then runs as you, "
+        "with your files and network (every report says so)",
+    )
     parser.add_argument("--no-sandbox", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--submission-timeout", type=float, default=SUBMISSION_TIMEOUT_S,
-                        help="seconds before one submission's grading is abandoned")
+    parser.add_argument(
+        "--submission-timeout",
+        type=float,
+        default=SUBMISSION_TIMEOUT_S,
+        help="seconds before one submission's grading is abandoned",
+    )
     parser.add_argument("--cell-timeout", type=float, help="seconds one notebook cell may run (default 120)")
     parser.add_argument("--probe-timeout-cap", type=float, help="cap on every check's time limit, in seconds")
     parser.add_argument("--memory-mb", type=int, help="memory cap of each worker (default 6144)")
-    parser.add_argument("--units-map", type=Path, help="JSON {student_id: [grade_id, ...]}: check only these "
-                        "units for those students (e.g. regrade one unit after fixing its check)")
-    parser.add_argument("--reference-cache", type=Path, default=REPO_ROOT / "build" / "reference-cache",
-                        help="cache of the reference solution's probe results (shared by runs)")
+    parser.add_argument(
+        "--units-map",
+        type=Path,
+        help="JSON {student_id: [grade_id, ...]}: check only these "
+        "units for those students (e.g. regrade one unit after fixing its check)",
+    )
+    parser.add_argument(
+        "--reference-cache",
+        type=Path,
+        default=REPO_ROOT / "build" / "reference-cache",
+        help="cache of the reference solution's probe results (shared by runs)",
+    )
     return parser
 
 
@@ -335,14 +375,19 @@ def main(argv=None, prog: str = "python -m grader") -> int:
     try:
         protections = active_protections(sandbox=not options.unsafe_no_sandbox)
     except SandboxUnavailable as exc:
-        print(f"error: refusing to grade: student code would run without the sandbox.\n  Why: {exc}\n"
-              f"  Fix the host as described (docs/instructor-guide.md, section 7), or, knowing what it gives up, "
-              f"pass {UNSAFE_FLAG} (make grade UNSAFE_NO_SANDBOX=1).", file=sys.stderr)
+        print(
+            f"error: refusing to grade: student code would run without the sandbox.\n  Why: {exc}\n"
+            f"  Fix the host as described (docs/instructor-guide.md, section 7), or, knowing what it gives up, "
+            f"pass {UNSAFE_FLAG} (make grade UNSAFE_NO_SANDBOX=1).",
+            file=sys.stderr,
+        )
         return 2
 
     if not options.paths:
-        parser.error("name the submissions to grade (a folder or notebooks); `segkit grade` (make grade) with "
-                     "none grades the bundled example submissions")
+        parser.error(
+            "name the submissions to grade (a folder or notebooks); `segkit grade` (make grade) with "
+            "none grades the bundled example submissions"
+        )
     out_dir = options.out.resolve()
     jobs = discover([p.resolve() for p in options.paths], options.assignment, out_dir / "submissions")
     if options.student:
@@ -374,10 +419,19 @@ def main(argv=None, prog: str = "python -m grader") -> int:
         print(f"Reusing {len(results)} up-to-date result(s); grading {len(pending)}.")
 
     settings = {
-        "limits": {k: v for k, v in (("cell_timeout", options.cell_timeout), ("memory_mb", options.memory_mb),
-                                     ("probe_timeout_cap", options.probe_timeout_cap),
-                                     ("submission_timeout", options.submission_timeout)) if v is not None},
-        "forbidden": forbidden, "sandbox": not options.unsafe_no_sandbox, "reference_cache": str(options.reference_cache.resolve()),
+        "limits": {
+            k: v
+            for k, v in (
+                ("cell_timeout", options.cell_timeout),
+                ("memory_mb", options.memory_mb),
+                ("probe_timeout_cap", options.probe_timeout_cap),
+                ("submission_timeout", options.submission_timeout),
+            )
+            if v is not None
+        },
+        "forbidden": forbidden,
+        "sandbox": not options.unsafe_no_sandbox,
+        "reference_cache": str(options.reference_cache.resolve()),
         "units_map": units_map,
     }
     started = time.time()
@@ -393,14 +447,17 @@ def main(argv=None, prog: str = "python -m grader") -> int:
     for result in all_results:  # reports of reused results may be missing (e.g. deleted by hand)
         if not (out_dir / "feedback" / result.student_id / f"{result.assignment}.md").exists():
             write_submission_reports(result, out_dir)
-    columns = [u.grade_id for name in sorted({r.assignment for r in all_results})
-               for u in load_assignment(name).auto_units]
+    columns = [
+        u.grade_id for name in sorted({r.assignment for r in all_results}) for u in load_assignment(name).auto_units
+    ]
     gradebook = write_gradebook(all_results, columns, out_dir)
     write_run_report(all_results, out_dir, protections, unsafe=options.unsafe_no_sandbox)
     print(summary_table(all_results))
     print(f"\nProtections around student code:\n{protections_text(protections, unsafe=options.unsafe_no_sandbox)}")
-    print(f"\nWrote {gradebook.relative_to(out_dir.parent) if out_dir.parent in gradebook.parents else gradebook}, "
-          f"feedback/, gradescope/ and report.md in {out_dir} ({time.time() - started:.0f} s)")
+    print(
+        f"\nWrote {gradebook.relative_to(out_dir.parent) if out_dir.parent in gradebook.parents else gradebook}, "
+        f"feedback/, gradescope/ and report.md in {out_dir} ({time.time() - started:.0f} s)"
+    )
     for failure in failures:
         print(f"ERROR: {failure}", file=sys.stderr)
     return 1 if failures else 0

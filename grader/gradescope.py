@@ -40,16 +40,17 @@ def parse_assignments(text: str | list[str]) -> list[str]:
     known = assignment_names()
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise SystemExit(f"error: unknown assignment(s) {', '.join(unknown) or '(none given)'}; "
-                         f"known: {', '.join(known)}")
+        raise SystemExit(
+            f"error: unknown assignment(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}"
+        )
     return list(dict.fromkeys(names))
 
 
 # -- staging a submission --------------------------------------------------------------------------
 @dataclass
 class Candidate:
-    label: str            # path shown to the student, relative to the submission folder
-    parts: tuple          # path components (for matching folder names)
+    label: str  # path shown to the student, relative to the submission folder
+    parts: tuple  # path components (for matching folder names)
     size: int
     read: Callable[[], bytes]
 
@@ -81,11 +82,19 @@ def _zip_members(path: Path, relative: Path) -> list[Candidate]:
     members = []
     for info in bundle.infolist():
         parts = tuple(p for p in info.filename.split("/") if p)
-        if info.is_dir() or not parts or not parts[-1].endswith(".ipynb") or parts[-1].startswith(".") \
-                or any(p in SKIPPED_DIRS or p == ".." for p in parts):
+        if (
+            info.is_dir()
+            or not parts
+            or not parts[-1].endswith(".ipynb")
+            or parts[-1].startswith(".")
+            or any(p in SKIPPED_DIRS or p == ".." for p in parts)
+        ):
             continue
-        members.append(Candidate(f"{relative.as_posix()}:{'/'.join(parts)}", parts, info.file_size,
-                                 lambda info=info: bundle.read(info)))
+        members.append(
+            Candidate(
+                f"{relative.as_posix()}:{'/'.join(parts)}", parts, info.file_size, lambda info=info: bundle.read(info)
+            )
+        )
     return members
 
 
@@ -102,8 +111,9 @@ def choose_notebooks(candidates: list[Candidate], assignments: list[str]) -> dic
     chosen: dict[str, tuple[Candidate, str]] = {}
     usable = [c for c in candidates if c.size <= MAX_NOTEBOOK_BYTES]
     for assignment in assignments:
-        ranked = sorted((c for c in usable if _match(c, assignment)),
-                        key=lambda c: (-_match(c, assignment), len(c.parts), c.label))
+        ranked = sorted(
+            (c for c in usable if _match(c, assignment)), key=lambda c: (-_match(c, assignment), len(c.parts), c.label)
+        )
         if ranked:
             others = [c.label for c in ranked[1:]]
             note = f"; also found and ignored: {', '.join(others)}" if others else ""
@@ -149,8 +159,10 @@ def stage(submission: Path, assignments: list[str], dest: Path) -> dict:
 # -- results.json --------------------------------------------------------------------------------
 def missing_notebook_message(assignment: str, found: list[str]) -> str:
     seen = f" Files found: {', '.join(found[:10])}." if found else " The submission contained no notebook."
-    return (f"No notebook for '{assignment}' was found in your submission.{seen} Upload {assignment}.ipynb "
-            f"(File > Download > .ipynb in Jupyter or Colab), or the zip made by `python -m starter.submit`.")
+    return (
+        f"No notebook for '{assignment}' was found in your submission.{seen} Upload {assignment}.ipynb "
+        f"(File > Download > .ipynb in Jupyter or Colab), or the zip made by `python -m starter.submit`."
+    )
 
 
 def gradescope_results(grades: Path, assignments: list[str], report: dict) -> dict:
@@ -164,20 +176,29 @@ def gradescope_results(grades: Path, assignments: list[str], report: dict) -> di
         if not staged.get("staged"):
             message = missing_notebook_message(assignment, report.get("found", []))
         elif not result_path.exists():
-            message = (f"'{assignment}': the autograder could not grade {staged['source']} (an internal error, "
-                       "not a low score). Please resubmit; if this persists, contact course staff.")
+            message = (
+                f"'{assignment}': the autograder could not grade {staged['source']} (an internal error, "
+                "not a low score). Please resubmit; if this persists, contact course staff."
+            )
         else:
             result = json.loads(result_path.read_text(encoding="utf-8"))
             score += float(result.get("score", 0))
             tests += result.get("tests", [])
-            messages.append(f"'{assignment}': graded {staged['source']}{staged.get('note', '')}. "
-                            + result.get("output", ""))
+            messages.append(
+                f"'{assignment}': graded {staged['source']}{staged.get('note', '')}. " + result.get("output", "")
+            )
             continue
         messages.append(message)
-        tests.append({"name": f"{assignment}: notebook found and graded", "score": 0.0, "max_score": max_points,
-                      "output": message, "visibility": "visible"})
-    return {"score": round(score, 4), "output": "\n".join(messages), "tests": tests,
-            "stdout_visibility": "hidden"}
+        tests.append(
+            {
+                "name": f"{assignment}: notebook found and graded",
+                "score": 0.0,
+                "max_score": max_points,
+                "output": message,
+                "visibility": "visible",
+            }
+        )
+    return {"score": round(score, 4), "output": "\n".join(messages), "tests": tests, "stdout_visibility": "hidden"}
 
 
 # -- command line -----------------------------------------------------------------------------------
@@ -193,7 +214,9 @@ def main(argv=None) -> int:
         report = stage(args.submission, parse_assignments(args.assignments), args.dest)
         args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")
         for assignment, entry in report["assignments"].items():
-            print(f"{assignment}: " + (f"grading {entry['source']}{entry['note']}" if entry["staged"] else "no notebook"))
+            print(
+                f"{assignment}: " + (f"grading {entry['source']}{entry['note']}" if entry["staged"] else "no notebook")
+            )
         return 0
     if argv[:1] == ["results"]:
         parser = argparse.ArgumentParser(prog="python -m grader.gradescope results")
@@ -207,8 +230,10 @@ def main(argv=None) -> int:
         write_atomic(args.out, json.dumps(results, indent=1))
         print(f"score {results['score']:g}")
         return 0
-    print("usage: python -m grader.gradescope {stage,results} ... (the zip is built by `segkit gradescope`)",
-          file=sys.stderr)
+    print(
+        "usage: python -m grader.gradescope {stage,results} ... (the zip is built by `segkit gradescope`)",
+        file=sys.stderr,
+    )
     return 2
 
 

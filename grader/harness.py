@@ -25,7 +25,6 @@ import hashlib
 import inspect
 import io
 import math
-import os
 import textwrap
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import torch
 
 from grader.sandbox import ProbeFailed, WorkerError
 from grader.worker import to_plain
+from starter.common import write_atomically
 
 
 class Feedback(AssertionError):
@@ -47,9 +47,11 @@ def unit(grade_id: str, points: float, message: str):
 
 def uses(*helpers):
     """Declare module-level helper functions a probe calls (sent to the worker with it)."""
+
     def decorate(probe):
         probe.probe_helpers = helpers
         return probe
+
     return decorate
 
 
@@ -101,13 +103,12 @@ class ReferenceNamespace:
                 except Exception:
                     path.unlink(missing_ok=True)
             value = self._memory[key] = to_plain(probe(self.namespace, *args, **kwargs), torch)
-            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            torch.save({"value": value}, temporary)
-            os.replace(temporary, path)
+            write_atomically(path, lambda temporary: torch.save({"value": value}, temporary))
         return value
 
 
 # --- comparisons ---------------------------------------------------------------------
+
 
 def expect(condition, message: str):
     if not condition:
@@ -144,8 +145,10 @@ def assert_close(actual, expected, *, what="the result", rtol=1e-4, atol=1e-6, c
         return
     if type(expected) in (int, float) and type(expected) is not bool:
         expect(type(actual) in (int, float), f"{what} should be a number, got {type(actual).__name__}")
-        expect(math.isfinite(actual) and abs(actual - expected) <= atol + rtol * abs(expected),
-               f"{what} is {actual:.6g}, expected a different value")
+        expect(
+            math.isfinite(actual) and abs(actual - expected) <= atol + rtol * abs(expected),
+            f"{what} is {actual:.6g}, expected a different value",
+        )
         return
     if type(expected) is list:
         expect(type(actual) is list and len(actual) == len(expected), f"{what} has the wrong length or type")
@@ -158,13 +161,15 @@ def assert_close(actual, expected, *, what="the result", rtol=1e-4, atol=1e-6, c
         extra = sorted(set(actual) - set(expected))
         expect(not missing and not extra, f"{what}: missing {missing[:5]}, unexpected {extra[:5]}")
         for key in expected:
-            assert_close(actual[key], expected[key], what=f"{what}[{key!r}]", rtol=rtol, atol=atol,
-                         check_dtype=check_dtype)
+            assert_close(
+                actual[key], expected[key], what=f"{what}[{key!r}]", rtol=rtol, atol=atol, check_dtype=check_dtype
+            )
         return
     expect(type(actual) is type(expected) and actual == expected, f"{what} is {actual!r}, expected {expected!r}")
 
 
 # --- pytest plugin -------------------------------------------------------------------
+
 
 class GradingPlugin:
     """Provides `sub` and `ref` to the hidden checks and records each check's outcome."""
@@ -178,7 +183,9 @@ class GradingPlugin:
     def pytest_collection_modifyitems(self, config, items):
         if self.units is None:
             return
-        selected = [i for i in items if i.get_closest_marker("unit") and i.get_closest_marker("unit").args[0] in self.units]
+        selected = [
+            i for i in items if i.get_closest_marker("unit") and i.get_closest_marker("unit").args[0] in self.units
+        ]
         deselected = [i for i in items if i not in selected]
         if deselected:
             config.hook.pytest_deselected(items=deselected)
@@ -217,17 +224,19 @@ class GradingPlugin:
         detail = ""
         if not passed and call.excinfo is not None:
             detail = student_detail(call.excinfo.value)
-        self.results.append({
-            "test": item.name,
-            "question": (inspect.getdoc(item.function) or item.name).strip(),
-            "grade_id": marker.args[0],
-            "points": float(marker.kwargs["points"]) if passed else 0.0,
-            "max_points": float(marker.kwargs["points"]),
-            "passed": passed,
-            "message": "" if passed else marker.kwargs["message"],
-            "detail": detail,
-            "seconds": round(report.duration, 2),
-        })
+        self.results.append(
+            {
+                "test": item.name,
+                "question": (inspect.getdoc(item.function) or item.name).strip(),
+                "grade_id": marker.args[0],
+                "points": float(marker.kwargs["points"]) if passed else 0.0,
+                "max_points": float(marker.kwargs["points"]),
+                "passed": passed,
+                "message": "" if passed else marker.kwargs["message"],
+                "detail": detail,
+                "seconds": round(report.duration, 2),
+            }
+        )
 
 
 NOT_IMPLEMENTED = "not implemented yet (your code still raises NotImplementedError)"

@@ -105,6 +105,8 @@ def check_iou_values(sub, ref, *, n_class, seed, timeout=None):
 def check_mean_iou(sub, ref, *, n_class, seed, timeout=None):
     for i, conf in enumerate(sample_confusions(n_class, seed)):
         actual, expected = sub.call(probe_iou, conf, timeout=timeout), ref.call(probe_iou, conf)
-        expect(type(actual) is dict and actual.get("miou_type") == "float",
-               f"mean_iou returned a {actual.get('miou_type') if type(actual) is dict else '?'}, expected float")
+        expect(
+            type(actual) is dict and actual.get("miou_type") == "float",
+            f"mean_iou returned a {actual.get('miou_type') if type(actual) is dict else '?'}, expected float",
+        )
         assert_close(actual["miou"], expected["miou"], what=f"case {i + 1}: mean IoU", rtol=1e-5)

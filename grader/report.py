@@ -13,8 +13,10 @@ from grader.sandbox import PROTECTION_TEXT, Protection
 from starter.common import write_atomic
 
 UNSAFE_FLAG = "--unsafe-no-sandbox"
-UNSAFE_NOTE = (f"Graded with {UNSAFE_FLAG}: student code ran WITHOUT the sandbox (it could read and write "
-               "everything the grading user can, use the network and signal other processes).")
+UNSAFE_NOTE = (
+    f"Graded with {UNSAFE_FLAG}: student code ran WITHOUT the sandbox (it could read and write "
+    "everything the grading user can, use the network and signal other processes)."
+)
 
 
 def _fmt(points: float) -> str:
@@ -36,8 +38,12 @@ def write_gradebook(results: list[SubmissionResult], unit_columns: list[str], ou
 
 
 def feedback_markdown(result: SubmissionResult) -> str:
-    lines = [f"# Feedback: {result.assignment} — {result.student_id}", "",
-             f"**Autograded score: {_fmt(result.total)} / {_fmt(result.max_points)}**", ""]
+    lines = [
+        f"# Feedback: {result.assignment} — {result.student_id}",
+        "",
+        f"**Autograded score: {_fmt(result.total)} / {_fmt(result.max_points)}**",
+        "",
+    ]
     if result.unsafe_no_sandbox:
         lines += [f"> **{UNSAFE_NOTE}**", ""]
     if result.notebook_error:
@@ -58,26 +64,42 @@ def feedback_markdown(result: SubmissionResult) -> str:
                     lines.append(f"  - Detail: {check.detail}")
         lines.append("")
     if result.manual_points:
-        lines += ["## Written answers", "", "Graded by hand by the course staff: "
-                  + ", ".join(f"`{gid}` ({_fmt(p)} pts)" for gid, p in result.manual_points.items()), ""]
+        lines += [
+            "## Written answers",
+            "",
+            "Graded by hand by the course staff: "
+            + ", ".join(f"`{gid}` ({_fmt(p)} pts)" for gid, p in result.manual_points.items()),
+            "",
+        ]
     return "\n".join(lines)
 
 
 def _check_html(check: CheckResult) -> str:
-    failure = ("" if check.passed else f"<br><em>{html.escape(check.message)}</em>"
-               + (f"<br><small>{html.escape(check.detail)}</small>" if check.detail else ""))
-    return (f"<li class='{'ok' if check.passed else 'bad'}'>{'✓' if check.passed else '✗'} "
-            f"{html.escape(check.question)} ({_fmt(check.points)}/{_fmt(check.max_points)})" + failure + "</li>")
+    failure = (
+        ""
+        if check.passed
+        else f"<br><em>{html.escape(check.message)}</em>"
+        + (f"<br><small>{html.escape(check.detail)}</small>" if check.detail else "")
+    )
+    return (
+        f"<li class='{'ok' if check.passed else 'bad'}'>{'✓' if check.passed else '✗'} "
+        f"{html.escape(check.question)} ({_fmt(check.points)}/{_fmt(check.max_points)})" + failure + "</li>"
+    )
 
 
 def feedback_html(result: SubmissionResult) -> str:
     rows = []
     for grade_id, unit in result.units.items():
         checks = "".join(_check_html(check) for check in unit.checks)
-        rows.append(f"<h2><code>{html.escape(grade_id)}</code>: {_fmt(unit.points)} / {_fmt(unit.max_points)}</h2>"
-                    f"<ul>{checks}</ul>")
-    error = (f"<p class='bad'>Your notebook could not be graded: {html.escape(result.notebook_error)}</p>"
-             if result.notebook_error else "")
+        rows.append(
+            f"<h2><code>{html.escape(grade_id)}</code>: {_fmt(unit.points)} / {_fmt(unit.max_points)}</h2>"
+            f"<ul>{checks}</ul>"
+        )
+    error = (
+        f"<p class='bad'>Your notebook could not be graded: {html.escape(result.notebook_error)}</p>"
+        if result.notebook_error
+        else ""
+    )
     if result.unsafe_no_sandbox:
         error = f"<p class='bad'><strong>{html.escape(UNSAFE_NOTE)}</strong></p>" + error
     return (
@@ -97,18 +119,30 @@ def gradescope_json(result: SubmissionResult) -> dict:
     for grade_id, unit in result.units.items():
         for check in unit.checks:
             output = "" if check.passed else check.message + (f"\n{check.detail}" if check.detail else "")
-            tests.append({"name": f"{grade_id}: {check.question}", "score": check.points,
-                          "max_score": check.max_points, "output": output, "visibility": "visible"})
-    return {"score": result.total, "tests": tests,
-            "output": result.notebook_error or "Autograded units; written answers are graded by hand."}
+            tests.append(
+                {
+                    "name": f"{grade_id}: {check.question}",
+                    "score": check.points,
+                    "max_score": check.max_points,
+                    "output": output,
+                    "visibility": "visible",
+                }
+            )
+    return {
+        "score": result.total,
+        "tests": tests,
+        "output": result.notebook_error or "Autograded units; written answers are graded by hand.",
+    }
 
 
 def write_submission_reports(result: SubmissionResult, out_dir: Path):
     base = out_dir / "feedback" / result.student_id
     write_atomic(base / f"{result.assignment}.md", feedback_markdown(result))
     write_atomic(base / f"{result.assignment}.html", feedback_html(result))
-    write_atomic(out_dir / "gradescope" / result.assignment / result.student_id / "results.json",
-                 json.dumps(gradescope_json(result), indent=1))
+    write_atomic(
+        out_dir / "gradescope" / result.assignment / result.student_id / "results.json",
+        json.dumps(gradescope_json(result), indent=1),
+    )
 
 
 def summary_table(results: list[SubmissionResult]) -> str:
@@ -126,14 +160,27 @@ def protections_text(protections: list[Protection], *, unsafe: bool = False) -> 
     by_name = {p.name: p for p in protections}
     lines = [f"**{UNSAFE_NOTE}**", ""] if unsafe else []
     for name, text in PROTECTION_TEXT.items():
-        lines.append(f"- `{name}`: {by_name[name].describe()}" if name in by_name
-                     else f"- NOT active: `{name}`: {text}")
+        lines.append(
+            f"- `{name}`: {by_name[name].describe()}" if name in by_name else f"- NOT active: `{name}`: {text}"
+        )
     return "\n".join(lines)
 
 
-def write_run_report(results: list[SubmissionResult], out_dir: Path, protections: list[Protection], *,
-                     unsafe: bool = False):
-    text = ["# Grading run", "", "## Protections around student code", "",
-            protections_text(protections, unsafe=unsafe), "",
-            "## Scores", "", "```", summary_table(results), "```", ""]
+def write_run_report(
+    results: list[SubmissionResult], out_dir: Path, protections: list[Protection], *, unsafe: bool = False
+):
+    text = [
+        "# Grading run",
+        "",
+        "## Protections around student code",
+        "",
+        protections_text(protections, unsafe=unsafe),
+        "",
+        "## Scores",
+        "",
+        "```",
+        summary_table(results),
+        "```",
+        "",
+    ]
     write_atomic(out_dir / "report.md", "\n".join(text))

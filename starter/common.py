@@ -13,7 +13,7 @@ import os
 import stat
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from starter.constants import ENV_DATA, ENV_FAST
@@ -155,21 +155,31 @@ def write_notebook(path: Path, notebook: dict) -> Path:
 # --- files --------------------------------------------------------------------------------
 
 
-def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write a file so that readers see the old content or the new, never a half-written one."""
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(temporary_path)``, then rename the temporary file over ``path``.
+
+    Readers see the old file or the new one, never half of one: an interrupted write (Ctrl-C, a full
+    disk, a Colab disconnect) leaves the last good file in place. The temporary name is unique, so
+    parallel writers of the same file do not collide; the last rename wins.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-        os.chmod(temporary, 0o644)
+        write(temporary)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide e.g. grades from a TA's group
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
+
+
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write text (UTF-8) or bytes to ``path`` atomically (see ``write_atomically``)."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    return write_atomically(path, lambda temporary: temporary.write_bytes(payload))
 
 
 def zip_bytes(members: Mapping[str, bytes], executable: Iterable[str] = ()) -> bytes:

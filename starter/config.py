@@ -14,35 +14,15 @@ import os
 import platform
 import random
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from starter.common import data_root, fast_mode
 from starter.constants import ENV_DATA, ENV_FAST
 
-_TRUE_VALUES = frozenset({"1", "true", "yes"})
-
-
-def fast_mode() -> bool:
-    """Whether the notebooks should run in fast mode (tiny data, one epoch).
-
-    Returns:
-        True when the environment variable SEGKIT_FAST is "1", "true" or "yes"
-        (case-insensitive, surrounding spaces ignored); False otherwise, including unset.
-    """
-    return os.environ.get(ENV_FAST, "").strip().lower() in _TRUE_VALUES
-
-
-def data_root() -> Path:
-    """Root folder of the prepared datasets.
-
-    Returns:
-        Path from the environment variable SEGKIT_DATA when it is set and non-empty,
-        otherwise ~/segkit-data. "~" is expanded; the folder is not created here.
-    """
-    value = os.environ.get(ENV_DATA, "").strip()
-    return Path(value).expanduser() if value else Path.home() / "segkit-data"
+# fast_mode and data_root live in starter.common (no torch import there); the notebooks import them
+# from here with the rest of the configuration.
 
 
 def _mps_available() -> bool:
@@ -70,9 +50,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
                 "(no NVIDIA GPU, or a CPU-only PyTorch build). Use get_device() to fall back automatically."
             )
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"get_device({str(prefer)!r}): only {torch.cuda.device_count()} CUDA device(s) visible."
-            )
+            raise RuntimeError(f"get_device({str(prefer)!r}): only {torch.cuda.device_count()} CUDA device(s) visible.")
         if device.type == "mps" and not _mps_available():
             raise RuntimeError(f"get_device({str(prefer)!r}): Apple MPS is not available on this machine.")
         return device

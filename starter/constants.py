@@ -20,14 +20,34 @@ ENV_DATA = "SEGKIT_DATA"  # root folder of prepared datasets (default: ~/segkit-
 # --- CMP Facade (Tyleček & Šára, GCPR 2013) -----------------------------------------
 # The PNG masks store 1..12; the kit uses 0..11 (value - 1), in this order.
 CMP_CLASSES = (
-    "background", "facade", "window", "door", "cornice", "sill",
-    "balcony", "blind", "deco", "molding", "pillar", "shop",
+    "background",
+    "facade",
+    "window",
+    "door",
+    "cornice",
+    "sill",
+    "balcony",
+    "blind",
+    "deco",
+    "molding",
+    "pillar",
+    "shop",
 )
 CMP_N_CLASS = len(CMP_CLASSES)
 # Colours chosen to be distinguishable; background dark, facade blue like the dataset's own renderings.
 CMP_PALETTE = (
-    (0, 0, 0), (0, 0, 170), (0, 85, 255), (0, 170, 255), (85, 255, 170), (170, 255, 85),
-    (255, 255, 0), (255, 170, 0), (255, 85, 0), (170, 0, 0), (255, 0, 0), (0, 170, 170),
+    (0, 0, 0),
+    (0, 0, 170),
+    (0, 85, 255),
+    (0, 170, 255),
+    (85, 255, 170),
+    (170, 255, 85),
+    (255, 255, 0),
+    (255, 170, 0),
+    (255, 85, 0),
+    (170, 0, 0),
+    (255, 0, 0),
+    (0, 170, 170),
 )
 # Split of base+extended sorted by file name: first 500 train, next 30 val, rest test.
 CMP_SPLIT_SIZES = (500, 30)
@@ -37,8 +57,15 @@ CMP_SPLIT_SIZES = (500, 30)
 SBD_CLASSES = ("sky", "tree", "road", "grass", "water", "building", "mountain", "foreground", "misc")
 SBD_N_CLASS = len(SBD_CLASSES)
 SBD_PALETTE = (
-    (128, 200, 255), (0, 128, 0), (128, 64, 128), (0, 255, 0), (0, 0, 255),
-    (128, 0, 0), (128, 128, 0), (255, 128, 0), (64, 64, 64),
+    (128, 200, 255),
+    (0, 128, 0),
+    (128, 64, 128),
+    (0, 255, 0),
+    (0, 0, 255),
+    (128, 0, 0),
+    (128, 128, 0),
+    (255, 128, 0),
+    (64, 64, 64),
 )
 SBD_CROP = (224, 288)  # training crop (h, w)
 SBD_SPLIT_FRACTIONS = (0.8, 0.1)  # train, val by sorted name; the rest is test (572 / 72 / 71 of 715)

@@ -28,26 +28,22 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from starter.common import data_root
 from starter.constants import CMP_CLASSES, CMP_N_CLASS, ENV_DATA, IGNORE_INDEX
 from starter.transforms import Compose, Normalize, ToTensor
 
 __all__ = [
-    "data_root", "default_transforms", "SyntheticSegmentation", "FolderSegmentation",
-    "CMPFacade", "decode_colour_mask", "IMAGE_EXTENSIONS",
+    "data_root",
+    "default_transforms",
+    "SyntheticSegmentation",
+    "FolderSegmentation",
+    "CMPFacade",
+    "decode_colour_mask",
+    "IMAGE_EXTENSIONS",
 ]
 
 # Image file types FolderSegmentation looks for, in order of preference.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-
-
-def data_root() -> Path:
-    """Folder that holds the prepared datasets.
-
-    Returns:
-        ``$SEGKIT_DATA`` when set, else ``~/segkit-data`` (not created here).
-    """
-    configured = os.environ.get(ENV_DATA, "").strip()
-    return Path(configured).expanduser() if configured else Path.home() / "segkit-data"
 
 
 def default_transforms() -> Compose:
@@ -129,9 +125,7 @@ class SyntheticSegmentation(Dataset):
         self.ignore_border = int(ignore_border)
         self.classes = tuple(classes) if classes is not None else tuple(f"class{i}" for i in range(n_class))
         # Mean colour of every class as uint8 RGB: handy for plotting masks.
-        self.palette = tuple(
-            tuple(int(round(255 * channel)) for channel in _class_colour(c)) for c in range(n_class)
-        )
+        self.palette = tuple(tuple(int(round(255 * channel)) for channel in _class_colour(c)) for c in range(n_class))
 
     def __len__(self) -> int:
         return self.n_samples
@@ -205,6 +199,7 @@ class SyntheticSegmentation(Dataset):
 
 # --- folder datasets -------------------------------------------------------------------
 
+
 def decode_colour_mask(rgb_mask: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
     """Turn a colour-coded mask into class indices.
 
@@ -232,9 +227,7 @@ def _read_split(folder: Path, split: str) -> list[str]:
     split_file = folder / "splits" / f"{split}.txt"
     if not split_file.is_file():
         available = sorted(p.stem for p in (folder / "splits").glob("*.txt"))
-        raise FileNotFoundError(
-            f"split file {split_file} not found; available splits: {available or 'none'}"
-        )
+        raise FileNotFoundError(f"split file {split_file} not found; available splits: {available or 'none'}")
     return [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
 
 
@@ -315,10 +308,7 @@ class FolderSegmentation(Dataset):
         return json.loads(meta_file.read_text()) if meta_file.is_file() else {}
 
     def _check_pairs_exist(self, names: list[str], image_by_stem: dict[str, Path], masks_dir: Path) -> None:
-        missing = [
-            name for name in names
-            if name not in image_by_stem or not (masks_dir / f"{name}.png").is_file()
-        ]
+        missing = [name for name in names if name not in image_by_stem or not (masks_dir / f"{name}.png").is_file()]
         if missing:
             raise FileNotFoundError(
                 f"{len(missing)} of {len(names)} samples in {self.root} lack an image or a "

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from starter.constants import ENV_DATA, ENV_FAST
+from starter.common import env_flag, fast_mode
+from starter.constants import ENV_DATA
 
 ENV_DRIVE_DIR = "SEGKIT_DRIVE_DIR"  # kit folder in Google Drive (Colab)
 ENV_GRADING = "SEGKIT_GRADING"  # "1" inside the grader's worker: setup does nothing
@@ -43,9 +44,16 @@ KIT_ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS_FILE = Path(__file__).resolve().parent / "assignments.json"
 
 # Modules a server needs; Colab has them all preinstalled.
-REQUIRED_MODULES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow",
-                    "cv2": "opencv-python-headless", "matplotlib": "matplotlib", "tqdm": "tqdm",
-                    "sklearn": "scikit-learn"}
+REQUIRED_MODULES = {
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "numpy": "numpy",
+    "PIL": "pillow",
+    "cv2": "opencv-python-headless",
+    "matplotlib": "matplotlib",
+    "tqdm": "tqdm",
+    "sklearn": "scikit-learn",
+}
 
 
 @dataclass(frozen=True)
@@ -67,16 +75,20 @@ class DatasetSetup:
 
 DATASETS = {
     "cmp_facade": DatasetSetup("cmp_facade", "data_scripts.cmp_facade:prepare_cmp_facade"),
-    "stanford_background": DatasetSetup("stanford_background",
-                                        "data_scripts.stanford_background:prepare_stanford_background"),
+    "stanford_background": DatasetSetup(
+        "stanford_background", "data_scripts.stanford_background:prepare_stanford_background"
+    ),
     "cam_samples": DatasetSetup("cam_samples", "data_scripts.cam_samples:prepare_cam_samples"),
     "vaihingen": DatasetSetup(
-        "vaihingen", None,
-        manual=("ISPRS Vaihingen needs a free registration and cannot be downloaded automatically: request it at "
-                "https://www.isprs.org/education/benchmarks/UrbanSemLab/2d-sem-label-vaihingen.aspx, put "
-                "ISPRS_semantic_labeling_Vaihingen.zip (and ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE.zip) "
-                "into {root}/downloads/vaihingen and run this cell again (or: python -m data_scripts.vaihingen "
-                "--root {root} --archives {root}/downloads/vaihingen)."),
+        "vaihingen",
+        None,
+        manual=(
+            "ISPRS Vaihingen needs a free registration and cannot be downloaded automatically: request it at "
+            "https://www.isprs.org/education/benchmarks/UrbanSemLab/2d-sem-label-vaihingen.aspx, put "
+            "ISPRS_semantic_labeling_Vaihingen.zip (and ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE.zip) "
+            "into {root}/downloads/vaihingen and run this cell again (or: python -m data_scripts.vaihingen "
+            "--root {root} --archives {root}/downloads/vaihingen)."
+        ),
         from_archives="data_scripts.vaihingen:prepare_vaihingen",
     ),
 }
@@ -91,18 +103,15 @@ class NotebookEnvironment:
     kit_dir: Path | None = None
     data_root: Path | None = None
     installed: bool = False  # pip install -e ran in this call
-    datasets: dict[str, str] = field(default_factory=dict)  # name -> "ready", "prepared", "skipped (...)", "missing: ..."
+    datasets: dict[str, str] = field(
+        default_factory=dict
+    )  # name -> "ready", "prepared", "skipped (...)", "missing: ..."
     messages: list[str] = field(default_factory=list)
 
 
 def is_grading() -> bool:
     """True inside the grader's sandboxed worker ($SEGKIT_GRADING=1)."""
-    return os.environ.get(ENV_GRADING, "").strip().lower() in {"1", "true", "yes"}
-
-
-def _fast_mode() -> bool:
-    # Same rule as starter.config.fast_mode, without importing torch (this module stays light).
-    return os.environ.get(ENV_FAST, "").strip().lower() in {"1", "true", "yes"}
+    return env_flag(ENV_GRADING)
 
 
 def in_colab() -> bool:
@@ -150,7 +159,7 @@ def _installed_from(distribution: str = DISTRIBUTION) -> Path | None:
     if not direct_url:
         return None
     url = json.loads(direct_url).get("url", "")
-    return Path(unquote(url[len("file://"):])) if url.startswith("file://") else None
+    return Path(unquote(url[len("file://") :])) if url.startswith("file://") else None
 
 
 def install_kit(kit_dir: Path, *, runner=None) -> bool:
@@ -166,8 +175,11 @@ def install_kit(kit_dir: Path, *, runner=None) -> bool:
     completed = (runner or subprocess.run)(command, capture_output=True, text=True)
     if completed.returncode != 0:
         # Not fatal: this kernel already imports the kit from sys.path; only subprocesses miss it.
-        print(f"warning: `{' '.join(command[2:])}` failed; `!python -m starter...` commands may not find the kit:\n"
-              f"{(completed.stderr or '')[-1500:]}", file=sys.stderr)
+        print(
+            f"warning: `{' '.join(command[2:])}` failed; `!python -m starter...` commands may not find the kit:\n"
+            f"{(completed.stderr or '')[-1500:]}",
+            file=sys.stderr,
+        )
         return False
     importlib.invalidate_caches()
     return True
@@ -200,8 +212,10 @@ def prepare_dataset(name: str, root: Path, *, progress: bool = True) -> str:
         prepare = getattr(importlib.import_module(module_name), function_name)
         prepare(*arguments, progress=progress)
     except Exception as error:  # a failed download must not stop the imports below
-        return (f"missing: could not prepare it ({type(error).__name__}: {error}). Run this cell again to resume, "
-                f"or: python -m {module_name} --root {root}" + (f" --archives {archives}" if spec.prepare is None else ""))
+        return (
+            f"missing: could not prepare it ({type(error).__name__}: {error}). Run this cell again to resume, "
+            f"or: python -m {module_name} --root {root}" + (f" --archives {archives}" if spec.prepare is None else "")
+        )
     return "prepared"
 
 
@@ -228,8 +242,15 @@ def _versions_line() -> str:
     return "libraries    " + ", ".join(versions)
 
 
-def setup_notebook(assignment: str, *, drive_dir: str | os.PathLike | None = None, download: bool | None = None,
-                   install: bool = True, quiet: bool = False, runner=None) -> NotebookEnvironment:
+def setup_notebook(
+    assignment: str,
+    *,
+    drive_dir: str | os.PathLike | None = None,
+    download: bool | None = None,
+    install: bool = True,
+    quiet: bool = False,
+    runner=None,
+) -> NotebookEnvironment:
     """Get a notebook ready to run here; print the device, versions and data location.
 
     Inputs:
@@ -247,14 +268,16 @@ def setup_notebook(assignment: str, *, drive_dir: str | os.PathLike | None = Non
     if is_grading():
         return NotebookEnvironment(assignment, "grading")
     colab = in_colab()
-    fast = _fast_mode()
+    fast = fast_mode()
     env = NotebookEnvironment(assignment, "colab" if colab else "server", kit_dir=KIT_ROOT)
     if colab:
         kit_dir = resolve_drive_dir(drive_dir)
         mount_drive(kit_dir)
         if not (kit_dir / "starter").is_dir():
-            raise FileNotFoundError(f"{kit_dir} does not hold the course kit (no starter/ folder): upload the unzipped "
-                                    f"student bundle there (see STUDENT_README.md), or set ${ENV_DRIVE_DIR}")
+            raise FileNotFoundError(
+                f"{kit_dir} does not hold the course kit (no starter/ folder): upload the unzipped "
+                f"student bundle there (see STUDENT_README.md), or set ${ENV_DRIVE_DIR}"
+            )
         env.kit_dir = kit_dir
         if str(kit_dir) not in sys.path:
             sys.path.insert(0, str(kit_dir))
@@ -266,11 +289,13 @@ def setup_notebook(assignment: str, *, drive_dir: str | os.PathLike | None = Non
     else:
         missing = missing_modules()
         if missing:
-            env.messages.append(f"missing packages: {', '.join(missing)}. Create the environment with "
-                                "`conda env create -f environment.yml && conda activate segkit` or "
-                                "`pip install -r requirements.txt` (then `pip install -e .` in the kit's folder)")
+            env.messages.append(
+                f"missing packages: {', '.join(missing)}. Create the environment with "
+                "`conda env create -f environment.yml && conda activate segkit` or "
+                "`pip install -r requirements.txt` (then `pip install -e .` in the kit's folder)"
+            )
 
-    from starter.config import data_root  # imported here: it pulls in torch
+    from starter.common import data_root
 
     env.data_root = data_root()
     datasets = [name for name in load_assignments().get(assignment, {}).get("data", []) if name in DATASETS]
@@ -284,8 +309,11 @@ def setup_notebook(assignment: str, *, drive_dir: str | os.PathLike | None = Non
             env.datasets[name] = prepare_dataset(name, env.data_root, progress=not quiet)
         else:
             spec = DATASETS[name]
-            env.datasets[name] = ("missing: " + spec.manual.format(root=env.data_root) if spec.prepare is None else
-                                  f"missing: prepare it once with `python -m data_scripts.{name} --root {env.data_root}`")
+            env.datasets[name] = (
+                "missing: " + spec.manual.format(root=env.data_root)
+                if spec.prepare is None
+                else f"missing: prepare it once with `python -m data_scripts.{name} --root {env.data_root}`"
+            )
     if not quiet:
         print(describe(env))
     return env
@@ -295,10 +323,17 @@ def describe(env: NotebookEnvironment) -> str:
     """The setup summary printed at the top of a notebook."""
     from starter.config import describe_environment
 
-    where = {"colab": "Google Colab (kit installed from Drive)" if env.installed else "Google Colab",
-             "server": f"{_python_environment()} (nothing installed)"}.get(env.kind, env.kind)
-    lines = [f"assignment   {env.assignment}", f"running on   {where}", f"kit          {env.kit_dir}",
-             describe_environment(), _versions_line()]
+    where = {
+        "colab": "Google Colab (kit installed from Drive)" if env.installed else "Google Colab",
+        "server": f"{_python_environment()} (nothing installed)",
+    }.get(env.kind, env.kind)
+    lines = [
+        f"assignment   {env.assignment}",
+        f"running on   {where}",
+        f"kit          {env.kit_dir}",
+        describe_environment(),
+        _versions_line(),
+    ]
     lines += [f"data         {name}: {status}" for name, status in env.datasets.items()]
     lines += [f"note         {message}" for message in env.messages]
     return "\n".join(lines)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from starter import __version__
+from starter.common import write_atomic
 from starter.environment import ASSIGNMENTS_FILE, KIT_ROOT, in_colab, load_assignments
 
 ENV_STUDENT = "SEGKIT_STUDENT_ID"
@@ -85,8 +86,10 @@ def read_notebook(path: Path) -> dict:
     try:
         notebook = json.loads(path.read_bytes().decode("utf-8", "replace"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"not valid notebook JSON ({error.msg} at line {error.lineno}): open it in Jupyter or "
-                         "Colab and save it again") from None
+        raise ValueError(
+            f"not valid notebook JSON ({error.msg} at line {error.lineno}): open it in Jupyter or "
+            "Colab and save it again"
+        ) from None
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         raise ValueError("the file has no notebook cells (is it a notebook?)")
     if notebook.get("nbformat", 4) < 4:
@@ -138,14 +141,21 @@ def strip_outputs(notebook: dict) -> int:
                 continue
             data = output.get("data")
             if isinstance(data, dict):
-                for mime in [m for m, value in data.items() if m.startswith("image/") and len(json.dumps(value)) > MAX_IMAGE_BYTES]:
+                for mime in [
+                    m
+                    for m, value in data.items()
+                    if m.startswith("image/") and len(json.dumps(value)) > MAX_IMAGE_BYTES
+                ]:
                     del data[mime]
                     data.setdefault("text/plain", f"[{mime} image removed by starter.submit: too large]")
                     removed += 1
             size = len(json.dumps(output))
             if size > MAX_OUTPUT_BYTES:
-                output = {"output_type": "stream", "name": "stdout",
-                          "text": f"[output of {size / 1e6:.1f} MB removed by starter.submit]\n"}
+                output = {
+                    "output_type": "stream",
+                    "name": "stdout",
+                    "text": f"[output of {size / 1e6:.1f} MB removed by starter.submit]\n",
+                }
                 removed += 1
             kept.append(output)
         cell["outputs"] = kept
@@ -175,11 +185,14 @@ def check_notebook(path: Path, assignment: str, spec: dict) -> Checked:
         if not cells:
             result.errors.append(
                 f"graded cell '{grade_id}' is missing (deleted, turned into markdown, or your code was pasted into a "
-                "new cell): copy that cell back from the released notebook and put your code in it")
+                "new cell): copy that cell back from the released notebook and put your code in it"
+            )
             continue
         if len(cells) > 1:
-            result.errors.append(f"graded cell '{grade_id}' appears {len(cells)} times (a copied cell keeps its id): "
-                                 "keep exactly one and delete the copies")
+            result.errors.append(
+                f"graded cell '{grade_id}' appears {len(cells)} times (a copied cell keeps its id): "
+                "keep exactly one and delete the copies"
+            )
             continue
         source = _source(cells[0])
         if STUB in source:
@@ -202,8 +215,10 @@ def check_notebook(path: Path, assignment: str, spec: dict) -> Checked:
     result.stripped = strip_outputs(packed)
     result.content = (json.dumps(packed, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
     if len(result.content) > MAX_NOTEBOOK_BYTES:
-        result.errors.append(f"the notebook is still {len(result.content) / 1e6:.0f} MB after removing large outputs: "
-                             "clear the outputs (Edit > Clear all outputs), save and retry")
+        result.errors.append(
+            f"the notebook is still {len(result.content) / 1e6:.0f} MB after removing large outputs: "
+            "clear the outputs (Edit > Clear all outputs), save and retry"
+        )
     return result
 
 
@@ -263,8 +278,10 @@ def select(paths: list[Path], only: list[str], assignments: dict) -> tuple[list[
                 continue
             name = infer_assignment(notebook, path, assignments)
             if name is None:
-                errors.append(f"{_display(path)}: not one of this kit's assignments ({', '.join(assignments)}); "
-                              "name the file after its assignment, e.g. fcn.ipynb")
+                errors.append(
+                    f"{_display(path)}: not one of this kit's assignments ({', '.join(assignments)}); "
+                    "name the file after its assignment, e.g. fcn.ipynb"
+                )
                 continue
             chosen.append(check_notebook(path, name, assignments[name]))
     else:
@@ -277,8 +294,10 @@ def select(paths: list[Path], only: list[str], assignments: dict) -> tuple[list[
             if not started:
                 notes.append(f"{name}: not started ({_display(checked[0].path)}), not included")
             elif len(started) > 1:
-                errors.append(f"{name}: several notebooks found ({', '.join(_display(c.path) for c in started)}); "
-                              f"name the one to submit: python -m starter.submit --student ID {_display(started[0].path)}")
+                errors.append(
+                    f"{name}: several notebooks found ({', '.join(_display(c.path) for c in started)}); "
+                    f"name the one to submit: python -m starter.submit --student ID {_display(started[0].path)}"
+                )
             else:
                 chosen.append(started[0])
         missing = [name for name in only if name not in found]
@@ -286,7 +305,9 @@ def select(paths: list[Path], only: list[str], assignments: dict) -> tuple[list[
             errors.append(f"no notebook found for {', '.join(missing)} in {', '.join(str(r) for r in search_roots())}")
     names = [c.assignment for c in chosen]
     for name in sorted({n for n in names if names.count(n) > 1}):
-        errors.append(f"{name}: more than one notebook given ({', '.join(_display(c.path) for c in chosen if c.assignment == name)})")
+        errors.append(
+            f"{name}: more than one notebook given ({', '.join(_display(c.path) for c in chosen if c.assignment == name)})"
+        )
     return chosen, errors, notes
 
 
@@ -307,31 +328,44 @@ def write_zip(student: str, checked: list[Checked], out_dir: Path) -> Path:
         for item in sorted(checked, key=lambda c: c.assignment):
             member = f"{item.assignment}/{item.assignment}.ipynb"
             archive.writestr(member, item.content)
-            files.append({"path": member, "assignment": item.assignment, "source": item.path.name,
-                          "sha256": hashlib.sha256(item.content).hexdigest(), "bytes": len(item.content),
-                          "implemented": item.implemented, "unimplemented": item.unimplemented,
-                          "outputs_removed": item.stripped})
-        manifest = {"student_id": student, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"), "tool": f"starter.submit {__version__}", "files": files}
+            files.append(
+                {
+                    "path": member,
+                    "assignment": item.assignment,
+                    "source": item.path.name,
+                    "sha256": hashlib.sha256(item.content).hexdigest(),
+                    "bytes": len(item.content),
+                    "implemented": item.implemented,
+                    "unimplemented": item.unimplemented,
+                    "outputs_removed": item.stripped,
+                }
+            )
+        manifest = {
+            "student_id": student,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "tool": f"starter.submit {__version__}",
+            "files": files,
+        }
         archive.writestr("MANIFEST.json", json.dumps(manifest, indent=1) + "\n")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{student}.zip"
-    temporary = out_dir / f".{student}.zip.tmp"
-    temporary.write_bytes(buffer.getvalue())
-    os.replace(temporary, target)
-    return target
+    return write_atomic(out_dir / f"{student}.zip", buffer.getvalue())
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m starter.submit", description=__doc__.splitlines()[0],
-                                     epilog="Save your notebooks first (File > Save).")
+    parser = argparse.ArgumentParser(
+        prog="python -m starter.submit",
+        description=__doc__.splitlines()[0],
+        epilog="Save your notebooks first (File > Save).",
+    )
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to pack (default: those found, see above)")
     parser.add_argument("--student", help=f"your student id (letters, digits, '.', '_', '-'; default ${ENV_STUDENT})")
     parser.add_argument("--assignment", action="append", default=[], help="only this assignment (repeatable)")
     parser.add_argument("--out", type=Path, help="folder for the zip (default: the kit's folder, or the current one)")
     parser.add_argument("--check", action="store_true", help="only validate; write no zip")
-    parser.add_argument("--allow-incomplete", action="store_true",
-                        help="pack even if some graded cells are not implemented (they score 0)")
+    parser.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="pack even if some graded cells are not implemented (they score 0)",
+    )
     options = parser.parse_args(argv)
 
     assignments = load_assignments()
@@ -346,23 +380,29 @@ def main(argv=None) -> int:
         if not student:
             parser.error("pass your student id: python -m starter.submit --student YOUR_ID")
         if not STUDENT_ID.fullmatch(student):
-            parser.error(f"student id {student!r} may only hold letters, digits, '.', '_' and '-' "
-                         "(at most 64, starting with a letter or digit)")
+            parser.error(
+                f"student id {student!r} may only hold letters, digits, '.', '_' and '-' "
+                "(at most 64, starting with a letter or digit)"
+            )
 
     checked, errors, notes = select(options.notebooks, options.assignment, assignments)
     for note in notes:
         print(f"note: {note}")
     for item in checked:
         total = len(item.implemented) + len(item.unimplemented)
-        print(f"{item.assignment}: {_display(item.path)}: {len(item.implemented)}/{total} graded cells implemented"
-              + (f", {item.stripped} large output(s) removed from the packed copy" if item.stripped else ""))
+        print(
+            f"{item.assignment}: {_display(item.path)}: {len(item.implemented)}/{total} graded cells implemented"
+            + (f", {item.stripped} large output(s) removed from the packed copy" if item.stripped else "")
+        )
         for warning in item.warnings:
             print(f"  warning: {warning}")
         for error in item.errors:
             errors.append(f"{item.assignment} ({_display(item.path)}): {error}")
         if item.unimplemented:
-            message = (f"{item.assignment} ({_display(item.path)}): not implemented yet (the cell still raises "
-                       f"NotImplementedError): {', '.join(item.unimplemented)}")
+            message = (
+                f"{item.assignment} ({_display(item.path)}): not implemented yet (the cell still raises "
+                f"NotImplementedError): {', '.join(item.unimplemented)}"
+            )
             if options.allow_incomplete:
                 print(f"  warning: {message}; packed anyway (--allow-incomplete)")
             else:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from starter.common import write_atomically
 from starter.config import get_device, seed_everything
 from starter.constants import IGNORE_INDEX
 
@@ -82,8 +82,7 @@ def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[0], batch[1]
     raise TypeError(
-        "expected each batch to be (images, masks, ...) or a dict with 'image' and 'mask', "
-        f"got {type(batch).__name__}"
+        f"expected each batch to be (images, masks, ...) or a dict with 'image' and 'mask', got {type(batch).__name__}"
     )
 
 
@@ -157,16 +156,7 @@ def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
     An interrupted save (Ctrl-C, full disk, Colab disconnect) then never leaves a truncated
     checkpoint where the last good one was.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    write_atomically(path, lambda temporary: torch.save(state, temporary))
 
 
 # --------------------------------------------------------------------------------------
@@ -325,9 +315,7 @@ def _make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer, epochs: in
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: (1 - e / epochs) ** 0.9)
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    raise ValueError(
-        f"unknown scheduler {scheduler!r}: use 'plateau', 'poly', 'cosine', a torch scheduler or None"
-    )
+    raise ValueError(f"unknown scheduler {scheduler!r}: use 'plateau', 'poly', 'cosine', a torch scheduler or None")
 
 
 def _amp_setup(amp: bool, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
@@ -435,18 +423,35 @@ def fit(
         start = time.perf_counter()
         history.lr.append(optimizer.param_groups[0]["lr"])
         train_loss = train_one_epoch(
-            model, train_loader, loss_fn, optimizer, device,
-            scaler=scaler, amp_dtype=amp_dtype, channels_last=channels_last,
-            max_steps=max_steps_per_epoch, progress=progress, desc=f"epoch {epoch}/{epochs}",
+            model,
+            train_loader,
+            loss_fn,
+            optimizer,
+            device,
+            scaler=scaler,
+            amp_dtype=amp_dtype,
+            channels_last=channels_last,
+            max_steps=max_steps_per_epoch,
+            progress=progress,
+            desc=f"epoch {epoch}/{epochs}",
         )
         history.train_loss.append(train_loss)
         line = f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}"
         improved = False
         if validate:
             result = evaluate(
-                model, val_loader, device, n_class=n_class, confusion_fn=confusion_fn, miou_fn=miou_fn,
-                loss_fn=loss_fn, amp_dtype=amp_dtype, channels_last=channels_last,
-                max_steps=max_steps_per_epoch, progress=progress, desc="val",
+                model,
+                val_loader,
+                device,
+                n_class=n_class,
+                confusion_fn=confusion_fn,
+                miou_fn=miou_fn,
+                loss_fn=loss_fn,
+                amp_dtype=amp_dtype,
+                channels_last=channels_last,
+                max_steps=max_steps_per_epoch,
+                progress=progress,
+                desc="val",
             )
             miou = result["miou"]
             history.val_loss.append(result["loss"])

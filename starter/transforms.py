@@ -24,7 +24,6 @@ batch has one shape and no facade is distorted or cropped away.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Union
 
 import numpy as np
 import torch
@@ -35,16 +34,27 @@ from torchvision.transforms import functional as TF
 from starter.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
 # An image or mask as it travels through a pipeline: PIL before ToTensor, tensor after.
-ImageLike = Union[Image.Image, torch.Tensor]
+ImageLike = Image.Image | torch.Tensor
 Pair = tuple[ImageLike, ImageLike]
 
 __all__ = [
-    "Compose", "Resize", "ResizeLongest", "PadTo", "RandomHorizontalFlip", "RandomCrop",
-    "ToTensor", "Normalize", "denormalize", "train_preset", "eval_preset", "image_size",
+    "Compose",
+    "Resize",
+    "ResizeLongest",
+    "PadTo",
+    "RandomHorizontalFlip",
+    "RandomCrop",
+    "ToTensor",
+    "Normalize",
+    "denormalize",
+    "train_preset",
+    "eval_preset",
+    "image_size",
 ]
 
 
 # --- helpers shared by the transforms ------------------------------------------------
+
 
 def image_size(image: ImageLike) -> tuple[int, int]:
     """Height and width of a PIL image or a tensor.
@@ -103,6 +113,7 @@ def _as_hw(size: int | Sequence[int], what: str) -> tuple[int, int]:
 
 
 # --- transforms ----------------------------------------------------------------------
+
 
 class Compose:
     """Apply joint transforms one after the other.
@@ -329,6 +340,7 @@ def denormalize(
 
 # --- presets ---------------------------------------------------------------------------
 
+
 def train_preset(*, size: int, flip_p: float = 0.5) -> Compose:
     """Training transform: longest side -> ``size``, random flip, pad to ``size x size``, tensor, normalise.
 
@@ -340,13 +352,15 @@ def train_preset(*, size: int, flip_p: float = 0.5) -> Compose:
     Returns:
         Compose mapping a PIL pair to image float32 (3, size, size), mask int64 (size, size).
     """
-    return Compose([
-        ResizeLongest(size),
-        RandomHorizontalFlip(flip_p),
-        PadTo(size, size),
-        ToTensor(),
-        Normalize(),
-    ])
+    return Compose(
+        [
+            ResizeLongest(size),
+            RandomHorizontalFlip(flip_p),
+            PadTo(size, size),
+            ToTensor(),
+            Normalize(),
+        ]
+    )
 
 
 def eval_preset(*, size: int) -> Compose:
@@ -357,9 +371,11 @@ def eval_preset(*, size: int) -> Compose:
     Returns:
         Compose mapping a PIL pair to image float32 (3, size, size), mask int64 (size, size).
     """
-    return Compose([
-        ResizeLongest(size),
-        PadTo(size, size),
-        ToTensor(),
-        Normalize(),
-    ])
+    return Compose(
+        [
+            ResizeLongest(size),
+            PadTo(size, size),
+            ToTensor(),
+            Normalize(),
+        ]
+    )

@@ -122,9 +122,7 @@ denormalize = _denormalize
 
 
 def _legend_handles(palette: Palette, classes: Sequence[str], with_ignore: bool) -> list[Patch]:
-    handles = [
-        Patch(facecolor=np.asarray(c) / 255, edgecolor="black", label=name) for c, name in zip(palette, classes)
-    ]
+    handles = [Patch(facecolor=np.asarray(c) / 255, edgecolor="black", label=name) for c, name in zip(palette, classes)]
     if with_ignore:
         handles.append(Patch(facecolor=np.asarray(IGNORE_COLOR) / 255, edgecolor="black", label="ignore"))
     return handles
@@ -298,8 +296,7 @@ def plot_confusion(conf: Any, classes: Sequence[str], *, normalize: bool = True)
                 if math.isnan(v):
                     continue
                 text = f"{v:.2f}" if normalize else f"{int(v)}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                        color="white" if v > 0.6 * vmax else "black")
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if v > 0.6 * vmax else "black")
     ax.set_xticks(range(k), list(classes), rotation=45, ha="right")
     ax.set_yticks(range(k), list(classes))
     title = "confusion (row-normalised)" if normalize else "confusion"

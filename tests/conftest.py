@@ -24,13 +24,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from sandbox_helpers import LoopbackListener
 
+from grader.assignments import REPO_ROOT, assignment_names, load_assignment, read_notebook
+from segkit.proof import assignment_module
 from segkit.proof.alternatives import alternative_notebook, assignments_with_alternatives
 from segkit.proof.examples import _replace_sources, buggy_sources, example_notebooks
-from segkit.proof import assignment_module
 from segkit.proof.hostile import build_corpus, corpus_assignment
-from grader.assignments import REPO_ROOT, assignment_names, load_assignment, read_notebook
-from sandbox_helpers import LoopbackListener
 
 # Limits of the shared run: generous for honest code (each check takes well under 10 s),
 # short enough that hangs in the hostile submissions do not dominate the suite.
@@ -59,7 +59,9 @@ def grading_run(tmp_path_factory, request):
         all_units = [u.grade_id for u in load_assignment(name).auto_units]
         notebooks = example_notebooks(name)
         solution = read_notebook(load_assignment(name).solution_path)
-        for grade_id, source in (buggy_sources(solution, assignment_module(name, "examples").BUGS).items() if with_mutants else ()):
+        for grade_id, source in (
+            buggy_sources(solution, assignment_module(name, "examples").BUGS).items() if with_mutants else ()
+        ):
             student = f"mutant-{grade_id}"
             notebooks[student] = _replace_sources(solution, {grade_id: source})
             # Units whose checks build large networks (assignment.toml `expensive_units`) are checked only in
@@ -79,18 +81,31 @@ def grading_run(tmp_path_factory, request):
     hostile_assignment = corpus_assignment()
     corpus = build_corpus(hostile_assignment, corpus_dir, port=listener.port) if with_corpus else {}
     for student in corpus:
-        _write(submitted / student / hostile_assignment / f"{hostile_assignment}.ipynb",
-               (corpus_dir / f"{student}.ipynb").read_bytes())
+        _write(
+            submitted / student / hostile_assignment / f"{hostile_assignment}.ipynb",
+            (corpus_dir / f"{student}.ipynb").read_bytes(),
+        )
     if with_corpus:
-        _write(submitted / "control-solution" / hostile_assignment / f"{hostile_assignment}.ipynb",
-               load_assignment(hostile_assignment).solution_path.read_bytes())
+        _write(
+            submitted / "control-solution" / hostile_assignment / f"{hostile_assignment}.ipynb",
+            load_assignment(hostile_assignment).solution_path.read_bytes(),
+        )
     marker = Path("/tmp/segkit-hostile-was-here")
     marker.unlink(missing_ok=True)
 
     (root / "units-map.json").write_text(json.dumps(units_map))
     out = root / "grades"
-    command = [sys.executable, "-m", "grader", str(submitted), "--out", str(out), *RUN_OPTIONS,
-               "--units-map", str(root / "units-map.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "grader",
+        str(submitted),
+        "--out",
+        str(out),
+        *RUN_OPTIONS,
+        "--units-map",
+        str(root / "units-map.json"),
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     try:
         run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=3000)
@@ -100,8 +115,19 @@ def grading_run(tmp_path_factory, request):
     for path in (out / "results").glob("*/*.json"):
         result = json.loads(path.read_text())
         results[(result["student_id"], result["assignment"])] = result
-    return {"out": out, "submitted": submitted, "results": results, "run": run, "command": command, "env": env,
-            "corpus": corpus, "listener": listener, "marker": marker, "units_map": units_map, "kinds": kinds}
+    return {
+        "out": out,
+        "submitted": submitted,
+        "results": results,
+        "run": run,
+        "command": command,
+        "env": env,
+        "corpus": corpus,
+        "listener": listener,
+        "marker": marker,
+        "units_map": units_map,
+        "kinds": kinds,
+    }
 
 
 class StaticFileServer(http.server.ThreadingHTTPServer):
@@ -118,7 +144,7 @@ class StaticFileServer(http.server.ThreadingHTTPServer):
 
 
 class _StaticHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server API)
+    def do_GET(self):
         self.server.requests.append(self.path)
         data = self.server.files.get(self.path)
         if data is None:

@@ -54,8 +54,10 @@ def as_user_command(argv: list[str], *, uid: int = TEST_UID, env: dict[str, str]
         for staged, path in pairs:
             lines.append(f"mkdir -p {shlex.quote(path)} && mount --bind {shlex.quote(staged)} {shlex.quote(path)}")
     environment = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
-    lines.append(f"exec setpriv --reuid={uid} --regid={uid} --clear-groups --inh-caps=-all -- "
-                 f"env -i {environment} " + " ".join(shlex.quote(a) for a in argv))
+    lines.append(
+        f"exec setpriv --reuid={uid} --regid={uid} --clear-groups --inh-caps=-all -- "
+        f"env -i {environment} " + " ".join(shlex.quote(a) for a in argv)
+    )
     return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "\n".join(lines)], stage
 
 
@@ -73,8 +75,10 @@ class LoopbackListener:
         self.datagrams.settimeout(0.5)
         self.received: list[bytes] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._serve, daemon=True),
-                         threading.Thread(target=self._serve_datagrams, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._serve, daemon=True),
+            threading.Thread(target=self._serve_datagrams, daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -119,8 +123,14 @@ def dying_pool_process(connection, out_dir, settings, slot):
         if job.student == "dies-always" or (job.student == "dies-once" and not marker.exists()):
             marker.touch()
             os.kill(os.getpid(), signal_module.SIGKILL)
-        result = {"student_id": job.student, "assignment": job.assignment, "total": 1, "max": 1,
-                  "pid": os.getpid(), "handled_before": handled - 1}
+        result = {
+            "student_id": job.student,
+            "assignment": job.assignment,
+            "total": 1,
+            "max": 1,
+            "pid": os.getpid(),
+            "handled_before": handled - 1,
+        }
         connection.send(("ok", json_module.dumps(result)))
 
 

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sandbox_helpers import copy_kit
 
 from grader.assignments import REPO_ROOT, AssignmentConfigError, assignment_names, read_config
-from sandbox_helpers import copy_kit
 from segkit.build import completeness
 
 ASSIGNMENTS = assignment_names()
@@ -38,10 +38,17 @@ def _kit_copy(tmp_path: Path) -> Path:
 
 
 def _problems_in(kit: Path, name: str) -> list[str]:
-    code = ("import json, sys; from segkit.build import completeness; "
-            f"print(json.dumps(completeness.problems({name!r})))")
-    run = subprocess.run([sys.executable, "-c", code], cwd=kit, env=dict(os.environ, PYTHONPATH=str(kit)),
-                         capture_output=True, text=True, timeout=120)
+    code = (
+        f"import json, sys; from segkit.build import completeness; print(json.dumps(completeness.problems({name!r})))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=kit,
+        env=dict(os.environ, PYTHONPATH=str(kit)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 
@@ -64,12 +71,13 @@ def test_completeness_names_each_missing_piece(tmp_path):
     # Drop every hidden check of the first unit; give the second unit half a point too many.
     lines = source.splitlines(keepends=True)
     for node in sorted((n for n, g in unit_of.items() if g == victim), key=lambda n: -n.lineno):
-        del lines[min(d.lineno for d in node.decorator_list) - 1: node.end_lineno]
+        del lines[min(d.lineno for d in node.decorator_list) - 1 : node.end_lineno]
     lines.append(f'\n\n@unit("{other}", points=0.5, message="extra")\ndef test_extra_check(sub, ref):\n    pass\n')
     checks.write_text("".join(lines), encoding="utf-8")
     examples = folder / "examples.py"
-    examples.write_text(examples.read_text(encoding="utf-8").replace(f'"{victim}":', '"renamed_unit":', 1),
-                        encoding="utf-8")
+    examples.write_text(
+        examples.read_text(encoding="utf-8").replace(f'"{victim}":', '"renamed_unit":', 1), encoding="utf-8"
+    )
     (folder / "alternatives.py").unlink()
 
     found = "\n".join(_problems_in(kit, name))
@@ -86,7 +94,7 @@ def test_assignment_toml_is_strict(tmp_path):
     path.write_text('title = "X"\n[grading]\nexpensive_unit = ["a"]\n', encoding="utf-8")
     with pytest.raises(AssignmentConfigError, match=r"\[grading\]: unknown key\(s\) expensive_unit"):
         read_config(path)
-    path.write_text('datasets = []\n', encoding="utf-8")
+    path.write_text("datasets = []\n", encoding="utf-8")
     with pytest.raises(AssignmentConfigError, match="`title`"):
         read_config(path)
 
@@ -94,9 +102,14 @@ def test_assignment_toml_is_strict(tmp_path):
 def _string_constants(path: Path):
     """(line, value) of every string literal that is not a docstring."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             yield node.lineno, node.value
@@ -105,7 +118,8 @@ def _string_constants(path: Path):
 def places_naming_an_assignment(root: Path = REPO_ROOT, names: list[str] = ASSIGNMENTS) -> list[str]:
     """Code in the generic folders that names an assignment: a string that is the name, or holds it as a path or
     module part (`solutions/fcn/`, `checks.fcn`, `test_fcn`), or a backquoted mention in generated text."""
-    pattern = re.compile(r"(^|[/.`_])(%s)([/.`]|$)" % "|".join(map(re.escape, names)))
+    alternatives = "|".join(map(re.escape, names))
+    pattern = re.compile(rf"(^|[/.`_])({alternatives})([/.`]|$)")
     found = []
     for folder in GENERIC_FOLDERS:
         for path in sorted((root / folder).rglob("*.py")):
@@ -126,9 +140,12 @@ def test_the_naming_scan_finds_a_named_assignment(tmp_path):
     """Would the scan above catch a generic module that names an assignment?"""
     for folder in GENERIC_FOLDERS:
         (tmp_path / folder).mkdir()
-    (tmp_path / "grader" / "leak.py").write_text(f'"""Docstrings may mention {ASSIGNMENTS[0]}."""\n'
-                                                 f'TABLE = {{"{ASSIGNMENTS[0]}": 1}}\n'
-                                                 f'PATH = "solutions/{ASSIGNMENTS[0]}/x.ipynb"\n', encoding="utf-8")
+    (tmp_path / "grader" / "leak.py").write_text(
+        f'"""Docstrings may mention {ASSIGNMENTS[0]}."""\n'
+        f'TABLE = {{"{ASSIGNMENTS[0]}": 1}}\n'
+        f'PATH = "solutions/{ASSIGNMENTS[0]}/x.ipynb"\n',
+        encoding="utf-8",
+    )
     assert len(places_naming_an_assignment(tmp_path)) == 2
 
 
@@ -141,8 +158,14 @@ def test_new_assignment_passes_the_kits_checks(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(kit))
 
     def segkit(*arguments, timeout=600):
-        run = subprocess.run([sys.executable, "-m", "segkit", *arguments], cwd=kit, env=env, capture_output=True,
-                             text=True, timeout=timeout)
+        run = subprocess.run(
+            [sys.executable, "-m", "segkit", *arguments],
+            cwd=kit,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         return run.stdout
 
@@ -151,27 +174,67 @@ def test_new_assignment_passes_the_kits_checks(tmp_path):
     assert "demo" in json.loads((kit / "starter" / "assignments.json").read_text())["assignments"]
     assert f"{len(ASSIGNMENTS) + 1} of {len(ASSIGNMENTS) + 1} assignments complete" in segkit("check")
     # A second scaffold of the same name writes nothing.
-    again = subprocess.run([sys.executable, "-m", "segkit", "new-assignment", "demo"], cwd=kit, env=env,
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "segkit", "new-assignment", "demo"],
+        cwd=kit,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 1 and "exists already" in again.stderr
 
     # The kit's own notebook tests, on the new assignment only (stubs, public check, fast-mode execution).
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_notebooks.py",
-                            "tests/test_assignments.py", "-k", "demo and not new_assignment"], cwd=kit, env=env,
-                           capture_output=True, text=True, timeout=600)
+    tests = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_notebooks.py",
+            "tests/test_assignments.py",
+            "-k",
+            "demo and not new_assignment",
+        ],
+        cwd=kit,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert tests.returncode == 0 and " passed" in tests.stdout, tests.stdout[-3000:]
 
     # Grade the bundled examples and both alternatives of the new assignment in the sandbox.
     alternatives = subprocess.run(
-        [sys.executable, "-c", "import sys; from segkit.proof.alternatives import alternative_notebook; "
-         "from starter.common import write_notebook; from pathlib import Path\n"
-         "for k in (0, 1): write_notebook(Path(sys.argv[1]) / f'alternative-{k}' / 'demo' / 'demo.ipynb', "
-         "alternative_notebook('demo', k))", str(kit / "build" / "examples" / "submitted")],
-        cwd=kit, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from segkit.proof.alternatives import alternative_notebook; "
+            "from starter.common import write_notebook; from pathlib import Path\n"
+            "for k in (0, 1): write_notebook(Path(sys.argv[1]) / f'alternative-{k}' / 'demo' / 'demo.ipynb', "
+            "alternative_notebook('demo', k))",
+            str(kit / "build" / "examples" / "submitted"),
+        ],
+        cwd=kit,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert alternatives.returncode == 0, alternatives.stderr
     segkit("grade", "--assignment", "demo", "--out", str(tmp_path / "grades"), "-j", "2")
-    totals = {path.stem: json.loads(path.read_text())["total"]
-              for path in (tmp_path / "grades" / "results" / "demo").glob("*.json")}
-    assert totals == {"example-solution": 2, "alternative-0": 2, "alternative-1": 2, "example-buggy": 1,
-                      "example-untouched": 0, "example-hostile": 0}, totals
+    totals = {
+        path.stem: json.loads(path.read_text())["total"]
+        for path in (tmp_path / "grades" / "results" / "demo").glob("*.json")
+    }
+    assert totals == {
+        "example-solution": 2,
+        "alternative-0": 2,
+        "alternative-1": 2,
+        "example-buggy": 1,
+        "example-untouched": 0,
+        "example-hostile": 0,
+    }, totals
     shutil.rmtree(kit / "build", ignore_errors=True)

@@ -20,11 +20,22 @@ from data_scripts import cam_samples
 from data_scripts import download as dl
 
 COMMONS_FILE_URL = re.compile(r"^https://upload\.wikimedia\.org/wikipedia/commons/([0-9a-f])/([0-9a-f]{2})/([^/]+)$")
-OPEN_LICENCES = {"Public domain", "CC0 1.0", "CC BY 2.0", "CC BY 2.5", "CC BY 3.0", "CC BY 4.0",
-                 "CC BY-SA 2.0", "CC BY-SA 2.5", "CC BY-SA 3.0", "CC BY-SA 4.0"}
+OPEN_LICENCES = {
+    "Public domain",
+    "CC0 1.0",
+    "CC BY 2.0",
+    "CC BY 2.5",
+    "CC BY 3.0",
+    "CC BY 4.0",
+    "CC BY-SA 2.0",
+    "CC BY-SA 2.5",
+    "CC BY-SA 3.0",
+    "CC BY-SA 4.0",
+}
 
 
 # --- a local HTTP server -----------------------------------------------------------------
+
 
 @pytest.fixture
 def server(static_http_server):
@@ -50,6 +61,7 @@ def _local_samples(server) -> list[dict]:
 
 
 # --- the sample list -------------------------------------------------------------------------
+
 
 def test_sample_list_names_openly_licensed_commons_files():
     samples = cam_samples.load_samples()
@@ -81,6 +93,7 @@ def test_load_samples_rejects_unsafe_or_incomplete_entries(tmp_path):
 
 
 # --- downloading ----------------------------------------------------------------------------
+
 
 def test_prepare_downloads_checks_and_records_attribution(tmp_path, server):
     samples = _local_samples(server)
@@ -143,9 +156,22 @@ def test_command_line_with_file_urls(tmp_path, capsys):
     source.mkdir()
     (source / "one.jpg").write_bytes(_image_bytes("JPEG", 1))
     listing = tmp_path / "list.json"
-    listing.write_text(json.dumps({"samples": [{
-        "filename": "one.jpg", "url": (source / "one.jpg").as_uri(), "sha256": None,
-        "page": "https://commons.wikimedia.org/wiki/File:One.jpg", "author": "Someone", "licence": "CC0 1.0"}]}))
+    listing.write_text(
+        json.dumps(
+            {
+                "samples": [
+                    {
+                        "filename": "one.jpg",
+                        "url": (source / "one.jpg").as_uri(),
+                        "sha256": None,
+                        "page": "https://commons.wikimedia.org/wiki/File:One.jpg",
+                        "author": "Someone",
+                        "licence": "CC0 1.0",
+                    }
+                ]
+            }
+        )
+    )
     out_dir = cam_samples.main(["--root", str(tmp_path / "data"), "--samples", str(listing), "--no-progress"])
     assert (out_dir / "one.jpg").read_bytes() == (source / "one.jpg").read_bytes()
     assert "1 sample photographs ready" in capsys.readouterr().out

@@ -16,8 +16,8 @@ from starter import transforms as T
 from starter.constants import CMP_CLASSES, ENV_DATA, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from starter.data import CMPFacade, FolderSegmentation, SyntheticSegmentation, data_root, decode_colour_mask
 
-
 # --- helpers -----------------------------------------------------------------------------
+
 
 def _label_of(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """The label the coordinate test pairs carry at (row, col)."""
@@ -60,6 +60,7 @@ def pil_and_tensor(pair):
 
 
 # --- geometric transforms keep image and mask aligned ------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["pil", "tensor"])
 def test_flip_mirrors_image_and_mask_together(kind):
@@ -123,8 +124,12 @@ def test_resize_uses_nearest_for_mask_and_keeps_alignment(kind, out_hw):
     labels = mask.numpy()
     padded = np.pad(labels, 1, mode="edge")
     neighbourhood_constant = np.all(
-        [padded[1 + dr:1 + dr + labels.shape[0], 1 + dc:1 + dc + labels.shape[1]] == labels
-         for dr in (-1, 0, 1) for dc in (-1, 0, 1)], axis=0,
+        [
+            padded[1 + dr : 1 + dr + labels.shape[0], 1 + dc : 1 + dc + labels.shape[1]] == labels
+            for dr in (-1, 0, 1)
+            for dc in (-1, 0, 1)
+        ],
+        axis=0,
     )
     colours = (image.permute(1, 2, 0).numpy() * 255)[neighbourhood_constant]
     expected = palette[labels[neighbourhood_constant]].astype(np.float64)
@@ -168,6 +173,7 @@ def test_transforms_reject_mismatched_pairs():
 
 
 # --- tensor conversion and normalisation -------------------------------------------------
+
 
 def test_to_tensor_types_ranges_and_palette_masks():
     labels = np.array([[0, 3], [11, 255]], dtype=np.uint8)
@@ -226,6 +232,7 @@ def test_train_preset_is_reproducible_and_flips_before_padding():
 
 # --- SyntheticSegmentation ---------------------------------------------------------------
 
+
 def test_synthetic_is_deterministic_per_index_whatever_the_order():
     forward = SyntheticSegmentation(6, 12, (32, 40), seed=7)
     backward = SyntheticSegmentation(6, 12, (32, 40), seed=7)
@@ -264,6 +271,7 @@ def test_synthetic_ignore_border():
 
 def test_synthetic_classes_look_alike_across_seeds_so_they_are_learnable():
     """A per-pixel nearest-colour classifier fitted on seed 0 must work on seed 1."""
+
     def pixels(seed):
         samples = [SyntheticSegmentation(8, 12, (48, 64), seed=seed).generate(i) for i in range(8)]
         colours = np.concatenate([image.reshape(-1, 3) for image, _ in samples]).astype(np.float64)
@@ -286,6 +294,7 @@ def test_datasets_pickle_and_work_in_dataloader_workers():
 
 
 # --- folder datasets ---------------------------------------------------------------------
+
 
 def _write_folder(root: Path, masks: dict[str, np.ndarray], image_ext: str = ".png") -> Path:
     (root / "images").mkdir(parents=True)
@@ -347,9 +356,12 @@ def test_folder_dataset_reports_missing_masks_and_reads_meta(tmp_path):
 
 # --- CMP Facade and the data root --------------------------------------------------------
 
+
 def _fake_prepared_cmp(data_dir: Path) -> Path:
-    masks = {"cmp_b0001": np.array([[0, 11], [255, 4]], dtype=np.uint8),
-             "cmp_b0002": np.array([[1, 1], [2, 2]], dtype=np.uint8)}
+    masks = {
+        "cmp_b0001": np.array([[0, 11], [255, 4]], dtype=np.uint8),
+        "cmp_b0002": np.array([[1, 1], [2, 2]], dtype=np.uint8),
+    }
     folder = _write_folder(data_dir / "cmp_facade", masks, image_ext=".jpg")
     (folder / "splits").mkdir()
     (folder / "splits" / "train.txt").write_text("cmp_b0001\n")

@@ -33,6 +33,7 @@ SHARED_CMP_BASE = REPO_ROOT.parent / "shared" / "data" / "cmp_facade_base"
 
 # --- a local HTTP server -----------------------------------------------------------------
 
+
 class _FakeFileServer(http.server.ThreadingHTTPServer):
     """Serves ``files`` (url path -> bytes); behaviour switches are plain attributes."""
 
@@ -49,7 +50,7 @@ class _FakeFileServer(http.server.ThreadingHTTPServer):
 
 
 class _FakeFileHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server API)
+    def do_GET(self):
         server: _FakeFileServer = self.server
         range_header = self.headers.get("Range")
         server.requests.append((self.path, range_header))
@@ -74,7 +75,7 @@ class _FakeFileHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if server.cut_after is not None:
-            body = body[:server.cut_after]  # Content-Length promised more: a dropped connection
+            body = body[: server.cut_after]  # Content-Length promised more: a dropped connection
         server.body_bytes_sent += len(body)  # counted first: the client may finish before write returns
         self.wfile.write(body)
 
@@ -107,6 +108,7 @@ def _serve(server: _FakeFileServer, name: str, data: bytes, *, with_sha=True, wi
 
 # --- registry ----------------------------------------------------------------------------
 
+
 def test_registry_lists_official_files_with_terms():
     cmp_entry = dl.REGISTRY["cmp_facade"]
     assert [f.filename for f in cmp_entry.files] == ["CMP_facade_DB_base.zip", "CMP_facade_DB_extended.zip"]
@@ -131,6 +133,7 @@ def test_register_refuses_a_conflicting_entry(monkeypatch):
 
 
 # --- download ----------------------------------------------------------------------------
+
 
 def test_download_verifies_and_second_call_is_a_no_op(tmp_path, data_http_server):
     data = _payload()
@@ -255,6 +258,7 @@ def test_download_uses_injected_opener_and_file_urls(tmp_path):
 
 # --- extract -----------------------------------------------------------------------------
 
+
 def _zip_bytes(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zipped:
@@ -343,6 +347,7 @@ def test_extract_rejects_non_archives(tmp_path):
 
 # --- CMP Facade: split rule and mask mapping ---------------------------------------------
 
+
 def test_split_rule_first_500_train_next_30_val_rest_test():
     names = [f"cmp_b{i:04d}" for i in range(1, 379)] + [f"cmp_x{i:04d}" for i in range(1, 229)]
     shuffled = list(np.random.default_rng(0).permutation(names))
@@ -385,6 +390,7 @@ def test_official_mask_values_become_indices_and_others_ignore(tmp_path):
 
 
 # --- CMP Facade: fake official archives --------------------------------------------------
+
 
 def _official_pair_bytes(name: str, rng: np.random.Generator) -> dict[str, bytes]:
     height, width = int(rng.integers(20, 30)), int(rng.integers(24, 34))
@@ -499,7 +505,9 @@ def test_prepare_from_unpacked_folders(tmp_path, data_cmp_archives):
         with zipfile.ZipFile(io.BytesIO(data_cmp_archives[key])) as zipped:
             zipped.extractall(unpacked / key)  # two separate folders, as a user may have them
     out = cmp_facade.prepare_cmp_facade(
-        tmp_path / "data", unpacked_dirs=[unpacked / "base", unpacked / "extended"], progress=False,
+        tmp_path / "data",
+        unpacked_dirs=[unpacked / "base", unpacked / "extended"],
+        progress=False,
     )
     assert (out / "splits" / "train.txt").read_text().split() == sorted(data_cmp_archives["pairs"])
     dataset = CMPFacade(tmp_path / "data", "train")
@@ -547,6 +555,7 @@ def test_cmp_facade_dataset_loads_the_real_copy(data_shared_cmp_prepared):
 
 
 # --- synthetic dataset on disk -----------------------------------------------------------
+
 
 def test_synthetic_script_is_deterministic_and_matches_the_dataset(tmp_path):
     args = ["--n", "12", "--n-class", "5", "--size", "32", "40", "--seed", "3"]

@@ -18,8 +18,11 @@ import pytest
 import starter.environment as environment
 from grader.assignments import assignment_names, cell_source, cells_by_grade_id, load_assignment, read_notebook
 
-CONVERTED = [name for name in assignment_names()
-             if "setup_notebook(" in dict(load_assignment(name).setup_cells).get(f"{name}_setup", "")]
+CONVERTED = [
+    name
+    for name in assignment_names()
+    if "setup_notebook(" in dict(load_assignment(name).setup_cells).get(f"{name}_setup", "")
+]
 
 
 def setup_source(name: str, *, released: bool = False) -> str:
@@ -85,8 +88,9 @@ def colab(clean_env, tmp_path):
     preparer = types.ModuleType("fake_preparer")
     preparer.prepare = fake_prepare
     clean_env.setitem(sys.modules, "fake_preparer", preparer)
-    clean_env.setitem(environment.DATASETS, "cmp_facade",
-                      environment.DatasetSetup("cmp_facade", "fake_preparer:prepare"))
+    clean_env.setitem(
+        environment.DATASETS, "cmp_facade", environment.DatasetSetup("cmp_facade", "fake_preparer:prepare")
+    )
     return types.SimpleNamespace(calls=calls, kit=kit)
 
 
@@ -116,7 +120,9 @@ def test_colab_mounts_installs_and_downloads_once(colab, capsys):
     source = setup_source("fcn")
     namespace = run_cell(source)
     assert colab.calls["mount"] == ["/content/drive"]
-    assert colab.calls["pip"] == [[sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(colab.kit)]]
+    assert colab.calls["pip"] == [
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(colab.kit)]
+    ]
     assert not any("torch" in part for part in colab.calls["pip"][0])  # Colab's torch/torchvision are never touched
     data = colab.kit / "data"
     assert colab.calls["prepare"] == [data]
@@ -161,7 +167,10 @@ def test_colab_without_the_kit_says_what_to_upload(colab, tmp_path):
 
 def test_failed_pip_install_is_a_warning(colab, capsys):
     """Does a failing pip install only warn (the kernel imports the kit from sys.path anyway)?"""
-    failing = lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", "no network")
+
+    def failing(command, **kwargs):
+        return subprocess.CompletedProcess(command, 1, "", "no network")
+
     assert environment.install_kit(colab.kit, runner=failing) is False
     assert "no network" in capsys.readouterr().err
 
@@ -199,7 +208,11 @@ def test_server_fast_mode_is_quiet_about_data(clean_env, tmp_path):
 def test_manual_dataset_instructions(clean_env, tmp_path):
     """Does a dataset that needs a registration (Vaihingen) get instructions instead of a download attempt?"""
     status = environment.prepare_dataset("vaihingen", tmp_path)
-    assert status.startswith("missing") and "registration" in status and str(tmp_path / "downloads" / "vaihingen") in status
+    assert (
+        status.startswith("missing")
+        and "registration" in status
+        and str(tmp_path / "downloads" / "vaihingen") in status
+    )
 
 
 def test_colab_detected_by_importability(clean_env, tmp_path):
@@ -220,9 +233,14 @@ def test_colab_detected_by_importability(clean_env, tmp_path):
 def test_existing_editable_install_is_recognised(monkeypatch):
     """Is a kit already pip-installed (editable) from the same Drive folder, even one with spaces, left alone?"""
     folder = "/content/drive/MyDrive/Colab Notebooks/segkit"
-    record = json.dumps({"url": "file:///content/drive/MyDrive/Colab%20Notebooks/segkit", "dir_info": {"editable": True}})
-    monkeypatch.setattr(environment.importlib.metadata, "distribution",
-                        lambda name: types.SimpleNamespace(read_text=lambda filename: record))
+    record = json.dumps(
+        {"url": "file:///content/drive/MyDrive/Colab%20Notebooks/segkit", "dir_info": {"editable": True}}
+    )
+    monkeypatch.setattr(
+        environment.importlib.metadata,
+        "distribution",
+        lambda name: types.SimpleNamespace(read_text=lambda filename: record),
+    )
     assert environment._installed_from() == Path(folder)
     ran = []
     assert environment.install_kit(Path(folder), runner=lambda *a, **k: ran.append(a)) is False and ran == []
@@ -234,8 +252,11 @@ def test_manual_dataset_is_unpacked_from_archives_put_there(clean_env, tmp_path,
     preparer = types.ModuleType("fake_archives")
     preparer.prepare = lambda root, archives, progress=True: calls.append((root, archives))
     monkeypatch.setitem(sys.modules, "fake_archives", preparer)
-    monkeypatch.setitem(environment.DATASETS, "vaihingen", environment.DatasetSetup(
-        "vaihingen", None, manual="get it into {root}", from_archives="fake_archives:prepare"))
+    monkeypatch.setitem(
+        environment.DATASETS,
+        "vaihingen",
+        environment.DatasetSetup("vaihingen", None, manual="get it into {root}", from_archives="fake_archives:prepare"),
+    )
     archives = tmp_path / "downloads" / "vaihingen"
     archives.mkdir(parents=True)
     (archives / "ISPRS_semantic_labeling_Vaihingen.zip").write_bytes(b"")

@@ -35,7 +35,6 @@ def _solution_bytes() -> bytes:
 def test_zip_has_gradescope_layout(autograder_zip):
     """setup.sh and run_autograder at the root (executable), the kit below, only this assignment's secrets."""
     with zipfile.ZipFile(autograder_zip) as bundle:
-        names = set(bundle.namelist())
         modes = {info.filename: info.external_attr >> 16 for info in bundle.infolist()}
         run_script = bundle.read("run_autograder").decode()
         setup_script = bundle.read("setup.sh").decode()
@@ -55,19 +54,29 @@ def test_zip_carries_the_engine_starter_and_one_assignment_only(autograder_zip):
         names = set(bundle.namelist())
 
     def tracked(folder):
-        return {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / folder).rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts}
+        return {
+            p.relative_to(REPO_ROOT).as_posix()
+            for p in (REPO_ROOT / folder).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
 
     spec = load_assignment(CHEAP)
-    expected = {"setup.sh", "run_autograder", "segkit-gradescope.json",
-                *(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "grader").glob("*.py")),
-                *tracked("starter"),
-                *(p.relative_to(REPO_ROOT).as_posix() for p in (spec.folder / "assignment.toml", spec.checks_path,
-                                                                  spec.solution_path, spec.release_path)),
-                *(f for f in KIT_FILES if (REPO_ROOT / f).exists())}
+    expected = {
+        "setup.sh",
+        "run_autograder",
+        "segkit-gradescope.json",
+        *(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "grader").glob("*.py")),
+        *tracked("starter"),
+        *(
+            p.relative_to(REPO_ROOT).as_posix()
+            for p in (spec.folder / "assignment.toml", spec.checks_path, spec.solution_path, spec.release_path)
+        ),
+        *(f for f in KIT_FILES if (REPO_ROOT / f).exists()),
+    }
     assert names == expected, {"unexpected": sorted(names - expected), "missing": sorted(expected - names)}
-    assert not any(n.startswith(("segkit/", "tests/", "bench/")) or n.endswith(("examples.py", "alternatives.py"))
-                   for n in names)
+    assert not any(
+        n.startswith(("segkit/", "tests/", "bench/")) or n.endswith(("examples.py", "alternatives.py")) for n in names
+    )
 
 
 def test_zip_is_reproducible(autograder_zip, tmp_path):
@@ -78,13 +87,15 @@ def test_zip_is_reproducible(autograder_zip, tmp_path):
 
 
 def _notebook_json(grade_ids=()) -> bytes:
-    cells = [{"cell_type": "code", "source": "", "metadata": {"nbgrader": {"grade_id": g}}, "outputs": []}
-             for g in grade_ids]
+    cells = [
+        {"cell_type": "code", "source": "", "metadata": {"nbgrader": {"grade_id": g}}, "outputs": []} for g in grade_ids
+    ]
     return json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {}}).encode()
 
 
 def test_stage_finds_notebooks_in_every_upload_shape(tmp_path):
     """A single notebook, a renamed one, a starter.submit zip (packed or unpacked), a folder; never a symlink."""
+
     def staged(files: dict[str, bytes], assignments=(CHEAP,), links: dict[str, Path] | None = None):
         root = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
         submission = root / "submission"
@@ -123,8 +134,9 @@ def test_stage_finds_notebooks_in_every_upload_shape(tmp_path):
     # Two assignments, notebooks named arbitrarily: recognised by their graded cells.
     fcn_ids = [u.grade_id for u in load_assignment("fcn").units][:2]
     cheap_ids = [u.grade_id for u in load_assignment(CHEAP).units][:2]
-    report, _ = staged({"a.ipynb": _notebook_json(fcn_ids), "b.ipynb": _notebook_json(cheap_ids)},
-                       assignments=("fcn", CHEAP))
+    report, _ = staged(
+        {"a.ipynb": _notebook_json(fcn_ids), "b.ipynb": _notebook_json(cheap_ids)}, assignments=("fcn", CHEAP)
+    )
     assert report["assignments"]["fcn"]["source"] == "a.ipynb"
     assert report["assignments"][CHEAP]["source"] == "b.ipynb"
 
@@ -155,8 +167,9 @@ def _fake_autograder(tmp_path: Path, autograder_zip: Path, files: dict[str, byte
 def _run_autograder(root: Path, **env_extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update({"AUTOGRADER_ROOT": str(root), "SEGKIT_PYTHON": sys.executable, **env_extra})
-    run = subprocess.run(["bash", str(root / "run_autograder")], cwd=root, env=env, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        ["bash", str(root / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads((root / "results" / "results.json").read_text())
     assert isinstance(results["score"], (int, float)) and isinstance(results["output"], str)
@@ -219,7 +232,9 @@ def test_run_autograder_refuses_without_a_sandbox(tmp_path, autograder_zip):
     assert "No permissions to create new namespace" in results["_stdout"], results["_stdout"]
     assert not (root / "results" / "grades" / "results").exists()
 
-    report = _check_full_marks(tmp_path / "unsafe", autograder_zip, {**env, "SEGKIT_GRADER_ARGS": "--unsafe-no-sandbox"})
+    report = _check_full_marks(
+        tmp_path / "unsafe", autograder_zip, {**env, "SEGKIT_GRADER_ARGS": "--unsafe-no-sandbox"}
+    )
     assert "unsafe-no-sandbox" in report and "NOT active: `filesystem_allowlist`" in report
     grades = tmp_path / "unsafe" / "solution" / "autograder" / "results" / "grades"
     for path in (f"feedback/submission/{CHEAP}.md", f"feedback/submission/{CHEAP}.html"):

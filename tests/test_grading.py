@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from segkit.proof import assignment_module
 from grader.assignments import REPO_ROOT, assignment_names, load_assignment
 from grader.sandbox import PROTECTION_TEXT
+from segkit.proof import assignment_module
 
 ASSIGNMENTS = assignment_names()
 pytestmark = pytest.mark.slow
@@ -42,8 +42,11 @@ def _units(result):
 def test_solution_gets_full_marks(graded, name):
     """Does the reference solution get every point of every unit?"""
     result = graded["results"][("example-solution", name)]
-    failed = {gid: [t["detail"] or t["message"] for t in u["tests"] if not t["passed"]]
-              for gid, u in result["units"].items() if u["points"] < u["max_points"]}
+    failed = {
+        gid: [t["detail"] or t["message"] for t in u["tests"] if not t["passed"]]
+        for gid, u in result["units"].items()
+        if u["points"] < u["max_points"]
+    }
     assert not failed
     assert result["total"] == result["max"] == load_assignment(name).max_points > 0
 
@@ -137,8 +140,9 @@ def test_feedback_and_gradescope_results_never_show_hidden_code(graded):
 def test_rerun_resumes_and_gives_identical_results(graded):
     """Does a second run reuse every finished result and reproduce the same gradebook?"""
     before = (graded["out"] / "grades.csv").read_text()
-    run = subprocess.run(graded["command"], cwd=REPO_ROOT, env=graded["env"], capture_output=True, text=True,
-                         timeout=900)
+    run = subprocess.run(
+        graded["command"], cwd=REPO_ROOT, env=graded["env"], capture_output=True, text=True, timeout=900
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert f"Reusing {len(graded['results'])} up-to-date result(s); grading 0." in run.stdout
     assert (graded["out"] / "grades.csv").read_text() == before
@@ -152,8 +156,14 @@ def test_regrading_one_student_changes_only_that_row(graded, tmp_path):
     try:
         solution = (REPO_ROOT / "solutions" / name / f"{name}.ipynb").read_text()
         path.write_text(solution)
-        run = subprocess.run([*graded["command"], "--student", "example-untouched"], cwd=REPO_ROOT,
-                             env=graded["env"], capture_output=True, text=True, timeout=900)
+        run = subprocess.run(
+            [*graded["command"], "--student", "example-untouched"],
+            cwd=REPO_ROOT,
+            env=graded["env"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         rows = {(r["student_id"], r["assignment"]): r for r in csv.DictReader((graded["out"] / "grades.csv").open())}
         assert float(rows[("example-untouched", name)]["total"]) == load_assignment(name).max_points
@@ -165,18 +175,26 @@ def test_regrading_one_student_changes_only_that_row(graded, tmp_path):
 def test_a_dying_grading_process_costs_only_its_submission(tmp_path):
     """When a trusted grading process dies, is only its submission affected, retried alone in a fresh
     process, while every other submission is graded; and does one that kills it twice fail alone?"""
-    from grader.cli import Job, grade_all
     from sandbox_helpers import dying_pool_process
+
+    from grader.cli import Job, grade_all
 
     students = ["a", "b", "dies-once", "c", "dies-always", "d", "e"]
     pending = [(Job(s, "patches", tmp_path / f"{s}.ipynb"), f"fp-{s}") for s in students]
     graded = {}
-    failures = grade_all(pending, tmp_path, {}, 2, lambda job, result: graded.setdefault(job.student, result),
-                         process_main=dying_pool_process)
+    failures = grade_all(
+        pending,
+        tmp_path,
+        {},
+        2,
+        lambda job, result: graded.setdefault(job.student, result),
+        process_main=dying_pool_process,
+    )
     assert sorted(graded) == sorted(set(students) - {"dies-always"})
     assert len(failures) == 1 and failures[0].startswith("dies-always/patches") and "died twice" in failures[0]
     retried = graded["dies-once"]  # a SubmissionResult; the stand-in's own keys are kept in extra_keys
     assert retried.extra_keys["handled_before"] == 0  # a fresh process ...
-    assert not [s for s, r in graded.items()
-                if r.extra_keys["pid"] == retried.extra_keys["pid"] and s != "dies-once"]  # ... of its own
+    assert not [
+        s for s, r in graded.items() if r.extra_keys["pid"] == retried.extra_keys["pid"] and s != "dies-once"
+    ]  # ... of its own
     assert all(r.fingerprint == f"fp-{s}" for s, r in graded.items())

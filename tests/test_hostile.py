@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from segkit.proof.hostile import ATTACKS, MALFORMED, corpus_assignment, hostile_target
 from grader.assignments import REPO_ROOT, load_assignment
+from segkit.proof.hostile import ATTACKS, MALFORMED, corpus_assignment, hostile_target
 
 pytestmark = [pytest.mark.slow, pytest.mark.proof]
 ASSIGNMENT = corpus_assignment()
@@ -44,8 +44,9 @@ def test_each_attack_earns_nothing(grading_run, student):
     if expect == "all_zero":
         assert result["total"] == 0 and result["notebook_error"]
     elif expect == "full":
-        assert result["total"] == result["max"], {g: u["tests"][0]["detail"] for g, u in units.items()
-                                                  if u["points"] < u["max_points"]}
+        assert result["total"] == result["max"], {
+            g: u["tests"][0]["detail"] for g, u in units.items() if u["points"] < u["max_points"]
+        }
     else:
         assert units[target]["points"] == 0
         if expect == "zero":

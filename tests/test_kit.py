@@ -7,7 +7,9 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
+from pathlib import Path
 
 import pytest
 
@@ -63,10 +65,15 @@ def test_lock_pins_every_loose_requirement():
 def test_make_setup_installs_the_lock_and_picks_the_torch_build():
     """Does `make setup` install requirements-lock.txt, with a venv per lock hash and, for TORCH_VARIANT=cpu, the
     CPU-only index and without the lock's CUDA libraries?"""
-    default = subprocess.run(["make", "-n", "setup", "VENV_ROOT=/nonexistent"], cwd=REPO_ROOT, capture_output=True,
-                             text=True).stdout
-    cpu = subprocess.run(["make", "-n", "setup", "VENV_ROOT=/nonexistent", "TORCH_VARIANT=cpu"], cwd=REPO_ROOT,
-                         capture_output=True, text=True).stdout
+    default = subprocess.run(
+        ["make", "-n", "setup", "VENV_ROOT=/nonexistent"], cwd=REPO_ROOT, capture_output=True, text=True
+    ).stdout
+    cpu = subprocess.run(
+        ["make", "-n", "setup", "VENV_ROOT=/nonexistent", "TORCH_VARIANT=cpu"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "requirements-lock.txt" in default and "--extra-index-url" not in default
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in cpu and "^(nvidia-|triton==)" in cpu
     venvs = {re.search(r"/nonexistent/(venv-[^/ ]+)", text).group(1) for text in (default, cpu)}
@@ -77,14 +84,40 @@ def test_make_setup_installs_the_lock_and_picks_the_torch_build():
 def test_pip_install_gives_the_segkit_command(tmp_path):
     """Does `pip install -e .` give a `segkit` console script whose verbs work (here: help and check)?"""
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
-                              "--no-build-isolation", "--no-index", "-e", str(REPO_ROOT)],
-                             capture_output=True, text=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # The new environment sees this one's packages (setuptools to build with, nbformat for `check`) without
+    # a download: a .pth file naming our site-packages.
+    purelib = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(purelib, "segkit-test.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-e",
+            str(REPO_ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr[-2000:]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     shown = subprocess.run([str(venv / "bin" / "segkit"), "--help"], capture_output=True, text=True, env=env)
     assert shown.returncode == 0 and "new-assignment" in shown.stdout and "gradescope" in shown.stdout
-    checked = subprocess.run([str(venv / "bin" / "segkit"), "check"], cwd=tmp_path, capture_output=True, text=True,
-                             env=env, timeout=300)
+    checked = subprocess.run(
+        [str(venv / "bin" / "segkit"), "check"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300
+    )
     assert checked.returncode == 0 and "assignments complete" in checked.stdout, checked.stderr[-2000:]

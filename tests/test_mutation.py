@@ -40,8 +40,20 @@ def test_every_operator_gives_valid_python_inside_the_region_only():
     mutants = mutants_of("toy", TOY)
     regions = solution_regions(TOY)
     operators = {m.operator for m in mutants}
-    assert {"const", "compare", "arith", "boolop", "unary", "swap_args", "dim", "drop_kwarg", "slice",
-            "drop_stmt", "ignore", "operand"} <= operators
+    assert {
+        "const",
+        "compare",
+        "arith",
+        "boolop",
+        "unary",
+        "swap_args",
+        "dim",
+        "drop_kwarg",
+        "slice",
+        "drop_stmt",
+        "ignore",
+        "operand",
+    } <= operators
     for mutant in mutants:
         ast.parse(mutant.source)  # valid Python
         assert mutant.source != TOY
@@ -52,7 +64,10 @@ def test_every_operator_gives_valid_python_inside_the_region_only():
         # everything after the solution region is unchanged (up to the shift of a dropped multi-line statement)
         assert mutant.source.split(END)[1:] == TOY.split(END)[1:] or mutant.source.endswith(TOY.split(END)[-1])
         # the code outside the regions is byte-for-byte the original
-        assert "    outside = x + 1\n" in mutant.source and '"""Inputs: x (tensor). Returns: something."""' in mutant.source
+        assert (
+            "    outside = x + 1\n" in mutant.source
+            and '"""Inputs: x (tensor). Returns: something."""' in mutant.source
+        )
 
 
 def test_ids_are_deterministic_and_distinct():
@@ -68,8 +83,11 @@ def test_specific_mutations():
     sources = {m.description: m.source for m in mutants_of("toy", TOY)}
     assert any("x != ignore_index" not in s and "True" in s for d, s in sources.items() if "ignore_index" in d)
     assert any("dim=-1" in s for d, s in sources.items() if d.startswith("dim=1 ->"))
-    assert any("axis=" not in s.split("### END")[0].split("return")[-1] for d, s in sources.items()
-               if d == "keyword axis= dropped")
+    assert any(
+        "axis=" not in s.split("### END")[0].split("return")[-1]
+        for d, s in sources.items()
+        if d == "keyword axis= dropped"
+    )
     assert "    pass\n    z = " in sources["statement dropped (If)"]
     assert any("self.k = k - 1" in s for s in sources.values())
 

@@ -35,8 +35,9 @@ STUDENT = "example-solution"
 
 
 def _nbgrader(course: Path, env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    run = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True,
-                         text=True, timeout=timeout)
+    run = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert run.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
     return run
 
@@ -52,24 +53,42 @@ def course(tmp_path_factory):
     with open(root / "assignments.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([["name", "duedate"], *[[name, ""] for name in ASSIGNMENTS]])
 
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), SEGKIT_FAST="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO_ROOT),
+        SEGKIT_FAST="1",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     # Our grader reads nbgrader's submitted/ layout; it needs no database, so it runs meanwhile.
-    ours = subprocess.Popen([sys.executable, "-m", "grader", str(root / "submitted"), "--assignment", AUTOGRADED,
-                             "--out", str(root / "grades"), "-j", "1"],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ours = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            str(root / "submitted"),
+            "--assignment",
+            AUTOGRADED,
+            "--out",
+            str(root / "grades"),
+            "-j",
+            "1",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _nbgrader(root, env, "db", "assignment", "import", "assignments.csv")
         _nbgrader(root, env, "generate_assignment", "*", "--force")
-        autograde = _nbgrader(root, env, "autograde", AUTOGRADED, "--create", "--force",
-                              "--Execute.timeout=300")
+        autograde = _nbgrader(root, env, "autograde", AUTOGRADED, "--create", "--force", "--Execute.timeout=300")
         ours_output, _ = ours.communicate(timeout=300)
     finally:
         if ours.poll() is None:
             ours.kill()
     assert ours.returncode == 0, ours_output[-4000:]
-    return {"root": root, "autograde": autograde.stderr,
-            "ours": ours_output}
+    return {"root": root, "autograde": autograde.stderr, "ours": ours_output}
 
 
 def _cells(path: Path) -> list[tuple]:
@@ -97,8 +116,11 @@ def test_autograde_produces_autograded_notebook(course):
     autograded = course["root"] / "autograded" / STUDENT / AUTOGRADED / f"{AUTOGRADED}.ipynb"
     assert autograded.exists(), course["autograde"][-3000:]
     notebook = nbformat.read(autograded, as_version=4)
-    errors = [cell.metadata.get("nbgrader", {}).get("grade_id") for cell in notebook.cells
-              if cell.cell_type == "code" and any(o.output_type == "error" for o in cell.get("outputs", []))]
+    errors = [
+        cell.metadata.get("nbgrader", {}).get("grade_id")
+        for cell in notebook.cells
+        if cell.cell_type == "code" and any(o.output_type == "error" for o in cell.get("outputs", []))
+    ]
     assert not errors, f"cells with errors after autograde: {errors}"
     assert (course["root"] / "gradebook.db").exists()
 
@@ -113,4 +135,3 @@ def test_our_grader_reads_nbgrader_submitted(course):
     assert (grades / "feedback" / STUDENT / f"{AUTOGRADED}.md").exists()
     results = json.loads((grades / "gradescope" / AUTOGRADED / STUDENT / "results.json").read_text())
     assert results["score"] == pytest.approx(load_assignment(AUTOGRADED).max_points)
-

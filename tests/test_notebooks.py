@@ -8,12 +8,18 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from segkit.build.generate import expected_release, generate_student_notebook, stale_notebooks
-from starter.common import notebook_text
 from grader.assignments import (
-    REPO_ROOT, assignment_names, cell_source, cells_by_grade_id, load_assignment, nbgrader_meta, read_notebook,
+    REPO_ROOT,
+    assignment_names,
+    cell_source,
+    cells_by_grade_id,
+    load_assignment,
+    nbgrader_meta,
+    read_notebook,
 )
+from segkit.build.generate import expected_release, generate_student_notebook, stale_notebooks
 from starter.checks import CheckFailed
+from starter.common import notebook_text
 
 ASSIGNMENTS = assignment_names()
 
@@ -48,8 +54,11 @@ def test_student_notebook_hides_solutions(name):
         if unit.kind == "auto":
             assert "raise NotImplementedError()" in source, unit.grade_id
             # No statement of the reference body survives in the stub.
-            body_lines = {line.strip() for line in unit.source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
-                          .splitlines() if len(line.strip()) > 25}
+            body_lines = {
+                line.strip()
+                for line in unit.source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0].splitlines()
+                if len(line.strip()) > 25
+            }
             leaked = [line for line in body_lines if line in source]
             assert not leaked, f"{unit.grade_id} leaks solution lines: {leaked[:2]}"
         else:
@@ -91,8 +100,9 @@ def _execute(path: Path, tmp_path: Path):
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     return notebook
 
@@ -111,7 +121,12 @@ def test_solution_notebook_runs_in_fast_mode(name, tmp_path, monkeypatch):
     outputs = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "public checks passed" in outputs
     assert "fast mode" in outputs.lower(), "fast mode must say so in the notebook's output"
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
     print(f"{name}: executed in fast mode in {elapsed:.0f} s")

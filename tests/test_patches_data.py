@@ -63,7 +63,9 @@ def _fake_archives(folder, areas, complete_areas):
         tiles[area] = (image, mask)
         _write_tif(image, staging / "img" / "top" / f"top_mosaic_09cm_area{area}.tif")
         if area in vh.OFFICIAL_TRAIN_AREAS:
-            _write_tif(_colour_labels(mask), staging / "img" / "gts_for_participants" / f"top_mosaic_09cm_area{area}.tif")
+            _write_tif(
+                _colour_labels(mask), staging / "img" / "gts_for_participants" / f"top_mosaic_09cm_area{area}.tif"
+            )
         if area in complete_areas:
             _write_tif(_colour_labels(mask), staging / "gt" / f"top_mosaic_09cm_area{area}.tif")
     folder.mkdir(exist_ok=True)
@@ -114,8 +116,19 @@ def test_custom_image_and_label_pair_through_the_cli(tmp_path):
     colours = _colour_labels(mask.astype(np.uint8))
     colours[0, 0] = (10, 20, 30)  # an unknown colour -> ignore
     Image.fromarray(colours).save(tmp_path / "scene_labels.png")
-    out_dir = vh.main(["--root", str(tmp_path / "data"), "--image", str(tmp_path / "scene.png"),
-                       "--label", str(tmp_path / "scene_labels.png"), "--name", "mytile", "--no-progress"])
+    out_dir = vh.main(
+        [
+            "--root",
+            str(tmp_path / "data"),
+            "--image",
+            str(tmp_path / "scene.png"),
+            "--label",
+            str(tmp_path / "scene_labels.png"),
+            "--name",
+            "mytile",
+            "--no-progress",
+        ]
+    )
     loaded_image, loaded_mask = vh.load_tile("mytile", root=tmp_path / "data")
     assert out_dir.name == "vaihingen" and np.array_equal(loaded_image, image)
     expected = mask.copy()

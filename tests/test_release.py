@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from segkit.build import release
 from grader.assignments import REPO_ROOT, assignment_names, load_assignment
+from segkit.build import release
 
 PREFIX = "segkit/"
 MIN_LEAK_LINE = 25  # a reference line longer than this must not appear anywhere in the bundle
@@ -27,7 +27,7 @@ def read_bundle(path: Path) -> dict[str, str]:
     with zipfile.ZipFile(path) as bundle:
         names = bundle.namelist()
         assert all(name.startswith(PREFIX) for name in names), "everything unpacks into one segkit/ folder"
-        return {name[len(PREFIX):]: bundle.read(name).decode("utf-8") for name in names}
+        return {name[len(PREFIX) :]: bundle.read(name).decode("utf-8") for name in names}
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +63,11 @@ WINDOW = 3  # consecutive lines of a hidden check that must never appear togethe
 
 
 def _code_lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines()
-            if line.strip() and not line.strip().startswith(("#", "import ", "from "))]
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith(("#", "import ", "from "))
+    ]
 
 
 def hidden_check_windows() -> set[str]:
@@ -77,13 +80,15 @@ def hidden_check_windows() -> set[str]:
     windows = set()
     for path in [*(REPO_ROOT / "assignments").glob("*/test_*.py"), *(REPO_ROOT / "assignments").glob("*/examples.py")]:
         lines = _code_lines(path.read_text(encoding="utf-8"))
-        windows |= {"\n".join(lines[i:i + WINDOW]) for i in range(len(lines) - WINDOW + 1)}
+        windows |= {"\n".join(lines[i : i + WINDOW]) for i in range(len(lines) - WINDOW + 1)}
     return windows
 
 
 def test_manifest_is_up_to_date():
     """Does starter/assignments.json list exactly what solutions/ defines (run `python -m segkit.build.release --manifest` if not)?"""
-    assert not release.manifest_is_stale(), "starter/assignments.json is stale: run `python -m segkit.build.release --manifest`"
+    assert not release.manifest_is_stale(), (
+        "starter/assignments.json is stale: run `python -m segkit.build.release --manifest`"
+    )
     manifest = json.loads(release.MANIFEST_PATH.read_text(encoding="utf-8"))["assignments"]
     assert sorted(manifest) == assignment_names()
     for name in assignment_names():
@@ -111,9 +116,18 @@ def test_bundle_holds_what_students_need(full_bundle):
     """Does the bundle hold every student notebook, the starter package, data scripts, environment files and a README?"""
     for name in assignment_names():
         assert f"notebooks/{name}/{name}.ipynb" in full_bundle
-    for path in ("starter/__init__.py", "starter/environment.py", "starter/submit.py", "starter/checks/core.py",
-                 "data_scripts/__init__.py", "data_scripts/download.py", "environment.yml", "requirements.txt",
-                 "pyproject.toml", "STUDENT_README.md"):
+    for path in (
+        "starter/__init__.py",
+        "starter/environment.py",
+        "starter/submit.py",
+        "starter/checks/core.py",
+        "data_scripts/__init__.py",
+        "data_scripts/download.py",
+        "environment.yml",
+        "requirements.txt",
+        "pyproject.toml",
+        "STUDENT_README.md",
+    ):
         assert path in full_bundle, path
     assert json.loads(full_bundle["starter/assignments.json"]) == release.assignment_manifest()
     student_pyproject = full_bundle["pyproject.toml"]
@@ -124,7 +138,9 @@ def test_bundle_holds_what_students_need(full_bundle):
     for topic in ("Google Colab", "GPU server", "SEGKIT_FAST", "check(", "python -m starter.submit --student"):
         assert topic in readme, topic
     for name in assignment_names():
-        assert full_bundle[f"notebooks/{name}/{name}.ipynb"] == (REPO_ROOT / "notebooks" / name / f"{name}.ipynb").read_text(encoding="utf-8")
+        assert full_bundle[f"notebooks/{name}/{name}.ipynb"] == (
+            REPO_ROOT / "notebooks" / name / f"{name}.ipynb"
+        ).read_text(encoding="utf-8")
 
 
 def test_bundle_holds_no_instructor_material(full_bundle):
@@ -166,8 +182,15 @@ def test_selected_assignments_only(tmp_path):
     notebooks = sorted(path for path in files if path.startswith("notebooks/"))
     assert notebooks == ["notebooks/cam/cam.ipynb", "notebooks/fcn/fcn.ipynb"]
     scripts = sorted(Path(path).name for path in files if path.startswith("data_scripts/"))
-    assert scripts == ["__init__.py", "cam_samples.json", "cam_samples.py", "cmp_facade.py", "download.py", "prepare.py",
-                       "synthetic.py"]
+    assert scripts == [
+        "__init__.py",
+        "cam_samples.json",
+        "cam_samples.py",
+        "cmp_facade.py",
+        "download.py",
+        "prepare.py",
+        "synthetic.py",
+    ]
     checks = sorted(Path(path).stem for path in files if path.startswith("starter/checks/"))
     assert checks == ["__init__", "cam", "core", "fcn", "shared"]
     assert sorted(json.loads(files["starter/assignments.json"])["assignments"]) == ["cam", "fcn"]
@@ -191,15 +214,33 @@ def test_unpacked_bundle_works_without_the_repository(tmp_path):
     kit = tmp_path / "segkit"
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["PYTHONPATH"] = str(kit)
-    probe = subprocess.run([sys.executable, "-c", "import starter, importlib.util as u; print(starter.__file__, u.find_spec('grader'))"],
-                           cwd=kit, env=env, capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import starter, importlib.util as u; print(starter.__file__, u.find_spec('grader'))"],
+        cwd=kit,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.stdout.split() == [str(kit / "starter" / "__init__.py"), "None"], probe.stdout + probe.stderr
-    completed = subprocess.run([sys.executable, "-m", "starter.submit", "--check"], cwd=kit, env=env,
-                               capture_output=True, text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-m", "starter.submit", "--check"],
+        cwd=kit,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert completed.returncode == 1 and "fcn: not started" in completed.stdout, completed.stderr
     solution = (REPO_ROOT / "solutions" / "fcn" / "fcn.ipynb").read_bytes()
     (kit / "notebooks" / "fcn" / "fcn.ipynb").write_bytes(solution)
-    completed = subprocess.run([sys.executable, "-m", "starter.submit", "--student", "ivy"], cwd=kit, env=env,
-                               capture_output=True, text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-m", "starter.submit", "--student", "ivy"],
+        cwd=kit,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert completed.returncode == 0, completed.stderr
     assert (kit / "ivy.zip").is_file()

@@ -16,55 +16,138 @@ from grader.results import CheckResult, ResultFormatError, SubmissionResult, Uni
 
 # A results file as grader/cli.py writes it (<out>/results/<assignment>/<student>.json), as a dict.
 STORED = {
-    "student_id": "alice", "assignment": "patches", "notebook": "/course/submitted/alice/patches/patches.ipynb",
+    "student_id": "alice",
+    "assignment": "patches",
+    "notebook": "/course/submitted/alice/patches/patches.ipynb",
     "units": {
-        "patch_weights": {"points": 1.0, "max_points": 2.0, "tests": [
-            {"test": "test_weights_sum", "question": "Do the weights sum to one?", "grade_id": "patch_weights",
-             "points": 1.0, "max_points": 1.0, "passed": True, "message": "", "detail": "", "seconds": 0.12},
-            {"test": "test_weights_shape", "question": "Is the weight map <H, W>?", "grade_id": "patch_weights",
-             "points": 0.0, "max_points": 1.0, "passed": False, "message": "The weight map has the wrong shape.",
-             "detail": "the result has shape (3, 3), expected (4, 4)", "seconds": 0.3},
-        ]},
-        "patch_merge": {"points": 0.0, "max_points": 1.5, "tests": [
-            {"test": "test_merge", "question": "Does merging patches & averaging overlaps work?",
-             "grade_id": "patch_merge", "points": 0.0, "max_points": 1.5, "passed": False,
-             "message": "Merged patches differ.", "detail": "", "seconds": 1.05},
-        ]},
+        "patch_weights": {
+            "points": 1.0,
+            "max_points": 2.0,
+            "tests": [
+                {
+                    "test": "test_weights_sum",
+                    "question": "Do the weights sum to one?",
+                    "grade_id": "patch_weights",
+                    "points": 1.0,
+                    "max_points": 1.0,
+                    "passed": True,
+                    "message": "",
+                    "detail": "",
+                    "seconds": 0.12,
+                },
+                {
+                    "test": "test_weights_shape",
+                    "question": "Is the weight map <H, W>?",
+                    "grade_id": "patch_weights",
+                    "points": 0.0,
+                    "max_points": 1.0,
+                    "passed": False,
+                    "message": "The weight map has the wrong shape.",
+                    "detail": "the result has shape (3, 3), expected (4, 4)",
+                    "seconds": 0.3,
+                },
+            ],
+        },
+        "patch_merge": {
+            "points": 0.0,
+            "max_points": 1.5,
+            "tests": [
+                {
+                    "test": "test_merge",
+                    "question": "Does merging patches & averaging overlaps work?",
+                    "grade_id": "patch_merge",
+                    "points": 0.0,
+                    "max_points": 1.5,
+                    "passed": False,
+                    "message": "Merged patches differ.",
+                    "detail": "",
+                    "seconds": 1.05,
+                },
+            ],
+        },
     },
     "manual": {"patch_written": 2.0},
-    "notebook_error": "", "cells": {"patch_weights": "ok", "patch_merge": "ok"},
-    "protections": ["no_network", "filesystem_allowlist"], "worker_restarts": 1,
-    "total": 1.0, "max": 3.5, "unsafe_no_sandbox": False, "peak_worker_memory_mb": 812.4, "duration_s": 7.31,
+    "notebook_error": "",
+    "cells": {"patch_weights": "ok", "patch_merge": "ok"},
+    "protections": ["no_network", "filesystem_allowlist"],
+    "worker_restarts": 1,
+    "total": 1.0,
+    "max": 3.5,
+    "unsafe_no_sandbox": False,
+    "peak_worker_memory_mb": 812.4,
+    "duration_s": 7.31,
     "fingerprint": "0123456789abcdef01234567",
 }
 
 # An unreadable notebook graded without the sandbox: an unchecked unit scores the int 0 (round(sum([]), 4)).
 BROKEN = {
-    "student_id": "bob", "assignment": "patches", "notebook": "bob.ipynb",
-    "units": {"patch_weights": {"points": 0, "max_points": 2.0, "tests": []}}, "manual": {},
-    "notebook_error": "not valid notebook JSON (line 1)", "cells": {}, "protections": [], "worker_restarts": 0,
+    "student_id": "bob",
+    "assignment": "patches",
+    "notebook": "bob.ipynb",
+    "units": {"patch_weights": {"points": 0, "max_points": 2.0, "tests": []}},
+    "manual": {},
+    "notebook_error": "not valid notebook JSON (line 1)",
+    "cells": {},
+    "protections": [],
+    "worker_restarts": 0,
     "checked_units": ["patch_weights"],
-    "total": 0, "max": 2.0, "unsafe_no_sandbox": True, "peak_worker_memory_mb": 0.0, "duration_s": 0.5,
+    "total": 0,
+    "max": 2.0,
+    "unsafe_no_sandbox": True,
+    "peak_worker_memory_mb": 0.0,
+    "duration_s": 0.5,
 }
 
 
 def _alice() -> SubmissionResult:
     """STORED built field by field, the way grader.runner.grade builds a result."""
-    weights_sum = CheckResult("test_weights_sum", "Do the weights sum to one?", "patch_weights", points=1.0,
-                              max_points=1.0, passed=True, seconds=0.12)
-    weights_shape = CheckResult("test_weights_shape", "Is the weight map <H, W>?", "patch_weights", points=0.0,
-                                max_points=1.0, passed=False, message="The weight map has the wrong shape.",
-                                detail="the result has shape (3, 3), expected (4, 4)", seconds=0.3)
-    merge = CheckResult("test_merge", "Does merging patches & averaging overlaps work?", "patch_merge", points=0.0,
-                        max_points=1.5, passed=False, message="Merged patches differ.", seconds=1.05)
+    weights_sum = CheckResult(
+        "test_weights_sum",
+        "Do the weights sum to one?",
+        "patch_weights",
+        points=1.0,
+        max_points=1.0,
+        passed=True,
+        seconds=0.12,
+    )
+    weights_shape = CheckResult(
+        "test_weights_shape",
+        "Is the weight map <H, W>?",
+        "patch_weights",
+        points=0.0,
+        max_points=1.0,
+        passed=False,
+        message="The weight map has the wrong shape.",
+        detail="the result has shape (3, 3), expected (4, 4)",
+        seconds=0.3,
+    )
+    merge = CheckResult(
+        "test_merge",
+        "Does merging patches & averaging overlaps work?",
+        "patch_merge",
+        points=0.0,
+        max_points=1.5,
+        passed=False,
+        message="Merged patches differ.",
+        seconds=1.05,
+    )
     return SubmissionResult(
-        student_id="alice", assignment="patches", total=1.0, max_points=3.5,
+        student_id="alice",
+        assignment="patches",
+        total=1.0,
+        max_points=3.5,
         notebook="/course/submitted/alice/patches/patches.ipynb",
-        units={"patch_weights": UnitResult("patch_weights", 1.0, 2.0, [weights_sum, weights_shape]),
-               "patch_merge": UnitResult("patch_merge", 0.0, 1.5, [merge])},
-        manual_points={"patch_written": 2.0}, cell_status={"patch_weights": "ok", "patch_merge": "ok"},
-        protections=["no_network", "filesystem_allowlist"], worker_restarts=1, peak_worker_memory_mb=812.4,
-        duration_s=7.31, fingerprint="0123456789abcdef01234567",
+        units={
+            "patch_weights": UnitResult("patch_weights", 1.0, 2.0, [weights_sum, weights_shape]),
+            "patch_merge": UnitResult("patch_merge", 0.0, 1.5, [merge]),
+        },
+        manual_points={"patch_written": 2.0},
+        cell_status={"patch_weights": "ok", "patch_merge": "ok"},
+        protections=["no_network", "filesystem_allowlist"],
+        worker_restarts=1,
+        peak_worker_memory_mb=812.4,
+        duration_s=7.31,
+        fingerprint="0123456789abcdef01234567",
     )
 
 
@@ -116,16 +199,27 @@ def test_old_file_with_unknown_and_missing_keys_loads():
     result = SubmissionResult.from_json(json.dumps(old, indent=1, sort_keys=True))
     assert result.extra_keys == {"grader_version": "2023.1"}
     assert result.units["patch_merge"].checks[0].extra_keys == {"legacy_note": "kept"}
-    assert (result.peak_worker_memory_mb, result.unsafe_no_sandbox, result.fingerprint, result.protections) == \
-        (0.0, False, None, [])
+    assert (result.peak_worker_memory_mb, result.unsafe_no_sandbox, result.fingerprint, result.protections) == (
+        0.0,
+        False,
+        None,
+        [],
+    )
     assert result.to_dict()["grader_version"] == "2023.1"
     assert result.to_dict()["units"]["patch_merge"]["tests"][0]["legacy_note"] == "kept"
     # It reports as before (its units in grade_id order: the file was written with sorted keys).
     assert "| `patch_merge` | 0 / 1.5 | ✗ |\n| `patch_weights` | 1 / 2 | ✗ |" in feedback_markdown(result)
 
 
-@pytest.mark.parametrize("text", ['{"forged": true, "total": 1000}', "[1, 2]", "not json", '{"student_id": "x", '
-                                  '"assignment": "a", "total": 1, "max": 1, "units": {"u": {"points": 1}}}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"forged": true, "total": 1000}',
+        "[1, 2]",
+        "not json",
+        '{"student_id": "x", "assignment": "a", "total": 1, "max": 1, "units": {"u": {"points": 1}}}',
+    ],
+)
 def test_what_is_not_a_result_is_refused(text):
     with pytest.raises(ResultFormatError):
         SubmissionResult.from_json(text)
@@ -139,57 +233,82 @@ def test_feedback_markdown_is_unchanged():
         "  - The weight map has the wrong shape.\n  - Detail: the result has shape (3, 3), expected (4, 4)\n\n"
         "## `patch_merge` — 0 / 1.5\n\n- **failed** (0 / 1.5): Does merging patches & averaging overlaps work?\n"
         "  - Merged patches differ.\n\n## Written answers\n\n"
-        "Graded by hand by the course staff: `patch_written` (2 pts)\n")
+        "Graded by hand by the course staff: `patch_written` (2 pts)\n"
+    )
     assert feedback_markdown(SubmissionResult.from_dict(BROKEN)) == (
         "# Feedback: patches — bob\n\n**Autograded score: 0 / 2**\n\n"
         "> **Graded with --unsafe-no-sandbox: student code ran WITHOUT the sandbox (it could read and write "
         "everything the grading user can, use the network and signal other processes).**\n\n"
         "> Your notebook could not be graded: not valid notebook JSON (line 1)\n\n"
-        "| unit | points | |\n|---|---|---|\n| `patch_weights` | 0 / 2 | ✗ |\n\n## `patch_weights` — 0 / 2\n\n")
+        "| unit | points | |\n|---|---|---|\n| `patch_weights` | 0 / 2 | ✗ |\n\n## `patch_weights` — 0 / 2\n\n"
+    )
 
 
 def test_feedback_html_is_unchanged():
-    style = ("<style>body{font-family:sans-serif;max-width:50em;margin:2em auto}.ok{color:#176}.bad{color:#a11}"
-             "li{margin:.3em 0}</style>")
+    style = (
+        "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto}.ok{color:#176}.bad{color:#a11}"
+        "li{margin:.3em 0}</style>"
+    )
     assert feedback_html(_alice()) == (
         "<!doctype html><meta charset='utf-8'><title>patches: alice</title>" + style + "<h1>patches — alice</h1>"
         "<p><strong>Autograded score: 1 / 3.5</strong></p><h2><code>patch_weights</code>: 1 / 2</h2><ul>"
         "<li class='ok'>✓ Do the weights sum to one? (1/1)</li><li class='bad'>✗ Is the weight map &lt;H, W&gt;? "
         "(0/1)<br><em>The weight map has the wrong shape.</em><br><small>the result has shape (3, 3), expected "
         "(4, 4)</small></li></ul><h2><code>patch_merge</code>: 0 / 1.5</h2><ul><li class='bad'>✗ Does merging "
-        "patches &amp; averaging overlaps work? (0/1.5)<br><em>Merged patches differ.</em></li></ul>")
+        "patches &amp; averaging overlaps work? (0/1.5)<br><em>Merged patches differ.</em></li></ul>"
+    )
     assert feedback_html(SubmissionResult.from_dict(BROKEN)) == (
         "<!doctype html><meta charset='utf-8'><title>patches: bob</title>" + style + "<h1>patches — bob</h1>"
         "<p><strong>Autograded score: 0 / 2</strong></p><p class='bad'><strong>Graded with --unsafe-no-sandbox: "
         "student code ran WITHOUT the sandbox (it could read and write everything the grading user can, use the "
         "network and signal other processes).</strong></p><p class='bad'>Your notebook could not be graded: "
-        "not valid notebook JSON (line 1)</p><h2><code>patch_weights</code>: 0 / 2</h2><ul></ul>")
+        "not valid notebook JSON (line 1)</p><h2><code>patch_weights</code>: 0 / 2</h2><ul></ul>"
+    )
 
 
 def test_gradescope_json_is_unchanged():
     assert gradescope_json(_alice()) == {
         "score": 1.0,
         "tests": [
-            {"name": "patch_weights: Do the weights sum to one?", "score": 1.0, "max_score": 1.0, "output": "",
-             "visibility": "visible"},
-            {"name": "patch_weights: Is the weight map <H, W>?", "score": 0.0, "max_score": 1.0,
-             "output": "The weight map has the wrong shape.\nthe result has shape (3, 3), expected (4, 4)",
-             "visibility": "visible"},
-            {"name": "patch_merge: Does merging patches & averaging overlaps work?", "score": 0.0,
-             "max_score": 1.5, "output": "Merged patches differ.", "visibility": "visible"},
+            {
+                "name": "patch_weights: Do the weights sum to one?",
+                "score": 1.0,
+                "max_score": 1.0,
+                "output": "",
+                "visibility": "visible",
+            },
+            {
+                "name": "patch_weights: Is the weight map <H, W>?",
+                "score": 0.0,
+                "max_score": 1.0,
+                "output": "The weight map has the wrong shape.\nthe result has shape (3, 3), expected (4, 4)",
+                "visibility": "visible",
+            },
+            {
+                "name": "patch_merge: Does merging patches & averaging overlaps work?",
+                "score": 0.0,
+                "max_score": 1.5,
+                "output": "Merged patches differ.",
+                "visibility": "visible",
+            },
         ],
         "output": "Autograded units; written answers are graded by hand.",
     }
-    assert json.dumps(gradescope_json(SubmissionResult.from_dict(BROKEN))) == \
-        '{"score": 0, "tests": [], "output": "not valid notebook JSON (line 1)"}'
+    assert (
+        json.dumps(gradescope_json(SubmissionResult.from_dict(BROKEN)))
+        == '{"score": 0, "tests": [], "output": "not valid notebook JSON (line 1)"}'
+    )
 
 
 def test_gradebook_and_summary_are_unchanged(tmp_path):
     results = [SubmissionResult.from_dict(BROKEN), _alice()]
     path = write_gradebook(results, ["patch_weights", "patch_merge", "other"], tmp_path)
-    assert path.read_text() == ("student_id,assignment,patch_weights,patch_merge,other,total,max\n"
-                                "alice,patches,1,0,,1,3.5\nbob,patches,0,,,0,2\n")
+    assert path.read_text() == (
+        "student_id,assignment,patch_weights,patch_merge,other,total,max\n"
+        "alice,patches,1,0,,1,3.5\nbob,patches,0,,,0,2\n"
+    )
     assert summary_table(results) == (
         "student                  assignment          score  notes\n"
         "alice                    patches           1 / 3.5    worker restarted 1x\n"
-        "bob                      patches           0 / 2      not valid notebook JSON (line 1)")
+        "bob                      patches           0 / 2      not valid notebook JSON (line 1)"
+    )

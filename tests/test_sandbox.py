@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,8 +12,17 @@ import torch
 
 from grader.assignments import REPO_ROOT
 from grader.sandbox import (
-    PROTECTION_TEXT, HostSandbox, Limits, ProbeFailed, SandboxPlan, SandboxUnavailable, Worker, WorkerError,
-    WorkerOutOfMemory, WorkerTimeout, host_sandbox,
+    PROTECTION_TEXT,
+    HostSandbox,
+    Limits,
+    ProbeFailed,
+    SandboxPlan,
+    SandboxUnavailable,
+    Worker,
+    WorkerError,
+    WorkerOutOfMemory,
+    WorkerTimeout,
+    host_sandbox,
 )
 
 
@@ -43,8 +51,11 @@ def probe_environment(ns, repo):
     import os
     import socket
 
-    result = {"uid": os.getuid(), "repo_visible": os.path.exists(os.path.join(repo, "solutions")),
-              "grader_visible": os.path.exists(os.path.join(repo, "grader", "checks"))}
+    result = {
+        "uid": os.getuid(),
+        "repo_visible": os.path.exists(os.path.join(repo, "solutions")),
+        "grader_visible": os.path.exists(os.path.join(repo, "grader", "checks")),
+    }
     try:
         socket.create_connection(("127.0.0.1", 22), timeout=2).close()
         result["network"] = "connected"
@@ -80,8 +91,11 @@ def test_always_equal_objects_cannot_come_back(worker):
     worker.exec_cell("a", "class Eq:\n    def __eq__(self, o):\n        return True\nanswer = Eq()")
     with pytest.raises(ProbeFailed, match="not plain data"):
         worker.probe(_source(probe_value), "probe_value", ("answer",))
-    worker.exec_cell("b", "import torch\nclass T(torch.Tensor):\n    def __eq__(self, o):\n        return True\n"
-                          "sub = torch.zeros(3).as_subclass(T)")
+    worker.exec_cell(
+        "b",
+        "import torch\nclass T(torch.Tensor):\n    def __eq__(self, o):\n        return True\n"
+        "sub = torch.zeros(3).as_subclass(T)",
+    )
     with pytest.raises((ProbeFailed, WorkerError)):
         worker.probe(_source(probe_value), "probe_value", ("sub",))
 
@@ -121,26 +135,57 @@ def probe_view(ns):
             writable[path] = True
         except OSError:
             writable[path] = False
-    return {"root": sorted(os.listdir("/")), "etc": sorted(os.listdir("/etc")),
-            "home": exists("/home"), "srv": exists("/srv"), "opt": exists("/opt"), "mnt": exists("/mnt"),
-            "var": exists("/var"), "usr_local": sorted(os.listdir("/usr/local")) if exists("/usr/local") else None,
-            "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()), "writable": writable,
-            "status": open("/proc/self/status").read()}
+    return {
+        "root": sorted(os.listdir("/")),
+        "etc": sorted(os.listdir("/etc")),
+        "home": exists("/home"),
+        "srv": exists("/srv"),
+        "opt": exists("/opt"),
+        "mnt": exists("/mnt"),
+        "var": exists("/var"),
+        "usr_local": sorted(os.listdir("/usr/local")) if exists("/usr/local") else None,
+        "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "writable": writable,
+        "status": open("/proc/self/status").read(),
+    }
 
 
 def test_worker_sees_an_allow_list(shared_worker):
     """Does the worker see only the runtime, system libraries, starter and its scratch, read-only but scratch?"""
     view = shared_worker.probe(_source(probe_view), "probe_view")
-    extra = set(view["root"]) - {"bin", "sbin", "lib", "lib64", "lib32", "libx32", "usr", "etc", "proc", "dev", "sys",
-                                 "segkit", "scratch", "tmp"}
+    extra = set(view["root"]) - {
+        "bin",
+        "sbin",
+        "lib",
+        "lib64",
+        "lib32",
+        "libx32",
+        "usr",
+        "etc",
+        "proc",
+        "dev",
+        "sys",
+        "segkit",
+        "scratch",
+        "tmp",
+    }
     # The Python runtime's own prefix may start anywhere (here under /root); nothing else may appear.
     runtime_tops = {Path(p).parts[1] for p in (sys.prefix, sys.base_prefix)}
     assert extra <= runtime_tops, extra
-    assert not any(view[k] for k in ("home", "srv", "opt", "mnt", "var")) or {"home", "srv", "opt", "var"} & runtime_tops
+    assert (
+        not any(view[k] for k in ("home", "srv", "opt", "mnt", "var")) or {"home", "srv", "opt", "var"} & runtime_tops
+    )
     assert {"passwd", "group", "ld.so.cache"} <= set(view["etc"]) and "shadow" not in view["etc"]
     assert "resolv.conf" not in view["etc"] and "hosts" not in view["etc"]
-    assert view["writable"] == {"/usr/x": False, "/etc/x": False, "/x": False, "/segkit/starter/x.py": False,
-                                "/proc/x": False, "/scratch/x": True, "/tmp/y": True}
+    assert view["writable"] == {
+        "/usr/x": False,
+        "/etc/x": False,
+        "/x": False,
+        "/segkit/starter/x.py": False,
+        "/proc/x": False,
+        "/scratch/x": True,
+        "/tmp/y": True,
+    }
     assert len(view["pids"]) <= 3  # bwrap's init, the worker (and at most one helper): no host process
 
 
@@ -164,8 +209,9 @@ def test_worker_is_isolated(shared_worker):
 def test_every_protection_is_active_on_this_host():
     """Does this host (CI, as root) offer every protection, so that grading is not refused?"""
     assert host_sandbox().ok, host_sandbox().reason
-    assert [p.name for p in host_sandbox().protections()] == [n for n in PROTECTION_TEXT if n in
-                                                                {p.name for p in host_sandbox().protections()}]
+    assert [p.name for p in host_sandbox().protections()] == [
+        n for n in PROTECTION_TEXT if n in {p.name for p in host_sandbox().protections()}
+    ]
     assert set(Worker(sandbox=True).protections) == set(PROTECTION_TEXT)
 
 
@@ -184,25 +230,32 @@ def test_memory_watchdog_kills_a_tree_over_the_cap():
     w.start()
     try:
         with pytest.raises(WorkerOutOfMemory):
-            w.exec_cell("bomb", "import os, time\nfor _ in range(6):\n    if os.fork() == 0:\n"
-                                "        b = bytearray(400 * 2**20)\n        b[::4096] = b'x' * len(b[::4096])\n"
-                                "        time.sleep(60)\n        os._exit(0)\ntime.sleep(60)")
+            w.exec_cell(
+                "bomb",
+                "import os, time\nfor _ in range(6):\n    if os.fork() == 0:\n"
+                "        b = bytearray(400 * 2**20)\n        b[::4096] = b'x' * len(b[::4096])\n"
+                "        time.sleep(60)\n        os._exit(0)\ntime.sleep(60)",
+            )
     finally:
         w.stop()
-    assert w.out_of_memory and w.peak_memory_bytes > 1024 * 2 ** 20
+    assert w.out_of_memory and w.peak_memory_bytes > 1024 * 2**20
 
 
 def test_process_cap_stops_a_fork_bomb(worker):
     """Does forking without end hit the process cap (the cell errors) instead of filling the machine?"""
-    result = worker.exec_cell("forks", "import os, time\nn = 0\nfor _ in range(2000):\n    pid = os.fork()\n"
-                                       "    if pid == 0:\n        time.sleep(30)\n        os._exit(0)\n    n += 1")
+    result = worker.exec_cell(
+        "forks",
+        "import os, time\nn = 0\nfor _ in range(2000):\n    pid = os.fork()\n"
+        "    if pid == 0:\n        time.sleep(30)\n        os._exit(0)\n    n += 1",
+    )
     assert result["status"] == "error" and ("BlockingIOError" in result["error"] or "Resource" in result["error"])
 
 
 def test_scratch_is_size_capped(worker):
     """Does filling the scratch folder stop at its cap?"""
-    result = worker.exec_cell("fill", "with open('/scratch/big', 'wb') as h:\n"
-                                      "    for _ in range(40):\n        h.write(b'x' * 2**24)")
+    result = worker.exec_cell(
+        "fill", "with open('/scratch/big', 'wb') as h:\n    for _ in range(40):\n        h.write(b'x' * 2**24)"
+    )
     assert result["status"] == "error" and ("No space" in result["error"] or "File too large" in result["error"])
 
 
@@ -220,8 +273,14 @@ def test_runtime_that_contains_the_kit_is_refused(monkeypatch):
 def _without_user_namespaces(command: list[str]) -> list[str]:
     """Run `command` where no new user namespace can be made (as with user.max_user_namespaces=0)."""
     quoted = " ".join(f"'{part}'" for part in command)
-    return ["unshare", "--user", "--map-root-user", "/bin/sh", "-c",
-            f"echo 0 > /proc/sys/user/max_user_namespaces && exec {quoted}"]
+    return [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "/bin/sh",
+        "-c",
+        f"echo 0 > /proc/sys/user/max_user_namespaces && exec {quoted}",
+    ]
 
 
 def test_grading_refuses_without_user_namespaces(tmp_path):
@@ -244,8 +303,14 @@ def test_unsafe_runs_are_marked_in_every_report():
     from grader.report import feedback_html, feedback_markdown, protections_text
     from grader.sandbox import active_protections
 
-    result = {"assignment": "patches", "student_id": "alice", "total": 1.0, "max": 2.0, "units": {},
-              "unsafe_no_sandbox": True}
+    result = {
+        "assignment": "patches",
+        "student_id": "alice",
+        "total": 1.0,
+        "max": 2.0,
+        "units": {},
+        "unsafe_no_sandbox": True,
+    }
     assert "--unsafe-no-sandbox" in feedback_markdown(result) and "--unsafe-no-sandbox" in feedback_html(result)
     assert "unsafe" not in feedback_markdown({**result, "unsafe_no_sandbox": False})
     text = protections_text(active_protections(sandbox=False), unsafe=True)
@@ -278,7 +343,7 @@ def test_cgroup_v2_caps_are_written_where_root_has_v2(tmp_path, monkeypatch):
     plan._make_cgroups()
     (group,) = plan.cgroups
     assert group.parent == parent
-    assert (group / "memory.max").read_text() == str(1500 * 2 ** 20) and (group / "pids.max").read_text() == "77"
+    assert (group / "memory.max").read_text() == str(1500 * 2**20) and (group / "pids.max").read_text() == "77"
     (group / "memory.peak").write_text("123456")
     (group / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     assert plan.peak_memory_bytes() == 123456 and plan.out_of_memory()

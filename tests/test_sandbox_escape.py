@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,11 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox_helpers import TEST_UID, LoopbackListener, as_user_command, copy_kit
 
-from segkit.proof.hostile import ESCAPES, build_corpus, corpus_assignment, hostile_target
 from grader.assignments import REPO_ROOT, load_assignment
 from grader.sandbox import PROTECTION_TEXT, host_sandbox
-from sandbox_helpers import TEST_UID, LoopbackListener, as_user_command, copy_kit
+from segkit.proof.hostile import ESCAPES, build_corpus, corpus_assignment, hostile_target
 
 pytestmark = [pytest.mark.slow]
 ASSIGNMENT = corpus_assignment()
@@ -34,8 +33,11 @@ RUN_OPTIONS = ["-j", "2", "--cell-timeout", "10", "--probe-timeout-cap", "20", "
 STUDENTS = [f"attack-{a.name}" for a in ESCAPES]
 OLD = time.time() - 5 * 86400  # decoy access times are set this far back: any read moves them (relatime)
 DECOY_ENV = "SEGKIT_OLD_COURSE_KIT"
-MARKERS = [Path("/tmp/segkit-hostile-was-here"), Path("/var/tmp/segkit-hostile-was-here"),
-           Path("/dev/shm/segkit-hostile-was-here")]
+MARKERS = [
+    Path("/tmp/segkit-hostile-was-here"),
+    Path("/var/tmp/segkit-hostile-was-here"),
+    Path("/dev/shm/segkit-hostile-was-here"),
+]
 
 
 def _plant_decoy(folder: Path):
@@ -52,8 +54,11 @@ def _plant_decoy(folder: Path):
 
 
 def _fingerprint(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not any(part in skip for part in p.relative_to(root).parts)}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not any(part in skip for part in p.relative_to(root).parts)
+    }
 
 
 def _atimes(root: Path) -> dict[str, float]:
@@ -61,8 +66,13 @@ def _atimes(root: Path) -> dict[str, float]:
 
 
 def _grade(kit: Path, submitted: Path, out: Path, home: Path, decoy_env: Path, user: bool):
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(kit), "LANG": "C.UTF-8",
-           DECOY_ENV: str(decoy_env)}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "PYTHONPATH": str(kit),
+        "LANG": "C.UTF-8",
+        DECOY_ENV: str(decoy_env),
+    }
     argv = [sys.executable, "-m", "grader", str(submitted), "--out", str(out), *RUN_OPTIONS]
     stage = None
     if user:
@@ -79,9 +89,16 @@ def _one_run(who: str) -> dict:
     base = Path(tempfile.mkdtemp(prefix=f"segkit-escape-{who}-"))
     os.chmod(base, 0o755)
     tag = f"{who}-{os.getpid()}"
-    decoys = [Path(f"/home/segkit-decoy-ta-{tag}/old-kit"), Path(f"/srv/segkit-decoy-{tag}/kit"),
-              Path(f"/var/tmp/segkit-decoy-{tag}/kit")]
-    created = [Path(f"/home/segkit-decoy-ta-{tag}"), Path(f"/srv/segkit-decoy-{tag}"), Path(f"/var/tmp/segkit-decoy-{tag}")]
+    decoys = [
+        Path(f"/home/segkit-decoy-ta-{tag}/old-kit"),
+        Path(f"/srv/segkit-decoy-{tag}/kit"),
+        Path(f"/var/tmp/segkit-decoy-{tag}/kit"),
+    ]
+    created = [
+        Path(f"/home/segkit-decoy-ta-{tag}"),
+        Path(f"/srv/segkit-decoy-{tag}"),
+        Path(f"/var/tmp/segkit-decoy-{tag}"),
+    ]
     new_tops = [top for top in (Path("/home"), Path("/srv")) if not top.exists()]  # removed again if we make them
     listener = LoopbackListener()
     sleeper = None
@@ -91,8 +108,15 @@ def _one_run(who: str) -> dict:
         kit, out, home, submitted = base / "kit", base / "grades", base / "home", base / "submitted"
         copy_kit(kit)
         home.mkdir()
-        corpus = build_corpus(ASSIGNMENT, base / "corpus", port=listener.port, escapes_only=True, grades_dir=str(out),
-                              decoys=tuple(str(d) for d in decoys), repo=kit)
+        corpus = build_corpus(
+            ASSIGNMENT,
+            base / "corpus",
+            port=listener.port,
+            escapes_only=True,
+            grades_dir=str(out),
+            decoys=tuple(str(d) for d in decoys),
+            repo=kit,
+        )
         notebooks = {student: (base / "corpus" / f"{student}.ipynb").read_bytes() for student in corpus}
         notebooks["control-solution"] = (REPO_ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_bytes()
         notebooks["control-untouched"] = (REPO_ROOT / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_bytes()
@@ -105,8 +129,11 @@ def _one_run(who: str) -> dict:
         for marker in MARKERS:
             marker.unlink(missing_ok=True)
         # A process of the grading user that no submission may kill.
-        sleeper = subprocess.Popen((["setpriv", f"--reuid={TEST_UID}", f"--regid={TEST_UID}", "--clear-groups"]
-                                    if user else []) + ["sleep", "900"], start_new_session=True)
+        sleeper = subprocess.Popen(
+            (["setpriv", f"--reuid={TEST_UID}", f"--regid={TEST_UID}", "--clear-groups"] if user else [])
+            + ["sleep", "900"],
+            start_new_session=True,
+        )
         kit_before = _fingerprint(kit, skip=("build", "grades", "__pycache__"))
         decoys_before = {str(d): _fingerprint(d) for d in decoys}
         atimes_before = {k: v for d in decoys for k, v in _atimes(d).items()}
@@ -119,10 +146,19 @@ def _one_run(who: str) -> dict:
         resumed = _grade(kit, submitted, out, home, decoys[2], user)
         resumed_untouched = json.loads((out / "results" / ASSIGNMENT / "control-untouched.json").read_text())
         return {
-            "who": who, "run": run, "resumed": resumed, "results": results, "corpus": corpus, "out": out,
+            "who": who,
+            "run": run,
+            "resumed": resumed,
+            "results": results,
+            "corpus": corpus,
+            "out": out,
             "resumed_untouched": resumed_untouched,
-            "kit_changed": sorted(k for k, v in _fingerprint(kit, skip=("build", "grades", "__pycache__")).items()
-                                  if kit_before.get(k) != v) + sorted(set(kit_before) - set(_fingerprint(kit))),
+            "kit_changed": sorted(
+                k
+                for k, v in _fingerprint(kit, skip=("build", "grades", "__pycache__")).items()
+                if kit_before.get(k) != v
+            )
+            + sorted(set(kit_before) - set(_fingerprint(kit))),
             "decoys_changed": {d: _fingerprint(Path(d)) != before for d, before in decoys_before.items()},
             "decoys_read": sorted(k for d in decoys for k, v in _atimes(d).items() if v != atimes_before.get(k)),
             "decoy_written": any((d / "segkit-hostile-was-here").exists() for d in decoys),
@@ -185,11 +221,16 @@ def test_each_escape_earns_nothing(escape_runs, who, student):
     units = run["results"][student]["units"]
     if expect == "full":  # the attack's cell asserts it saw nothing, or only harmed itself
         assert run["results"][student]["total"] == load_assignment(ASSIGNMENT).max_points, {
-            g: u["tests"][0]["detail"] for g, u in units.items() if u["points"] < u["max_points"]}
+            g: u["tests"][0]["detail"] for g, u in units.items() if u["points"] < u["max_points"]
+        }
         return
     assert units[hostile_target(ASSIGNMENT)]["points"] == 0
     if expect == "zero":
-        others = {g: u["points"] for g, u in units.items() if g != hostile_target(ASSIGNMENT) and u["points"] < u["max_points"]}
+        others = {
+            g: u["points"]
+            for g, u in units.items()
+            if g != hostile_target(ASSIGNMENT) and u["points"] < u["max_points"]
+        }
         assert not others, f"{student} cost other units: {others}"
 
 
@@ -236,6 +277,8 @@ def test_root_and_user_report_the_same_protections(escape_runs):
     """Is the list of active protections the same whether root or an ordinary user grades?"""
     lists = {who: sorted(run["results"]["control-solution"]["protections"]) for who, run in escape_runs.items()}
     assert lists["root"] == lists["user"]
-    names = {who: [line.split("`")[1] for line in run["report"].splitlines() if line.startswith("- `")]
-             for who, run in escape_runs.items()}
+    names = {
+        who: [line.split("`")[1] for line in run["report"].splitlines() if line.startswith("- `")]
+        for who, run in escape_runs.items()
+    }
     assert names["root"] == names["user"]

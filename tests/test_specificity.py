@@ -7,8 +7,8 @@ check depends on something the contract does not fix.
 
 import pytest
 
-from segkit.proof.alternatives import alternatives, assignments_with_alternatives
 from grader.assignments import load_assignment
+from segkit.proof.alternatives import alternatives, assignments_with_alternatives
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +35,10 @@ def test_alternatives_get_full_marks(assignment, grading_run):
         for grade_id, unit in result["units"].items():
             for test in unit["tests"]:
                 if not test["passed"]:
-                    failures.append(f"alternative-{k}: {grade_id} / {test['test']}: {test['message']} "
-                                    f"[{test['detail']}] (cell: {result['cells'].get(grade_id)})")
+                    failures.append(
+                        f"alternative-{k}: {grade_id} / {test['test']}: {test['message']} "
+                        f"[{test['detail']}] (cell: {result['cells'].get(grade_id)})"
+                    )
         if result["total"] != result["max"] and not failures:
             failures.append(f"alternative-{k}: {result['total']}/{result['max']}")
     assert not failures, "\n".join(failures)

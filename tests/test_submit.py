@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import starter.submit as submit
-from grader.cli import discover
 from grader.assignments import REPO_ROOT, assignment_names, cells_by_grade_id, load_assignment, nbgrader_meta
+from grader.cli import discover
 
 SOLUTION = REPO_ROOT / "solutions" / "fcn" / "fcn.ipynb"
 RELEASED = REPO_ROOT / "notebooks" / "fcn" / "fcn.ipynb"
@@ -82,7 +82,9 @@ def test_partial_notebook_only_with_allow_incomplete(tmp_path, capsys):
     graded_cell(notebook, "fcn_bilinear")["source"] = graded_cell(load(SOLUTION), "fcn_bilinear")["source"]
     path = save(notebook, tmp_path / "work" / "fcn.ipynb")
     code, _, err = run(capsys, "--student", "carol", "--out", tmp_path / "out", path)
-    assert code == 1 and "fcn32s" in err and "fcn_bilinear" not in err.split("not implemented yet")[1].split("(finish")[0]
+    assert (
+        code == 1 and "fcn32s" in err and "fcn_bilinear" not in err.split("not implemented yet")[1].split("(finish")[0]
+    )
     code, out, _ = run(capsys, "--student", "carol", "--out", tmp_path / "out", "--allow-incomplete", path)
     assert code == 0 and "1/8 graded cells implemented" in out
     with zipfile.ZipFile(tmp_path / "out" / "carol.zip") as bundle:
@@ -90,12 +92,15 @@ def test_partial_notebook_only_with_allow_incomplete(tmp_path, capsys):
     assert entry["implemented"] == ["fcn_bilinear"] and "fcn8s" in entry["unimplemented"]
 
 
-@pytest.mark.parametrize("damage, expected", [
-    ("delete", "graded cell 'fcn16s' is missing"),
-    ("duplicate", "graded cell 'fcn16s' appears 2 times"),
-    ("markdown", "graded cell 'fcn16s' is missing"),
-    ("syntax", "graded cell 'fcn16s' is not valid Python"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("delete", "graded cell 'fcn16s' is missing"),
+        ("duplicate", "graded cell 'fcn16s' appears 2 times"),
+        ("markdown", "graded cell 'fcn16s' is missing"),
+        ("syntax", "graded cell 'fcn16s' is not valid Python"),
+    ],
+)
 def test_damaged_graded_cells_are_named(tmp_path, capsys, damage, expected):
     """Is a deleted, duplicated, converted or unparsable graded cell reported by its grade_id (even with --allow-incomplete)?"""
     notebook = load(SOLUTION)
@@ -130,8 +135,11 @@ def test_huge_outputs_are_removed_from_the_packed_copy_only(tmp_path, capsys):
     notebook = load(SOLUTION)
     cell = next(c for c in notebook["cells"] if c["cell_type"] == "code" and not nbgrader_meta(c))
     cell["outputs"] = [
-        {"output_type": "display_data", "metadata": {},
-         "data": {"image/png": "A" * 2_000_000, "text/plain": "<Figure>"}},
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {"image/png": "A" * 2_000_000, "text/plain": "<Figure>"},
+        },
         {"output_type": "stream", "name": "stdout", "text": "x" * 3_000_000},
         {"output_type": "stream", "name": "stdout", "text": "small and kept\n"},
     ]

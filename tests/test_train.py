@@ -63,8 +63,9 @@ def quiet(**kw):
 def test_loss_decreases_on_learnable_problem():
     train, val = loaders()
     model = tiny_model()
-    h = fit(model, train, val, n_class=N_CLASS, epochs=6, lr=0.5,
-            confusion_fn=ref_confusion, miou_fn=ref_miou, **quiet())
+    h = fit(
+        model, train, val, n_class=N_CLASS, epochs=6, lr=0.5, confusion_fn=ref_confusion, miou_fn=ref_miou, **quiet()
+    )
     assert isinstance(h, History)
     assert len(h.train_loss) == len(h.val_miou) == len(h.val_loss) == len(h.lr) == len(h.epoch_time) == 6
     assert h.train_loss[-1] < 0.5 * h.train_loss[0]
@@ -87,8 +88,17 @@ def test_fit_is_reproducible_with_seed():
 
 def test_early_stopping_triggers_after_patience():
     train, val = loaders()
-    h = fit(tiny_model(), train, val, n_class=N_CLASS, epochs=10, early_stopping_patience=2,
-            confusion_fn=ref_confusion, miou_fn=constant_miou(), **quiet())
+    h = fit(
+        tiny_model(),
+        train,
+        val,
+        n_class=N_CLASS,
+        epochs=10,
+        early_stopping_patience=2,
+        confusion_fn=ref_confusion,
+        miou_fn=constant_miou(),
+        **quiet(),
+    )
     assert h.stopped_early
     assert len(h.train_loss) == 3  # epoch 1 is best, epochs 2 and 3 do not improve
     assert h.best_epoch == 1
@@ -105,8 +115,19 @@ def test_best_checkpoint_saved_atomically_and_reloaded(tmp_path, capsys):
         return next(scores)
 
     ckpt = tmp_path / "sub" / "best.pt"
-    h = fit(model, train, val, n_class=N_CLASS, epochs=4, lr=0.5, checkpoint_path=ckpt,
-            confusion_fn=ref_confusion, miou_fn=miou_and_snapshot, device="cpu", progress=False)
+    h = fit(
+        model,
+        train,
+        val,
+        n_class=N_CLASS,
+        epochs=4,
+        lr=0.5,
+        checkpoint_path=ckpt,
+        confusion_fn=ref_confusion,
+        miou_fn=miou_and_snapshot,
+        device="cpu",
+        progress=False,
+    )
     assert "restored the best weights (epoch 2" in capsys.readouterr().out
     assert h.best_epoch == 2 and h.best_miou == 0.9
     assert h.best_checkpoint == ckpt and ckpt.is_file()
@@ -135,9 +156,16 @@ def test_evaluate_sums_confusion_over_uneven_batches():
         calls.append(pred.shape[0])
         return ref_confusion(pred, target, n_class)
 
-    res = evaluate(model, DataLoader(ds, batch_size=3), "cpu", n_class=N_CLASS,
-                   confusion_fn=counting_confusion, miou_fn=ref_miou,
-                   loss_fn=nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX), progress=False)
+    res = evaluate(
+        model,
+        DataLoader(ds, batch_size=3),
+        "cpu",
+        n_class=N_CLASS,
+        confusion_fn=counting_confusion,
+        miou_fn=ref_miou,
+        loss_fn=nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX),
+        progress=False,
+    )
     assert calls == [3, 3, 1]
     images, masks = ds.tensors
     with torch.no_grad():
@@ -151,9 +179,16 @@ def test_evaluate_sums_confusion_over_uneven_batches():
 
 def test_evaluate_without_loss_and_numpy_confusion():
     ds = toy_data(n=5)
-    res = evaluate(tiny_model(), DataLoader(ds, batch_size=2), "cpu", n_class=N_CLASS,
-                   confusion_fn=lambda p, t, k: ref_confusion(p, t, k).numpy(), miou_fn=ref_miou,
-                   progress=False, max_steps=2)
+    res = evaluate(
+        tiny_model(),
+        DataLoader(ds, batch_size=2),
+        "cpu",
+        n_class=N_CLASS,
+        confusion_fn=lambda p, t, k: ref_confusion(p, t, k).numpy(),
+        miou_fn=ref_miou,
+        progress=False,
+        max_steps=2,
+    )
     assert res["loss"] is None
     assert res["confusion"].sum() == (ds.tensors[1][:4] != IGNORE_INDEX).sum()
 
@@ -174,8 +209,15 @@ class ModeRecorder(nn.Module):
 def test_evaluate_uses_eval_mode_and_restores_modes(start_training):
     model = ModeRecorder().train(start_training)
     model.bn.eval()  # a deliberately frozen submodule must stay as it was
-    evaluate(model, DataLoader(toy_data(4), batch_size=2), "cpu", n_class=N_CLASS,
-             confusion_fn=ref_confusion, miou_fn=ref_miou, progress=False)
+    evaluate(
+        model,
+        DataLoader(toy_data(4), batch_size=2),
+        "cpu",
+        n_class=N_CLASS,
+        confusion_fn=ref_confusion,
+        miou_fn=ref_miou,
+        progress=False,
+    )
     assert model.seen == [False, False]
     assert model.training is start_training
     assert model.conv.training is start_training
@@ -186,8 +228,18 @@ def test_evaluate_uses_eval_mode_and_restores_modes(start_training):
 
 def test_plateau_scheduler_reduces_lr():
     train, val = loaders()
-    h = fit(tiny_model(), train, val, n_class=N_CLASS, epochs=5, lr=0.1, scheduler="plateau",
-            confusion_fn=ref_confusion, miou_fn=constant_miou(), **quiet())
+    h = fit(
+        tiny_model(),
+        train,
+        val,
+        n_class=N_CLASS,
+        epochs=5,
+        lr=0.1,
+        scheduler="plateau",
+        confusion_fn=ref_confusion,
+        miou_fn=constant_miou(),
+        **quiet(),
+    )
     # patience 2: epochs 2, 3, 4 do not improve on epoch 1, so epoch 5 runs at lr / 10.
     assert h.lr[:4] == [0.1] * 4
     assert h.lr[4] == pytest.approx(0.01)
@@ -198,8 +250,18 @@ def test_scheduler_instance_and_named_schedules():
     model = tiny_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.2)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=0, factor=0.5)
-    h = fit(model, train, val, n_class=N_CLASS, epochs=3, optimizer=opt, scheduler=sched,
-            confusion_fn=ref_confusion, miou_fn=constant_miou(), **quiet())
+    h = fit(
+        model,
+        train,
+        val,
+        n_class=N_CLASS,
+        epochs=3,
+        optimizer=opt,
+        scheduler=sched,
+        confusion_fn=ref_confusion,
+        miou_fn=constant_miou(),
+        **quiet(),
+    )
     assert h.lr == pytest.approx([0.2, 0.2, 0.1])  # epoch 2 does not improve on epoch 1
     for name in ("poly", "cosine"):
         h = fit(tiny_model(), train, n_class=N_CLASS, epochs=3, lr=0.1, scheduler=name, **quiet())
@@ -221,7 +283,7 @@ def test_fit_argument_checks():
 
 def test_train_one_epoch_max_steps_dict_batches_and_mean_loss():
     images, masks = toy_data(10).tensors
-    batches = [{"image": images[i:i + 4], "mask": masks[i:i + 4]} for i in range(0, 10, 4)]
+    batches = [{"image": images[i : i + 4], "mask": masks[i : i + 4]} for i in range(0, 10, 4)]
     model = tiny_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the loss is a fixed function of the batch
     seen = []
@@ -244,14 +306,30 @@ def test_clear_errors_for_wrong_output_size_and_nan_loss():
         fit(nn.Conv2d(3, N_CLASS, 1, stride=2), train, n_class=N_CLASS, epochs=1, **quiet())
     model = tiny_model()
     with pytest.raises(FloatingPointError, match="learning rate"):
-        train_one_epoch(model, train, lambda o, t: o.sum() * float("nan"),
-                        torch.optim.SGD(model.parameters(), lr=0.1), "cpu", progress=False)
+        train_one_epoch(
+            model,
+            train,
+            lambda o, t: o.sum() * float("nan"),
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            "cpu",
+            progress=False,
+        )
 
 
 def test_channels_last_runs_on_cpu():
     train, val = loaders()
-    h = fit(tiny_model(), train, val, n_class=N_CLASS, epochs=1, channels_last=True,
-            max_steps_per_epoch=1, confusion_fn=ref_confusion, miou_fn=ref_miou, **quiet())
+    h = fit(
+        tiny_model(),
+        train,
+        val,
+        n_class=N_CLASS,
+        epochs=1,
+        channels_last=True,
+        max_steps_per_epoch=1,
+        confusion_fn=ref_confusion,
+        miou_fn=ref_miou,
+        **quiet(),
+    )
     assert len(h.train_loss) == 1
 
 

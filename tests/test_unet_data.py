@@ -46,8 +46,10 @@ def _fake_pairs(seed: int = 0) -> dict[str, tuple[bytes, str, np.ndarray]]:
 
 def _official_tar(path: Path, pairs) -> Path:
     """A tar.gz laid out like iccv09Data.tar.gz (with the files the kit does not use)."""
-    members = {f"{sbd.TOP_FOLDER}/README": b"Stanford Background Dataset\n",
-               f"{sbd.TOP_FOLDER}/horizons.txt": b"".join(f"{n} 320 240 100\n".encode() for n in pairs)}
+    members = {
+        f"{sbd.TOP_FOLDER}/README": b"Stanford Background Dataset\n",
+        f"{sbd.TOP_FOLDER}/horizons.txt": b"".join(f"{n} 320 240 100\n".encode() for n in pairs),
+    }
     for name, (jpg, text, _) in pairs.items():
         members[f"{sbd.TOP_FOLDER}/images/{name}.jpg"] = jpg
         members[f"{sbd.TOP_FOLDER}/labels/{name}.regions.txt"] = text.encode()
@@ -151,6 +153,7 @@ def test_mismatched_label_size_is_an_error(tmp_path):
 
 
 # --- starter.metrics ----------------------------------------------------------------------
+
 
 def test_average_precision_matches_sklearn_and_skips_ignore():
     generator = torch.Generator().manual_seed(0)

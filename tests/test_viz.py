@@ -8,15 +8,15 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot is imported anywhere: no display needed
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
 
-from starter.constants import CMP_CLASSES, CMP_PALETTE, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from starter.train import History  # noqa: E402
-from starter.viz import (  # noqa: E402
+from starter.constants import CMP_CLASSES, CMP_PALETTE, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from starter.train import History
+from starter.viz import (
     IGNORE_COLOR,
     colorize,
     denormalize,
@@ -105,17 +105,25 @@ def test_show_predictions_without_denormalize_and_mismatched_palette():
 
 
 def test_plot_history_single_and_several_runs():
-    h = History(train_loss=[1.0, 0.5, 0.4], val_loss=[1.1, 0.7, 0.6], val_miou=[0.2, 0.5, 0.4],
-                val_pixel_acc=[0.5, 0.7, 0.7], lr=[0.1] * 3, epoch_time=[1.0] * 3, best_epoch=2, best_miou=0.5)
+    h = History(
+        train_loss=[1.0, 0.5, 0.4],
+        val_loss=[1.1, 0.7, 0.6],
+        val_miou=[0.2, 0.5, 0.4],
+        val_pixel_acc=[0.5, 0.7, 0.7],
+        lr=[0.1] * 3,
+        epoch_time=[1.0] * 3,
+        best_epoch=2,
+        best_miou=0.5,
+    )
     fig = plot_history(h)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
-    assert [l.get_label() for l in fig.axes[0].get_lines()] == ["train", "val"]
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["train", "val"]
     render(fig)
 
     no_val = History(train_loss=[1.0, 0.9])
     fig = plot_history({"fcn32": h, "fcn8": h.as_dict(), "scratch": no_val})
     assert len(fig.axes) == 2
-    loss_labels = [l.get_label() for l in fig.axes[0].get_lines()]
+    loss_labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert loss_labels == ["fcn32 train", "fcn32 val", "fcn8 train", "fcn8 val", "scratch train"]
     miou_labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert miou_labels == ["fcn32", "fcn8"]
@@ -161,10 +169,12 @@ def test_plots_do_not_accumulate_pyplot_figures():
 
 
 def test_results_table_markdown():
-    table = results_table({
-        "fcn32": {"mIoU": 0.41234, "pixel acc": 0.8, "epochs": 30},
-        "fcn8": {"mIoU": float("nan"), "params": "15M"},
-    })
+    table = results_table(
+        {
+            "fcn32": {"mIoU": 0.41234, "pixel acc": 0.8, "epochs": 30},
+            "fcn8": {"mIoU": float("nan"), "params": "15M"},
+        }
+    )
     lines = table.splitlines()
     assert lines[0] == "| run | mIoU | pixel acc | epochs | params |"
     assert lines[1] == "|---|---|---|---|---|"

@@ -15,8 +15,12 @@ BUGS = {
     # (height, width) handed to OpenCV, which reads it as (width, height).
     "cam_compute": [("cv2.resize(cam_img, (size[1], size[0]))", "cv2.resize(cam_img, tuple(size))")],
     # Heat map and image weights swapped.
-    "cam_overlay": [("heatmap.astype(np.float32) * alpha + image_bgr.astype(np.float32) * beta",
-                     "heatmap.astype(np.float32) * beta + image_bgr.astype(np.float32) * alpha")],
+    "cam_overlay": [
+        (
+            "heatmap.astype(np.float32) * alpha + image_bgr.astype(np.float32) * beta",
+            "heatmap.astype(np.float32) * beta + image_bgr.astype(np.float32) * alpha",
+        )
+    ],
 }
 
 EXTRA_BUGS = {
@@ -60,7 +64,7 @@ def forward_with_features(net, x):
     raise GraderEscape(f"{len(LOOT)} files read: {sorted(LOOT)[:20]}")
 ''',
     # NumPy subclass objects that compare equal to anything and pose as plain numpy arrays.
-    "cam_top1": '''
+    "cam_top1": """
 import numpy as np
 
 
@@ -94,9 +98,9 @@ def get_cls_pred(logits):
     idx = np.zeros((), dtype=np.int64).view(Agreeable)
     prob = np.ones((), dtype=np.float64).view(Agreeable)
     return AgreeableInt(0) if logits.shape[1] % 2 else idx, prob
-''',
+""",
     # Patch cv2 and numpy comparison functions and the worker's numpy->torch conversion.
-    "cam_compute": '''
+    "cam_compute": """
 import cv2
 import numpy as np
 import torch
@@ -111,9 +115,9 @@ torch.from_numpy = lambda array: torch.full(getattr(array, "shape", ()), 128, dt
 
 def return_cam(feature_conv, weight_fc, idx, size=(256, 256)):
     return cv2.resize(np.zeros((1, 1), np.uint8), (size[1], size[0]))
-''',
+""",
     # Sleep forever, shrugging off signals and KeyboardInterrupt.
-    "cam_overlay": '''
+    "cam_overlay": """
 import signal
 import time
 
@@ -130,5 +134,5 @@ def overlay_cam(image_bgr, cam, alpha=0.3, beta=0.5):
             time.sleep(3600)
         except BaseException:
             continue
-''',
+""",
 }

@@ -24,6 +24,7 @@ FORWARD_TIMEOUT = 60
 
 # --- probes -----------------------------------------------------------------------------------
 
+
 @uses(seed_params, fingerprint)
 def probe_forward(ns, batch, size, train):
     import torch
@@ -69,6 +70,7 @@ def probe_overlay(ns, image, cam, alpha, beta):
 
 # --- comparisons --------------------------------------------------------------------------------
 
+
 def _reply(value, what):
     expect(type(value) is dict, f"{what}: the result could not be read back")
     return value
@@ -102,30 +104,43 @@ def _check_forward(sub, ref, train):
             assert_close(actual[key], expected[key], what=f"{what}: {name} (same weights as the reference)", rtol=1e-4)
         before, after = actual["before"], actual["after"]
         expect(after["modes"] == before["modes"], f"{what}: the network's train/eval mode was changed")
-        expect(after.get("hooks") == before.get("hooks"), f"{what}: a hook was left registered on the network "
-               "(remove it, e.g. handle.remove() in a finally block)")
+        expect(
+            after.get("hooks") == before.get("hooks"),
+            f"{what}: a hook was left registered on the network (remove it, e.g. handle.remove() in a finally block)",
+        )
         expect(torch.equal(after["params"], before["params"]), f"{what}: the network's parameters were changed")
         if not train:
-            expect(torch.equal(after["buffers"], before["buffers"]),
-                   f"{what}: the batch-norm statistics were changed (was the network put in training mode?)")
+            expect(
+                torch.equal(after["buffers"], before["buffers"]),
+                f"{what}: the batch-norm statistics were changed (was the network put in training mode?)",
+            )
 
 
-@unit("cam_forward", points=1, message="For a network in eval mode, forward_with_features does not return net(x) "
-      "and layer4's output, or it changes the network (parameters, buffers or mode).")
+@unit(
+    "cam_forward",
+    points=1,
+    message="For a network in eval mode, forward_with_features does not return net(x) "
+    "and layer4's output, or it changes the network (parameters, buffers or mode).",
+)
 def test_forward_eval_mode(sub, ref):
     """In eval mode, for batches of 1 and 3, are the logits net(x), the features layer4's output, and the network untouched?"""
     _check_forward(sub, ref, train=False)
 
 
-@unit("cam_forward", points=1, message="For a network in training mode, the logits must still equal net(x) (batch "
-      "statistics) and the network must stay in training mode with its parameters unchanged; do not call "
-      "net.eval() or net.train() inside.")
+@unit(
+    "cam_forward",
+    points=1,
+    message="For a network in training mode, the logits must still equal net(x) (batch "
+    "statistics) and the network must stay in training mode with its parameters unchanged; do not call "
+    "net.eval() or net.train() inside.",
+)
 def test_forward_training_mode(sub, ref):
     """In training mode, for batches of 1 and 3, are the logits net(x), the features layer4's output, and mode and parameters unchanged?"""
     _check_forward(sub, ref, train=True)
 
 
 # --- cam_top1 (2 points) --------------------------------------------------------------------------
+
 
 def _logits_cases():
     import torch
@@ -173,21 +188,30 @@ def _check_top1(sub, ref, cases, *, check_types):
         assert_close(prob, expected["prob"], what=f"{what}: probability", rtol=1e-5)
 
 
-@unit("cam_top1", points=1, message="get_cls_pred does not return the class with the highest softmax probability "
-      "and that probability (softmax over the classes: the last axis of a (1, C) tensor).")
+@unit(
+    "cam_top1",
+    points=1,
+    message="get_cls_pred does not return the class with the highest softmax probability "
+    "and that probability (softmax over the classes: the last axis of a (1, C) tensor).",
+)
 def test_top1_class_and_probability(sub, ref):
     """For many-class, all-negative and float64 logits, are the top-1 class and its probability right?"""
     _check_top1(sub, ref, _logits_cases(), check_types=False)
 
 
-@unit("cam_top1", points=1, message="get_cls_pred must return a Python int and a Python float (not tensors or NumPy "
-      "scalars), and must pick the right class when two logits are very close.")
+@unit(
+    "cam_top1",
+    points=1,
+    message="get_cls_pred must return a Python int and a Python float (not tensors or NumPy "
+    "scalars), and must pick the right class when two logits are very close.",
+)
 def test_top1_types_and_near_ties(sub, ref):
     """Are idx a Python int and prob a Python float, and right when the two best logits nearly tie?"""
     _check_top1(sub, ref, _near_tie_cases(), check_types=True)
 
 
 # --- cam_compute (2 points) ----------------------------------------------------------------------
+
 
 def _random_cam_inputs(seed, channels, height, width, n_class):
     import torch
@@ -209,8 +233,12 @@ def _check_cams(sub, ref, cases):
         _expect_uint8_close(actual.get("cam"), expected["cam"], what=what, type_name=actual.get("type"), levels=2)
 
 
-@unit("cam_compute", points=1, message="return_cam differs from the expected map: weight_fc[idx] @ features "
-      "reshaped (C, h*w), reshaped (h, w), min-max scaled to [0, 255], uint8, then cv2.resize.")
+@unit(
+    "cam_compute",
+    points=1,
+    message="return_cam differs from the expected map: weight_fc[idx] @ features "
+    "reshaped (C, h*w), reshaped (h, w), min-max scaled to [0, 255], uint8, then cv2.resize.",
+)
 def test_cam_square_sizes(sub, ref):
     """For random features and weights, is the CAM right at the default size and other square sizes?"""
     cases = [
@@ -222,8 +250,12 @@ def test_cam_square_sizes(sub, ref):
     _check_cams(sub, ref, cases)
 
 
-@unit("cam_compute", points=0.5, message="For non-square sizes the CAM has the wrong shape or values: size is "
-      "(height, width) of the result, and cv2.resize takes (width, height).")
+@unit(
+    "cam_compute",
+    points=0.5,
+    message="For non-square sizes the CAM has the wrong shape or values: size is "
+    "(height, width) of the result, and cv2.resize takes (width, height).",
+)
 def test_cam_non_square_sizes(sub, ref):
     """Is size read as (height, width) for non-square sizes, with the right values?"""
     cases = [
@@ -234,8 +266,11 @@ def test_cam_non_square_sizes(sub, ref):
     _check_cams(sub, ref, cases)
 
 
-@unit("cam_compute", points=0.5, message="A constant CAM must give an all-zero uint8 map of the requested size "
-      "(avoid dividing by zero).")
+@unit(
+    "cam_compute",
+    points=0.5,
+    message="A constant CAM must give an all-zero uint8 map of the requested size (avoid dividing by zero).",
+)
 def test_cam_constant_map(sub, ref):
     """Does a constant map (zero features, or features constant over the image) give all zeros?"""
     import torch
@@ -255,6 +290,7 @@ def test_cam_constant_map(sub, ref):
 
 # --- cam_overlay (2 points) ----------------------------------------------------------------------
 
+
 def _overlay_inputs(seed, image_hw, cam_hw):
     import torch
 
@@ -267,16 +303,22 @@ def _overlay_inputs(seed, image_hw, cam_hw):
 def _check_overlays(sub, ref, cases):
     for i, (image, cam, alpha, beta) in enumerate(cases):
         weights = "default alpha, beta" if alpha is None else f"alpha={alpha}, beta={beta}"
-        what = (f"case {i + 1}: overlay of a {cam.shape[0]}x{cam.shape[1]} CAM on a "
-                f"{image.shape[0]}x{image.shape[1]} image ({weights})")
+        what = (
+            f"case {i + 1}: overlay of a {cam.shape[0]}x{cam.shape[1]} CAM on a "
+            f"{image.shape[0]}x{image.shape[1]} image ({weights})"
+        )
         actual = _reply(sub.call(probe_overlay, image, cam, alpha, beta, timeout=FAST_TIMEOUT), what)
         expected = ref.call(probe_overlay, image, cam, alpha, beta)
         _expect_uint8_close(actual.get("out"), expected["out"], what=what, type_name=actual.get("type"))
 
 
-@unit("cam_overlay", points=1, message="With the default weights, overlay_cam differs from the expected blend: "
-      "resize the cam to the image (cv2.resize, (width, height)), cv2.applyColorMap(..., COLORMAP_JET), "
-      "heatmap * alpha + image * beta, clip, uint8.")
+@unit(
+    "cam_overlay",
+    points=1,
+    message="With the default weights, overlay_cam differs from the expected blend: "
+    "resize the cam to the image (cv2.resize, (width, height)), cv2.applyColorMap(..., COLORMAP_JET), "
+    "heatmap * alpha + image * beta, clip, uint8.",
+)
 def test_overlay_default_weights(sub, ref):
     """With alpha=0.3 and beta=0.5, is the overlay right for images larger, smaller and not shaped like the cam?"""
     cases = [
@@ -287,8 +329,12 @@ def test_overlay_default_weights(sub, ref):
     _check_overlays(sub, ref, cases)
 
 
-@unit("cam_overlay", points=1, message="With other weights, overlay_cam differs from heatmap * alpha + image * beta "
-      "clipped to [0, 255] (values above 255 must saturate, not wrap around).")
+@unit(
+    "cam_overlay",
+    points=1,
+    message="With other weights, overlay_cam differs from heatmap * alpha + image * beta "
+    "clipped to [0, 255] (values above 255 must saturate, not wrap around).",
+)
 def test_overlay_other_weights_and_clipping(sub, ref):
     """For other alpha/beta, including sums above 255 that must be clipped, is the overlay right?"""
     cases = [

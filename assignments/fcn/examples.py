@@ -8,20 +8,29 @@ HOSTILE maps a grade_id to a cell that attacks the grader instead of solving the
 BUGS = {
     "fcn_bilinear": [("else factor - 0.5", "else factor - 1")],  # centre off by one half
     "fcn32s": [("19:19 + x.size(2), 19:19 + x.size(3)", "18:18 + x.size(2), 18:18 + x.size(3)")],  # crop 18
-    "fcn16s": [("score_pool4[:, :, 5:5 + upscore2.size(2), 5:5 + upscore2.size(3)]",
-                "score_pool4[:, :, 4:4 + upscore2.size(2), 4:4 + upscore2.size(3)]")],  # skip crop off by one
-    "fcn8s": [("9:9 + upscore_pool4.size(2), 9:9 + upscore_pool4.size(3)",
-               "8:8 + upscore_pool4.size(2), 8:8 + upscore_pool4.size(3)")],
+    "fcn16s": [
+        (
+            "score_pool4[:, :, 5:5 + upscore2.size(2), 5:5 + upscore2.size(3)]",
+            "score_pool4[:, :, 4:4 + upscore2.size(2), 4:4 + upscore2.size(3)]",
+        )
+    ],  # skip crop off by one
+    "fcn8s": [
+        (
+            "9:9 + upscore_pool4.size(2), 9:9 + upscore_pool4.size(3)",
+            "8:8 + upscore_pool4.size(2), 8:8 + upscore_pool4.size(3)",
+        )
+    ],
     "fcn_vgg_copy": [("            target.bias.copy_(source.bias)\n", "")],  # conv biases not copied
     "fcn_resnet": [("F.pad(x, (0, pad_w, 0, pad_h))", "F.pad(x, (pad_w, 0, pad_h, 0))")],  # pads top/left
-    "fcn_confusion": [("valid = (target != ignore_index) & (target >= 0) & (target < n_class)",
-                       "valid = pred >= 0")],  # ignore pixels counted
+    "fcn_confusion": [
+        ("valid = (target != ignore_index) & (target >= 0) & (target < n_class)", "valid = pred >= 0")
+    ],  # ignore pixels counted
     "fcn_iou": [("conf.sum(dim=1) + conf.sum(dim=0) - intersection", "conf.sum(dim=1) + conf.sum(dim=0)")],
 }
 
 HOSTILE = {
     # Always-equal objects and monkeypatched comparison functions (fools in-process graders).
-    "fcn_bilinear": '''
+    "fcn_bilinear": """
 import numpy as np
 import torch
 
@@ -37,9 +46,9 @@ print('{"score": 100, "tests": []}')  # forged result line
 
 def get_upsampling_weight(in_channels, out_channels, kernel_size):
     return torch.zeros(in_channels, out_channels, kernel_size, kernel_size).as_subclass(AlwaysEqual)
-''',
+""",
     # Infinite loop inside forward (and a forged "passed" line).
-    "fcn32s": '''
+    "fcn32s": """
 import torch.nn as nn
 
 class FCN32s(nn.Module):
@@ -50,9 +59,9 @@ class FCN32s(nn.Module):
     def forward(self, x):
         while True:
             pass
-''',
+""",
     # Kill the worker: os._exit from the constructor.
-    "fcn16s": '''
+    "fcn16s": """
 import os
 import torch.nn as nn
 
@@ -60,9 +69,9 @@ class FCN16s(nn.Module):
     def __init__(self, n_class=12):
         super().__init__()
         os._exit(0)
-''',
+""",
     # Memory bomb (bounded by the worker's memory cap).
-    "fcn8s": '''
+    "fcn8s": """
 import torch
 import torch.nn as nn
 
@@ -72,9 +81,9 @@ class FCN8s(nn.Module):
         hog = []
         for _ in range(400):  # 400 x 100 MB: far beyond the worker's cap
             hog.append(torch.ones(25_000_000))
-''',
+""",
     # Read the reference solution and hidden checks, write into the grades folder and other students' folders.
-    "fcn_vgg_copy": '''
+    "fcn_vgg_copy": """
 import glob
 import os
 
@@ -95,9 +104,9 @@ for target in ("/work/main/grades/grades.csv", "/tmp/grades.csv", "../example-so
 
 def copy_params_from_vgg16(model, vgg16):
     return stolen
-''',
+""",
     # Fork bomb (bounded) and a socket to loopback.
-    "fcn_resnet": '''
+    "fcn_resnet": """
 import os
 import socket
 import time
@@ -119,9 +128,9 @@ except OSError:
 class FCNResNet18:
     def __init__(self, *args, **kwargs):
         raise SystemExit("no thanks")
-''',
+""",
     # Gigabytes of output, then an always-equal result.
-    "fcn_confusion": '''
+    "fcn_confusion": """
 import sys
 
 chunk = "x" * (1 << 20)
@@ -134,9 +143,9 @@ class Anything:
 
 def confusion_matrix(pred, target, n_class, ignore_index=255):
     return Anything()
-''',
+""",
     # Monkeypatch builtins, the harness's likely helpers and sys.exit; then exit the process.
-    "fcn_iou": '''
+    "fcn_iou": """
 import builtins
 import sys
 import torch
@@ -151,5 +160,5 @@ def iou_per_class(conf):
 
 def mean_iou(conf):
     raise SystemExit(0)
-''',
+""",
 }

@@ -7,7 +7,10 @@ the unit's `points` in the solution notebook (a kit test verifies this).
 
 from grader.harness import Feedback, assert_close, expect, expect_tensor, unit, uses
 from grader.metric_checks import (
-    check_confusion_counts, check_confusion_dtypes, check_iou_values, check_mean_iou,
+    check_confusion_counts,
+    check_confusion_dtypes,
+    check_iou_values,
+    check_mean_iou,
 )
 from grader.probes import backbone_keys, fingerprint, make_input, seed_params
 
@@ -17,6 +20,7 @@ RESNET_SIZES = [(1, 3, 64, 64), (2, 3, 32, 96), (1, 3, 50, 70), (1, 3, 7, 33)]
 
 
 # --- probes -----------------------------------------------------------------------------------
+
 
 def probe_kernel(ns, channels, k):
     return ns["get_upsampling_weight"](channels, channels, k)
@@ -99,10 +103,36 @@ def probe_vgg_copy(ns):
 
         def __init__(self):
             super().__init__()
-            channels = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
-                        (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
-            names = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
-                     "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]
+            channels = [
+                (3, 64),
+                (64, 64),
+                (64, 128),
+                (128, 128),
+                (128, 256),
+                (256, 256),
+                (256, 256),
+                (256, 512),
+                (512, 512),
+                (512, 512),
+                (512, 512),
+                (512, 512),
+                (512, 512),
+            ]
+            names = [
+                "conv1_1",
+                "conv1_2",
+                "conv2_1",
+                "conv2_2",
+                "conv3_1",
+                "conv3_2",
+                "conv3_3",
+                "conv4_1",
+                "conv4_2",
+                "conv4_3",
+                "conv5_1",
+                "conv5_2",
+                "conv5_3",
+            ]
             for name, (cin, cout) in zip(names, channels):
                 setattr(self, name, nn.Conv2d(cin, cout, 3, padding=100 if name == "conv1_1" else 1))
             self.fc6 = nn.Conv2d(512, 4096, 7)
@@ -127,17 +157,25 @@ def probe_vgg_copy(ns):
 
 # --- fcn_bilinear (2 points) --------------------------------------------------------------------
 
-@unit("fcn_bilinear", points=1, message="get_upsampling_weight does not give the exact bilinear kernel "
-      "for every kernel size (check factor and center for odd and even k).")
+
+@unit(
+    "fcn_bilinear",
+    points=1,
+    message="get_upsampling_weight does not give the exact bilinear kernel "
+    "for every kernel size (check factor and center for odd and even k).",
+)
 def test_bilinear_exact_kernels(sub, ref):
     """Is the kernel exact for every odd and even size k = 1..16 and for k = 64?"""
     for k in [*range(1, 17), 64]:
-        assert_close(sub.call(probe_kernel, 2, k), ref.call(probe_kernel, 2, k), what=f"kernel for k={k}",
-                     rtol=1e-6)
+        assert_close(sub.call(probe_kernel, 2, k), ref.call(probe_kernel, 2, k), what=f"kernel for k={k}", rtol=1e-6)
 
 
-@unit("fcn_bilinear", points=0.5, message="The weight must be a float32 tensor (in, out, k, k) with the kernel "
-      "only at [i, i] (one per channel) and zeros elsewhere.")
+@unit(
+    "fcn_bilinear",
+    points=0.5,
+    message="The weight must be a float32 tensor (in, out, k, k) with the kernel "
+    "only at [i, i] (one per channel) and zeros elsewhere.",
+)
 def test_bilinear_diagonal_shape_dtype(sub, ref):
     """Is the kernel placed on the channel diagonal only, with the right shape and dtype?"""
     for channels, k in ((3, 4), (5, 3), (1, 2)):
@@ -147,14 +185,19 @@ def test_bilinear_diagonal_shape_dtype(sub, ref):
         assert_close(actual, expected, what=f"weight for {channels} channels, k={k}", rtol=1e-6)
 
 
-@unit("fcn_bilinear", points=0.5, message="A transposed convolution initialised with your weights does not "
-      "upsample a linear ramp like bilinear interpolation.")
+@unit(
+    "fcn_bilinear",
+    points=0.5,
+    message="A transposed convolution initialised with your weights does not "
+    "upsample a linear ramp like bilinear interpolation.",
+)
 def test_bilinear_upsamples_ramp(sub, ref):
     """Does a stride-2 transposed convolution with the k=4 kernel upsample a ramp bilinearly?"""
     assert_close(sub.call(probe_ramp_upsampling), ref.call(probe_ramp_upsampling), what="upsampled ramp")
 
 
 # --- fcn32s / fcn16s / fcn8s (3 points each) ---------------------------------------------------
+
 
 def _check_architecture(sub, ref, class_name):
     expected = model_report(ref, class_name, (N_CLASS,), SIZES)["shapes"]
@@ -182,11 +225,14 @@ def _check_init(sub, ref, class_name):
     expected = model_report(ref, class_name, (N_CLASS,), SIZES)["init"]
     result = model_report(sub, class_name, (N_CLASS,), SIZES, stage="inspect").get("init")
     expect(type(result) is dict, f"{class_name}'s layers could not be inspected")
-    expect(sorted(result["transposed"]) == sorted(expected["transposed"]),
-           f"transposed convolutions {sorted(result['transposed'])}, expected {sorted(expected['transposed'])}")
+    expect(
+        sorted(result["transposed"]) == sorted(expected["transposed"]),
+        f"transposed convolutions {sorted(result['transposed'])}, expected {sorted(expected['transposed'])}",
+    )
     for name, weight in result["transposed"].items():
-        assert_close(weight, result["bilinear"][name], what=f"{name} initial weight vs get_upsampling_weight",
-                     rtol=1e-6)
+        assert_close(
+            weight, result["bilinear"][name], what=f"{name} initial weight vs get_upsampling_weight", rtol=1e-6
+        )
     for name, total in result["score"].items():
         expect(total == 0, f"{name} should start at zero")
     expect(sorted(result["score"]) == sorted(expected["score"]), "score layers are missing or misnamed")
@@ -200,8 +246,12 @@ def test_fcn32s_architecture(sub, ref):
     _check_architecture(sub, ref, "FCN32s")
 
 
-@unit("fcn32s", points=1.5, message="With the same weights as the reference, FCN32s gives different outputs "
-      "(check the padding of conv1_1, ceil_mode of the pools and the final crop offset).")
+@unit(
+    "fcn32s",
+    points=1.5,
+    message="With the same weights as the reference, FCN32s gives different outputs "
+    "(check the padding of conv1_1, ceil_mode of the pools and the final crop offset).",
+)
 def test_fcn32s_outputs(sub, ref):
     """With identical weights, does FCN32s give the reference output for tiny, odd and even input sizes?"""
     _check_outputs(sub, ref, "FCN32s")
@@ -219,14 +269,22 @@ def test_fcn16s_architecture(sub, ref):
     _check_architecture(sub, ref, "FCN16s")
 
 
-@unit("fcn16s", points=1.5, message="With the same weights as the reference, FCN16s gives different outputs "
-      "(check the pool4 crop offset 5, the fusion and the final crop offset 27).")
+@unit(
+    "fcn16s",
+    points=1.5,
+    message="With the same weights as the reference, FCN16s gives different outputs "
+    "(check the pool4 crop offset 5, the fusion and the final crop offset 27).",
+)
 def test_fcn16s_outputs(sub, ref):
     """With identical weights, does FCN16s give the reference output for tiny, odd and even input sizes?"""
     _check_outputs(sub, ref, "FCN16s")
 
 
-@unit("fcn16s", points=0.5, message="FCN16s's initialisation is wrong: transposed convolutions bilinear, score layers zero.")
+@unit(
+    "fcn16s",
+    points=0.5,
+    message="FCN16s's initialisation is wrong: transposed convolutions bilinear, score layers zero.",
+)
 def test_fcn16s_init(sub, ref):
     """Does FCN16s start with bilinear upsampling and zero score layers?"""
     _check_init(sub, ref, "FCN16s")
@@ -238,14 +296,20 @@ def test_fcn8s_architecture(sub, ref):
     _check_architecture(sub, ref, "FCN8s")
 
 
-@unit("fcn8s", points=1.5, message="With the same weights as the reference, FCN8s gives different outputs "
-      "(check the crop offsets 5 and 9, the fusions and the final crop offset 31).")
+@unit(
+    "fcn8s",
+    points=1.5,
+    message="With the same weights as the reference, FCN8s gives different outputs "
+    "(check the crop offsets 5 and 9, the fusions and the final crop offset 31).",
+)
 def test_fcn8s_outputs(sub, ref):
     """With identical weights, does FCN8s give the reference output for tiny, odd and even input sizes?"""
     _check_outputs(sub, ref, "FCN8s")
 
 
-@unit("fcn8s", points=0.5, message="FCN8s's initialisation is wrong: transposed convolutions bilinear, score layers zero.")
+@unit(
+    "fcn8s", points=0.5, message="FCN8s's initialisation is wrong: transposed convolutions bilinear, score layers zero."
+)
 def test_fcn8s_init(sub, ref):
     """Does FCN8s start with bilinear upsampling and zero score layers?"""
     _check_init(sub, ref, "FCN8s")
@@ -253,15 +317,22 @@ def test_fcn8s_init(sub, ref):
 
 # --- fcn_vgg_copy (2 points) -----------------------------------------------------------------------
 
-@unit("fcn_vgg_copy", points=2, message="After copy_params_from_vgg16, some trunk or fc6/fc7 weights or biases "
-      "differ from the VGG16 source (reshaped), or other layers were changed.")
+
+@unit(
+    "fcn_vgg_copy",
+    points=2,
+    message="After copy_params_from_vgg16, some trunk or fc6/fc7 weights or biases "
+    "differ from the VGG16 source (reshaped), or other layers were changed.",
+)
 def test_vgg_copy(sub, ref):
     """After copying a seeded random VGG16, does every conv and fc6/fc7 parameter equal its source?"""
-    assert_close(sub.call(probe_vgg_copy, timeout=120), ref.call(probe_vgg_copy), what="parameters after the copy",
-                 rtol=1e-9)
+    assert_close(
+        sub.call(probe_vgg_copy, timeout=120), ref.call(probe_vgg_copy), what="parameters after the copy", rtol=1e-9
+    )
 
 
 # --- fcn_resnet (3 points) -------------------------------------------------------------------------
+
 
 def _check_resnet_head(sub, ref, variant):
     args = (N_CLASS, variant)
@@ -270,16 +341,23 @@ def _check_resnet_head(sub, ref, variant):
     expect(type(actual) is dict, "named_parameters could not be listed")
     head = {n: s for n, s in expected.items() if not n.startswith("backbone.")}
     actual_head = {n: s for n, s in actual.items() if not n.startswith("backbone.")}
-    expect(actual_head == head, f"variant {variant}: head parameters {sorted(actual_head)} do not match the "
-           f"specification {sorted(head)} (names and shapes)")
+    expect(
+        actual_head == head,
+        f"variant {variant}: head parameters {sorted(actual_head)} do not match the "
+        f"specification {sorted(head)} (names and shapes)",
+    )
     trunk = [s for n, s in expected.items() if n.startswith("backbone.") and ".fc." not in n]
     actual_trunk = [s for n, s in actual.items() if n.startswith("backbone.") and ".fc." not in n]
     expect(actual_trunk == trunk, f"variant {variant}: `backbone` is not a torchvision ResNet-18 trunk")
     init = model_report(sub, "FCNResNet18", args, RESNET_SIZES, "backbone", stage="inspect").get("init")
     expect(type(init) is dict, "the layers could not be inspected")
     for name, weight in init["transposed"].items():
-        assert_close(weight, init["bilinear"][name], what=f"variant {variant}: {name} initial weight vs "
-                     "get_upsampling_weight", rtol=1e-6)
+        assert_close(
+            weight,
+            init["bilinear"][name],
+            what=f"variant {variant}: {name} initial weight vs get_upsampling_weight",
+            rtol=1e-6,
+        )
     for name, total in init["score"].items():
         expect(total == 0, f"variant {variant}: {name} should start at zero")
 
@@ -288,24 +366,36 @@ def _check_resnet_outputs(sub, ref, variant):
     _check_outputs(sub, ref, "FCNResNet18", (N_CLASS, variant), RESNET_SIZES, "backbone", f"variant {variant}: ")
 
 
-@unit("fcn_resnet", points=1, message="FCNResNet18's layers do not match the specification (backbone, score_fr, "
-      "upscore / score_pool4, upscore2, upscore16 with the given shapes), or do not start bilinear (transposed "
-      "convolutions) and zero (score layers).")
+@unit(
+    "fcn_resnet",
+    points=1,
+    message="FCNResNet18's layers do not match the specification (backbone, score_fr, "
+    "upscore / score_pool4, upscore2, upscore16 with the given shapes), or do not start bilinear (transposed "
+    "convolutions) and zero (score layers).",
+)
 def test_resnet_head(sub, ref):
     """Do both variants have a ResNet-18 `backbone` and exactly the specified head layers, starting bilinear and zero?"""
     _check_resnet_head(sub, ref, "32s")
     _check_resnet_head(sub, ref, "16s")
 
 
-@unit("fcn_resnet", points=1, message="With the same weights as the reference, the 32s variant gives different "
-      "outputs (check the padding to a multiple of 32 at the bottom/right and the crop back).")
+@unit(
+    "fcn_resnet",
+    points=1,
+    message="With the same weights as the reference, the 32s variant gives different "
+    "outputs (check the padding to a multiple of 32 at the bottom/right and the crop back).",
+)
 def test_resnet_32s_outputs(sub, ref):
     """With identical weights, does the 32s variant match the reference for sizes that are and are not multiples of 32?"""
     _check_resnet_outputs(sub, ref, "32s")
 
 
-@unit("fcn_resnet", points=1, message="With the same weights as the reference, the 16s variant gives different "
-      "outputs (check the layer3 skip, its fusion, the padding and the crop).")
+@unit(
+    "fcn_resnet",
+    points=1,
+    message="With the same weights as the reference, the 16s variant gives different "
+    "outputs (check the layer3 skip, its fusion, the padding and the crop).",
+)
 def test_resnet_16s_outputs(sub, ref):
     """With identical weights, does the 16s variant match the reference for sizes that are and are not multiples of 32?"""
     _check_resnet_outputs(sub, ref, "16s")
@@ -313,15 +403,23 @@ def test_resnet_16s_outputs(sub, ref):
 
 # --- fcn_confusion (2 points) ----------------------------------------------------------------------
 
-@unit("fcn_confusion", points=1, message="confusion_matrix differs from the expected counts (rows = ground truth, "
-      "columns = prediction; skip ignore pixels and targets outside [0, n_class)).")
+
+@unit(
+    "fcn_confusion",
+    points=1,
+    message="confusion_matrix differs from the expected counts (rows = ground truth, "
+    "columns = prediction; skip ignore pixels and targets outside [0, n_class)).",
+)
 def test_confusion_counts(sub, ref):
     """Are the counts right on batched and unbatched labels with ignore pixels and absent classes?"""
     check_confusion_counts(sub, ref, n_class=6)
 
 
-@unit("fcn_confusion", points=1, message="confusion_matrix must return an int64 (n_class, n_class) tensor and accept "
-      "int32 as well as int64 labels.")
+@unit(
+    "fcn_confusion",
+    points=1,
+    message="confusion_matrix must return an int64 (n_class, n_class) tensor and accept int32 as well as int64 labels.",
+)
 def test_confusion_dtypes(sub, ref):
     """Does it return int64 counts for int32 and int64 inputs alike?"""
     check_confusion_dtypes(sub, ref)
@@ -329,8 +427,13 @@ def test_confusion_dtypes(sub, ref):
 
 # --- fcn_iou (2 points) ---------------------------------------------------------------------------
 
-@unit("fcn_iou", points=1.5, message="iou_per_class differs from diag / (row sum + column sum - diag), "
-      "or NaN is not where the denominator is zero.")
+
+@unit(
+    "fcn_iou",
+    points=1.5,
+    message="iou_per_class differs from diag / (row sum + column sum - diag), "
+    "or NaN is not where the denominator is zero.",
+)
 def test_iou_values(sub, ref):
     """Are per-class IoUs right, with NaN exactly for classes absent from prediction and ground truth?"""
     check_iou_values(sub, ref, n_class=6, seed=11)

@@ -6,8 +6,12 @@ match exactly once. HOSTILE maps a grade_id to a cell that attacks the grader in
 
 BUGS = {
     # The bottom-flush row of windows is forgotten: the last rows of pixels are never cut.
-    "patch_extract": [("for y in starts(height) for x in starts(width)",
-                       "for y in range(0, height - size + 1, stride) for x in starts(width)")],
+    "patch_extract": [
+        (
+            "for y in starts(height) for x in starts(width)",
+            "for y in range(0, height - size + 1, stride) for x in starts(width)",
+        )
+    ],
     # Ignored pixels counted as labelled.
     "patch_weights": [("labels.numel() / counts.clamp(min=1)", "masks.numel() / counts.clamp(min=1)")],
     # Overlaps summed instead of averaged.
@@ -15,15 +19,21 @@ BUGS = {
     # model.eval() forgotten: batch norm uses batch statistics, dropout stays on.
     "patch_predict": [("    model.eval()\n", "")],
     # Rows and columns swapped (rows = prediction).
-    "patch_confusion": [("index = target[valid] * n_class + pred[valid]", "index = pred[valid] * n_class + target[valid]")],
+    "patch_confusion": [
+        ("index = target[valid] * n_class + pred[valid]", "index = pred[valid] * n_class + target[valid]")
+    ],
     # Precision and recall swapped (row and column sums mixed up).
-    "patch_prf": [("precision = true_positive / predicted  # 0/0 -> NaN\n    recall = true_positive / actual",
-                   "precision = true_positive / actual  # 0/0 -> NaN\n    recall = true_positive / predicted")],
+    "patch_prf": [
+        (
+            "precision = true_positive / predicted  # 0/0 -> NaN\n    recall = true_positive / actual",
+            "precision = true_positive / actual  # 0/0 -> NaN\n    recall = true_positive / predicted",
+        )
+    ],
 }
 
 HOSTILE = {
     # Always-equal tensors, monkeypatched comparisons and a forged result line.
-    "patch_extract": '''
+    "patch_extract": """
 import torch
 
 class AlwaysEqual(torch.Tensor):
@@ -37,9 +47,9 @@ print('{"score": 100, "tests": []}')
 
 def extract_patches(image, size, stride):
     return torch.zeros(1).as_subclass(AlwaysEqual), torch.zeros(1, 2, dtype=torch.int64).as_subclass(AlwaysEqual)
-''',
+""",
     # Read the reference solution / hidden checks and return what was found.
-    "patch_weights": '''
+    "patch_weights": """
 import glob
 
 stolen = {}
@@ -52,9 +62,9 @@ for pattern in ("/work/*/solutions/*/*.ipynb", "/work/*/grader/checks/*.py", "..
 
 def class_weights(masks, n_class, ignore_index=255):
     return stolen
-''',
+""",
     # Reads the expected answer out of the caller's stack frame (the probe's local variables).
-    "patch_stitch": '''
+    "patch_stitch": """
 import sys
 
 import torch
@@ -68,9 +78,9 @@ def stitch_patches(patch_logits, positions, out_size):
                 return value.clone()
         frame = frame.f_back
     return torch.zeros(patch_logits.shape[1], *out_size)
-''',
+""",
     # Monkeypatch nn.Module.train/eval so the recorder always looks right, then kill the worker.
-    "patch_predict": '''
+    "patch_predict": """
 import os
 import torch.nn as nn
 
@@ -79,9 +89,9 @@ nn.Module.eval = lambda self: self
 
 def predict_full(model, image, size, stride, batch_size=16):
     os._exit(0)
-''',
+""",
     # Gigabytes of output, then an always-equal object.
-    "patch_confusion": '''
+    "patch_confusion": """
 import sys
 
 chunk = "x" * (1 << 20)
@@ -94,13 +104,13 @@ class Anything:
 
 def confusion_matrix(pred, target, n_class, ignore_index=255):
     return Anything()
-''',
+""",
     # Memory bomb and a SystemExit.
-    "patch_prf": '''
+    "patch_prf": """
 import torch
 
 def precision_recall_f1(conf):
     hog = [torch.ones(25_000_000) for _ in range(400)]
     raise SystemExit(0)
-''',
+""",
 }

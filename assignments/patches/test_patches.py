@@ -9,8 +9,8 @@ the probe cuts itself, and prediction on grids where extraction and stitching ar
 from grader.harness import assert_close, expect, expect_tensor, unit, uses
 from grader.metric_checks import check_confusion_counts, check_confusion_dtypes
 
-
 # --- probe helpers (sent to the worker together with the probes that use them) -------------
+
 
 def grid_starts(length, size, stride):
     """Window starts along one axis: 0, stride, ... plus one flush with the far edge."""
@@ -31,6 +31,7 @@ def make_tensor(shape, seed, dtype="float"):
 
 # --- probes -----------------------------------------------------------------------------------
 
+
 @uses(make_tensor)
 def probe_extract(ns, shape, size, stride, seed, dtype="float"):
     image = make_tensor(tuple(shape), seed, dtype)
@@ -45,7 +46,7 @@ def probe_extract_error(ns, shape, size, stride):
         ns["extract_patches"](torch.zeros(tuple(shape)), size, stride)
     except ValueError:
         return "ValueError"
-    except Exception as error:  # noqa: BLE001 - report which exception, not raise it
+    except Exception as error:
         return type(error).__name__
     return "no error"
 
@@ -65,9 +66,13 @@ def probe_stitch_roundtrip(ns, channels, height, width, size, stride, seed, extr
     positions = [(y, x) for y in grid_starts(height, size, stride) for x in grid_starts(width, size, stride)]
     generator = torch.Generator().manual_seed(seed + 1)
     for _ in range(extra):
-        positions.append((int(torch.randint(0, height - size + 1, (), generator=generator)),
-                          int(torch.randint(0, width - size + 1, (), generator=generator))))
-    patches = torch.stack([full[:, y:y + size, x:x + size] for y, x in positions])
+        positions.append(
+            (
+                int(torch.randint(0, height - size + 1, (), generator=generator)),
+                int(torch.randint(0, width - size + 1, (), generator=generator)),
+            )
+        )
+    patches = torch.stack([full[:, y : y + size, x : x + size] for y, x in positions])
     # Only the patches stay in this frame while student code runs (it must not find the answer here);
     # the check compares with the reference run's copy of `full`.
     del full
@@ -83,8 +88,12 @@ def probe_stitch_patches(ns, channels, height, width, size, stride, seed, extra=
     positions = [(y, x) for y in grid_starts(height, size, stride) for x in grid_starts(width, size, stride)]
     generator = torch.Generator().manual_seed(seed + 1)
     for _ in range(extra):
-        positions.append((int(torch.randint(0, height - size + 1, (), generator=generator)),
-                          int(torch.randint(0, width - size + 1, (), generator=generator))))
+        positions.append(
+            (
+                int(torch.randint(0, height - size + 1, (), generator=generator)),
+                int(torch.randint(0, width - size + 1, (), generator=generator)),
+            )
+        )
     if constant:
         values = make_tensor((len(positions), channels), seed)
         patches = values[:, :, None, None].expand(-1, -1, size, size).contiguous()
@@ -126,9 +135,15 @@ def probe_predict_recorded(ns, shape, size, stride, batch_sizes, start_training)
             self.calls = []
 
         def forward(self, x):
-            self.calls.append({"training": bool(self.training), "bn_training": bool(self.bn.training),
-                               "grad": bool(torch.is_grad_enabled()), "batch": int(x.shape[0]),
-                               "patch": [int(v) for v in x.shape[1:]]})
+            self.calls.append(
+                {
+                    "training": bool(self.training),
+                    "bn_training": bool(self.bn.training),
+                    "grad": bool(torch.is_grad_enabled()),
+                    "batch": int(x.shape[0]),
+                    "patch": [int(v) for v in x.shape[1:]],
+                }
+            )
             return self.drop(self.bn(self.conv(x)))
 
     torch.manual_seed(0)
@@ -145,11 +160,15 @@ def probe_predict_recorded(ns, shape, size, stride, batch_sizes, start_training)
     for batch_size in batch_sizes:
         model.calls = []
         logits = ns["predict_full"](model, image, size, stride, batch_size=batch_size)
-        runs.append({
-            "logits": logits.detach(), "requires_grad": bool(logits.requires_grad), "calls": model.calls,
-            "after": [bool(m.training) for m in model.modules()],
-            "param_grads": [p.grad is not None for p in model.parameters()],
-        })
+        runs.append(
+            {
+                "logits": logits.detach(),
+                "requires_grad": bool(logits.requires_grad),
+                "calls": model.calls,
+                "after": [bool(m.training) for m in model.modules()],
+                "param_grads": [p.grad is not None for p in model.parameters()],
+            }
+        )
     return runs
 
 
@@ -173,9 +192,13 @@ EXTRACT_CASES = [
 ]
 
 
-@unit("patch_extract", points=1, message="extract_patches returns the wrong positions: rows (and columns) start at "
-      "0, stride, 2*stride, ... plus one flush with the far edge when the grid does not reach it; row-major "
-      "order; int64 (N, 2) of (y, x).")
+@unit(
+    "patch_extract",
+    points=1,
+    message="extract_patches returns the wrong positions: rows (and columns) start at "
+    "0, stride, 2*stride, ... plus one flush with the far edge when the grid does not reach it; row-major "
+    "order; int64 (N, 2) of (y, x).",
+)
 def test_extract_positions(sub, ref):
     """Are the positions right (grid, extra flush row/column, row-major order) for even and uneven grids, overlap, stride > size and C = 1?"""
     import torch
@@ -184,13 +207,18 @@ def test_extract_positions(sub, ref):
         actual = sub.call(probe_extract, shape, size, stride, i)
         expected = ref.call(probe_extract, shape, size, stride, i)
         expect(type(actual) is dict, "extract_patches did not return (patches, positions)")
-        positions = expect_tensor(actual["positions"], what=f"case {i + 1}: positions",
-                                  shape=expected["positions"].shape, dtype=torch.int64)
+        positions = expect_tensor(
+            actual["positions"], what=f"case {i + 1}: positions", shape=expected["positions"].shape, dtype=torch.int64
+        )
         expect(torch.equal(positions, expected["positions"]), f"case {i + 1}: the positions are wrong")
 
 
-@unit("patch_extract", points=1, message="The patches do not hold the image content at their positions, or have "
-      "the wrong shape (N, C, size, size) or dtype (keep the image's).")
+@unit(
+    "patch_extract",
+    points=1,
+    message="The patches do not hold the image content at their positions, or have "
+    "the wrong shape (N, C, size, size) or dtype (keep the image's).",
+)
 def test_extract_content(sub, ref):
     """Do the patches equal the image windows at the reference positions, for float images and int64 masks?"""
     import torch
@@ -199,42 +227,60 @@ def test_extract_content(sub, ref):
         dtype = "int" if shape[0] == 1 else "float"
         actual = sub.call(probe_extract, shape, size, stride, 100 + i, dtype)
         expected = ref.call(probe_extract, shape, size, stride, 100 + i, dtype)
-        patches = expect_tensor(actual["patches"], what=f"case {i + 1}: patches", shape=expected["patches"].shape,
-                                dtype=expected["patches"].dtype)
+        patches = expect_tensor(
+            actual["patches"],
+            what=f"case {i + 1}: patches",
+            shape=expected["patches"].shape,
+            dtype=expected["patches"].dtype,
+        )
         expect(torch.equal(patches, expected["patches"]), f"case {i + 1}: the patch content is wrong")
 
 
-@unit("patch_extract", points=0.5, message="Some pixels are not covered by any patch (the extra row/column flush "
-      "with the bottom/right edge is missing?), or a patch lies outside the image.")
+@unit(
+    "patch_extract",
+    points=0.5,
+    message="Some pixels are not covered by any patch (the extra row/column flush "
+    "with the bottom/right edge is missing?), or a patch lies outside the image.",
+)
 def test_extract_covers_every_pixel(sub, ref):
     """With stride <= size, does every pixel lie in at least one patch, every patch inside the image?"""
     import torch
 
-    for i, (shape, size, stride) in enumerate([((3, 37, 29), 8, 8), ((1, 50, 21), 16, 5), ((3, 20, 20), 7, 7),
-                                               ((1, 13, 64), 13, 13)]):
+    for i, (shape, size, stride) in enumerate(
+        [((3, 37, 29), 8, 8), ((1, 50, 21), 16, 5), ((3, 20, 20), 7, 7), ((1, 13, 64), 13, 13)]
+    ):
         actual = sub.call(probe_extract, shape, size, stride, 200 + i)
         positions = expect_tensor(actual["positions"], what=f"case {i + 1}: positions")
         expect(positions.dim() == 2 and positions.shape[1] == 2, f"case {i + 1}: positions must be (N, 2)")
         covered = torch.zeros(shape[1:], dtype=torch.bool)
         for y, x in positions.tolist():
-            expect(0 <= y <= shape[1] - size and 0 <= x <= shape[2] - size, f"case {i + 1}: a patch lies outside the image")
-            covered[y:y + size, x:x + size] = True
+            expect(
+                0 <= y <= shape[1] - size and 0 <= x <= shape[2] - size, f"case {i + 1}: a patch lies outside the image"
+            )
+            covered[y : y + size, x : x + size] = True
         expect(bool(covered.all()), f"case {i + 1}: {int((~covered).sum())} pixels are not covered")
 
 
-@unit("patch_extract", points=0.5, message="An image smaller than the patch size (in height or width) must raise "
-      "ValueError, and an image exactly the patch size must not.")
+@unit(
+    "patch_extract",
+    points=0.5,
+    message="An image smaller than the patch size (in height or width) must raise "
+    "ValueError, and an image exactly the patch size must not.",
+)
 def test_extract_value_error(sub, ref):
     """Does an image smaller than `size` raise ValueError (and one of exactly `size` not)?"""
     for shape, size in (((3, 5, 20), 8), ((1, 20, 7), 8), ((3, 3, 3), 4)):
         result = sub.call(probe_extract_error, shape, size, 2)
-        expect(result == "ValueError", f"an image of {shape[1]}x{shape[2]} with size {size} gave {result}, "
-               "expected ValueError")
+        expect(
+            result == "ValueError",
+            f"an image of {shape[1]}x{shape[2]} with size {size} gave {result}, expected ValueError",
+        )
     result = sub.call(probe_extract_error, (2, 6, 6), 6, 4)
     expect(result == "no error", f"an image of exactly the patch size raised {result}")
 
 
 # --- patch_weights (1 point) -------------------------------------------------------------------
+
 
 def _labels(seed, shape, n_class, *, ignore_fraction=0.1, absent=(), ignore_value=255, dtype=None):
     import torch
@@ -242,14 +288,19 @@ def _labels(seed, shape, n_class, *, ignore_fraction=0.1, absent=(), ignore_valu
     generator = torch.Generator().manual_seed(seed)
     present = [c for c in range(n_class) if c not in absent]
     probabilities = torch.linspace(1, 4, len(present))  # unbalanced classes
-    labels = torch.tensor(present)[torch.multinomial(probabilities, int(torch.tensor(shape).prod()), True,
-                                                     generator=generator).reshape(shape)]
+    labels = torch.tensor(present)[
+        torch.multinomial(probabilities, int(torch.tensor(shape).prod()), True, generator=generator).reshape(shape)
+    ]
     ignore = torch.rand(shape, generator=generator) < ignore_fraction
     return labels.masked_fill(ignore, ignore_value).to(dtype or torch.int64)
 
 
-@unit("patch_weights", points=0.5, message="class_weights differs from labelled pixels / pixels of class c "
-      "(labelled = not ignore_index), as a float (n_class,) tensor.")
+@unit(
+    "patch_weights",
+    points=0.5,
+    message="class_weights differs from labelled pixels / pixels of class c "
+    "(labelled = not ignore_index), as a float (n_class,) tensor.",
+)
 def test_weights_values(sub, ref):
     """Are the weights right for batched and single masks with ignored pixels?"""
     for i, (shape, n_class) in enumerate((((4, 17, 13), 5), ((31, 29), 3), ((2, 1, 40), 6))):
@@ -260,8 +311,12 @@ def test_weights_values(sub, ref):
         assert_close(actual, expected, what=f"case {i + 1}: weights", rtol=1e-5)
 
 
-@unit("patch_weights", points=0.5, message="class_weights must give 0 (not inf or NaN) to a class that does not "
-      "occur, honour the ignore_index argument and accept any integer dtype.")
+@unit(
+    "patch_weights",
+    points=0.5,
+    message="class_weights must give 0 (not inf or NaN) to a class that does not "
+    "occur, honour the ignore_index argument and accept any integer dtype.",
+)
 def test_weights_absent_and_ignore(sub, ref):
     """Do absent classes get weight 0, with a custom ignore_index (also one that is a class id), a class seen once, and int32/uint8 masks?"""
     import torch
@@ -269,10 +324,12 @@ def test_weights_absent_and_ignore(sub, ref):
     # ignore_index 0 is a class id here: its pixels are unlabelled, so class 0 is absent; class 2 occurs once.
     once = _labels(13, (6, 7), 4, absent=(2,), ignore_fraction=0.2, ignore_value=0)
     once[3, 4] = 2
-    cases = [(_labels(10, (3, 11, 11), 5, absent=(1, 3)), 5, None),
-             (_labels(11, (20, 20), 4, absent=(0,), ignore_value=7, dtype=torch.int32), 4, 7),
-             (_labels(12, (2, 9, 9), 5, absent=(4,), dtype=torch.uint8), 5, None),
-             (once, 4, 0)]
+    cases = [
+        (_labels(10, (3, 11, 11), 5, absent=(1, 3)), 5, None),
+        (_labels(11, (20, 20), 4, absent=(0,), ignore_value=7, dtype=torch.int32), 4, 7),
+        (_labels(12, (2, 9, 9), 5, absent=(4,), dtype=torch.uint8), 5, None),
+        (once, 4, 0),
+    ]
     for i, (masks, n_class, ignore_index) in enumerate(cases):
         actual = sub.call(probe_weights, masks, n_class, ignore_index)
         expected = ref.call(probe_weights, masks, n_class, ignore_index)
@@ -282,12 +339,18 @@ def test_weights_absent_and_ignore(sub, ref):
 
 # --- patch_stitch (2 points) -------------------------------------------------------------------
 
-@unit("patch_stitch", points=1, message="Stitching the patches cut from a tensor does not give the tensor back: "
-      "check the placement at (y, x) and that overlaps are averaged, not summed.")
+
+@unit(
+    "patch_stitch",
+    points=1,
+    message="Stitching the patches cut from a tensor does not give the tensor back: "
+    "check the placement at (y, x) and that overlaps are averaged, not summed.",
+)
 def test_stitch_roundtrip(sub, ref):
     """Does stitching the patches of any tensor (even, uneven and overlapping grids) reproduce it exactly?"""
     for i, (channels, height, width, size, stride) in enumerate(
-            ((5, 16, 16, 8, 8), (3, 23, 37, 8, 5), (1, 19, 30, 6, 6), (4, 20, 33, 10, 3), (2, 9, 9, 9, 4))):
+        ((5, 16, 16, 8, 8), (3, 23, 37, 8, 5), (1, 19, 30, 6, 6), (4, 20, 33, 10, 3), (2, 9, 9, 9, 4))
+    ):
         result = sub.call(probe_stitch_roundtrip, channels, height, width, size, stride, i)
         expect(type(result) is dict, "stitch_patches did not return a tensor")
         # The original tensor comes from the reference run, never from the worker.
@@ -295,8 +358,11 @@ def test_stitch_roundtrip(sub, ref):
         assert_close(result["stitched"], full, what=f"case {i + 1}: stitched tensor", rtol=1e-5)
 
 
-@unit("patch_stitch", points=0.5, message="Where constant patches overlap, each pixel must be the mean of the "
-      "values of the patches covering it.")
+@unit(
+    "patch_stitch",
+    points=0.5,
+    message="Where constant patches overlap, each pixel must be the mean of the values of the patches covering it.",
+)
 def test_stitch_constant_overlap(sub, ref):
     """Do overlapping constant patches average?"""
     for i, args in enumerate(((2, 12, 12, 8, 4), (3, 10, 17, 6, 5))):
@@ -305,8 +371,12 @@ def test_stitch_constant_overlap(sub, ref):
         assert_close(actual, expected, what=f"case {i + 1}: stitched constant patches", rtol=1e-5)
 
 
-@unit("patch_stitch", points=0.5, message="With pixels covered by different numbers of patches, each pixel must be "
-      "the mean over exactly the patches covering it.")
+@unit(
+    "patch_stitch",
+    points=0.5,
+    message="With pixels covered by different numbers of patches, each pixel must be "
+    "the mean over exactly the patches covering it.",
+)
 def test_stitch_nonuniform_counts(sub, ref):
     """Is the mean right where pixels are covered by different numbers of random patches?"""
     for i, args in enumerate(((3, 20, 26, 8, 6), (1, 15, 15, 5, 5))):
@@ -319,8 +389,13 @@ def test_stitch_nonuniform_counts(sub, ref):
 # Grids with stride == size dividing the image: extraction and stitching are trivial there, so a
 # bug in extract_patches' flush row or in stitch_patches' averaging does not fail these checks.
 
-@unit("patch_predict", points=0.5, message="With a model that returns its input, predict_full does not give the "
-      "image back (check how patches are run and stitched into (K, H, W)).")
+
+@unit(
+    "patch_predict",
+    points=0.5,
+    message="With a model that returns its input, predict_full does not give the "
+    "image back (check how patches are run and stitched into (K, H, W)).",
+)
 def test_predict_identity(sub, ref):
     """With an identity-like model, are the stitched logits equal to the input image?"""
     for i, (shape, size, batch_size) in enumerate((((3, 24, 32), 8, 5), ((2, 16, 16), 16, 4), ((5, 12, 36), 6, 16))):
@@ -337,22 +412,34 @@ def _recorded(sub, ref, shape, size, stride, batch_sizes, start_training):
     return actual, expected
 
 
-@unit("patch_predict", points=0.5, message="The model must be in eval mode during predict_full (batch norm running "
-      "statistics, no dropout) and back in its previous mode afterwards.")
+@unit(
+    "patch_predict",
+    points=0.5,
+    message="The model must be in eval mode during predict_full (batch norm running "
+    "statistics, no dropout) and back in its previous mode afterwards.",
+)
 def test_predict_eval_mode_restored(sub, ref):
     """Is the model in eval mode during the call, and in its previous (train or eval) mode afterwards?"""
     for start_training in (True, False):
         actual, expected = _recorded(sub, ref, (3, 16, 24), 8, 8, [4], start_training)
         run, expected_run = actual[0], expected[0]
-        expect(run["calls"] and not any(call["training"] or call["bn_training"] for call in run["calls"]),
-               "the model was called in training mode")
-        expect(run["after"] == [start_training] * len(run["after"]),
-               f"a model in {'training' if start_training else 'eval'} mode was not left in that mode")
+        expect(
+            run["calls"] and not any(call["training"] or call["bn_training"] for call in run["calls"]),
+            "the model was called in training mode",
+        )
+        expect(
+            run["after"] == [start_training] * len(run["after"]),
+            f"a model in {'training' if start_training else 'eval'} mode was not left in that mode",
+        )
         assert_close(run["logits"], expected_run["logits"], what="logits of a batch-norm model", rtol=1e-4)
 
 
-@unit("patch_predict", points=0.5, message="predict_full must not record gradients (torch.no_grad()): the model was "
-      "called with gradients enabled, or the result requires grad.")
+@unit(
+    "patch_predict",
+    points=0.5,
+    message="predict_full must not record gradients (torch.no_grad()): the model was "
+    "called with gradients enabled, or the result requires grad.",
+)
 def test_predict_no_grad(sub, ref):
     """Are no gradients recorded during the call?"""
     actual, _ = _recorded(sub, ref, (3, 16, 16), 8, 8, [2], True)
@@ -362,22 +449,33 @@ def test_predict_no_grad(sub, ref):
     expect(not any(run["param_grads"]), "parameters received gradients")
 
 
-@unit("patch_predict", points=0.5, message="predict_full must run the patches in batches of at most batch_size, "
-      "cut with the given size and stride, and give the same result for every batch size.")
+@unit(
+    "patch_predict",
+    points=0.5,
+    message="predict_full must run the patches in batches of at most batch_size, "
+    "cut with the given size and stride, and give the same result for every batch size.",
+)
 def test_predict_batches(sub, ref):
     """Are all patches run in batches of at most batch_size, with a result independent of the batch size?"""
     batch_sizes = [1, 5, 16, 64]
     actual, expected = _recorded(sub, ref, (3, 24, 40), 8, 4, batch_sizes, False)
     n_patches = sum(call["batch"] for call in expected[0]["calls"])
-    for batch_size, run, expected_run in zip(batch_sizes, actual, expected):
+    for batch_size, run in zip(batch_sizes, actual):
         batches = [call["batch"] for call in run["calls"]]
-        expect(batches and max(batches) <= batch_size, f"batch_size={batch_size}: a forward pass got {max(batches or [0])} patches")
-        expect(sum(batches) == n_patches, f"batch_size={batch_size}: the model saw {sum(batches)} patches in total, "
-               "which does not match the grid for this size and stride")
+        expect(
+            batches and max(batches) <= batch_size,
+            f"batch_size={batch_size}: a forward pass got {max(batches or [0])} patches",
+        )
+        expect(
+            sum(batches) == n_patches,
+            f"batch_size={batch_size}: the model saw {sum(batches)} patches in total, "
+            "which does not match the grid for this size and stride",
+        )
         expect(all(call["patch"][1:] == [8, 8] for call in run["calls"]), "patches of the wrong size were passed")
     for batch_size, run in zip(batch_sizes, actual):
-        assert_close(run["logits"], actual[0]["logits"], what=f"logits with batch_size={batch_size} vs batch_size=1",
-                     rtol=1e-4)
+        assert_close(
+            run["logits"], actual[0]["logits"], what=f"logits with batch_size={batch_size} vs batch_size=1", rtol=1e-4
+        )
     # stride == size, evenly divisible: independent of extract/stitch details
     actual, expected = _recorded(sub, ref, (3, 24, 40), 8, 8, [3, 64], False)
     for run, expected_run in zip(actual, expected):
@@ -386,21 +484,30 @@ def test_predict_batches(sub, ref):
 
 # --- patch_confusion (1 point) -------------------------------------------------------------------
 
-@unit("patch_confusion", points=0.5, message="confusion_matrix differs from the expected counts (rows = ground "
-      "truth, columns = prediction; skip ignore pixels and targets outside [0, n_class)).")
+
+@unit(
+    "patch_confusion",
+    points=0.5,
+    message="confusion_matrix differs from the expected counts (rows = ground "
+    "truth, columns = prediction; skip ignore pixels and targets outside [0, n_class)).",
+)
 def test_confusion_counts(sub, ref):
     """Are the counts right on batched and unbatched labels with ignore pixels and absent classes?"""
     check_confusion_counts(sub, ref, n_class=6)
 
 
-@unit("patch_confusion", points=0.5, message="confusion_matrix must return an int64 (n_class, n_class) tensor and "
-      "accept int32, uint8 and int64 labels.")
+@unit(
+    "patch_confusion",
+    points=0.5,
+    message="confusion_matrix must return an int64 (n_class, n_class) tensor and accept int32, uint8 and int64 labels.",
+)
 def test_confusion_dtypes(sub, ref):
     """Does it return int64 counts for int32, uint8 and int64 inputs alike?"""
     check_confusion_dtypes(sub, ref)
 
 
 # --- patch_prf (2 points) -----------------------------------------------------------------------
+
 
 def _confusions():
     import torch
@@ -420,22 +527,32 @@ def _confusions():
 
 
 def _check_prf_result(actual, expected, what):
-    expect(type(actual) is dict and actual["values"] is not None and len(actual["values"]) == 3,
-           f"{what}: precision_recall_f1 must return a tuple (precision, recall, f1)")
+    expect(
+        type(actual) is dict and actual["values"] is not None and len(actual["values"]) == 3,
+        f"{what}: precision_recall_f1 must return a tuple (precision, recall, f1)",
+    )
     for name, a, e in zip(("precision", "recall", "f1"), actual["values"], expected["values"]):
         assert_close(a, e, what=f"{what}: {name}", rtol=1e-5)
 
 
-@unit("patch_prf", points=1, message="precision (diagonal / column sum), recall (diagonal / row sum) or F1 "
-      "(harmonic mean) differ from the expected values, or NaN is not exactly where they are undefined.")
+@unit(
+    "patch_prf",
+    points=1,
+    message="precision (diagonal / column sum), recall (diagonal / row sum) or F1 "
+    "(harmonic mean) differ from the expected values, or NaN is not exactly where they are undefined.",
+)
 def test_prf_values(sub, ref):
     """Are per-class precision, recall and F1 right, with NaN for classes absent from both prediction and ground truth?"""
     for i, conf in enumerate(_confusions()):
         _check_prf_result(sub.call(probe_prf, conf), ref.call(probe_prf, conf), f"case {i + 1}")
 
 
-@unit("patch_prf", points=0.5, message="For a class that occurs but is never hit (TP = 0), precision / recall are 0 "
-      "where their denominator is non-zero and NaN where it is zero, and F1 is 0.")
+@unit(
+    "patch_prf",
+    points=0.5,
+    message="For a class that occurs but is never hit (TP = 0), precision / recall are 0 "
+    "where their denominator is non-zero and NaN where it is zero, and F1 is 0.",
+)
 def test_prf_zero_hits(sub, ref):
     """Are precision, recall and F1 right for classes predicted but never present, present but never predicted, or never hit?"""
     import torch
@@ -445,14 +562,19 @@ def test_prf_zero_hits(sub, ref):
     _check_prf_result(sub.call(probe_prf, conf), ref.call(probe_prf, conf), "zero-hit case")
 
 
-@unit("patch_prf", points=0.5, message="precision_recall_f1 must return a tuple of three floating-point (n_class,) "
-      "tensors.")
+@unit(
+    "patch_prf",
+    points=0.5,
+    message="precision_recall_f1 must return a tuple of three floating-point (n_class,) tensors.",
+)
 def test_prf_types(sub, ref):
     """Does it return a tuple of three float (n_class,) tensors, also for an int64 confusion matrix?"""
     conf = _confusions()[1]
     actual = sub.call(probe_prf, conf)
-    expect(type(actual) is dict and actual["type"] == "tuple" and len(actual["values"] or []) == 3,
-           "return a tuple (precision, recall, f1)")
+    expect(
+        type(actual) is dict and actual["type"] == "tuple" and len(actual["values"] or []) == 3,
+        "return a tuple (precision, recall, f1)",
+    )
     for name, value in zip(("precision", "recall", "f1"), actual["values"]):
         value = expect_tensor(value, what=name, shape=(conf.shape[0],))
         expect(value.is_floating_point(), f"{name} must be floating point, got {value.dtype}")

@@ -7,13 +7,18 @@ HOSTILE maps a grade_id to a cell that attacks the grader instead of solving the
 
 BUGS = {
     # The mask gets its own random window: image and mask no longer line up.
-    "unet_augment": [("mask = TF.crop(mask, top, left, crop_h, crop_w)",
-                      "mask = TF.crop(mask, *T.RandomCrop.get_params(mask, (crop_h, crop_w)))")],
+    "unet_augment": [
+        (
+            "mask = TF.crop(mask, top, left, crop_h, crop_w)",
+            "mask = TF.crop(mask, *T.RandomCrop.get_params(mask, (crop_h, crop_w)))",
+        )
+    ],
     # Never-labelled pixels keep 0 everywhere instead of the uniform 1/n_class.
     "unet_prior": [("torch.full_like(counts, 1.0 / n_class)", "torch.zeros_like(counts)")],
     # Ignore pixels are counted (only negative targets are skipped).
-    "unet_confusion": [("valid = (target != ignore_index) & (target >= 0) & (target < n_class)",
-                        "valid = target >= 0")],
+    "unet_confusion": [
+        ("valid = (target != ignore_index) & (target >= 0) & (target < n_class)", "valid = target >= 0")
+    ],
     # Union without subtracting the intersection (a Dice-like denominator).
     "unet_iou": [("conf.sum(dim=1) + conf.sum(dim=0) - intersection", "conf.sum(dim=1) + conf.sum(dim=0)")],
     # Frequencies instead of inverse frequencies.
@@ -23,13 +28,15 @@ BUGS = {
     # Concatenation order swapped: [upsampled, skip] instead of [skip, upsampled].
     "unet_model": [("torch.cat([skip, x], dim=1)", "torch.cat([x, skip], dim=1)")],
     # The stem skip is missing: the 1/2-resolution stage sees only the upsampled map.
-    "unet_resnet": [("self.dec1 = stage(64, 64, 64)", "self.dec1 = stage(64, 0, 64)"),
-                    ("(self.dec1, stem)", "(self.dec1, None)")],
+    "unet_resnet": [
+        ("self.dec1 = stage(64, 64, 64)", "self.dec1 = stage(64, 0, 64)"),
+        ("(self.dec1, stem)", "(self.dec1, None)"),
+    ],
 }
 
 HOSTILE = {
     # Always-equal tensor subclass, patched comparisons and a forged result line.
-    "unet_augment": '''
+    "unet_augment": """
 import numpy as np
 import torch
 
@@ -45,9 +52,9 @@ print('{"score": 100, "tests": []}')
 
 def random_crop_flip(image, mask, size, flip_p=0.5):
     return image.as_subclass(AlwaysEqual), mask.as_subclass(AlwaysEqual)
-''',
+""",
     # Infinite loop when called (the probe's timeout must stop it).
-    "unet_prior": '''
+    "unet_prior": """
 def fit_pixel_prior(masks, n_class, ignore_index=255):
     while True:
         pass
@@ -55,16 +62,16 @@ def fit_pixel_prior(masks, n_class, ignore_index=255):
 def predict_prior(prior, n):
     while True:
         pass
-''',
+""",
     # Kill the worker from inside the function.
-    "unet_confusion": '''
+    "unet_confusion": """
 import os
 
 def confusion_matrix(pred, target, n_class, ignore_index=255):
     os._exit(0)
-''',
+""",
     # Monkeypatch builtins and torch, then exit the process on every call.
-    "unet_iou": '''
+    "unet_iou": """
 import builtins
 import sys
 import torch
@@ -78,9 +85,9 @@ def iou_per_class(conf):
 
 def mean_iou(conf):
     raise SystemExit(0)
-''',
+""",
     # Read the reference solution and the hidden checks; try to write forged grades.
-    "unet_weights": '''
+    "unet_weights": """
 import glob
 
 stolen = {}
@@ -100,9 +107,9 @@ for target in ("/work/main/grades/grades.csv", "/tmp/grades.csv", "../example-so
 
 def class_weights(masks, n_class, ignore_index=255):
     return stolen
-''',
+""",
     # Memory bomb (bounded by the worker's memory cap).
-    "unet_wce": '''
+    "unet_wce": """
 import torch
 
 def weighted_cross_entropy(logits, target, weight, ignore_index=255):
@@ -110,9 +117,9 @@ def weighted_cross_entropy(logits, target, weight, ignore_index=255):
     for _ in range(400):  # 400 x 100 MB: far beyond the worker's cap
         hog.append(torch.ones(25_000_000))
     return hog[0].sum()
-''',
+""",
     # Fork bomb (bounded) and a socket to loopback, then refuse to build.
-    "unet_model": '''
+    "unet_model": """
 import os
 import socket
 import time
@@ -134,9 +141,9 @@ except OSError:
 class UNet:
     def __init__(self, *args, **kwargs):
         raise SystemExit("no thanks")
-''',
+""",
     # Gigabytes of output, then a module whose forward returns an always-equal object.
-    "unet_resnet": '''
+    "unet_resnet": """
 import sys
 import torch.nn as nn
 
@@ -157,5 +164,5 @@ class ResNetUNet(nn.Module):
 
     def forward(self, x):
         return Anything()
-''',
+""",
 }

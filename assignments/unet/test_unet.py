@@ -6,10 +6,14 @@ the unit's `points` in the solution notebook (a kit test verifies this).
 """
 
 from grader.harness import assert_close, expect, expect_tensor, unit, uses
-from grader.probes import make_input, seed_params
 from grader.metric_checks import (
-    check_confusion_counts, check_confusion_dtypes, check_iou_values, check_mean_iou, random_labels,
+    check_confusion_counts,
+    check_confusion_dtypes,
+    check_iou_values,
+    check_mean_iou,
+    random_labels,
 )
+from grader.probes import make_input, seed_params
 
 # Time limit (s) of probes on small tensors: a correct answer needs well under a second.
 FAST_S = 20
@@ -29,6 +33,7 @@ def coordinate_pair(height, width):
 
 # --- probes -----------------------------------------------------------------------------------
 
+
 @uses(coordinate_pair)
 def probe_augment_draws(ns, height, width, size, flip_p, n_draws, seed):
     """Where each draw's crop came from, as read back from the coordinates in the image and the mask."""
@@ -46,8 +51,11 @@ def probe_augment_draws(ns, height, width, size, flip_p, n_draws, seed):
         rows, cols = out_image[0].double(), out_image[1].double()
         mask_rows = torch.div(out_mask, width, rounding_mode="floor").double()
         mask_cols = (out_mask % width).double()
-        aligned = bool(out_image.shape[-2:] == out_mask.shape) and torch.equal(rows, mask_rows) \
+        aligned = (
+            bool(out_image.shape[-2:] == out_mask.shape)
+            and torch.equal(rows, mask_rows)
             and torch.equal(cols, mask_cols)
+        )
         h, w = out_mask.shape
         top, left = float(rows.min()), float(cols.min())
         expected_rows = torch.arange(h, dtype=torch.float64).view(-1, 1) + top
@@ -55,12 +63,20 @@ def probe_augment_draws(ns, height, width, size, flip_p, n_draws, seed):
         contiguous = bool(torch.equal(rows, expected_rows.expand(h, w)))
         flipped = bool(torch.equal(cols, forward_cols.flip(-1).expand(h, w)))
         straight = bool(torch.equal(cols, forward_cols.expand(h, w)))
-        draws.append({
-            "image_shape": list(out_image.shape), "mask_shape": list(out_mask.shape),
-            "image_dtype": str(out_image.dtype), "mask_dtype": str(out_mask.dtype),
-            "aligned": aligned, "window": contiguous and (flipped or straight), "flipped": flipped and not straight,
-            "top": int(top), "left": int(left), "untouched_third": bool((out_image[2] == 0.5).all()),
-        })
+        draws.append(
+            {
+                "image_shape": list(out_image.shape),
+                "mask_shape": list(out_mask.shape),
+                "image_dtype": str(out_image.dtype),
+                "mask_dtype": str(out_mask.dtype),
+                "aligned": aligned,
+                "window": contiguous and (flipped or straight),
+                "flipped": flipped and not straight,
+                "top": int(top),
+                "left": int(left),
+                "untouched_third": bool((out_image[2] == 0.5).all()),
+            }
+        )
     return {"error": None, "draws": draws}
 
 
@@ -75,7 +91,7 @@ def probe_augment_errors(ns, height, width, sizes):
             outcomes.append("no error")
         except ValueError:
             outcomes.append("ValueError")
-        except Exception as error:  # noqa: BLE001 - report the kind only
+        except Exception as error:
             outcomes.append(type(error).__name__)
     return outcomes
 
@@ -155,7 +171,7 @@ def probe_resnet_encoder(ns, n_class):
     seed_params(source, lambda name: "resnet." + name)
     try:
         result = encoder.load_state_dict(source.state_dict(), strict=False)
-    except Exception as error:  # noqa: BLE001 - shape mismatches
+    except Exception as error:
         return {"error": f"loading a ResNet-18 state dict failed ({type(error).__name__})"}
     missing = sorted(k for k in result.missing_keys if not k.startswith("fc."))
     unexpected = sorted(k for k in result.unexpected_keys if not k.startswith("fc."))
@@ -181,6 +197,7 @@ def probe_resnet_skips(ns, n_class, keep, size):
             if name == keep:
                 return make_input(tuple(output.shape), replacement["seed"]) * 3
             return torch.zeros_like(output)
+
         return hook
 
     handles = [getattr(encoder, name).register_forward_hook(make_hook(name)) for name in names]
@@ -210,6 +227,7 @@ def probe_resnet_variation(ns, n_class, size):
 
 # --- unet_augment (2 points) ---------------------------------------------------------------------
 
+
 def _draws(sub, height, width, size, flip_p, n_draws, seed):
     result = sub.call(probe_augment_draws, height, width, size, flip_p, n_draws, seed, timeout=30)
     expect(type(result) is dict, "random_crop_flip did not return plain tensors")
@@ -217,22 +235,34 @@ def _draws(sub, height, width, size, flip_p, n_draws, seed):
     return result["draws"]
 
 
-@unit("unet_augment", points=0.5, message="The image and mask crops must come from the same window of the input "
-      "(one window for both), with shapes (3, h, w) and (h, w) and the input dtypes.")
+@unit(
+    "unet_augment",
+    points=0.5,
+    message="The image and mask crops must come from the same window of the input "
+    "(one window for both), with shapes (3, h, w) and (h, w) and the input dtypes.",
+)
 def test_augment_alignment_shapes_dtypes(sub, ref):
     """Are image and mask cropped at the same place, to the requested size, keeping their dtypes?"""
     for height, width, size in ((12, 15, (5, 7)), (9, 9, (9, 9)), (20, 11, (1, 11))):
         for draw in _draws(sub, height, width, size, 0.5, 12, 3):
-            expect(draw["image_shape"] == [3, *size] and draw["mask_shape"] == list(size),
-                   f"a crop of {size} gave image {draw['image_shape']} and mask {draw['mask_shape']}")
-            expect(draw["image_dtype"] == "torch.float32" and draw["mask_dtype"] == "torch.int64",
-                   f"dtypes changed to {draw['image_dtype']} / {draw['mask_dtype']}")
+            expect(
+                draw["image_shape"] == [3, *size] and draw["mask_shape"] == list(size),
+                f"a crop of {size} gave image {draw['image_shape']} and mask {draw['mask_shape']}",
+            )
+            expect(
+                draw["image_dtype"] == "torch.float32" and draw["mask_dtype"] == "torch.int64",
+                f"dtypes changed to {draw['image_dtype']} / {draw['mask_dtype']}",
+            )
             expect(draw["window"] and draw["untouched_third"], "the image crop is not one window of the input")
             expect(draw["aligned"], "image and mask crops do not come from the same pixels")
 
 
-@unit("unet_augment", points=0.5, message="flip_p must be the flip probability: flip_p=0 never flips, flip_p=1 "
-      "always flips (image and mask together), flip_p=0.5 about half the time.")
+@unit(
+    "unet_augment",
+    points=0.5,
+    message="flip_p must be the flip probability: flip_p=0 never flips, flip_p=1 "
+    "always flips (image and mask together), flip_p=0.5 about half the time.",
+)
 def test_augment_flip_probability(sub, ref):
     """Does flip_p=0 never flip, flip_p=1 always flip, and flip_p=0.5 flip about half of the draws?"""
     for flip_p, low, high in ((0.0, 0, 0), (1.0, 1, 1), (0.5, 0.3, 0.7)):
@@ -242,24 +272,36 @@ def test_augment_flip_probability(sub, ref):
         expect(low <= fraction <= high, f"with flip_p={flip_p}, {100 * fraction:.0f}% of 100 draws were flipped")
 
 
-@unit("unet_augment", points=0.5, message="Crop windows must be drawn at random over every valid position (all "
-      "tops 0..H-h and lefts 0..W-w), independently on each call.")
+@unit(
+    "unet_augment",
+    points=0.5,
+    message="Crop windows must be drawn at random over every valid position (all "
+    "tops 0..H-h and lefts 0..W-w), independently on each call.",
+)
 def test_augment_positions_cover_the_range(sub, ref):
     """Over many draws, are all valid top and left positions used, and nothing outside them?"""
     height, width, size = 11, 13, (6, 7)
     draws = _draws(sub, height, width, size, 0.0, 300, 5)
     tops = {d["top"] for d in draws}
     lefts = {d["left"] for d in draws}
-    expect(tops == set(range(height - size[0] + 1)), f"tops drawn: {sorted(tops)} for an image of height {height} "
-           f"and crops of height {size[0]}")
-    expect(lefts == set(range(width - size[1] + 1)), f"lefts drawn: {sorted(lefts)} for an image of width {width} "
-           f"and crops of width {size[1]}")
+    expect(
+        tops == set(range(height - size[0] + 1)),
+        f"tops drawn: {sorted(tops)} for an image of height {height} and crops of height {size[0]}",
+    )
+    expect(
+        lefts == set(range(width - size[1] + 1)),
+        f"lefts drawn: {sorted(lefts)} for an image of width {width} and crops of width {size[1]}",
+    )
     pairs = {(d["top"], d["left"]) for d in draws}
     expect(len(pairs) >= 25, "top and left positions are not drawn independently")
 
 
-@unit("unet_augment", points=0.5, message="A crop larger than the image (in height or width) must raise ValueError; "
-      "a crop of exactly the image size must work.")
+@unit(
+    "unet_augment",
+    points=0.5,
+    message="A crop larger than the image (in height or width) must raise ValueError; "
+    "a crop of exactly the image size must work.",
+)
 def test_augment_value_error(sub, ref):
     """Does a crop larger than the image raise ValueError, and the full-size crop not?"""
     outcomes = sub.call(probe_augment_errors, 8, 10, [(9, 4), (3, 11), (9, 11), (8, 10)], timeout=FAST_S)
@@ -270,6 +312,7 @@ def test_augment_value_error(sub, ref):
 
 # --- unet_prior (2 points) ------------------------------------------------------------------------
 
+
 def _prior_cases():
     masks, _ = random_labels(21, (7, 9, 11), 5, ignore_fraction=0.3, absent=(3,))
     masks[:, 0, :4] = 255  # pixels never labelled
@@ -278,8 +321,12 @@ def _prior_cases():
     return [(masks, 5, None), (few, 4, None)]
 
 
-@unit("unet_prior", points=1.5, message="fit_pixel_prior differs from the per-pixel class fractions over the "
-      "labelled masks (ignore pixels do not count; a never-labelled pixel gets 1/n_class; float tensor (n_class, H, W)).")
+@unit(
+    "unet_prior",
+    points=1.5,
+    message="fit_pixel_prior differs from the per-pixel class fractions over the "
+    "labelled masks (ignore pixels do not count; a never-labelled pixel gets 1/n_class; float tensor (n_class, H, W)).",
+)
 def test_prior_values(sub, ref):
     """With ignore pixels, absent classes and never-labelled pixels, is the prior right everywhere?"""
     import torch
@@ -298,7 +345,9 @@ def test_prior_values(sub, ref):
     expect(bool(torch.isfinite(actual).all()), "the prior holds NaN or inf")
 
 
-@unit("unet_prior", points=0.5, message="predict_prior must return the prior repeated for n images: (n, n_class, H, W).")
+@unit(
+    "unet_prior", points=0.5, message="predict_prior must return the prior repeated for n images: (n, n_class, H, W)."
+)
 def test_predict_prior(sub, ref):
     """Does predict_prior repeat the prior for every image of a batch?"""
     import torch
@@ -314,15 +363,23 @@ def test_predict_prior(sub, ref):
 
 # --- unet_confusion (1 point) ------------------------------------------------------------------------
 
-@unit("unet_confusion", points=0.5, message="confusion_matrix differs from the expected counts (rows = ground truth, "
-      "columns = prediction; skip ignore pixels and targets outside [0, n_class)).")
+
+@unit(
+    "unet_confusion",
+    points=0.5,
+    message="confusion_matrix differs from the expected counts (rows = ground truth, "
+    "columns = prediction; skip ignore pixels and targets outside [0, n_class)).",
+)
 def test_confusion_counts(sub, ref):
     """Are the counts right on batched and unbatched labels with ignore pixels and absent classes?"""
     check_confusion_counts(sub, ref, n_class=9, timeout=FAST_S)
 
 
-@unit("unet_confusion", points=0.5, message="confusion_matrix must return an int64 (n_class, n_class) tensor and "
-      "accept int32, int64 and uint8 labels.")
+@unit(
+    "unet_confusion",
+    points=0.5,
+    message="confusion_matrix must return an int64 (n_class, n_class) tensor and accept int32, int64 and uint8 labels.",
+)
 def test_confusion_dtypes(sub, ref):
     """Does it return int64 counts for int32, int64 and uint8 inputs alike?"""
     check_confusion_dtypes(sub, ref, timeout=FAST_S)
@@ -330,8 +387,13 @@ def test_confusion_dtypes(sub, ref):
 
 # --- unet_iou (1 point) ---------------------------------------------------------------------------
 
-@unit("unet_iou", points=0.75, message="iou_per_class differs from diag / (row sum + column sum - diag), "
-      "or NaN is not where the denominator is zero.")
+
+@unit(
+    "unet_iou",
+    points=0.75,
+    message="iou_per_class differs from diag / (row sum + column sum - diag), "
+    "or NaN is not where the denominator is zero.",
+)
 def test_iou_values(sub, ref):
     """Are per-class IoUs right, with NaN exactly for classes absent from prediction and ground truth?"""
     check_iou_values(sub, ref, n_class=9, seed=12, timeout=FAST_S)
@@ -345,8 +407,13 @@ def test_mean_iou(sub, ref):
 
 # --- unet_weights (1 point) ---------------------------------------------------------------------------
 
-@unit("unet_weights", points=1, message="class_weights differs from (labelled pixels) / (pixels of class c), with 0 "
-      "for absent classes, ignore pixels and labels outside [0, n_class) not counted; float tensor (n_class,).")
+
+@unit(
+    "unet_weights",
+    points=1,
+    message="class_weights differs from (labelled pixels) / (pixels of class c), with 0 "
+    "for absent classes, ignore pixels and labels outside [0, n_class) not counted; float tensor (n_class,).",
+)
 def test_class_weights(sub, ref):
     """With ignore pixels and absent classes, are the inverse-frequency weights right?"""
     import torch
@@ -367,6 +434,7 @@ def test_class_weights(sub, ref):
 
 # --- unet_wce (2 points) -----------------------------------------------------------------------------
 
+
 def _wce_cases():
     import torch
 
@@ -386,27 +454,39 @@ def _wce_cases():
     return cases
 
 
-@unit("unet_wce", points=1, message="The loss value differs from the weighted cross-entropy: sum of w_y * "
-      "(-log softmax) over non-ignored pixels divided by the sum of their weights w_y (not by the pixel count).")
+@unit(
+    "unet_wce",
+    points=1,
+    message="The loss value differs from the weighted cross-entropy: sum of w_y * "
+    "(-log softmax) over non-ignored pixels divided by the sum of their weights w_y (not by the pixel count).",
+)
 def test_wce_value(sub, ref):
     """With ignore pixels and zero weights, is the loss value the reference's (= F.cross_entropy with weight)?"""
     for i, (logits, target, weight, ignore_index) in enumerate(_wce_cases()):
         actual = sub.call(probe_wce, logits, target, weight, ignore_index, timeout=FAST_S)
         expected = ref.call(probe_wce, logits, target, weight, ignore_index)
-        expect(type(actual) is dict and actual.get("loss_type") == "Tensor",
-               "weighted_cross_entropy must return a scalar tensor")
+        expect(
+            type(actual) is dict and actual.get("loss_type") == "Tensor",
+            "weighted_cross_entropy must return a scalar tensor",
+        )
         assert_close(actual["loss"], expected["loss"], what=f"case {i + 1}: loss", rtol=1e-4)
 
 
-@unit("unet_wce", points=1, message="The gradient of the loss with respect to the logits differs from the reference "
-      "(ignore pixels and zero-weight classes get no gradient; the loss must stay differentiable).")
+@unit(
+    "unet_wce",
+    points=1,
+    message="The gradient of the loss with respect to the logits differs from the reference "
+    "(ignore pixels and zero-weight classes get no gradient; the loss must stay differentiable).",
+)
 def test_wce_gradient(sub, ref):
     """Is the gradient w.r.t. the logits the reference's, with ignore pixels and zero weights?"""
     for i, (logits, target, weight, ignore_index) in enumerate(_wce_cases()):
         actual = sub.call(probe_wce, logits, target, weight, ignore_index, timeout=FAST_S)
         expected = ref.call(probe_wce, logits, target, weight, ignore_index)
-        expect(type(actual) is dict and actual.get("loss_type") == "Tensor",
-               "weighted_cross_entropy must return a scalar tensor")
+        expect(
+            type(actual) is dict and actual.get("loss_type") == "Tensor",
+            "weighted_cross_entropy must return a scalar tensor",
+        )
         assert_close(actual["grad"], expected["grad"], what=f"case {i + 1}: gradient", rtol=1e-4, atol=1e-7)
 
 
@@ -415,9 +495,13 @@ def test_wce_gradient(sub, ref):
 UNET_SIZES = [(1, 3, 16, 16), (2, 3, 17, 23), (1, 3, 40, 56)]
 
 
-@unit("unet_model", points=1.5, message="UNet's parameters and buffers do not match the specification (names such as "
-      "inc.double_conv.0.weight, down1.maxpool_conv.1.double_conv.0.weight, up1.up.weight, up1.conv.double_conv.0."
-      "weight, outc.conv.weight, and their shapes).")
+@unit(
+    "unet_model",
+    points=1.5,
+    message="UNet's parameters and buffers do not match the specification (names such as "
+    "inc.double_conv.0.weight, down1.maxpool_conv.1.double_conv.0.weight, up1.up.weight, up1.conv.double_conv.0."
+    "weight, outc.conv.weight, and their shapes).",
+)
 def test_unet_names_and_shapes(sub, ref):
     """Does UNet have exactly the specified parameters and buffers, with the right shapes?"""
     for args in ((4,), (2, 1)):
@@ -429,13 +513,19 @@ def test_unet_names_and_shapes(sub, ref):
         expect(not missing, f"UNet{args}: entries missing or misnamed: {missing[:6]}")
         expect(not extra, f"UNet{args}: unexpected entries: {extra[:6]}")
         wrong = [n for n in expected if actual[n] != expected[n]]
-        expect(not wrong, f"UNet{args}: wrong shapes: " + ", ".join(
-            f"{n} {actual[n]} (expected {expected[n]})" for n in wrong[:4]))
+        expect(
+            not wrong,
+            f"UNet{args}: wrong shapes: " + ", ".join(f"{n} {actual[n]} (expected {expected[n]})" for n in wrong[:4]),
+        )
 
 
-@unit("unet_model", points=2, message="With the same weights as the reference (eval mode), UNet gives different "
-      "outputs: check the order of the layers, the concatenation order [skip, upsampled] and the zero-padding "
-      "of the upsampled map (left/top diff // 2, the rest right/bottom).")
+@unit(
+    "unet_model",
+    points=2,
+    message="With the same weights as the reference (eval mode), UNet gives different "
+    "outputs: check the order of the layers, the concatenation order [skip, upsampled] and the zero-padding "
+    "of the upsampled map (left/top diff // 2, the rest right/bottom).",
+)
 def test_unet_outputs(sub, ref):
     """With identical weights, does UNet give the reference output for even and odd input sizes (16x16, 17x23, 40x56)?"""
     actual = sub.call(probe_outputs, "UNet", UNET_SIZES, (4,), timeout=180)
@@ -447,8 +537,11 @@ def test_unet_outputs(sub, ref):
         assert_close(a, e, what=f"output for input {size} (same weights as the reference)", rtol=1e-3)
 
 
-@unit("unet_model", points=0.5, message="UNet(n_class, in_channels) must accept in_channels other than 3 and give "
-      "the reference output for it.")
+@unit(
+    "unet_model",
+    points=0.5,
+    message="UNet(n_class, in_channels) must accept in_channels other than 3 and give the reference output for it.",
+)
 def test_unet_in_channels(sub, ref):
     """With one input channel and two classes, does UNet match the reference?"""
     sizes = [(1, 1, 24, 20)]
@@ -460,8 +553,12 @@ def test_unet_in_channels(sub, ref):
 
 # --- unet_resnet (3 points) ------------------------------------------------------------------------
 
-@unit("unet_resnet", points=0.5, message="ResNetUNet must return (N, n_class, H, W) for inputs whose H and W are "
-      "multiples of 32.")
+
+@unit(
+    "unet_resnet",
+    points=0.5,
+    message="ResNetUNet must return (N, n_class, H, W) for inputs whose H and W are multiples of 32.",
+)
 def test_resnet_unet_shapes(sub, ref):
     """Is the output (N, n_class, H, W) for square and non-square inputs, batched or not?"""
     sizes = [(1, 3, 32, 32), (2, 3, 64, 96), (1, 3, 96, 64)]
@@ -471,32 +568,52 @@ def test_resnet_unet_shapes(sub, ref):
         expect(shape == [size[0], 6, size[2], size[3]], f"input {list(size)} gave output {shape}")
 
 
-@unit("unet_resnet", points=0.5, message="`encoder` must be torchvision's ResNet-18: a resnet18 state dict must load "
-      "into it (only `fc` may be missing).")
+@unit(
+    "unet_resnet",
+    points=0.5,
+    message="`encoder` must be torchvision's ResNet-18: a resnet18 state dict must load "
+    "into it (only `fc` may be missing).",
+)
 def test_resnet_unet_encoder(sub, ref):
     """Does a torchvision resnet18 state dict load into `encoder` (strictly, except `fc`)?"""
     result = sub.call(probe_resnet_encoder, 4, timeout=120)
     expect(type(result) is dict, "the encoder could not be inspected")
     expect(result.get("error") is None, str(result.get("error")))
-    expect(not result["missing"] and not result["unexpected"],
-           f"keys missing from the encoder: {result['missing']}, unexpected: {result['unexpected']}")
+    expect(
+        not result["missing"] and not result["unexpected"],
+        f"keys missing from the encoder: {result['missing']}, unexpected: {result['unexpected']}",
+    )
     expect(result["same"], "after loading, the encoder does not hold the loaded weights")
 
 
-@unit("unet_resnet", points=1.5, message="A skip connection does not carry information: with layer4 (and the other "
-      "encoder stages) zeroed, changing layer3, layer2, layer1 or the stem (bn1/relu) output must change the "
-      "prediction. Concatenate each of them in the decoder and call the encoder's own modules.")
+@unit(
+    "unet_resnet",
+    points=1.5,
+    message="A skip connection does not carry information: with layer4 (and the other "
+    "encoder stages) zeroed, changing layer3, layer2, layer1 or the stem (bn1/relu) output must change the "
+    "prediction. Concatenate each of them in the decoder and call the encoder's own modules.",
+)
 def test_resnet_unet_skips(sub, ref):
     """With the bottleneck zeroed, does each of layer3, layer2, layer1 and the stem still reach the output?"""
-    for stage, what in (("layer3", "layer3 (1/16)"), ("layer2", "layer2 (1/8)"), ("layer1", "layer1 (1/4)"),
-                        ("bn1", "the stem (1/2)")):
+    for stage, what in (
+        ("layer3", "layer3 (1/16)"),
+        ("layer2", "layer2 (1/8)"),
+        ("layer1", "layer1 (1/4)"),
+        ("bn1", "the stem (1/2)"),
+    ):
         result = sub.call(probe_resnet_skips, 4, stage, (1, 3, 64, 64), timeout=120)
-        expect(type(result) is dict and result.get("shape") == [1, 4, 64, 64], "ResNetUNet's output has the wrong shape")
+        expect(
+            type(result) is dict and result.get("shape") == [1, 4, 64, 64], "ResNetUNet's output has the wrong shape"
+        )
         expect(result["change"] > 1e-6, f"the output does not depend on {what} when the other stages are zeroed")
 
 
-@unit("unet_resnet", points=0.5, message="The decoder must start with PyTorch's default (random) initialisation: "
-      "the output should vary over pixels and with the input.")
+@unit(
+    "unet_resnet",
+    points=0.5,
+    message="The decoder must start with PyTorch's default (random) initialisation: "
+    "the output should vary over pixels and with the input.",
+)
 def test_resnet_unet_not_constant(sub, ref):
     """At initialisation, does the output vary over the pixels and with the input?"""
     result = sub.call(probe_resnet_variation, 3, (2, 3, 64, 64), timeout=120)

@@ -59,8 +59,10 @@ def _module_table(path: Path, name: str) -> dict | None:
             except ValueError:
                 if isinstance(node.value, ast.Dict):  # values naming module constants (alternatives)
                     keys = [ast.literal_eval(k) for k in node.value.keys]
-                    values = [[constants.get(getattr(e, "id", None)) for e in v.elts] if isinstance(v, ast.List)
-                              else None for v in node.value.values]
+                    values = [
+                        [constants.get(getattr(e, "id", None)) for e in v.elts] if isinstance(v, ast.List) else None
+                        for v in node.value.values
+                    ]
                     constants[target] = dict(zip(keys, values))
     value = constants.get(name)
     return value if isinstance(value, dict) else None
@@ -108,11 +110,14 @@ def problems(name: str, public_checks: set[str] | None = None) -> list[str]:
     public_checks = registered_public_checks() if public_checks is None else public_checks
     for grade_id in units:
         if grade_id not in checked_after:
-            found.append(f"unit {grade_id}: no public check cell after it in the solution notebook "
-                         f"(a code cell with segkit.role 'check' calling check(\"{grade_id}\", ...))")
+            found.append(
+                f"unit {grade_id}: no public check cell after it in the solution notebook "
+                f"(a code cell with segkit.role 'check' calling check(\"{grade_id}\", ...))"
+            )
         if grade_id not in public_checks:
-            found.append(f"unit {grade_id}: no public check registered (@register(\"{grade_id}\") in "
-                         f"starter/checks/{name}.py)")
+            found.append(
+                f'unit {grade_id}: no public check registered (@register("{grade_id}") in starter/checks/{name}.py)'
+            )
 
     # Hidden checks, with points that agree with the notebook.
     if not spec.checks_path.is_file():
@@ -121,19 +126,26 @@ def problems(name: str, public_checks: set[str] | None = None) -> list[str]:
         points = hidden_check_points(spec.checks_path)
         for grade_id, unit in units.items():
             if grade_id not in points:
-                found.append(f"unit {grade_id}: no hidden check (@unit(\"{grade_id}\", ...) in "
-                             f"assignments/{name}/{spec.checks_path.name})")
+                found.append(
+                    f'unit {grade_id}: no hidden check (@unit("{grade_id}", ...) in '
+                    f"assignments/{name}/{spec.checks_path.name})"
+                )
             elif abs(points[grade_id] - unit.points) > 1e-9:
-                found.append(f"unit {grade_id}: the hidden checks give {points[grade_id]:g} points, the notebook "
-                             f"{unit.points:g}")
+                found.append(
+                    f"unit {grade_id}: the hidden checks give {points[grade_id]:g} points, the notebook {unit.points:g}"
+                )
         for grade_id in sorted(set(points) - set(units)):
-            found.append(f"assignments/{name}/{spec.checks_path.name}: checks for {grade_id!r}, which is not a "
-                         "graded unit of the notebook")
+            found.append(
+                f"assignments/{name}/{spec.checks_path.name}: checks for {grade_id!r}, which is not a "
+                "graded unit of the notebook"
+            )
 
     # Example bug and attack, two alternatives.
-    for file, table, what, minimum in (("examples.py", "BUGS", "an example bug", 1),
-                                       ("examples.py", "HOSTILE", "an example attack", 1),
-                                       ("alternatives.py", "ALTERNATIVES", "two correct alternatives", 2)):
+    for file, table, what, minimum in (
+        ("examples.py", "BUGS", "an example bug", 1),
+        ("examples.py", "HOSTILE", "an example attack", 1),
+        ("alternatives.py", "ALTERNATIVES", "two correct alternatives", 2),
+    ):
         path = folder / file
         if not path.is_file():
             found.append(f"assignments/{name}/{file} is missing")
@@ -143,14 +155,16 @@ def problems(name: str, public_checks: set[str] | None = None) -> list[str]:
             value = entries.get(grade_id)
             count = 1 if isinstance(value, str) else len(value) if isinstance(value, list) else 0
             if count < minimum:
-                found.append(f"unit {grade_id}: needs {what} ({table}[\"{grade_id}\"] in assignments/{name}/{file})")
+                found.append(f'unit {grade_id}: needs {what} ({table}["{grade_id}"] in assignments/{name}/{file})')
         for grade_id in sorted(set(entries) - set(units)):
             found.append(f"assignments/{name}/{file}: {table} names {grade_id!r}, which is not a graded unit")
 
     # The declaration names only what exists.
     config = spec.config
     if config.hostile_target and config.hostile_target not in units:
-        found.append(f"assignments/{name}/assignment.toml: hostile_target {config.hostile_target!r} is not a graded unit")
+        found.append(
+            f"assignments/{name}/assignment.toml: hostile_target {config.hostile_target!r} is not a graded unit"
+        )
     for grade_id in sorted(config.expensive_units - set(units)):
         found.append(f"assignments/{name}/assignment.toml: expensive unit {grade_id!r} is not a graded unit")
     for entry in config.equivalent:
@@ -158,8 +172,10 @@ def problems(name: str, public_checks: set[str] | None = None) -> list[str]:
             found.append(f"assignments/{name}/assignment.toml: equivalent mutant of {entry.unit!r}, not a graded unit")
     referenced = referenced_datasets(solution)
     if set(config.datasets) != referenced:
-        found.append(f"assignments/{name}/assignment.toml: datasets = {sorted(config.datasets)} but the notebook uses "
-                     f"{sorted(referenced)}")
+        found.append(
+            f"assignments/{name}/assignment.toml: datasets = {sorted(config.datasets)} but the notebook uses "
+            f"{sorted(referenced)}"
+        )
     return found
 
 
@@ -174,8 +190,10 @@ def main(argv=None) -> int:
         for message in messages:
             print(f"{name}: {message}", file=sys.stderr)
     incomplete = [name for name, messages in report.items() if messages]
-    print(f"{len(report) - len(incomplete)} of {len(report)} assignments complete"
-          + (f"; incomplete: {', '.join(incomplete)}" if incomplete else ""))
+    print(
+        f"{len(report) - len(incomplete)} of {len(report)} assignments complete"
+        + (f"; incomplete: {', '.join(incomplete)}" if incomplete else "")
+    )
     return 1 if incomplete else 0
 
 

@@ -18,8 +18,13 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.preprocessors import (
-    CheckCellMetadata, ClearHiddenTests, ClearMarkScheme, ClearOutput, ClearSolutions,
-    ComputeChecksums, LockCells,
+    CheckCellMetadata,
+    ClearHiddenTests,
+    ClearMarkScheme,
+    ClearOutput,
+    ClearSolutions,
+    ComputeChecksums,
+    LockCells,
 )
 
 from grader.assignments import RELEASE_DIR, SOLUTIONS_DIR, assignment_names
@@ -27,8 +32,17 @@ from starter.common import notebook_text, write_atomic
 
 # Same order as nbgrader's GenerateAssignment.preprocessors (SaveCells needs a database
 # and is the only step left out; ClearHiddenTests must follow the first ComputeChecksums).
-PIPELINE = (LockCells, ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums,
-            ClearHiddenTests, ClearMarkScheme, ComputeChecksums, CheckCellMetadata)
+PIPELINE = (
+    LockCells,
+    ClearSolutions,
+    ClearOutput,
+    CheckCellMetadata,
+    ComputeChecksums,
+    ClearHiddenTests,
+    ClearMarkScheme,
+    ComputeChecksums,
+    CheckCellMetadata,
+)
 
 
 def generate_student_notebook(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -77,8 +91,11 @@ def main(argv=None) -> int:
     if args.check:
         stale = stale_notebooks()
         for name in stale:
-            print(f"notebooks/{name}/{name}.ipynb is out of date with solutions/{name}/{name}.ipynb; "
-                  "run `make generate` and commit both", file=sys.stderr)
+            print(
+                f"notebooks/{name}/{name}.ipynb is out of date with solutions/{name}/{name}.ipynb; "
+                "run `make generate` and commit both",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     for name in assignment_names():
         solution_text = expected_solution(name)

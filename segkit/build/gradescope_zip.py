@@ -165,8 +165,11 @@ def build_zip(assignments: list[str], out: Path, venv: str = VENV_DEFAULT, grade
     }
     if any(c in grader_args for c in "\"'`$\\\n;&|<>()"):
         raise SystemExit("error: --grader-args takes plain options only (no quotes or shell syntax)")
-    script = (RUN_AUTOGRADER.replace("@VENV@", venv).replace("@ASSIGNMENTS@", ",".join(assignments))
-              .replace("@GRADER_ARGS@", grader_args))
+    script = (
+        RUN_AUTOGRADER.replace("@VENV@", venv)
+        .replace("@ASSIGNMENTS@", ",".join(assignments))
+        .replace("@GRADER_ARGS@", grader_args)
+    )
     members = {
         "setup.sh": SETUP_SH.replace("@VENV@", venv).encode(),
         "run_autograder": script.encode(),
@@ -180,20 +183,29 @@ def build_zip(assignments: list[str], out: Path, venv: str = VENV_DEFAULT, grade
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="segkit gradescope", description=__doc__.splitlines()[0])
-    parser.add_argument("--assignment", action="append", required=True,
-                        help="assignment(s) this Gradescope assignment grades (repeat or comma-separate)")
+    parser.add_argument(
+        "--assignment",
+        action="append",
+        required=True,
+        help="assignment(s) this Gradescope assignment grades (repeat or comma-separate)",
+    )
     parser.add_argument("--out", type=Path, help="zip to write (default: dist/gradescope-<assignments>.zip)")
     parser.add_argument("--venv", default=VENV_DEFAULT, help="where setup.sh puts the environment on Gradescope")
-    parser.add_argument("--grader-args", default="",
-                        help="extra `python -m grader` options for every submission, e.g. '--memory-mb 3000'")
+    parser.add_argument(
+        "--grader-args",
+        default="",
+        help="extra `python -m grader` options for every submission, e.g. '--memory-mb 3000'",
+    )
     args = parser.parse_args(argv)
     assignments = parse_assignments(args.assignment)
     out = args.out or REPO_ROOT / "dist" / f"gradescope-{'-'.join(assignments)}.zip"
     manifest = build_zip(assignments, out, venv=args.venv, grader_args=args.grader_args)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) for {', '.join(assignments)}")
-    print(f"On Gradescope: set the assignment's total to {manifest['total_max_points']:g} autograded points "
-          f"(+ {sum(manifest['manual_points'].values()):g} for written answers graded by hand), "
-          "base image Ubuntu 22.04, and upload the zip as the autograder configuration.")
+    print(
+        f"On Gradescope: set the assignment's total to {manifest['total_max_points']:g} autograded points "
+        f"(+ {sum(manifest['manual_points'].values()):g} for written answers graded by hand), "
+        "base image Ubuntu 22.04, and upload the zip as the autograder configuration."
+    )
     return 0
 
 

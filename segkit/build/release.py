@@ -40,6 +40,7 @@ NEVER_SHIPPED = ("solutions/", "grader/", "assignments/", "segkit/", "tests/", "
 
 # --- starter/assignments.json ------------------------------------------------------------
 
+
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else float(value)
 
@@ -57,8 +58,10 @@ def assignment_manifest(names: list[str] | None = None) -> dict:
             "written": [{"grade_id": u.grade_id, "points": _number(u.points)} for u in spec.manual_units],
             "data": list(spec.config.datasets),
         }
-    return {"generated_by": "python -m segkit.build.release --manifest (from solutions/; do not edit)",
-            "assignments": assignments}
+    return {
+        "generated_by": "python -m segkit.build.release --manifest (from solutions/; do not edit)",
+        "assignments": assignments,
+    }
 
 
 def manifest_text(names: list[str] | None = None) -> str:
@@ -147,7 +150,7 @@ says exactly what and writes nothing. Upload `YOUR_ID.zip` where your course tel
 def _data_commands(datasets: list[str]) -> str:
     commands = {
         "vaihingen": "`python -m data_scripts.vaihingen --root ~/segkit-data --archives FOLDER_WITH_THE_ZIPS` "
-                     "(needs a free registration; see the notebook)",
+        "(needs a free registration; see the notebook)",
     }
     lines = [f"- {commands.get(name, f'`python -m data_scripts.{name} --root ~/segkit-data`')}" for name in datasets]
     return "\n".join(lines) if lines else "- (none: the notebooks bring their own data)"
@@ -157,11 +160,15 @@ def student_readme(names: list[str], manifest: dict) -> str:
     datasets = sorted({d for name in names for d in manifest["assignments"][name]["data"]})
     listed = ", ".join(f"`{name}`" for name in names)
     users = ", ".join(f"`{name}`" for name in names if "vaihingen" in manifest["assignments"][name]["data"])
-    colab_manual = (f"\n   ISPRS Vaihingen ({users}) cannot be downloaded automatically: after registering, put its zips\n"
-                    "   into `My Drive/segkit/data/downloads/vaihingen` and run the first cell again."
-                    if "vaihingen" in datasets else "")
-    return STUDENT_README.format(assignment_list=listed, data_commands=_data_commands(datasets),
-                                 colab_manual=colab_manual, first=names[0])
+    colab_manual = (
+        f"\n   ISPRS Vaihingen ({users}) cannot be downloaded automatically: after registering, put its zips\n"
+        "   into `My Drive/segkit/data/downloads/vaihingen` and run the first cell again."
+        if "vaihingen" in datasets
+        else ""
+    )
+    return STUDENT_README.format(
+        assignment_list=listed, data_commands=_data_commands(datasets), colab_manual=colab_manual, first=names[0]
+    )
 
 
 def _pyproject_for_students() -> str:
@@ -180,9 +187,14 @@ def _pyproject_for_students() -> str:
 
 def _package_files(folder: str) -> list[Path]:
     root = REPO_ROOT / folder
-    return sorted(p for p in root.rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and p.suffix != ".pyc"
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def bundle_files(names: list[str]) -> dict[str, bytes]:
@@ -220,8 +232,11 @@ def bundle_files(names: list[str]) -> dict[str, bytes]:
 def guard(files: dict[str, bytes]) -> list[str]:
     """Last line of defence before writing: what must never be in a student bundle."""
     problems = [f"{path}: instructor-only folder" for path in files if path.startswith(NEVER_SHIPPED)]
-    problems += [f"{path}: contains a solution region" for path, content in files.items()
-                 if b"BEGIN SOLUTION" in content or b"END SOLUTION" in content]
+    problems += [
+        f"{path}: contains a solution region"
+        for path, content in files.items()
+        if b"BEGIN SOLUTION" in content or b"END SOLUTION" in content
+    ]
     return problems
 
 
@@ -234,7 +249,9 @@ def build_release(out: Path = DEFAULT_OUT, assignments: list[str] | None = None,
     names = assignments or assignment_names()
     if check_sources:
         if manifest_is_stale():
-            raise SystemExit("error: starter/assignments.json is out of date: run `python -m segkit.build.release --manifest`")
+            raise SystemExit(
+                "error: starter/assignments.json is out of date: run `python -m segkit.build.release --manifest`"
+            )
         from segkit.build.generate import stale_notebooks  # imports nbgrader: a few seconds
 
         stale = [name for name in stale_notebooks() if name in names]
@@ -260,8 +277,10 @@ def main(argv=None) -> int:
         return 0
     if options.check_manifest:
         if manifest_is_stale():
-            print("starter/assignments.json is out of date with solutions/: run `python -m segkit.build.release --manifest`",
-                  file=sys.stderr)
+            print(
+                "starter/assignments.json is out of date with solutions/: run `python -m segkit.build.release --manifest`",
+                file=sys.stderr,
+            )
             return 1
         return 0
     names = [n.strip() for n in options.assignments.split(",") if n.strip()] if options.assignments else None
@@ -269,8 +288,10 @@ def main(argv=None) -> int:
     with zipfile.ZipFile(out) as bundle:
         count = len(bundle.infolist())
     shown = out.relative_to(REPO_ROOT) if REPO_ROOT in out.parents else out
-    print(f"wrote {shown}: {count} files, {out.stat().st_size / 1e6:.1f} MB, "
-          f"assignments {', '.join(names or assignment_names())}")
+    print(
+        f"wrote {shown}: {count} files, {out.stat().st_size / 1e6:.1f} MB, "
+        f"assignments {', '.join(names or assignment_names())}"
+    )
     return 0
 
 

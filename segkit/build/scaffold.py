@@ -30,7 +30,7 @@ from starter.common import write_atomic, write_notebook
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{1,30}")
 
-TOML = '''\
+TOML = """\
 # The {title} assignment: what the grader and the proof tools know beyond the notebook and its checks.
 # See docs/adding-an-assignment.md for every key.
 
@@ -44,7 +44,7 @@ expensive_units = []
 [proof]
 # The unit the hostile corpus attacks (a unit defined by plain functions).
 hostile_target = "{name}_accuracy"
-'''
+"""
 
 HIDDEN_CHECKS = '''\
 """Hidden checks of the {title} assignment (notebooks/{name}/{name}.ipynb), one section per graded unit.
@@ -181,7 +181,7 @@ def _check_accuracy(pixel_accuracy):
             "(is the pixel labelled 255 left out?)")
 '''
 
-SETUP_SOURCE = '''\
+SETUP_SOURCE = """\
 # Setup (run this first). On Colab: mounts your Google Drive and uses the course kit from the
 # folder below. On a GPU server: uses your conda/pip environment as it is. See STUDENT_README.md.
 SEGKIT_DIR = ""  # Colab: the kit's folder in Drive ("" = $SEGKIT_DRIVE_DIR or /content/drive/MyDrive/segkit)
@@ -207,7 +207,7 @@ from starter.constants import IGNORE_INDEX
 
 FAST = fast_mode()  # SEGKIT_FAST=1: tiny data, one epoch (CI and quick try-outs)
 print("Fast mode: tiny data, one epoch." if FAST else "Full mode.")
-seed_everything(0)'''
+seed_everything(0)"""
 
 UNIT_SOURCE = '''\
 def pixel_accuracy(pred, target, ignore_index=IGNORE_INDEX):
@@ -239,21 +239,28 @@ def solution_notebook(name: str, title: str) -> nbformat.NotebookNode:
     cells = [
         new_markdown_cell(f"# Assignment: {title}\n\nReplace this introduction with the assignment's text."),
         new_code_cell(SETUP_SOURCE.format(name=name), metadata=_meta(f"{name}_setup", "setup")),
-        new_markdown_cell("## 1. Pixel accuracy\n\n`pixel_accuracy(pred, target)` is the fraction of *labelled* "
-                          "pixels (label not 255) where the prediction equals the label, as a Python `float`."),
+        new_markdown_cell(
+            "## 1. Pixel accuracy\n\n`pixel_accuracy(pred, target)` is the fraction of *labelled* "
+            "pixels (label not 255) where the prediction equals the label, as a Python `float`."
+        ),
         new_code_cell(UNIT_SOURCE, metadata=_meta(f"{name}_accuracy", "graded", points=2, solution=True, grade=True)),
         new_code_cell(f'check("{name}_accuracy", pixel_accuracy)', metadata=_meta(f"{name}_accuracy_check", "check")),
-        new_markdown_cell("**Question 1.** Why leave unlabelled pixels out of the accuracy rather than count them "
-                          "as wrong?"),
+        new_markdown_cell(
+            "**Question 1.** Why leave unlabelled pixels out of the accuracy rather than count them as wrong?"
+        ),
         nbformat.v4.new_markdown_cell(
             "*Model answer (instructors):* they carry no label, so neither answer is right or wrong; counting them "
             "would make the score depend on how much of the image is unlabelled.",
-            metadata=_meta(f"{name}_q1", "written", points=1, solution=True, grade=True)),
+            metadata=_meta(f"{name}_q1", "written", points=1, solution=True, grade=True),
+        ),
     ]
-    notebook = new_notebook(cells=cells, metadata={
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    })
+    notebook = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+    )
     return notebook
 
 
@@ -272,7 +279,9 @@ def planned_files(name: str, title: str, root: Path = REPO_ROOT) -> dict[Path, s
 def scaffold(name: str, title: str | None = None, root: Path = REPO_ROOT) -> list[Path]:
     """Write the new assignment's files; return them. Raises FileExistsError before writing anything."""
     if not NAME_PATTERN.fullmatch(name) or keyword.iskeyword(name):
-        raise ValueError(f"{name!r}: an assignment name is a lower-case identifier of 2-31 characters (e.g. 'instance')")
+        raise ValueError(
+            f"{name!r}: an assignment name is a lower-case identifier of 2-31 characters (e.g. 'instance')"
+        )
     title = title or name.replace("_", " ").title()
     if '"' in title or "\\" in title:
         raise ValueError("the title may not contain quotes or backslashes")
@@ -305,8 +314,10 @@ def main(argv=None) -> int:
 
         generate.main([])
         release.main(["--manifest"])
-    print(f"\nNext: replace the example unit with yours (docs/adding-an-assignment.md), then "
-          f"`make generate` and `make test`.")
+    print(
+        "\nNext: replace the example unit with yours (docs/adding-an-assignment.md), then "
+        "`make generate` and `make test`."
+    )
     return 0
 
 

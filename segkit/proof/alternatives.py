@@ -30,5 +30,6 @@ def alternative_notebook(assignment: str, k: int) -> dict:
     missing = [u.grade_id for u in spec.auto_units if len(table.get(u.grade_id, ())) <= k]
     if missing:
         raise KeyError(f"{assignment}: no alternative #{k} for {missing}")
-    return _replace_sources(read_notebook(spec.solution_path),
-                            {u.grade_id: table[u.grade_id][k] for u in spec.auto_units})
+    return _replace_sources(
+        read_notebook(spec.solution_path), {u.grade_id: table[u.grade_id][k] for u in spec.auto_units}
+    )

@@ -70,7 +70,6 @@ def build_examples(root: Path = EXAMPLES_DIR, assignments: list[str] | None = No
     return root
 
 
-
 def main(argv=None) -> int:
     import argparse
 

@@ -32,6 +32,7 @@ from starter.common import cell_source, cells_by_grade_id, read_notebook, write_
 # Per assignment, a unit defined by plain functions (assignment.toml `[proof] hostile_target`): attacks go
 # into its solution region.
 
+
 def hostile_target(name: str) -> str:
     """The unit an assignment's corpus attacks (its assignment.toml's `[proof] hostile_target`)."""
     target = load_assignment(name).config.hostile_target
@@ -199,89 +200,227 @@ for _t in _targets:
 """
 
 ATTACKS = [
-    Attack("always_equal", "returns an object equal to everything", "plain-data replies (weights_only decoding)",
-           "zero", cell_prelude=_ALWAYS_EQUAL, body_prelude="return _AlwaysEqual()"),
-    Attack("tensor_subclass", "returns a torch.Tensor subclass whose == is always True",
-           "plain-data replies (tensor subclasses refused)", "zero",
-           cell_prelude="import torch\nclass _EqTensor(torch.Tensor):\n    def __eq__(self, other):\n        return True\n",
-           body_prelude="return torch.zeros(3).as_subclass(_EqTensor)"),
-    Attack("patch_comparisons", "monkeypatches torch/numpy comparison functions, returns zeros",
-           "comparisons run in the trusted parent", "zero_any",
-           cell_prelude="import numpy as np\nimport torch\ntorch.allclose = lambda *a, **k: True\n"
-                        "torch.equal = lambda *a, **k: True\nnp.allclose = lambda *a, **k: True\n"
-                        "np.testing.assert_allclose = lambda *a, **k: None\n",
-           body_prelude="return torch.zeros(1)"),
-    Attack("patch_builtins_pytest", "replaces builtins, pytest and sys.modules entries",
-           "checks (pytest) run in the trusted parent", "zero_any",
-           cell_prelude="import builtins, sys, types\nsys.modules['pytest'] = types.ModuleType('pytest')\n"
-                        "builtins.isinstance = lambda *a: True\nbuiltins.len = lambda *a: 0\n",
-           body_prelude="return None"),
-    Attack("sys_exit", "calls sys.exit(0) when called", "SystemExit caught in the worker", "zero",
-           cell_prelude="import sys\n", body_prelude="sys.exit(0)"),
-    Attack("os_exit_cell", "os._exit(0) while the cell runs", "worker restarted, cell skipped", "zero",
-           cell_prelude="import os\nos._exit(0)\n"),
-    Attack("kill_parent", "signals its parent and process group", "pid namespace (no parent to signal)", "full",
-           cell_prelude="import os, signal\nfor pid in (os.getppid(), -os.getpgid(0), 1):\n    try:\n"
-                        "        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n"),
-    Attack("signal_everything", "SIGKILLs every pid it can name (the grading process, other workers, -1)",
-           "pid namespace (no other process can be seen or signalled)", "full",
-           cell_prelude=_SIGNAL_EVERYTHING, escape=True),
-    Attack("loop_cell", "infinite loop while the cell runs", "per-cell time limit", "zero",
-           cell_prelude="while True:\n    pass\n"),
-    Attack("loop_call", "infinite loop when called", "per-check time limit", "zero", body_prelude="while True:\n    pass"),
-    Attack("memory_bomb", "allocates memory until stopped", "memory cap (cgroup or watchdog; address-space limit)",
-           "zero", cell_prelude="_hog = []\nfor _ in range(1000):\n    _hog.append(bytearray(100 * 1024 * 1024))\n"),
-    Attack("fork_memory_bomb", "forks 8 children that each fill 1 GB", "memory cap over all the worker's processes",
-           "zero", cell_prelude=_FORK_MEMORY_BOMB, body_prelude="return None", escape=True),
-    Attack("fork_bomb", "forks thousands of sleeping children (bounded)", "process cap (cgroup pids / RLIMIT_NPROC)",
-           "zero", cell_prelude="import os, time\nfor _ in range(3000):\n    try:\n        if os.fork() == 0:\n"
-                               "            time.sleep(120)\n            os._exit(0)\n    except OSError:\n        break\n",
-           body_prelude="return None", escape=True),
-    Attack("scratch_flood", "writes 4 GB into its scratch folder", "size-capped scratch tmpfs, file-size limit",
-           "zero", cell_prelude=_SCRATCH_FLOOD, body_prelude="return None", escape=True),
-    Attack("output_flood", "prints 1 GB", "output drained by the parent, head and tail kept", "zero",
-           cell_prelude="import sys\n_chunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(_chunk)\n",
-           body_prelude="return None"),
-    Attack("forged_results", "prints fake results and pytest/Gradescope lines", "worker output is never parsed",
-           "zero", cell_prelude="print('{\"score\": 100, \"tests\": []}')\nprint('== 99 passed in 0.01s ==')\n",
-           body_prelude="print('PASSED')\nreturn None"),
-    Attack("write_outside", "writes into the grades folder, the kit, decoy kits, /tmp, /var/tmp, /dev/shm",
-           "allow-list filesystem (only a private scratch folder is writable)", "zero",
-           cell_prelude=_WRITE_OUTSIDE, body_prelude="return None", escape=True),
-    Attack("read_reference", "reads solutions/ and grader/ from disk (the cell fails if it can)",
-           "allow-list filesystem", "full",
-           cell_prelude="import glob\n_stolen = {}\nfor _p in glob.glob('__REPO__/solutions/*/*.ipynb') + "
-                        "glob.glob('__REPO__/assignments/*/*.py'):\n    _stolen[_p] = open(_p).read()\n"
-                        "assert not _stolen, 'no reference should be readable'\n", escape=True),
-    Attack("find_answer_key", "searches the whole disk (other users' homes, /srv, paths in environment "
-           "variables) for another copy of the kit and runs its solution", "allow-list filesystem", "zero",
-           cell_prelude=_FIND_ANSWER_KEY, replace_cell=True, escape=True),
-    Attack("rewrite_checks", "appends a pass-everything fixture to every hidden check and kit file it can reach",
-           "allow-list filesystem (the grader is not there; starter is read-only)", "zero",
-           cell_prelude=_REWRITE_CHECKS, body_prelude="return None", escape=True),
-    Attack("forge_other_results", "rewrites other students' results/*.json so that a resumed run reuses them",
-           "allow-list filesystem (the grades folder is not there)", "zero",
-           cell_prelude=_FORGE_RESULTS, body_prelude="return None", escape=True),
-    Attack("loopback_socket", "connects to a server on the host's loopback", "network namespace", "zero",
-           cell_prelude="import socket\ntry:\n    socket.create_connection(('127.0.0.1', __PORT__), timeout=2).sendall(b'leak')\n"
-                        "except OSError:\n    pass\ntry:\n    socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
-                        ".sendto(b'leak', ('127.0.0.1', __PORT__))\nexcept OSError:\n    pass\n",
-           body_prelude="return None", escape=True),
+    Attack(
+        "always_equal",
+        "returns an object equal to everything",
+        "plain-data replies (weights_only decoding)",
+        "zero",
+        cell_prelude=_ALWAYS_EQUAL,
+        body_prelude="return _AlwaysEqual()",
+    ),
+    Attack(
+        "tensor_subclass",
+        "returns a torch.Tensor subclass whose == is always True",
+        "plain-data replies (tensor subclasses refused)",
+        "zero",
+        cell_prelude="import torch\nclass _EqTensor(torch.Tensor):\n    def __eq__(self, other):\n        return True\n",
+        body_prelude="return torch.zeros(3).as_subclass(_EqTensor)",
+    ),
+    Attack(
+        "patch_comparisons",
+        "monkeypatches torch/numpy comparison functions, returns zeros",
+        "comparisons run in the trusted parent",
+        "zero_any",
+        cell_prelude="import numpy as np\nimport torch\ntorch.allclose = lambda *a, **k: True\n"
+        "torch.equal = lambda *a, **k: True\nnp.allclose = lambda *a, **k: True\n"
+        "np.testing.assert_allclose = lambda *a, **k: None\n",
+        body_prelude="return torch.zeros(1)",
+    ),
+    Attack(
+        "patch_builtins_pytest",
+        "replaces builtins, pytest and sys.modules entries",
+        "checks (pytest) run in the trusted parent",
+        "zero_any",
+        cell_prelude="import builtins, sys, types\nsys.modules['pytest'] = types.ModuleType('pytest')\n"
+        "builtins.isinstance = lambda *a: True\nbuiltins.len = lambda *a: 0\n",
+        body_prelude="return None",
+    ),
+    Attack(
+        "sys_exit",
+        "calls sys.exit(0) when called",
+        "SystemExit caught in the worker",
+        "zero",
+        cell_prelude="import sys\n",
+        body_prelude="sys.exit(0)",
+    ),
+    Attack(
+        "os_exit_cell",
+        "os._exit(0) while the cell runs",
+        "worker restarted, cell skipped",
+        "zero",
+        cell_prelude="import os\nos._exit(0)\n",
+    ),
+    Attack(
+        "kill_parent",
+        "signals its parent and process group",
+        "pid namespace (no parent to signal)",
+        "full",
+        cell_prelude="import os, signal\nfor pid in (os.getppid(), -os.getpgid(0), 1):\n    try:\n"
+        "        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n",
+    ),
+    Attack(
+        "signal_everything",
+        "SIGKILLs every pid it can name (the grading process, other workers, -1)",
+        "pid namespace (no other process can be seen or signalled)",
+        "full",
+        cell_prelude=_SIGNAL_EVERYTHING,
+        escape=True,
+    ),
+    Attack(
+        "loop_cell",
+        "infinite loop while the cell runs",
+        "per-cell time limit",
+        "zero",
+        cell_prelude="while True:\n    pass\n",
+    ),
+    Attack(
+        "loop_call", "infinite loop when called", "per-check time limit", "zero", body_prelude="while True:\n    pass"
+    ),
+    Attack(
+        "memory_bomb",
+        "allocates memory until stopped",
+        "memory cap (cgroup or watchdog; address-space limit)",
+        "zero",
+        cell_prelude="_hog = []\nfor _ in range(1000):\n    _hog.append(bytearray(100 * 1024 * 1024))\n",
+    ),
+    Attack(
+        "fork_memory_bomb",
+        "forks 8 children that each fill 1 GB",
+        "memory cap over all the worker's processes",
+        "zero",
+        cell_prelude=_FORK_MEMORY_BOMB,
+        body_prelude="return None",
+        escape=True,
+    ),
+    Attack(
+        "fork_bomb",
+        "forks thousands of sleeping children (bounded)",
+        "process cap (cgroup pids / RLIMIT_NPROC)",
+        "zero",
+        cell_prelude="import os, time\nfor _ in range(3000):\n    try:\n        if os.fork() == 0:\n"
+        "            time.sleep(120)\n            os._exit(0)\n    except OSError:\n        break\n",
+        body_prelude="return None",
+        escape=True,
+    ),
+    Attack(
+        "scratch_flood",
+        "writes 4 GB into its scratch folder",
+        "size-capped scratch tmpfs, file-size limit",
+        "zero",
+        cell_prelude=_SCRATCH_FLOOD,
+        body_prelude="return None",
+        escape=True,
+    ),
+    Attack(
+        "output_flood",
+        "prints 1 GB",
+        "output drained by the parent, head and tail kept",
+        "zero",
+        cell_prelude="import sys\n_chunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(_chunk)\n",
+        body_prelude="return None",
+    ),
+    Attack(
+        "forged_results",
+        "prints fake results and pytest/Gradescope lines",
+        "worker output is never parsed",
+        "zero",
+        cell_prelude="print('{\"score\": 100, \"tests\": []}')\nprint('== 99 passed in 0.01s ==')\n",
+        body_prelude="print('PASSED')\nreturn None",
+    ),
+    Attack(
+        "write_outside",
+        "writes into the grades folder, the kit, decoy kits, /tmp, /var/tmp, /dev/shm",
+        "allow-list filesystem (only a private scratch folder is writable)",
+        "zero",
+        cell_prelude=_WRITE_OUTSIDE,
+        body_prelude="return None",
+        escape=True,
+    ),
+    Attack(
+        "read_reference",
+        "reads solutions/ and grader/ from disk (the cell fails if it can)",
+        "allow-list filesystem",
+        "full",
+        cell_prelude="import glob\n_stolen = {}\nfor _p in glob.glob('__REPO__/solutions/*/*.ipynb') + "
+        "glob.glob('__REPO__/assignments/*/*.py'):\n    _stolen[_p] = open(_p).read()\n"
+        "assert not _stolen, 'no reference should be readable'\n",
+        escape=True,
+    ),
+    Attack(
+        "find_answer_key",
+        "searches the whole disk (other users' homes, /srv, paths in environment "
+        "variables) for another copy of the kit and runs its solution",
+        "allow-list filesystem",
+        "zero",
+        cell_prelude=_FIND_ANSWER_KEY,
+        replace_cell=True,
+        escape=True,
+    ),
+    Attack(
+        "rewrite_checks",
+        "appends a pass-everything fixture to every hidden check and kit file it can reach",
+        "allow-list filesystem (the grader is not there; starter is read-only)",
+        "zero",
+        cell_prelude=_REWRITE_CHECKS,
+        body_prelude="return None",
+        escape=True,
+    ),
+    Attack(
+        "forge_other_results",
+        "rewrites other students' results/*.json so that a resumed run reuses them",
+        "allow-list filesystem (the grades folder is not there)",
+        "zero",
+        cell_prelude=_FORGE_RESULTS,
+        body_prelude="return None",
+        escape=True,
+    ),
+    Attack(
+        "loopback_socket",
+        "connects to a server on the host's loopback",
+        "network namespace",
+        "zero",
+        cell_prelude="import socket\ntry:\n    socket.create_connection(('127.0.0.1', __PORT__), timeout=2).sendall(b'leak')\n"
+        "except OSError:\n    pass\ntry:\n    socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+        ".sendto(b'leak', ('127.0.0.1', __PORT__))\nexcept OSError:\n    pass\n",
+        body_prelude="return None",
+        escape=True,
+    ),
 ]
 ESCAPES = [attack for attack in ATTACKS if attack.escape]
 
-MALFORMED = ["invalid_json", "nbformat3", "missing_grade_id", "duplicated_grade_id", "renamed_function",
-             "wrong_signature", "non_utf8", "huge_outputs", "too_large"]
-MALFORMED_EXPECT = {"invalid_json": "all_zero", "nbformat3": "all_zero", "missing_grade_id": "zero",
-                    "duplicated_grade_id": "zero", "renamed_function": "zero", "wrong_signature": "zero",
-                    "non_utf8": "full", "huge_outputs": "full", "too_large": "all_zero"}
-MALFORMED_PROTECTION = {"invalid_json": "notebook parsed defensively in the parent",
-                        "nbformat3": "notebook parsed defensively in the parent",
-                        "missing_grade_id": "cells found by grade_id", "duplicated_grade_id": "cells found by grade_id",
-                        "renamed_function": "checks call the contract's names",
-                        "wrong_signature": "checks call the contract's signature",
-                        "non_utf8": "decoding with replacement", "huge_outputs": "outputs never executed or parsed",
-                        "too_large": "notebook size cap"}
+MALFORMED = [
+    "invalid_json",
+    "nbformat3",
+    "missing_grade_id",
+    "duplicated_grade_id",
+    "renamed_function",
+    "wrong_signature",
+    "non_utf8",
+    "huge_outputs",
+    "too_large",
+]
+MALFORMED_EXPECT = {
+    "invalid_json": "all_zero",
+    "nbformat3": "all_zero",
+    "missing_grade_id": "zero",
+    "duplicated_grade_id": "zero",
+    "renamed_function": "zero",
+    "wrong_signature": "zero",
+    "non_utf8": "full",
+    "huge_outputs": "full",
+    "too_large": "all_zero",
+}
+MALFORMED_PROTECTION = {
+    "invalid_json": "notebook parsed defensively in the parent",
+    "nbformat3": "notebook parsed defensively in the parent",
+    "missing_grade_id": "cells found by grade_id",
+    "duplicated_grade_id": "cells found by grade_id",
+    "renamed_function": "checks call the contract's names",
+    "wrong_signature": "checks call the contract's signature",
+    "non_utf8": "decoding with replacement",
+    "huge_outputs": "outputs never executed or parsed",
+    "too_large": "notebook size cap",
+}
 
 
 def _solution(name: str) -> dict:
@@ -295,8 +434,17 @@ def _with_target_source(notebook: dict, grade_id: str, source: str) -> dict:
     return notebook
 
 
-def attack_source(solution_cell: str, attack: Attack, *, port: int, target: str = "", assignment: str = "",
-                  out: str = "/nonexistent", decoys: tuple[str, ...] = (), repo: str = str(REPO_ROOT)) -> str:
+def attack_source(
+    solution_cell: str,
+    attack: Attack,
+    *,
+    port: int,
+    target: str = "",
+    assignment: str = "",
+    out: str = "/nonexistent",
+    decoys: tuple[str, ...] = (),
+    repo: str = str(REPO_ROOT),
+) -> str:
     """Inject the attack into a solution cell: at the top, and/or first in the solution region."""
     fill = {"port": port, "target": target, "assignment": assignment, "out": out, "decoys": decoys, "repo": repo}
     if attack.replace_cell:
@@ -314,13 +462,26 @@ def attack_source(solution_cell: str, attack: Attack, *, port: int, target: str 
 
 
 def _fill(source: str, *, port: int, target: str, assignment: str, out: str, decoys: tuple[str, ...], repo: str) -> str:
-    return (source.replace("__REPO__", repo).replace("__PORT__", str(port))
-            .replace("__TARGET__", target).replace("__ASSIGNMENT__", assignment).replace("__OUT__", out)
-            .replace("__DECOYS__", repr(list(decoys))))
+    return (
+        source.replace("__REPO__", repo)
+        .replace("__PORT__", str(port))
+        .replace("__TARGET__", target)
+        .replace("__ASSIGNMENT__", assignment)
+        .replace("__OUT__", out)
+        .replace("__DECOYS__", repr(list(decoys)))
+    )
 
 
-def build_corpus(name: str, out_dir: Path, *, port: int = 9, escapes_only: bool = False, grades_dir: str = "/nonexistent",
-                 decoys: tuple[str, ...] = (), repo: Path = REPO_ROOT) -> dict[str, dict]:
+def build_corpus(
+    name: str,
+    out_dir: Path,
+    *,
+    port: int = 9,
+    escapes_only: bool = False,
+    grades_dir: str = "/nonexistent",
+    decoys: tuple[str, ...] = (),
+    repo: Path = REPO_ROOT,
+) -> dict[str, dict]:
     """Write <attack>.ipynb files; return {student_id: {"expect", "protection", "what"}}.
     escapes_only: only the sandbox-escape attacks, no malformed files; repo: the copy of the kit that
     grades them (what the attacks aim at); grades_dir: its output folder; decoys: other kit copies."""
@@ -330,17 +491,31 @@ def build_corpus(name: str, out_dir: Path, *, port: int = 9, escapes_only: bool 
     solution_cell = cell_source(cells_by_grade_id(solution)[target][0])
     manifest = {}
     for attack in ESCAPES if escapes_only else ATTACKS:
-        source = attack_source(solution_cell, attack, port=port, target=target, assignment=name, out=grades_dir,
-                               decoys=decoys, repo=str(repo))
+        source = attack_source(
+            solution_cell,
+            attack,
+            port=port,
+            target=target,
+            assignment=name,
+            out=grades_dir,
+            decoys=decoys,
+            repo=str(repo),
+        )
         notebook = _with_target_source(solution, target, source)
         write_notebook(out_dir / f"attack-{attack.name}.ipynb", notebook)
-        manifest[f"attack-{attack.name}"] = {"expect": attack.expect, "protection": attack.protection,
-                                              "what": attack.what}
+        manifest[f"attack-{attack.name}"] = {
+            "expect": attack.expect,
+            "protection": attack.protection,
+            "what": attack.what,
+        }
     for kind in () if escapes_only else MALFORMED:
         path = out_dir / f"malformed-{kind}.ipynb"
         path.write_bytes(_malformed(kind, solution, target, solution_cell))
-        manifest[f"malformed-{kind}"] = {"expect": MALFORMED_EXPECT[kind], "protection": MALFORMED_PROTECTION[kind],
-                                          "what": kind.replace("_", " ")}
+        manifest[f"malformed-{kind}"] = {
+            "expect": MALFORMED_EXPECT[kind],
+            "protection": MALFORMED_PROTECTION[kind],
+            "what": kind.replace("_", " "),
+        }
     return manifest
 
 
@@ -352,11 +527,15 @@ def _malformed(kind: str, solution: dict, target: str, solution_cell: str) -> by
         return json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [{"cells": []}], "metadata": {}}).encode()
     notebook = copy.deepcopy(solution)
     if kind == "missing_grade_id":
-        notebook["cells"] = [c for c in notebook["cells"]
-                             if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") != target]
+        notebook["cells"] = [
+            c for c in notebook["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") != target
+        ]
     elif kind == "duplicated_grade_id":
-        index = next(i for i, c in enumerate(notebook["cells"])
-                     if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == target)
+        index = next(
+            i
+            for i, c in enumerate(notebook["cells"])
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == target
+        )
         notebook["cells"].insert(index + 1, copy.deepcopy(notebook["cells"][index]))
     elif kind in ("renamed_function", "wrong_signature"):
         function = solution_cell.split("def ", 1)[1].split("(", 1)[0]

@@ -65,6 +65,7 @@ def expensive_units(assignments: list[str] | None = None) -> set[str]:
 
 # --- mutation sites ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Mutant:
     grade_id: str
@@ -131,20 +132,58 @@ def _mentions(node, name) -> bool:
 
 
 _COMPARE_SWAPS = {
-    ast.Lt: (ast.LtE, ast.Gt), ast.LtE: (ast.Lt, ast.GtE), ast.Gt: (ast.GtE, ast.Lt), ast.GtE: (ast.Gt, ast.LtE),
-    ast.Eq: (ast.NotEq,), ast.NotEq: (ast.Eq,), ast.Is: (ast.IsNot,), ast.IsNot: (ast.Is,),
-    ast.In: (ast.NotIn,), ast.NotIn: (ast.In,),
+    ast.Lt: (ast.LtE, ast.Gt),
+    ast.LtE: (ast.Lt, ast.GtE),
+    ast.Gt: (ast.GtE, ast.Lt),
+    ast.GtE: (ast.Gt, ast.LtE),
+    ast.Eq: (ast.NotEq,),
+    ast.NotEq: (ast.Eq,),
+    ast.Is: (ast.IsNot,),
+    ast.IsNot: (ast.Is,),
+    ast.In: (ast.NotIn,),
+    ast.NotIn: (ast.In,),
 }
 _BINOP_SWAPS = {
-    ast.Add: (ast.Sub,), ast.Sub: (ast.Add,), ast.Mult: (ast.Div,), ast.Div: (ast.Mult, ast.FloorDiv),
-    ast.FloorDiv: (ast.Mod, ast.Div), ast.Mod: (ast.FloorDiv,), ast.MatMult: (ast.Mult,), ast.Pow: (ast.Mult,),
-    ast.BitAnd: (ast.BitOr,), ast.BitOr: (ast.BitAnd,), ast.LShift: (ast.RShift,), ast.RShift: (ast.LShift,),
+    ast.Add: (ast.Sub,),
+    ast.Sub: (ast.Add,),
+    ast.Mult: (ast.Div,),
+    ast.Div: (ast.Mult, ast.FloorDiv),
+    ast.FloorDiv: (ast.Mod, ast.Div),
+    ast.Mod: (ast.FloorDiv,),
+    ast.MatMult: (ast.Mult,),
+    ast.Pow: (ast.Mult,),
+    ast.BitAnd: (ast.BitOr,),
+    ast.BitOr: (ast.BitAnd,),
+    ast.LShift: (ast.RShift,),
+    ast.RShift: (ast.LShift,),
 }
 _DIM_KEYWORDS = ("dim", "axis")
 # Keywords whose removal is a plausible bug (a default that differs from what is needed).
-_DROPPABLE_KEYWORDS = {"dim", "axis", "minlength", "padding", "stride", "ceil_mode", "bias", "dtype", "keepdim",
-                       "ignore_index", "min", "max", "size", "device", "kernel_size", "dims", "weights_only",
-                       "align_corners", "mode", "groups", "dilation", "output_padding", "batch_size", "size"}
+_DROPPABLE_KEYWORDS = {
+    "dim",
+    "axis",
+    "minlength",
+    "padding",
+    "stride",
+    "ceil_mode",
+    "bias",
+    "dtype",
+    "keepdim",
+    "ignore_index",
+    "min",
+    "max",
+    "size",
+    "device",
+    "kernel_size",
+    "dims",
+    "weights_only",
+    "align_corners",
+    "mode",
+    "groups",
+    "dilation",
+    "output_padding",
+    "batch_size",
+}
 
 
 def _sites(tree: ast.AST, regions):
@@ -178,7 +217,8 @@ def _sites(tree: ast.AST, regions):
         elif isinstance(node, ast.Call):
             for i in range(len(node.args) - 1):
                 if ast.dump(node.args[i]) != ast.dump(node.args[i + 1]) and not any(
-                        isinstance(a, ast.Starred) for a in node.args[i:i + 2]):
+                    isinstance(a, ast.Starred) for a in node.args[i : i + 2]
+                ):
                     yield index, "swap_args", i, f"arguments {i} and {i + 1} of a call swapped"
             for i, keyword in enumerate(node.keywords):
                 current = _literal_int(keyword.value) if keyword.arg in _DIM_KEYWORDS else None
@@ -296,7 +336,7 @@ def mutants_of(grade_id: str, source: str) -> list[Mutant]:
                 continue  # a no-op mutation (e.g. -x -> -x after constant folding)
         del mutated_node
         new_lines = "".join(" " * indent + line + "\n" for line in statement_text.splitlines())
-        head = "".join(lines[:start - 1])
+        head = "".join(lines[: start - 1])
         first = lines[start - 1]
         if first[:indent].strip():  # the statement does not start its line (`a; b`): skip
             continue
@@ -347,9 +387,9 @@ def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int | No
     """Grade the solution notebook with one cell replaced by the mutant, with that unit's checks only."""
     from grader.assignments import load_assignment, read_notebook
     from grader.runner import grade
+    from grader.sandbox import Limits
     from segkit.proof.examples import _replace_sources
     from starter.common import write_notebook
-    from grader.sandbox import Limits
 
     os.environ.setdefault("SEGKIT_FAST", "1")
     spec = load_assignment(assignment)
@@ -361,16 +401,25 @@ def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int | No
         path = Path(folder) / f"{assignment}.ipynb"
         write_notebook(path, notebook)
         try:
-            result = grade(spec, path, mutant.mutant_id, worker_options=options, units={mutant.grade_id},
-                           cache_dir=Path(cache_dir))
+            result = grade(
+                spec, path, mutant.mutant_id, worker_options=options, units={mutant.grade_id}, cache_dir=Path(cache_dir)
+            )
         except Exception as exc:  # the grader itself failed: reported, never counted as caught
-            return {"status": "error", "detail": f"{type(exc).__name__}: {exc}"[:300],
-                    "seconds": round(time.time() - started, 1)}
+            return {
+                "status": "error",
+                "detail": f"{type(exc).__name__}: {exc}"[:300],
+                "seconds": round(time.time() - started, 1),
+            }
     unit = result.units[mutant.grade_id]
     failed = [check.test for check in unit.failed_checks]
     status = "caught" if unit.points < unit.max_points else "survived"
-    return {"status": status, "points": unit.points, "max_points": unit.max_points, "failed": failed,
-            "seconds": round(time.time() - started, 1)}
+    return {
+        "status": status,
+        "points": unit.points,
+        "max_points": unit.max_points,
+        "failed": failed,
+        "seconds": round(time.time() - started, 1),
+    }
 
 
 def _grade_job(job):
@@ -417,8 +466,10 @@ def write_report(path: Path, plan, outcomes, command: str, seconds: float, jobs:
                 errors.append((grade_id, mutant, outcome["detail"]))
         killable = len(chosen) - counts["equivalent"] - counts["error"]
         score = counts["caught"] / killable if killable else 1.0
-        rows.append(f"| {name} | `{grade_id}` | {generated} | {len(chosen)} | {counts['caught']} | "
-                    f"{counts['equivalent']} | {counts['survived']} | {counts['error']} | {score:.0%} |")
+        rows.append(
+            f"| {name} | `{grade_id}` | {generated} | {len(chosen)} | {counts['caught']} | "
+            f"{counts['equivalent']} | {counts['survived']} | {counts['error']} | {score:.0%} |"
+        )
         totals["generated"] += generated
         totals["graded"] += len(chosen)
         for key in ("caught", "equivalent", "survived", "error"):
@@ -436,8 +487,8 @@ def write_report(path: Path, plan, outcomes, command: str, seconds: float, jobs:
         "",
         f"- command: `{command}`",
         f"- date: {datetime.date.today().isoformat()}, {seconds / 60:.1f} min with {jobs} process(es), "
-        f"{os.cpu_count()} CPU core(s)" + (f"; {reused} caught outcome(s) reused from an earlier run (`--reuse`)"
-                                             if reused else ""),
+        f"{os.cpu_count()} CPU core(s)"
+        + (f"; {reused} caught outcome(s) reused from an earlier run (`--reuse`)" if reused else ""),
         f"- sampling: at most {plan and max(len(c) for *_, c in plan)} mutants per unit, chosen deterministically "
         "(operators take turns, each operator's mutants in id order); VGG-based units "
         f"({', '.join(sorted(expensive_units()))}) are capped lower because one grading costs 10-20 s",
@@ -473,16 +524,32 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segkit.proof.mutate", description=__doc__.splitlines()[0])
     parser.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
     parser.add_argument("--unit", action="append", help="only this grade_id (repeatable)")
-    parser.add_argument("--max-per-unit", type=int, default=DEFAULT_MAX_PER_UNIT,
-                        help=f"deterministic sample per unit (default {DEFAULT_MAX_PER_UNIT}; 0 = all)")
-    parser.add_argument("--expensive-max", type=int, default=EXPENSIVE_MAX_PER_UNIT,
-                        help=f"cap for VGG-based units (default {EXPENSIVE_MAX_PER_UNIT})")
+    parser.add_argument(
+        "--max-per-unit",
+        type=int,
+        default=DEFAULT_MAX_PER_UNIT,
+        help=f"deterministic sample per unit (default {DEFAULT_MAX_PER_UNIT}; 0 = all)",
+    )
+    parser.add_argument(
+        "--expensive-max",
+        type=int,
+        default=EXPENSIVE_MAX_PER_UNIT,
+        help=f"cap for VGG-based units (default {EXPENSIVE_MAX_PER_UNIT})",
+    )
     parser.add_argument("--report", type=Path, help="write a Markdown report here")
     parser.add_argument("--json", type=Path, help="write every mutant's outcome here")
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segkit-mutation-cache",
-                        help="reference probe cache")
-    parser.add_argument("--reuse", type=Path, help="a previous --json: reuse its 'caught' outcomes (checks only "
-                        "ever get stronger, so a caught mutant stays caught); survivors and errors are regraded")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "segkit-mutation-cache",
+        help="reference probe cache",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="a previous --json: reuse its 'caught' outcomes (checks only "
+        "ever get stronger, so a caught mutant stays caught); survivors and errors are regraded",
+    )
     parser.add_argument("-j", "--jobs", type=int, default=1)
     parser.add_argument("--list", action="store_true", help="print the sampled mutants, grade nothing")
     args = parser.parse_args(argv)
@@ -504,8 +571,12 @@ def main(argv=None) -> int:
         for row in json.loads(args.reuse.read_text()):
             if row["status"] == "caught":
                 outcomes[(row["grade_id"], row["mutant_id"])] = {**row, "reused": True}
-    jobs = [(name, mutant, str(args.cache)) for name, _, _, chosen in plan for mutant in chosen
-            if (mutant.grade_id, mutant.mutant_id) not in outcomes]
+    jobs = [
+        (name, mutant, str(args.cache))
+        for name, _, _, chosen in plan
+        for mutant in chosen
+        if (mutant.grade_id, mutant.mutant_id) not in outcomes
+    ]
     reused = sum(1 for *_, chosen in plan for m in chosen if (m.grade_id, m.mutant_id) in outcomes)
     if reused:
         print(f"reusing {reused} caught outcome(s) from {args.reuse}")
@@ -519,8 +590,11 @@ def main(argv=None) -> int:
         mark = outcome["status"]
         if mark == "survived" and (mutant.grade_id, mutant.mutant_id) in equivalent_reasons:
             mark = "equivalent"
-        print(f"[{done}/{len(jobs)}] {name}/{mutant.grade_id} {mutant.mutant_id} {mark} "
-              f"({outcome['seconds']} s): {mutant.description}", flush=True)
+        print(
+            f"[{done}/{len(jobs)}] {name}/{mutant.grade_id} {mutant.mutant_id} {mark} "
+            f"({outcome['seconds']} s): {mutant.description}",
+            flush=True,
+        )
 
     if args.jobs <= 1:
         for done, (name, mutant, cache) in enumerate(jobs, start=1):
@@ -531,23 +605,38 @@ def main(argv=None) -> int:
         context = multiprocessing.get_context("spawn")
         counter = context.Value("i", 0)
         # Group jobs by assignment so each process builds few reference namespaces.
-        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker,
-                                 initargs=(counter,)) as pool:
+        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
             for done, (name, mutant, outcome) in enumerate(pool.map(_grade_job, jobs), start=1):
                 record(name, mutant, outcome, done)
     seconds = time.time() - started
     command = "python -m segkit.proof.mutate " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(
-            [{**outcomes[(m.grade_id, m.mutant_id)], "assignment": name, "grade_id": m.grade_id,
-              "mutant_id": m.mutant_id, "operator": m.operator, "line": m.line, "description": m.description}
-             for name, _, _, chosen in plan for m in chosen], indent=1))
+        args.json.write_text(
+            json.dumps(
+                [
+                    {
+                        **outcomes[(m.grade_id, m.mutant_id)],
+                        "assignment": name,
+                        "grade_id": m.grade_id,
+                        "mutant_id": m.mutant_id,
+                        "operator": m.operator,
+                        "line": m.line,
+                        "description": m.description,
+                    }
+                    for name, _, _, chosen in plan
+                    for m in chosen
+                ],
+                indent=1,
+            )
+        )
     report = args.report or Path(tempfile.gettempdir()) / "mutation-report.md"
     totals, overall = write_report(report, plan, outcomes, command.strip(), seconds, args.jobs, reused)
-    print(f"\n{totals['caught']} caught, {totals['equivalent']} equivalent, {totals['survived']} survived, "
-          f"{totals['error']} errors of {totals['graded']} graded ({totals['generated']} generated); "
-          f"score {overall:.1%}; {seconds / 60:.1f} min; report: {report}")
+    print(
+        f"\n{totals['caught']} caught, {totals['equivalent']} equivalent, {totals['survived']} survived, "
+        f"{totals['error']} errors of {totals['graded']} graded ({totals['generated']} generated); "
+        f"score {overall:.1%}; {seconds / 60:.1f} min; report: {report}"
+    )
     return 1 if totals["survived"] or totals["error"] else 0
 
 

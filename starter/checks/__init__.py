@@ -30,8 +30,10 @@ def check(unit: str, *objects) -> None:
     try:
         CHECKS[unit](*objects)
     except NotImplementedError:
-        raise CheckFailed(f"✗ {unit}: not implemented yet — fill in the cell marked YOUR CODE HERE above, "
-                          "run it, then run this check again.") from None
+        raise CheckFailed(
+            f"✗ {unit}: not implemented yet — fill in the cell marked YOUR CODE HERE above, "
+            "run it, then run this check again."
+        ) from None
     except CheckFailed as exc:
         raise CheckFailed(f"✗ {unit}: {exc}") from None
     print(f"✓ {unit}: public checks passed (the hidden checks used for grading test more cases).")

@@ -9,7 +9,8 @@ import math
 import numpy as np
 import torch
 
-from starter.checks.core import expect as _expect, register as _register
+from starter.checks.core import expect as _expect
+from starter.checks.core import register as _register
 
 
 @_register("cam_forward")
@@ -24,18 +25,24 @@ def _check_forward(forward_with_features):
         expected_logits = net(x)
     _expect(isinstance(result, (tuple, list)) and len(result) == 2, "return a pair (logits, features)")
     logits, features = result
-    _expect(isinstance(logits, torch.Tensor) and tuple(logits.shape) == (2, 1000),
-            f"logits should be a (2, 1000) tensor for a batch of 2, got {getattr(logits, 'shape', type(logits))}")
-    _expect(isinstance(features, torch.Tensor) and tuple(features.shape) == (2, 512, 2, 3),
-            "features should be layer4's output, (2, 512, 2, 3) for a 64x96 input, got "
-            f"{tuple(getattr(features, 'shape', ())) or type(features).__name__}")
+    _expect(
+        isinstance(logits, torch.Tensor) and tuple(logits.shape) == (2, 1000),
+        f"logits should be a (2, 1000) tensor for a batch of 2, got {getattr(logits, 'shape', type(logits))}",
+    )
+    _expect(
+        isinstance(features, torch.Tensor) and tuple(features.shape) == (2, 512, 2, 3),
+        "features should be layer4's output, (2, 512, 2, 3) for a 64x96 input, got "
+        f"{tuple(getattr(features, 'shape', ())) or type(features).__name__}",
+    )
     _expect(torch.allclose(logits, expected_logits, atol=1e-5, rtol=1e-4), "logits differ from net(x)")
     _expect(not net.training, "the network was switched out of eval mode")
 
     net.train()
     forward_with_features(net, torch.randn(2, 3, 64, 64))
-    _expect(all(module.training for module in net.modules()),
-            "a network in training mode must stay in training mode (do not call net.eval() inside)")
+    _expect(
+        all(module.training for module in net.modules()),
+        "a network in training mode must stay in training mode (do not call net.eval() inside)",
+    )
 
 
 @_register("cam_top1")
@@ -48,8 +55,11 @@ def _check_top1(get_cls_pred):
     _expect(type(prob) is float, f"prob should be a Python float, got {type(prob).__name__} (use float(...))")
     expected = math.exp(3) / (math.exp(1) + math.exp(3) + math.exp(2))  # softmax of the largest logit
     _expect(idx == 1, "for logits [[1, 3, 2]] the top-1 class is 1")
-    _expect(abs(prob - expected) < 1e-5, f"for logits [[1, 3, 2]] the top-1 probability is {expected:.4f}, "
-            f"got {prob:.4f} (softmax over the classes, i.e. the last axis)")
+    _expect(
+        abs(prob - expected) < 1e-5,
+        f"for logits [[1, 3, 2]] the top-1 probability is {expected:.4f}, "
+        f"got {prob:.4f} (softmax over the classes, i.e. the last axis)",
+    )
 
 
 @_register("cam_compute")
@@ -60,8 +70,11 @@ def _check_compute(return_cam):
     cam = return_cam(features, weights, 2, size=(30, 40))
     _expect(isinstance(cam, np.ndarray), f"return a NumPy array, got {type(cam).__name__}")
     _expect(cam.dtype == np.uint8, f"dtype should be uint8, got {cam.dtype}")
-    _expect(cam.shape == (30, 40), f"size=(30, 40) is (height, width): expected shape (30, 40), got {cam.shape} "
-            "(cv2.resize takes (width, height))")
+    _expect(
+        cam.shape == (30, 40),
+        f"size=(30, 40) is (height, width): expected shape (30, 40), got {cam.shape} "
+        "(cv2.resize takes (width, height))",
+    )
     small = return_cam(features, weights, 2, size=(3, 5))  # no interpolation: the scaled map itself
     _expect(small.min() == 0 and small.max() in (254, 255), "the map should be min-max scaled to [0, 255]")
     _expect(return_cam(features, weights, 1).shape == (256, 256), "the default size is (256, 256)")
@@ -77,13 +90,21 @@ def _check_overlay(overlay_cam):
     cam = np.zeros((7, 7), np.uint8)
     out = overlay_cam(image, cam)
     _expect(isinstance(out, np.ndarray) and out.dtype == np.uint8, "return a uint8 NumPy array")
-    _expect(out.shape == (40, 60, 3), f"the overlay has the image's shape (40, 60, 3), got {out.shape} "
-            "(resize the cam to the image)")
-    _expect(np.array_equal(overlay_cam(image, cam, alpha=0.0, beta=1.0), image),
-            "with alpha=0 and beta=1 the overlay should be the image itself")
+    _expect(
+        out.shape == (40, 60, 3),
+        f"the overlay has the image's shape (40, 60, 3), got {out.shape} (resize the cam to the image)",
+    )
+    _expect(
+        np.array_equal(overlay_cam(image, cam, alpha=0.0, beta=1.0), image),
+        "with alpha=0 and beta=1 the overlay should be the image itself",
+    )
     white = np.full((40, 60, 3), 255, np.uint8)
-    _expect(np.all(overlay_cam(white, cam + 255, alpha=1.0, beta=1.0) == 255),
-            "values above 255 must be clipped to 255 (not wrap around)")
+    _expect(
+        np.all(overlay_cam(white, cam + 255, alpha=1.0, beta=1.0) == 255),
+        "values above 255 must be clipped to 255 (not wrap around)",
+    )
     blue = overlay_cam(np.zeros_like(image), cam, alpha=1.0, beta=0.0)  # JET maps 0 to dark blue (BGR)
-    _expect(blue[..., 0].min() > 100 and blue[..., 2].max() == 0,
-            "the heat map should be cv2.applyColorMap(cam, cv2.COLORMAP_JET), a BGR image")
+    _expect(
+        blue[..., 0].min() > 100 and blue[..., 2].max() == 0,
+        "the heat map should be cv2.applyColorMap(cam, cv2.COLORMAP_JET), a BGR image",
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 CHECKS: dict[str, Callable] = {}
 
@@ -13,11 +13,13 @@ class CheckFailed(AssertionError):
 
 def register(name: str):
     """Decorator: `@register("fcn32s")` makes a function the public check of that unit."""
+
     def decorate(function):
         if name in CHECKS:
             raise ValueError(f"public check {name!r} registered twice")
         CHECKS[name] = function
         return function
+
     return decorate
 
 

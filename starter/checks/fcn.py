@@ -2,7 +2,8 @@
 
 import torch
 
-from starter.checks.core import expect as _expect, register as _register
+from starter.checks.core import expect as _expect
+from starter.checks.core import register as _register
 from starter.checks.shared import confusion_matrix_check, iou_check
 
 
@@ -16,19 +17,39 @@ def _fcn_model_checks(model_class, required, forbidden, n_class=3):
     _expect(tuple(model.conv1_1.padding) == (100, 100), "conv1_1 needs padding=100")
     _expect(tuple(model.fc6.weight.shape) == (4096, 512, 7, 7), "fc6 must be Conv2d(512, 4096, 7)")
     _expect(float(model.score_fr.weight.abs().sum()) == 0, "score_fr should start at zero")
-    _expect(float(model.conv1_1.weight.abs().sum()) > 0, "the VGG trunk must keep PyTorch's default "
-            "initialisation (it is all zeros)")
+    _expect(
+        float(model.conv1_1.weight.abs().sum()) > 0,
+        "the VGG trunk must keep PyTorch's default initialisation (it is all zeros)",
+    )
     model.eval()
     for size in ((1, 3, 32, 32), (1, 3, 17, 45)):
         with torch.no_grad():
             out = model(torch.randn(size))
-        _expect(tuple(out.shape) == (size[0], n_class, size[2], size[3]),
-                f"input {tuple(size)} gave output {tuple(out.shape)}, expected {(size[0], n_class, size[2], size[3])}; "
-                "check the final crop")
+        _expect(
+            tuple(out.shape) == (size[0], n_class, size[2], size[3]),
+            f"input {tuple(size)} gave output {tuple(out.shape)}, expected {(size[0], n_class, size[2], size[3])}; "
+            "check the final crop",
+        )
 
 
-TRUNK = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1",
-         "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3", "fc6", "fc7", "score_fr"]
+TRUNK = [
+    "conv1_1",
+    "conv1_2",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+    "conv4_1",
+    "conv4_2",
+    "conv4_3",
+    "conv5_1",
+    "conv5_2",
+    "conv5_3",
+    "fc6",
+    "fc7",
+    "score_fr",
+]
 
 
 @_register("fcn_bilinear")
@@ -38,8 +59,10 @@ def _check_bilinear(get_upsampling_weight):
     _expect(tuple(weight.shape) == (2, 2, 4, 4), f"shape should be (2, 2, 4, 4), got {tuple(weight.shape)}")
     _expect(weight.dtype == torch.float32, f"dtype should be float32, got {weight.dtype}")
     ramp = torch.tensor([0.25, 0.75, 0.75, 0.25])
-    _expect(torch.allclose(weight[0, 0], torch.outer(ramp, ramp)),
-            "for k=4 the kernel should be the outer product of [.25, .75, .75, .25] with itself")
+    _expect(
+        torch.allclose(weight[0, 0], torch.outer(ramp, ramp)),
+        "for k=4 the kernel should be the outer product of [.25, .75, .75, .25] with itself",
+    )
     _expect(float(weight[0, 1].abs().sum()) == 0, "off-diagonal channel pairs [i, j], i != j, must be zero")
 
 
@@ -55,8 +78,11 @@ def _check_fcn16s(model_class):
 
 @_register("fcn8s")
 def _check_fcn8s(model_class):
-    _fcn_model_checks(model_class, TRUNK + ["score_pool3", "score_pool4", "upscore2", "upscore_pool4", "upscore8"],
-                      ["upscore", "upscore16"])
+    _fcn_model_checks(
+        model_class,
+        TRUNK + ["score_pool3", "score_pool4", "upscore2", "upscore_pool4", "upscore8"],
+        ["upscore", "upscore16"],
+    )
 
 
 @_register("fcn_vgg_copy")
@@ -67,13 +93,18 @@ def _check_vgg_copy(copy_params_from_vgg16, model_class):
     model = model_class(3)
     copy_params_from_vgg16(model, vgg)
     _expect(torch.equal(model.conv1_1.weight, vgg.features[0].weight), "conv1_1 should equal vgg16.features[0]")
-    _expect(torch.equal(model.fc7.weight.flatten(), vgg.classifier[3].weight.flatten()),
-            "fc7 should hold vgg16.classifier[3]'s weights, reshaped")
+    _expect(
+        torch.equal(model.fc7.weight.flatten(), vgg.classifier[3].weight.flatten()),
+        "fc7 should hold vgg16.classifier[3]'s weights, reshaped",
+    )
 
 
 @_register("fcn_resnet")
 def _check_resnet(model_class):
-    for variant, head in (("32s", ["score_fr", "upscore"]), ("16s", ["score_fr", "score_pool4", "upscore2", "upscore16"])):
+    for variant, head in (
+        ("32s", ["score_fr", "upscore"]),
+        ("16s", ["score_fr", "score_pool4", "upscore2", "upscore16"]),
+    ):
         model = model_class(3, variant).eval()
         names = {name.split(".")[0] for name, _ in model.named_parameters()}
         missing = [n for n in ["backbone"] + head if n not in names]
@@ -82,8 +113,10 @@ def _check_resnet(model_class):
             with torch.no_grad():
                 out = model(torch.randn(size))
             expected = (size[0], 3, size[2], size[3])
-            _expect(tuple(out.shape) == expected,
-                    f"variant {variant}: input {tuple(size)} gave {tuple(out.shape)}, expected {expected}")
+            _expect(
+                tuple(out.shape) == expected,
+                f"variant {variant}: input {tuple(size)} gave {tuple(out.shape)}, expected {expected}",
+            )
 
 
 _register("fcn_confusion")(confusion_matrix_check)

@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from starter.checks.core import expect as _expect, register as _register
+from starter.checks.core import expect as _expect
+from starter.checks.core import register as _register
 from starter.checks.shared import class_weights_check, confusion_matrix_check
 
 
@@ -14,17 +15,20 @@ def _check_extract(extract_patches):
     result = extract_patches(image, 4, 4)
     _expect(isinstance(result, tuple) and len(result) == 2, "return a tuple (patches, positions)")
     patches, positions = result
-    _expect(isinstance(positions, torch.Tensor) and positions.dtype == torch.int64,
-            "positions must be an int64 tensor")
+    _expect(isinstance(positions, torch.Tensor) and positions.dtype == torch.int64, "positions must be an int64 tensor")
     expected = [[0, 0], [0, 3], [4, 0], [4, 3], [6, 0], [6, 3]]
-    _expect(positions.tolist() == expected,
-            f"for a 10x7 image, size 4, stride 4 the positions should be {expected} (rows 0, 4 and the "
-            f"bottom-flush 6; columns 0 and the right-flush 3; row-major), got {positions.tolist()}")
+    _expect(
+        positions.tolist() == expected,
+        f"for a 10x7 image, size 4, stride 4 the positions should be {expected} (rows 0, 4 and the "
+        f"bottom-flush 6; columns 0 and the right-flush 3; row-major), got {positions.tolist()}",
+    )
     _expect(tuple(patches.shape) == (6, 3, 4, 4), f"patches should have shape (6, 3, 4, 4), got {tuple(patches.shape)}")
     _expect(torch.equal(patches[3], image[:, 4:8, 3:7]), "patch 3 should be image[:, 4:8, 3:7]")
     mask_patches, _ = extract_patches(torch.zeros(1, 8, 8, dtype=torch.int64), 8, 3)
-    _expect(tuple(mask_patches.shape) == (1, 1, 8, 8) and mask_patches.dtype == torch.int64,
-            "a (1, 8, 8) int64 mask with size 8 should give one (1, 8, 8) int64 patch")
+    _expect(
+        tuple(mask_patches.shape) == (1, 1, 8, 8) and mask_patches.dtype == torch.int64,
+        "a (1, 8, 8) int64 mask with size 8 should give one (1, 8, 8) int64 patch",
+    )
     try:
         extract_patches(torch.zeros(3, 5, 20), 8, 4)
     except ValueError:
@@ -41,12 +45,16 @@ def _check_stitch(stitch_patches):
     patch_logits = torch.stack([torch.full((2, 3, 3), 1.0), torch.full((2, 3, 3), 3.0)])
     positions = torch.tensor([[0, 0], [0, 2]])
     logits = stitch_patches(patch_logits, positions, (3, 5))
-    _expect(isinstance(logits, torch.Tensor) and tuple(logits.shape) == (2, 3, 5),
-            "for 2 patches of (2, 3, 3) into out_size (3, 5) the result should have shape (2, 3, 5)")
+    _expect(
+        isinstance(logits, torch.Tensor) and tuple(logits.shape) == (2, 3, 5),
+        "for 2 patches of (2, 3, 3) into out_size (3, 5) the result should have shape (2, 3, 5)",
+    )
     expected = torch.tensor([1.0, 1.0, 2.0, 3.0, 3.0])
-    _expect(torch.allclose(logits[0, 0], expected),
-            f"two constant patches 1 and 3 overlapping in column 2 should give rows {expected.tolist()}, "
-            f"got {logits[0, 0].tolist()} (overlaps are averaged)")
+    _expect(
+        torch.allclose(logits[0, 0], expected),
+        f"two constant patches 1 and 3 overlapping in column 2 should give rows {expected.tolist()}, "
+        f"got {logits[0, 0].tolist()} (overlaps are averaged)",
+    )
 
 
 @_register("patch_predict")
@@ -57,12 +65,16 @@ def _check_predict(predict_full):
     image = torch.randn(3, 16, 16)
     model.train()
     logits = predict_full(model, image, 8, 8, batch_size=3)
-    _expect(isinstance(logits, torch.Tensor) and tuple(logits.shape) == (4, 16, 16),
-            "a 1x1 convolution with 4 outputs on a (3, 16, 16) image should give (4, 16, 16) logits")
+    _expect(
+        isinstance(logits, torch.Tensor) and tuple(logits.shape) == (4, 16, 16),
+        "a 1x1 convolution with 4 outputs on a (3, 16, 16) image should give (4, 16, 16) logits",
+    )
     with torch.no_grad():
         expected = model(image[None])[0]
-    _expect(torch.allclose(logits, expected, atol=1e-5), "with a 1x1 convolution the stitched logits should equal "
-            "the convolution applied to the whole image")
+    _expect(
+        torch.allclose(logits, expected, atol=1e-5),
+        "with a 1x1 convolution the stitched logits should equal the convolution applied to the whole image",
+    )
     _expect(not logits.requires_grad, "no gradients should be recorded (torch.no_grad())")
     _expect(model.training, "the model should be back in training mode after the call")
 
@@ -77,11 +89,17 @@ def _check_prf(precision_recall_f1):
     _expect(isinstance(result, tuple) and len(result) == 3, "return a tuple (precision, recall, f1)")
     precision, recall, f1 = result
     for name, value in (("precision", precision), ("recall", recall), ("f1", f1)):
-        _expect(isinstance(value, torch.Tensor) and tuple(value.shape) == (3,) and value.is_floating_point(),
-                f"{name} should be a float tensor of shape (3,)")
-    _expect(abs(float(precision[1]) - 2 / 3) < 1e-6 and abs(float(recall[0]) - 0.75) < 1e-6,
-            f"got precision {precision.tolist()}, recall {recall.tolist()}; here class 1 has precision 2/3 "
-            "(column) and class 0 recall 3/4 (row)")
+        _expect(
+            isinstance(value, torch.Tensor) and tuple(value.shape) == (3,) and value.is_floating_point(),
+            f"{name} should be a float tensor of shape (3,)",
+        )
+    _expect(
+        abs(float(precision[1]) - 2 / 3) < 1e-6 and abs(float(recall[0]) - 0.75) < 1e-6,
+        f"got precision {precision.tolist()}, recall {recall.tolist()}; here class 1 has precision 2/3 "
+        "(column) and class 0 recall 3/4 (row)",
+    )
     _expect(abs(float(f1[0]) - 6 / 7) < 1e-6, f"F1 of class 0 should be 2PR/(P+R) = 6/7, got {float(f1[0])}")
-    _expect(all(math.isnan(float(v[2])) for v in (precision, recall, f1)),
-            "class 2 occurs nowhere: its precision, recall and F1 are NaN")
+    _expect(
+        all(math.isnan(float(v[2])) for v in (precision, recall, f1)),
+        "class 2 occurs nowhere: its precision, recall and F1 are NaN",
+    )

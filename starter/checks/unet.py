@@ -1,10 +1,10 @@
 """Public self-checks of the U-Net assignment (see starter.checks)."""
 
-
 import torch
 import torch.nn.functional as F
 
-from starter.checks.core import expect as _expect, register as _register
+from starter.checks.core import expect as _expect
+from starter.checks.core import register as _register
 from starter.checks.shared import class_weights_check, confusion_matrix_check, iou_check
 
 
@@ -23,14 +23,20 @@ def _check_augment(random_crop_flip):
     for flip_p in (0.0, 1.0):
         out_image, out_mask = random_crop_flip(image, mask, (4, 6), flip_p=flip_p)
         _expect(isinstance(out_image, torch.Tensor) and isinstance(out_mask, torch.Tensor), "return two tensors")
-        _expect(tuple(out_image.shape) == (3, 4, 6) and tuple(out_mask.shape) == (4, 6),
-                f"size (4, 6) gave image {tuple(out_image.shape)} and mask {tuple(out_mask.shape)}")
+        _expect(
+            tuple(out_image.shape) == (3, 4, 6) and tuple(out_mask.shape) == (4, 6),
+            f"size (4, 6) gave image {tuple(out_image.shape)} and mask {tuple(out_mask.shape)}",
+        )
         _expect(out_image.dtype == torch.float32 and out_mask.dtype == torch.int64, "keep the dtypes")
-        _expect(torch.equal(out_image[0].long() * 12 + out_image[1].long(), out_mask),
-                "image and mask crops come from different places (or only one of them was flipped)")
+        _expect(
+            torch.equal(out_image[0].long() * 12 + out_image[1].long(), out_mask),
+            "image and mask crops come from different places (or only one of them was flipped)",
+        )
         step = int(out_image[1, 0, 1] - out_image[1, 0, 0])
-        _expect(step == (-1 if flip_p == 1.0 else 1),
-                f"with flip_p={flip_p} the crop should {'' if flip_p == 1.0 else 'not '}be flipped left-right")
+        _expect(
+            step == (-1 if flip_p == 1.0 else 1),
+            f"with flip_p={flip_p} the crop should {'' if flip_p == 1.0 else 'not '}be flipped left-right",
+        )
     try:
         random_crop_flip(image, mask, (11, 4))
     except ValueError:
@@ -47,10 +53,14 @@ def _check_prior(fit_pixel_prior, predict_prior):
     _expect(prior.is_floating_point(), "the prior must be a float tensor")
     _expect(torch.allclose(prior[:, 0, 0], torch.tensor([1.0, 0, 0])), "pixel (0, 0) is class 0 in both masks")
     _expect(torch.allclose(prior[:, 0, 1], torch.tensor([0, 0.5, 0.5])), "pixel (0, 1) is class 1 once, 2 once")
-    _expect(torch.allclose(prior[:, 1, 0], torch.full((3,), 1 / 3)),
-            "a pixel never labelled gets 1 / n_class for every class")
+    _expect(
+        torch.allclose(prior[:, 1, 0], torch.full((3,), 1 / 3)),
+        "a pixel never labelled gets 1 / n_class for every class",
+    )
     batch = predict_prior(prior, 4)
-    _expect(isinstance(batch, torch.Tensor) and tuple(batch.shape) == (4, 3, 2, 2), "predict_prior gives (n, n_class, H, W)")
+    _expect(
+        isinstance(batch, torch.Tensor) and tuple(batch.shape) == (4, 3, 2, 2), "predict_prior gives (n, n_class, H, W)"
+    )
     _expect(torch.allclose(batch[3], prior), "every image of the batch gets the prior")
 
 
@@ -73,12 +83,16 @@ def _check_wce(weighted_cross_entropy):
     loss = weighted_cross_entropy(logits, target, weight)
     _expect(isinstance(loss, torch.Tensor) and loss.dim() == 0, "return a scalar tensor")
     expected = F.cross_entropy(logits, target, weight=weight, ignore_index=255)
-    _expect(abs(loss.item() - expected.item()) < 1e-5,
-            "the value differs from F.cross_entropy(logits, target, weight=weight, ignore_index=255): "
-            "skip ignore pixels and divide by the sum of the pixels' weights")
+    _expect(
+        abs(loss.item() - expected.item()) < 1e-5,
+        "the value differs from F.cross_entropy(logits, target, weight=weight, ignore_index=255): "
+        "skip ignore pixels and divide by the sum of the pixels' weights",
+    )
     loss.backward()
-    _expect(logits.grad is not None and float(logits.grad[0, :, 0].abs().sum()) == 0,
-            "ignore pixels must not receive gradient")
+    _expect(
+        logits.grad is not None and float(logits.grad[0, :, 0].abs().sum()) == 0,
+        "ignore pixels must not receive gradient",
+    )
 
 
 @_register("unet_model")
@@ -93,8 +107,10 @@ def _check_unet(unet_class):
     for size in ((1, 3, 32, 32), (1, 3, 17, 23)):
         with torch.no_grad():
             out = model(torch.randn(size))
-        _expect(tuple(out.shape) == (size[0], 4, size[2], size[3]),
-                f"input {size} gave output {tuple(out.shape)}; pad the upsampled map to the skip's size")
+        _expect(
+            tuple(out.shape) == (size[0], 4, size[2], size[3]),
+            f"input {size} gave output {tuple(out.shape)}; pad the upsampled map to the skip's size",
+        )
 
 
 @_register("unet_resnet")
@@ -102,8 +118,10 @@ def _check_resnet_unet(model_class):
     import torchvision
 
     model = model_class(5).eval()
-    _expect(isinstance(getattr(model, "encoder", None), torchvision.models.ResNet),
-            "self.encoder must be torchvision's resnet18")
+    _expect(
+        isinstance(getattr(model, "encoder", None), torchvision.models.ResNet),
+        "self.encoder must be torchvision's resnet18",
+    )
     for size in ((1, 3, 64, 64), (2, 3, 32, 96)):
         with torch.no_grad():
             out = model(torch.randn(size))
