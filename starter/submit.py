@@ -32,8 +32,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from starter import __version__
-from starter.common import write_atomic
+from starter import __version__, common
+from starter.common import cell_source, cells_by_grade_id, write_atomic
 from starter.environment import ASSIGNMENTS_FILE, KIT_ROOT, in_colab, load_assignments
 
 ENV_STUDENT = "SEGKIT_STUDENT_ID"
@@ -64,48 +64,15 @@ class Checked:
         return bool(self.implemented)
 
 
-def _source(cell: dict) -> str:
-    source = cell.get("source", "")
-    if isinstance(source, list):
-        source = "".join(s for s in source if isinstance(s, str))
-    return source if isinstance(source, str) else ""
-
-
-def _grade_id(cell: dict) -> str | None:
-    meta = cell.get("metadata")
-    meta = meta.get("nbgrader") if isinstance(meta, dict) else None
-    grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
-    return grade_id if isinstance(grade_id, str) else None
-
-
 def read_notebook(path: Path) -> dict:
-    """Parse a notebook file; raise ValueError with a message saying how to fix it."""
-    size = path.stat().st_size
-    if size > MAX_INPUT_BYTES:
-        raise ValueError(f"the file is {size / 1e6:.0f} MB: clear the outputs (Edit > Clear all outputs), save, retry")
-    try:
-        notebook = json.loads(path.read_bytes().decode("utf-8", "replace"))
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"not valid notebook JSON ({error.msg} at line {error.lineno}): open it in Jupyter or "
-            "Colab and save it again"
-        ) from None
-    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
-        raise ValueError("the file has no notebook cells (is it a notebook?)")
-    if notebook.get("nbformat", 4) < 4:
-        raise ValueError("old notebook format: open it in Jupyter and save it again (converts it to nbformat 4)")
-    notebook["cells"] = [cell for cell in notebook["cells"] if isinstance(cell, dict)]
-    return notebook
+    """Parse a notebook file; raise ValueError (NotebookError) with a message saying how to fix it."""
+    return common.read_notebook(path, max_bytes=MAX_INPUT_BYTES)
 
 
 def infer_assignment(notebook: dict, path: Path, assignments: dict) -> str | None:
     """The file name if it names an assignment, else the assignment sharing most graded cell ids."""
-    if path.stem in assignments:
-        return path.stem
-    ids = {_grade_id(cell) for cell in notebook["cells"]}
-    scores = {name: len(ids & {u["grade_id"] for u in spec["graded"]}) for name, spec in assignments.items()}
-    best = max(scores, key=scores.get, default=None)
-    return best if best and scores[best] > 0 else None
+    units = {name: [u["grade_id"] for u in spec["graded"]] for name, spec in assignments.items()}
+    return common.infer_assignment(notebook, units, file_stem=path.stem)
 
 
 def _syntax_error(source: str) -> str | None:
@@ -174,11 +141,7 @@ def check_notebook(path: Path, assignment: str, spec: dict) -> Checked:
     except (OSError, ValueError) as error:
         result.errors.append(str(error))
         return result
-    by_id: dict[str, list[dict]] = {}
-    for cell in notebook["cells"]:
-        grade_id = _grade_id(cell)
-        if grade_id:
-            by_id.setdefault(grade_id, []).append(cell)
+    by_id = cells_by_grade_id(notebook)
     for unit in spec["graded"]:
         grade_id = unit["grade_id"]
         cells = [cell for cell in by_id.get(grade_id, []) if cell.get("cell_type") == "code"]
@@ -194,7 +157,7 @@ def check_notebook(path: Path, assignment: str, spec: dict) -> Checked:
                 "keep exactly one and delete the copies"
             )
             continue
-        source = _source(cells[0])
+        source = cell_source(cells[0])
         if STUB in source:
             result.unimplemented.append(grade_id)
         else:
@@ -209,7 +172,7 @@ def check_notebook(path: Path, assignment: str, spec: dict) -> Checked:
         cells = by_id.get(unit["grade_id"], [])
         if not cells:
             result.warnings.append(f"written answer '{unit['grade_id']}' is missing (its cell was deleted)")
-        elif all(_source(cell).strip() in ("", UNANSWERED) for cell in cells):
+        elif all(cell_source(cell).strip() in ("", UNANSWERED) for cell in cells):
             result.warnings.append(f"written answer '{unit['grade_id']}' is not answered yet")
     packed = copy.deepcopy(notebook)
     result.stripped = strip_outputs(packed)
