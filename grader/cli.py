@@ -185,9 +185,17 @@ def read_cached_result(path: Path) -> SubmissionResult | None:
     if not path.exists():
         return None
     try:
-        return SubmissionResult.from_json(path.read_text())
+        result = SubmissionResult.from_json(path.read_text())
     except ResultFormatError:
         return None
+    # The file's keys are sorted; feedback lists units in the notebook's order, so restore it.
+    try:
+        order = [unit.grade_id for unit in _assignment(result.assignment).auto_units]
+    except FileNotFoundError:
+        return result
+    rank = {grade_id: index for index, grade_id in enumerate(order)}
+    result.units = dict(sorted(result.units.items(), key=lambda item: rank.get(item[0], len(rank))))
+    return result
 
 
 def _pool_process(connection, out_dir: Path, settings: dict, slot: int):

@@ -312,3 +312,20 @@ def test_gradebook_and_summary_are_unchanged(tmp_path):
         "alice                    patches           1 / 3.5    worker restarted 1x\n"
         "bob                      patches           0 / 2      not valid notebook JSON (line 1)"
     )
+
+
+def test_cached_result_lists_units_in_the_notebooks_order(tmp_path):
+    """A results file stores units with sorted keys: does reading it back for the reports restore the order of the
+    assignment's notebook (the order the feedback follows)?"""
+    from grader.assignments import assignment_names, load_assignment
+    from grader.cli import read_cached_result
+
+    name = assignment_names()[0]
+    order = [unit.grade_id for unit in load_assignment(name).auto_units]
+    assert order != sorted(order), "pick an assignment whose units are not in alphabetical order"
+    result = SubmissionResult(student_id="bob", assignment=name, total=0.0, max_points=0.0)
+    result.units = {gid: UnitResult(grade_id=gid, points=0.0, max_points=1.0) for gid in order}
+    path = tmp_path / "bob.json"
+    path.write_text(result.to_json())
+    assert list(json.loads(path.read_text())["units"]) == sorted(order)
+    assert list(read_cached_result(path).units) == order
