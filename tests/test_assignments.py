@@ -238,3 +238,38 @@ def test_new_assignment_passes_the_kits_checks(tmp_path):
         "example-hostile": 0,
     }, totals
     shutil.rmtree(kit / "build", ignore_errors=True)
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_engine_never_imports_a_build_or_proof_tool():
+    """Does the grading engine (grader/) import only itself, starter and third-party code, never segkit/?"""
+    offending = {
+        path.name: sorted(m for m in _imported_modules(path) if m.split(".")[0] == "segkit")
+        for path in (REPO_ROOT / "grader").glob("*.py")
+    }
+    assert {name: mods for name, mods in offending.items() if mods} == {}
+
+
+def test_grader_fingerprint_covers_engine_starter_and_that_assignment_only():
+    """Does the fingerprint that decides whether a cached grade is reused change with the engine, starter and the
+    assignment's own folder and notebooks, and stay put when a build or proof tool or another assignment changes?"""
+    from grader.cli import grader_files
+
+    name, other = ASSIGNMENTS[0], ASSIGNMENTS[1]
+    files = {path.relative_to(REPO_ROOT).as_posix() for path in grader_files(name)}
+    assert "grader/runner.py" in files and "grader/sandbox.py" in files
+    assert "starter/common.py" in files and f"starter/checks/{name}.py" in files
+    assert {f"assignments/{name}/test_{name}.py", f"assignments/{name}/assignment.toml"} <= files
+    assert {f"solutions/{name}/{name}.ipynb", f"notebooks/{name}/{name}.ipynb"} <= files
+    assert not [f for f in files if f.startswith(("segkit/", "tests/", "bench/", f"assignments/{other}/"))]
+    assert not [f for f in files if f.startswith(f"solutions/{other}/")]
