@@ -1,6 +1,10 @@
 """Two independent correct implementations of every patches unit (see segkit/proof/alternatives.py)."""
 
-from segkit.proof.alternatives.fcn import CONFUSION_LOOPS, CONFUSION_NUMPY
+from segkit.proof import assignment_module
+
+# The confusion-matrix contract is the FCN assignment's: its two alternatives serve here too.
+_FCN_ALTERNATIVES = assignment_module("fcn", "alternatives")
+CONFUSION_LOOPS, CONFUSION_NUMPY = _FCN_ALTERNATIVES.CONFUSION_LOOPS, _FCN_ALTERNATIVES.CONFUSION_NUMPY
 
 EXTRACT_UNFOLD = '''
 def extract_patches(image, size, stride):
