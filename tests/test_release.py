@@ -62,11 +62,18 @@ def reference_lines() -> dict[str, set[str]]:
 WINDOW = 3  # consecutive lines of a hidden check that must never appear together in the bundle
 
 
+# A line holding only a literal or closing brackets (one item of a list the formatter spread over
+# lines, e.g. VGG's layer names) says nothing about a check: such lines are left out of the windows.
+_BARE_LINE = re.compile(r"""^(["'][^"']*["']|[-+0-9.e]+|[)\]}]+)[,)\]}]*:?$""")
+
+
 def _code_lines(text: str) -> list[str]:
     return [
         line.strip()
         for line in text.splitlines()
-        if line.strip() and not line.strip().startswith(("#", "import ", "from "))
+        if line.strip()
+        and not line.strip().startswith(("#", "import ", "from "))
+        and not _BARE_LINE.match(line.strip())
     ]
 
 
