@@ -251,3 +251,12 @@ def test_unpacked_bundle_works_without_the_repository(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     assert (kit / "ivy.zip").is_file()
+
+
+def test_a_copied_piece_of_a_hidden_check_is_found():
+    """Would the window search above find three consecutive lines of a hidden check pasted into a file?"""
+    windows = hidden_check_windows()
+    path = next((REPO_ROOT / "assignments").glob("*/test_*.py"))
+    lines = [line for line in _code_lines(path.read_text(encoding="utf-8"))]
+    pasted = "x = 1\n" + "\n".join(f"    {line}" for line in lines[10:13]) + "\n"
+    assert any(window in "\n".join(_code_lines(pasted)) for window in windows)

@@ -301,12 +301,11 @@ def test_grading_refuses_without_user_namespaces(tmp_path):
 
 def test_unsafe_runs_are_marked_in_every_report():
     """Does a result graded with --unsafe-no-sandbox say so in its Markdown and HTML feedback and the run report?"""
-    from grader.report import feedback_html, feedback_markdown, protections_text
-    from grader.sandbox import active_protections
-
     import dataclasses
 
+    from grader.report import feedback_html, feedback_markdown, protections_text
     from grader.results import SubmissionResult
+    from grader.sandbox import active_protections
 
     result = SubmissionResult(
         student_id="alice", assignment="patches", total=1.0, max_points=2.0, unsafe_no_sandbox=True

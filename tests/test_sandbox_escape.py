@@ -65,7 +65,7 @@ def _atimes(root: Path) -> dict[str, float]:
     return {str(p): p.stat().st_atime for p in root.rglob("*") if p.is_file()}
 
 
-def _grade(kit: Path, submitted: Path, out: Path, home: Path, decoy_env: Path, user: bool):
+def _grade(kit: Path, submitted: Path, out: Path, home: Path, decoy_env: Path, user: bool, units_map: Path):
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(home),
@@ -73,7 +73,17 @@ def _grade(kit: Path, submitted: Path, out: Path, home: Path, decoy_env: Path, u
         "LANG": "C.UTF-8",
         DECOY_ENV: str(decoy_env),
     }
-    argv = [sys.executable, "-m", "grader", str(submitted), "--out", str(out), *RUN_OPTIONS]
+    argv = [
+        sys.executable,
+        "-m",
+        "grader",
+        str(submitted),
+        "--out",
+        str(out),
+        *RUN_OPTIONS,
+        "--units-map",
+        str(units_map),
+    ]
     stage = None
     if user:
         argv, stage = as_user_command(argv, env=env)
@@ -124,6 +134,10 @@ def _one_run(who: str) -> dict:
             path = submitted / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
             path.parent.mkdir(parents=True)
             path.write_bytes(data)
+        # Each attack is checked on the unit it attacks only (half the grading time); the controls on
+        # every unit, next to the attacks, in the same run.
+        units_map = base / "units-map.json"
+        units_map.write_text(json.dumps({student: [hostile_target(ASSIGNMENT)] for student in corpus}))
         if user:
             subprocess.run(["chown", "-R", f"{TEST_UID}:{TEST_UID}", str(base)], check=True)
         for marker in MARKERS:
@@ -138,12 +152,12 @@ def _one_run(who: str) -> dict:
         decoys_before = {str(d): _fingerprint(d) for d in decoys}
         atimes_before = {k: v for d in decoys for k, v in _atimes(d).items()}
 
-        run = _grade(kit, submitted, out, home, decoys[2], user)
+        run = _grade(kit, submitted, out, home, decoys[2], user, units_map)
         results = {}
         for path in (out / "results").glob("*/*.json"):
             result = json.loads(path.read_text())
             results[result["student_id"]] = result
-        resumed = _grade(kit, submitted, out, home, decoys[2], user)
+        resumed = _grade(kit, submitted, out, home, decoys[2], user, units_map)
         resumed_untouched = json.loads((out / "results" / ASSIGNMENT / "control-untouched.json").read_text())
         return {
             "who": who,
@@ -215,23 +229,17 @@ def test_controls_keep_their_grades(escape_runs, who):
 @pytest.mark.parametrize("who", WHO)
 @pytest.mark.parametrize("student", STUDENTS)
 def test_each_escape_earns_nothing(escape_runs, who, student):
-    """Does each escape attempt earn nothing on the unit it attacks (and cost nothing elsewhere when confined)?"""
+    """Does each escape attempt earn nothing on the unit it attacks (checked on that unit only), or, for an attack
+    whose cell asserts it saw nothing, keep that unit's points because it indeed saw nothing?"""
     run = escape_runs[who]
     expect = run["corpus"][student]["expect"]
-    units = run["results"][student]["units"]
+    result = run["results"][student]
+    target = result["units"][hostile_target(ASSIGNMENT)]
+    assert result["checked_units"] == [hostile_target(ASSIGNMENT)]
     if expect == "full":  # the attack's cell asserts it saw nothing, or only harmed itself
-        assert run["results"][student]["total"] == load_assignment(ASSIGNMENT).max_points, {
-            g: u["tests"][0]["detail"] for g, u in units.items() if u["points"] < u["max_points"]
-        }
-        return
-    assert units[hostile_target(ASSIGNMENT)]["points"] == 0
-    if expect == "zero":
-        others = {
-            g: u["points"]
-            for g, u in units.items()
-            if g != hostile_target(ASSIGNMENT) and u["points"] < u["max_points"]
-        }
-        assert not others, f"{student} cost other units: {others}"
+        assert target["points"] == target["max_points"], [t["detail"] for t in target["tests"] if not t["passed"]]
+    else:
+        assert target["points"] == 0
 
 
 @pytest.mark.parametrize("who", WHO)
