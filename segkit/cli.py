@@ -18,6 +18,7 @@ Make targets are the same thing. Options after the verb go to the underlying too
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 
@@ -49,52 +50,28 @@ def _check(argv: list[str]) -> int:
     return generate.main(["--check", *argv]) or release.main(["--check-manifest"]) or completeness.main([])
 
 
-def _release(argv: list[str]) -> int:
-    from segkit.build.release import main
+def _delegate(module: str) -> Callable[[list[str]], int]:
+    """A verb that is another module's `main(argv)`, imported only when the verb runs."""
 
-    return main(argv)
+    def run(argv: list[str]) -> int:
+        return importlib.import_module(module).main(argv)
 
-
-def _gradescope(argv: list[str]) -> int:
-    from segkit.build.gradescope_zip import main
-
-    return main(argv)
-
-
-def _examples(argv: list[str]) -> int:
-    from segkit.proof.examples import main
-
-    return main(argv)
-
-
-def _mutants(argv: list[str]) -> int:
-    from segkit.proof.mutate import main
-
-    return main(argv)
-
-
-def _submit(argv: list[str]) -> int:
-    from starter.submit import main
-
-    return main(argv)
-
-
-def _new_assignment(argv: list[str]) -> int:
-    from segkit.build.scaffold import main
-
-    return main(argv)
+    return run
 
 
 VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "grade": (_grade, "grade submissions (none given: the bundled examples)"),
     "generate": (_generate, "regenerate notebooks/ and starter/assignments.json from solutions/"),
     "check": (_check, "fail when notebooks/ or the manifest drifted from solutions/, or an assignment is incomplete"),
-    "release": (_release, "build dist/student-bundle.zip"),
-    "gradescope": (_gradescope, "build a Gradescope autograder zip"),
-    "examples": (_examples, "write the bundled example submissions (build/examples/submitted)"),
-    "mutants": (_mutants, "mutation-test the hidden checks"),
-    "submit": (_submit, "check and pack notebooks to hand in (students)"),
-    "new-assignment": (_new_assignment, "scaffold a new assignment folder and one-unit solution"),
+    "release": (_delegate("segkit.build.release"), "build dist/student-bundle.zip"),
+    "gradescope": (_delegate("segkit.build.gradescope_zip"), "build a Gradescope autograder zip"),
+    "examples": (
+        _delegate("segkit.proof.examples"),
+        "write the bundled example submissions (build/examples/submitted)",
+    ),
+    "mutants": (_delegate("segkit.proof.mutate"), "mutation-test the hidden checks"),
+    "submit": (_delegate("starter.submit"), "check and pack notebooks to hand in (students)"),
+    "new-assignment": (_delegate("segkit.build.scaffold"), "scaffold a new assignment folder and one-unit solution"),
 }
 
 

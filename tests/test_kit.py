@@ -121,3 +121,14 @@ def test_pip_install_gives_the_segkit_command(tmp_path):
         [str(venv / "bin" / "segkit"), "check"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300
     )
     assert checked.returncode == 0 and "assignments complete" in checked.stdout, checked.stderr[-2000:]
+
+
+def test_segkit_verbs_and_unknown_verb(capsys):
+    """Does `segkit` list its verbs, pass a verb's options through, and refuse an unknown verb by name?"""
+    from segkit.cli import VERBS, main
+
+    assert {"grade", "generate", "check", "release", "gradescope", "mutants", "submit", "new-assignment"} <= set(VERBS)
+    assert main(["frobnicate"]) == 2 and "unknown verb 'frobnicate'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grade", "--help"])
+    assert exit_info.value.code == 0 and "--unsafe-no-sandbox" in capsys.readouterr().out
