@@ -19,8 +19,7 @@ from grader.assignments import REPO_ROOT, AssignmentConfigError, assignment_name
 from segkit.build import completeness
 
 ASSIGNMENTS = assignment_names()
-# Folders whose modules serve every assignment: none of them may name one. starter/checks/<a>.py are the
-# per-assignment public checks (shipped to students inside the starter package).
+# Folders whose modules serve every assignment: none of them may name one.
 GENERIC_FOLDERS = ("grader", "segkit", "starter", "data_scripts")
 
 
@@ -123,8 +122,6 @@ def places_naming_an_assignment(root: Path = REPO_ROOT, names: list[str] = ASSIG
     found = []
     for folder in GENERIC_FOLDERS:
         for path in sorted((root / folder).rglob("*.py")):
-            if path.parent.name == "checks" and path.stem in names:
-                continue  # the assignment's own public checks
             for line, value in _string_constants(path):
                 if value in names or pattern.search(value):
                     found.append(f"{path.relative_to(root)}:{line}: {value[:60]!r}")
@@ -268,7 +265,7 @@ def test_grader_fingerprint_covers_engine_starter_and_that_assignment_only():
     name, other = ASSIGNMENTS[0], ASSIGNMENTS[1]
     files = {path.relative_to(REPO_ROOT).as_posix() for path in grader_files(name)}
     assert "grader/runner.py" in files and "grader/sandbox.py" in files
-    assert "starter/common.py" in files and f"starter/checks/{name}.py" in files
+    assert "starter/common.py" in files and f"assignments/{name}/public_checks.py" in files
     assert {f"assignments/{name}/test_{name}.py", f"assignments/{name}/assignment.toml"} <= files
     assert {f"solutions/{name}/{name}.ipynb", f"notebooks/{name}/{name}.ipynb"} <= files
     assert not [f for f in files if f.startswith(("segkit/", "tests/", "bench/", f"assignments/{other}/"))]

@@ -2,7 +2,7 @@
 
 An assignment is complete when, for every graded code unit of its solution notebook, there is
 a public check (a `check("<unit>", ...)` cell after the unit, and a registered check in
-`starter/checks/<name>.py`), hidden checks in `assignments/<name>/test_<name>.py` whose points
+`assignments/<name>/public_checks.py`), hidden checks in `assignments/<name>/test_<name>.py` whose points
 add up to the unit's points, a typical bug and an attack in `examples.py`, and two correct
 alternatives in `alternatives.py`; and when its `assignment.toml` names only units and
 datasets that exist. Used by `segkit check` and tests/test_assignments.py.
@@ -97,7 +97,7 @@ def problems(name: str, public_checks: set[str] | None = None) -> list[str]:
     if not spec.release_path.is_file():
         found.append(f"{spec.release_path.relative_to(REPO_ROOT)} is missing: run `make generate`")
 
-    # Public checks: a check cell after the unit, and the check registered in starter/checks/<name>.py.
+    # Public checks: a check cell after the unit, and the check registered in assignments/<name>/public_checks.py.
     solution = read_notebook(spec.solution_path)
     checked_after: set[str] = set()
     seen: set[str] = set()
@@ -116,7 +116,7 @@ def problems(name: str, public_checks: set[str] | None = None) -> list[str]:
             )
         if grade_id not in public_checks:
             found.append(
-                f'unit {grade_id}: no public check registered (@register("{grade_id}") in starter/checks/{name}.py)'
+                f'unit {grade_id}: no public check registered (@register("{grade_id}") in assignments/{name}/public_checks.py)'
             )
 
     # Hidden checks, with points that agree with the notebook.

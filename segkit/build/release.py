@@ -211,12 +211,10 @@ def bundle_files(names: list[str]) -> dict[str, bytes]:
             raise SystemExit(f"error: {folder / name}.ipynb is missing: run `make generate`")
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
             files[path.relative_to(REPO_ROOT).as_posix()] = path.read_bytes()
-    not_released = set(known) - set(names)
     for path in _package_files("starter"):
-        relative = path.relative_to(REPO_ROOT).as_posix()
-        if path.parent.name == "checks" and path.stem in not_released:
-            continue  # public checks of assignments not handed out yet
-        files[relative] = path.read_bytes()
+        files[path.relative_to(REPO_ROOT).as_posix()] = path.read_bytes()
+    for name in names:  # public checks of the released assignments only, where starter.checks finds them
+        files[f"starter/checks/{name}.py"] = (REPO_ROOT / "assignments" / name / "public_checks.py").read_bytes()
     files["starter/assignments.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     modules = set(DATA_SCRIPTS_ALWAYS) | {d for name in names for d in manifest["assignments"][name]["data"]}
     for path in _package_files("data_scripts"):

@@ -6,7 +6,7 @@ Writes, for NAME (a Python identifier in lower case):
     assignments/NAME/test_NAME.py        hidden checks of the one unit NAME_accuracy
     assignments/NAME/examples.py         a typical bug and an attack on that unit
     assignments/NAME/alternatives.py     two independent correct implementations
-    starter/checks/NAME.py               the public check students run after the TODO
+    assignments/NAME/public_checks.py    the public check students run after the TODO
     solutions/NAME/NAME.ipynb            setup cell, the unit `pixel_accuracy`, its check, a written question
 
 and then regenerates notebooks/NAME/NAME.ipynb and starter/assignments.json. Replace the
@@ -272,7 +272,7 @@ def planned_files(name: str, title: str, root: Path = REPO_ROOT) -> dict[Path, s
         folder / f"test_{name}.py": HIDDEN_CHECKS.format(**values),
         folder / "examples.py": EXAMPLES.format(**values),
         folder / "alternatives.py": ALTERNATIVES.format(**values),
-        root / "starter" / "checks" / f"{name}.py": PUBLIC_CHECKS.format(**values),
+        folder / "public_checks.py": PUBLIC_CHECKS.format(**values),
     }
 
 
