@@ -88,15 +88,15 @@ grade: setup
 		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force) \
 		$(if $(UNSAFE_NO_SANDBOX),--unsafe-no-sandbox)
 
-# Test files run on TEST_JOBS processes (pytest-xdist, one file per process at a time, so a file's
-# fixtures are built once); the grading runs inside a file use two worker processes of their own.
+# Tests run on TEST_JOBS processes (pytest-xdist); tests/conftest.py keeps the files with costly
+# shared fixtures (grading runs, escape corpus) on one process each. Grading runs use -j 2 inside.
 TEST_JOBS ?= 2
 test: setup lint
-	$(RUN) -m pytest -q --durations=15 -m "not proof" -n $(TEST_JOBS) --dist loadfile
+	$(RUN) -m pytest -q --durations=15 -m "not proof" -n $(TEST_JOBS) --dist loadgroup
 
 # Everything except the slow tests (grading runs and notebook executions).
 test-fast: setup
-	$(RUN) -m pytest -q -m "not slow and not proof" -n $(TEST_JOBS) --dist loadfile
+	$(RUN) -m pytest -q -m "not slow and not proof" -n $(TEST_JOBS) --dist loadgroup
 
 # The expensive evidence CI leaves out to stay under 10 minutes (~6 min on 2 cores): each single
 # bug costs points on its own unit only, the hostile/malformed corpus earns nothing, and independent

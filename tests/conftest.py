@@ -42,6 +42,36 @@ def _write(path: Path, data: bytes):
     path.write_bytes(data)
 
 
+# `make test` runs tests on two processes (pytest-xdist, --dist loadgroup). Files whose module or
+# session fixtures cost minutes (a grading run, the escape corpus, an nbgrader course, the bundle)
+# keep all their tests on one process, so each fixture is built once; every other test goes wherever
+# a process is free. The longest come first, so that the two processes finish together.
+GROUPED_FILES = (
+    "test_grading.py",
+    "test_sandbox_escape.py",
+    "test_nbgrader_interop.py",
+    "test_gradescope.py",
+    "test_release.py",
+    "test_sandbox.py",
+)
+LONGEST_FIRST = (
+    "test_grading.py",
+    "test_sandbox_escape.py",
+    "test_assignments.py",
+    "test_notebooks.py",
+    "test_nbgrader_interop.py",
+    "test_gradescope.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
+    for item in items:
+        if item.path.name in GROUPED_FILES:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
 @pytest.fixture(scope="session")
 def grading_run(tmp_path_factory, request):
     # Single-bug notebooks, alternatives, the hostile corpus and the hostile examples of all but one
