@@ -42,10 +42,11 @@ def _write(path: Path, data: bytes):
     path.write_bytes(data)
 
 
-# `make test` runs tests on two processes (pytest-xdist, --dist loadgroup). Files whose module or
-# session fixtures cost minutes (a grading run, the escape corpus, an nbgrader course, the bundle)
-# keep all their tests on one process, so each fixture is built once; every other test goes wherever
-# a process is free. The longest come first, so that the two processes finish together.
+# `make test` runs tests on two processes (pytest-xdist, `-n 2 --dist loadgroup`). The files below
+# build a shared fixture that costs minutes (a grading run, the escape corpus, an nbgrader course,
+# the release bundle, a sandboxed worker): all their tests go to one process, so it is built once.
+# Every other test goes wherever a process is free. The longest files come first, so that the two
+# processes finish together.
 GROUPED_FILES = (
     "test_grading.py",
     "test_sandbox_escape.py",
@@ -67,9 +68,22 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(config, items):
     rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
-    for item in items:
-        if item.path.name in GROUPED_FILES:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` by file name. (xdist's own `xdist_group` marks group by rewriting
+    `item._nodeid`, which pytest 9.2's nodes no longer read: the marks are silently ignored.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupedFiles(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return file if Path(file).name in GROUPED_FILES else nodeid
+
+    return GroupedFiles(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -29,12 +29,9 @@ from pathlib import Path
 from grader.assignments import REPO_ROOT, assignment_names, load_assignment
 from starter.common import cell_source, cells_by_grade_id, read_notebook, write_notebook
 
-# Per assignment, a unit defined by plain functions (assignment.toml `[proof] hostile_target`): attacks go
-# into its solution region.
-
-
 def hostile_target(name: str) -> str:
-    """The unit an assignment's corpus attacks (its assignment.toml's `[proof] hostile_target`)."""
+    """The unit an assignment's corpus attacks (its assignment.toml's `[proof] hostile_target`): a unit
+    defined by plain functions, so that the attacks can go into its solution region."""
     target = load_assignment(name).config.hostile_target
     if not target:
         raise KeyError(f"assignments/{name}/assignment.toml has no [proof] hostile_target")
