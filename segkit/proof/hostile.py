@@ -29,6 +29,7 @@ from pathlib import Path
 from grader.assignments import REPO_ROOT, assignment_names, load_assignment
 from starter.common import cell_source, cells_by_grade_id, read_notebook, write_notebook
 
+
 def hostile_target(name: str) -> str:
     """The unit an assignment's corpus attacks (its assignment.toml's `[proof] hostile_target`): a unit
     defined by plain functions, so that the attacks can go into its solution region."""
