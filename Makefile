@@ -89,8 +89,9 @@ grade: setup
 		$(if $(UNSAFE_NO_SANDBOX),--unsafe-no-sandbox)
 
 # Tests run on TEST_JOBS processes (pytest-xdist); tests/conftest.py keeps the files with costly
-# shared fixtures (grading runs, escape corpus) on one process each. Grading runs use -j 2 inside.
-TEST_JOBS ?= 2
+# shared fixtures (grading runs, escape corpus) on one process each. Three processes on two cores:
+# much of a grading run is waiting (time limits, worker start-up), which the third one fills.
+TEST_JOBS ?= 3
 test: setup lint
 	$(RUN) -m pytest -q --durations=15 -m "not proof" -n $(TEST_JOBS) --dist loadgroup
 
