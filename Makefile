@@ -22,7 +22,7 @@ STAMP := $(VENV)/.segkit-ready
 RUN := PYTHONPATH=$(CURDIR) $(PY)
 JOBS ?= $(shell nproc)
 
-.PHONY: help setup test test-fast proof grade generate check-generated bench quality clean venv-path new-assignment lock lint format
+.PHONY: help setup test test-fast proof results grade generate check-generated bench quality clean venv-path new-assignment lock lint format
 
 help:
 	@echo "make grade     grade submissions into grades/ (default: the bundled examples)"
@@ -37,6 +37,7 @@ help:
 	@echo "make gradescope dist/gradescope-<assignment>.zip autograders [ASSIGNMENT=fcn]"
 	@echo "make mutants   mutation-test the hidden checks (docs/mutation-report.md)"
 	@echo "make proof     single-bug isolation, hostile corpus, correct alternatives (slow; not in make test)"
+	@echo "make results   solution notebooks on real data (cpu profile) -> docs/results.md [ONLY=fcn] [REPORT_ONLY=1]"
 	@echo "make bench     print the benchmarks' figures"
 	@echo "make quality   regenerate docs/quality.md (mutants, hostile corpus, benchmarks, CI time)"
 	@echo "make new-assignment NAME=x [TITLE=...]  scaffold assignments/x and a one-unit solution"
@@ -110,6 +111,11 @@ generate: setup
 
 check-generated: setup
 	$(RUN) -m segkit check
+
+# The solution notebooks on real data (../shared/data/cmp_facade_base) in the cpu profile -> docs/results.md.
+# ONLY=fcn runs one notebook; REPORT_ONLY=1 rebuilds the page from build/results/runs.
+results: setup
+	$(RUN) -m segkit results $(if $(ONLY),--only $(ONLY)) $(if $(REPORT_ONLY),--report-only)
 
 bench: setup
 	$(RUN) bench/train_speed.py

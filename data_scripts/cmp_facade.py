@@ -13,7 +13,10 @@ Result, ``DIR/cmp_facade/``::
 
 The official masks are palette ("P") PNGs storing 1..12; the kit stores value - 1, and any
 other value (0, > 12) becomes IGNORE_INDEX. Names over base + extended are sorted; the first
-500 are train, the next 30 val, the rest test (``CMP_SPLIT_SIZES``).
+500 are train, the next 30 val, the rest test (``CMP_SPLIT_SIZES``). With the base set alone
+(378 pairs, e.g. when the extended zip cannot be had) that rule would leave no val/test images, so
+base-only data is split 288 / 30 / 60 by sorted name instead (``CMP_BASE_ONLY_SPLIT_SIZES``), and
+``meta.json`` says which rule was applied.
 
 Re-running is safe: finished pairs are skipped, every file is written under a temporary
 name and renamed into place, and the split/meta files are rewritten atomically.
@@ -35,7 +38,7 @@ from tqdm.auto import tqdm
 
 from data_scripts.download import REGISTRY, DownloadError, download, extract
 from data_scripts.prepare import prepare_pair, write_splits_and_meta
-from starter.constants import CMP_CLASSES, CMP_N_CLASS, CMP_SPLIT_SIZES, IGNORE_INDEX
+from starter.constants import CMP_BASE_ONLY_SPLIT_SIZES, CMP_CLASSES, CMP_N_CLASS, CMP_SPLIT_SIZES, IGNORE_INDEX
 
 DATASET = "cmp_facade"
 # The extended set only adds images; without it the kit still works on base (with a warning).
@@ -126,8 +129,15 @@ def fetch_and_extract(root: Path, archives_dir: Path | None = None, *, progress:
     return unpack_dir
 
 
-def _meta(sources: dict[str, int]) -> dict:
+def split_sizes_for(names: Sequence[str]) -> tuple[int, int]:
+    """Returns: (n_train, n_val) of the rule that applies: base-only data gets its own split."""
+    has_extended = any(name.startswith("cmp_x") for name in names)
+    return CMP_SPLIT_SIZES if has_extended else CMP_BASE_ONLY_SPLIT_SIZES
+
+
+def _meta(sources: dict[str, int], sizes: tuple[int, int]) -> dict:
     entry = REGISTRY[DATASET]
+    rule = "base + extended" if sizes == CMP_SPLIT_SIZES else "base only"
     return {
         "dataset": DATASET,
         "classes": list(CMP_CLASSES),
@@ -135,7 +145,7 @@ def _meta(sources: dict[str, int]) -> dict:
         "ignore_index": IGNORE_INDEX,
         "mask_values": "0..11 = classes (official PNG value - 1); 255 = unlabelled",
         "source": sources,
-        "split_rule": f"names sorted; first {CMP_SPLIT_SIZES[0]} train, next {CMP_SPLIT_SIZES[1]} val, rest test",
+        "split_rule": f"{rule}: names sorted; first {sizes[0]} train, next {sizes[1]} val, rest test",
         "licence": entry.licence,
         "citation": entry.citation,
         "homepage": entry.homepage,
@@ -175,20 +185,21 @@ def prepare_cmp_facade(
         image_src, mask_src = pairs[name]
         prepare_pair(name, image_src, lambda mask_src=mask_src: official_mask_to_index(mask_src), out_dir)
 
-    splits = split_names(list(pairs))
+    sizes = split_sizes_for(list(pairs))
+    splits = split_names(list(pairs), sizes)
     sources = {
         "base": sum(name.startswith("cmp_b") for name in pairs),
         "extended": sum(name.startswith("cmp_x") for name in pairs),
     }
     if sources["extended"] == 0:
         print(
-            f"warning: only the base set ({sources['base']} pairs) is available; the split rule "
-            f"(first {CMP_SPLIT_SIZES[0]} train, next {CMP_SPLIT_SIZES[1]} val) gives "
+            f"warning: only the base set ({sources['base']} pairs) is available; it is split by the "
+            f"base-only rule (first {sizes[0]} train, next {sizes[1]} val, rest test): "
             f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test. "
-            "Add CMP_facade_DB_extended.zip and re-run for the full split.",
+            "Add CMP_facade_DB_extended.zip and re-run for the course's split.",
             file=sys.stderr,
         )
-    write_splits_and_meta(out_dir, splits, _meta(sources))
+    write_splits_and_meta(out_dir, splits, _meta(sources, sizes))
     return out_dir
 
 

@@ -9,6 +9,7 @@
     segkit mutants [...]                                   mutation-test the hidden checks
     segkit submit --student ID [...]                       (students) check and pack notebooks to hand in
     segkit new-assignment NAME [--title T]                 scaffold assignments/NAME and a one-unit solution
+    segkit results [--only fcn] [--report-only]            solution notebooks on real data -> docs/results.md
 
 Installed as a console script by `pip install -e .[grader]`; `python -m segkit VERB` and the
 Make targets are the same thing. Options after the verb go to the underlying tool
@@ -72,6 +73,7 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "mutants": (_delegate("segkit.proof.mutate"), "mutation-test the hidden checks"),
     "submit": (_delegate("starter.submit"), "check and pack notebooks to hand in (students)"),
     "new-assignment": (_delegate("segkit.build.scaffold"), "scaffold a new assignment folder and one-unit solution"),
+    "results": (_delegate("segkit.results"), "run the solution notebooks on real data; write docs/results.md"),
 }
 
 

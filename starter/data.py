@@ -13,6 +13,9 @@ cleanly into DataLoader worker processes.
 * ``SyntheticSegmentation``: generated on the fly, no download (CI, quick try-outs).
 * ``CMPFacade``: the CMP Facade database as prepared by ``python -m data_scripts.cmp_facade``.
 * ``FolderSegmentation``: any ``images/`` + ``masks/`` folder (index or colour-coded masks).
+* ``dataset_spec`` / ``chosen_dataset``: which prepared dataset a notebook runs on
+  (``$SEGKIT_DATASET`` swaps it, e.g. the UNet notebook on ``cmp_facade``) with its own class
+  names and palette.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +33,16 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from starter.common import data_root
-from starter.constants import CMP_CLASSES, CMP_N_CLASS, ENV_DATA, IGNORE_INDEX
+from starter.constants import (
+    CMP_CLASSES,
+    CMP_N_CLASS,
+    CMP_PALETTE,
+    ENV_DATA,
+    ENV_DATASET,
+    IGNORE_INDEX,
+    SBD_CLASSES,
+    SBD_PALETTE,
+)
 from starter.transforms import Compose, Normalize, ToTensor
 
 __all__ = [
@@ -40,6 +53,9 @@ __all__ = [
     "CMPFacade",
     "decode_colour_mask",
     "IMAGE_EXTENSIONS",
+    "DatasetSpec",
+    "dataset_spec",
+    "chosen_dataset",
 ]
 
 # Image file types FolderSegmentation looks for, in order of preference.
@@ -387,3 +403,77 @@ class CMPFacade(FolderSegmentation):
             f"    python -m data_scripts.cmp_facade --root {root}\n"
             f"(or set {ENV_DATA} to the folder that holds cmp_facade/)."
         )
+
+
+# --------------------------------------------------------------------------------------
+# which dataset a notebook runs on
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A prepared dataset as the notebooks need it.
+
+    Attributes:
+        name: folder name under the data root (``cmp_facade``, ``stanford_background``, ...).
+        folder: the prepared folder (images/, masks/, splits/, meta.json).
+        classes: class names, index i = class i.
+        palette: RGB triple per class, for plots.
+    """
+
+    name: str
+    folder: Path
+    classes: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+
+    @property
+    def n_class(self) -> int:
+        return len(self.classes)
+
+    def dataset(self, split: str, transforms: Callable | None = None) -> FolderSegmentation:
+        """Inputs: split name ("train", "val", "test"), joint transforms. Returns: FolderSegmentation."""
+        return FolderSegmentation(self.folder, split, transforms=transforms, n_class=self.n_class)
+
+
+# The kit's own datasets keep their published class names and colours; any other prepared folder
+# brings its names in meta.json ("classes", optional "palette").
+_KNOWN_LOOKS = {
+    "cmp_facade": (CMP_CLASSES, CMP_PALETTE),
+    "stanford_background": (SBD_CLASSES, SBD_PALETTE),
+}
+
+
+def chosen_dataset(default: str) -> str:
+    """Inputs: the notebook's own dataset name. Returns: ``$SEGKIT_DATASET`` when set, else ``default``."""
+    return os.environ.get(ENV_DATASET, "").strip() or default
+
+
+def dataset_spec(name: str, root: str | os.PathLike | None = None) -> DatasetSpec:
+    """Describe the prepared dataset ``<root>/<name>``.
+
+    Inputs:
+        name: folder name of a prepared dataset (see ``data_scripts``).
+        root: data root (default ``data_root()``).
+    Returns:
+        DatasetSpec with the dataset's own class names and palette.
+    Raises:
+        FileNotFoundError: the dataset is not prepared there (the message says how to prepare it).
+    """
+    folder = Path(root if root is not None else data_root()) / name
+    meta_file = folder / "meta.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(
+            f"dataset {name!r} is not prepared under {folder} (no meta.json). Prepare it with "
+            f"`python -m data_scripts.{name} --root {folder.parent}` if the kit has a script for it, "
+            f"or set ${ENV_DATA} / ${ENV_DATASET}."
+        )
+    meta = json.loads(meta_file.read_text())
+    classes, palette = _KNOWN_LOOKS.get(name, (None, None))
+    if classes is None:
+        if not meta.get("classes"):
+            raise ValueError(f"{meta_file} lists no 'classes': add the class names, index i = class i")
+        classes = tuple(str(c) for c in meta["classes"])
+        palette = tuple(tuple(int(v) for v in c) for c in meta["palette"]) if meta.get("palette") else None
+        if palette is None:
+            palette = tuple(tuple(int(255 * v) for v in _class_colour(i)) for i in range(len(classes)))
+    return DatasetSpec(name=name, folder=folder, classes=tuple(classes), palette=tuple(palette))

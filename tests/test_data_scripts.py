@@ -358,10 +358,14 @@ def test_split_rule_first_500_train_next_30_val_rest_test():
     assert splits["train"][-1] == "cmp_x0122" and splits["val"][0] == "cmp_x0123"
 
 
-def test_split_rule_on_base_only_puts_everything_in_train():
+def test_base_only_data_gets_its_own_split_with_val_and_test():
+    """Does the base set alone (378 pairs) still get validation and test images?"""
     names = [f"cmp_b{i:04d}" for i in range(378, 0, -1)]
-    splits = cmp_facade.split_names(names)
-    assert splits["train"] == sorted(names) and splits["val"] == [] and splits["test"] == []
+    assert cmp_facade.split_sizes_for(names) == (288, 30)
+    assert cmp_facade.split_sizes_for([*names, "cmp_x0001"]) == CMP_SPLIT_SIZES
+    splits = cmp_facade.split_names(names, cmp_facade.split_sizes_for(names))
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [288, 30, 60]
+    assert splits["test"][0] == "cmp_b0319" and splits["test"][-1] == "cmp_b0378"
 
 
 def test_split_rule_rejects_duplicates():
@@ -532,9 +536,13 @@ def data_shared_cmp_prepared(tmp_path_factory):
 
 def test_prepare_real_shared_base_copy(data_shared_cmp_prepared):
     out = data_shared_cmp_prepared / "cmp_facade"
-    names = (out / "splits" / "train.txt").read_text().split()
+    names = [
+        name for split in ("train", "val", "test") for name in (out / "splits" / f"{split}.txt").read_text().split()
+    ]
     assert len(names) == 378 and names == sorted(names)
-    assert json.loads((out / "meta.json").read_text())["counts"] == {"train": 378, "val": 0, "test": 0}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["counts"] == {"train": 288, "val": 30, "test": 60}
+    assert meta["split_rule"].startswith("base only")
     seen_values: set[int] = set()
     for name in names:
         with Image.open(out / "images" / f"{name}.jpg") as image_file:
@@ -548,7 +556,8 @@ def test_prepare_real_shared_base_copy(data_shared_cmp_prepared):
 
 def test_cmp_facade_dataset_loads_the_real_copy(data_shared_cmp_prepared):
     dataset = CMPFacade(data_shared_cmp_prepared, "train")
-    assert len(dataset) == 378 and dataset.classes == CMP_CLASSES and dataset.n_class == 12
+    assert len(dataset) == 288 and len(CMPFacade(data_shared_cmp_prepared, "test")) == 60
+    assert dataset.classes == CMP_CLASSES and dataset.n_class == 12
     image, mask = dataset[0]
     assert image.dtype.is_floating_point and image.shape[0] == 3 and image.shape[1:] == mask.shape
     assert set(mask.unique().tolist()) <= set(range(12)) | {IGNORE_INDEX}
