@@ -47,6 +47,30 @@ class EquivalentMutant:
 
 
 @dataclass(frozen=True)
+class PublishedResult:
+    """A number the original course material published for one experiment (shown beside ours)."""
+
+    experiment: str
+    value: float
+    what: str
+
+
+@dataclass(frozen=True)
+class ResultsConfig:
+    """``[results]``: how `segkit results` runs the solution notebook on real data.
+
+    ``dataset`` is the prepared dataset the notebook is pointed at (``SEGKIT_DATASET``);
+    ``not_run`` says why the notebook cannot run on such a machine (then nothing else is needed);
+    ``needs_weights`` lists experiments that need ImageNet weights; ``published`` the seeds' numbers.
+    """
+
+    dataset: str | None = None
+    not_run: str | None = None
+    needs_weights: tuple[str, ...] = ()
+    published: tuple[PublishedResult, ...] = ()
+
+
+@dataclass(frozen=True)
 class AssignmentConfig:
     """What ``assignments/<name>/assignment.toml`` declares."""
 
@@ -56,13 +80,15 @@ class AssignmentConfig:
     hostile_target: str | None = None  # the unit the hostile corpus attacks
     corpus: bool = False  # the assignment make test / make proof grade the hostile corpus on
     equivalent: tuple[EquivalentMutant, ...] = ()
+    results: ResultsConfig = ResultsConfig()
 
     @property
     def equivalent_reasons(self) -> dict[tuple[str, str], str]:
         return {(e.unit, e.mutant): e.reason for e in self.equivalent}
 
 
-_KEYS = {"title", "datasets", "grading", "proof"}
+_KEYS = {"title", "datasets", "grading", "proof", "results"}
+_RESULTS_KEYS = {"dataset", "not_run", "needs_weights", "published"}
 _GRADING_KEYS = {"expensive_units"}
 _PROOF_KEYS = {"hostile_target", "corpus", "equivalent"}
 
@@ -73,6 +99,24 @@ def _unknown(where: str, table: dict, allowed: set[str]) -> None:
         raise AssignmentConfigError(
             f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})"
         )
+
+
+def _read_results(path: str, table: dict) -> ResultsConfig:
+    _unknown(f"{path} [results]", table, _RESULTS_KEYS)
+    if table and not (isinstance(table.get("dataset"), str) or isinstance(table.get("not_run"), str)):
+        raise AssignmentConfigError(f"{path} [results]: needs `dataset` (what to run on) or `not_run` (why not)")
+    published = []
+    for number, entry in enumerate(table.get("published", []), start=1):
+        _unknown(f"{path} [[results.published]] #{number}", entry, {"experiment", "value", "what"})
+        if not (isinstance(entry.get("experiment"), str) and isinstance(entry.get("value"), (int, float))):
+            raise AssignmentConfigError(f"{path} [[results.published]] #{number}: needs experiment, value and what")
+        published.append(PublishedResult(entry["experiment"], float(entry["value"]), str(entry.get("what", ""))))
+    return ResultsConfig(
+        dataset=table.get("dataset"),
+        not_run=table.get("not_run"),
+        needs_weights=tuple(table.get("needs_weights", ())),
+        published=tuple(published),
+    )
 
 
 def read_config(path: Path) -> AssignmentConfig:
@@ -94,6 +138,7 @@ def read_config(path: Path) -> AssignmentConfig:
             raise AssignmentConfigError(f"{path} [[proof.equivalent]] #{number}: needs unit, mutant and reason")
         equivalent.append(EquivalentMutant(entry["unit"], entry["mutant"], entry["reason"]))
     return AssignmentConfig(
+        results=_read_results(str(path), data.get("results", {})),
         title=data["title"],
         datasets=tuple(data.get("datasets", ())),
         expensive_units=frozenset(grading.get("expensive_units", ())),

@@ -4,12 +4,13 @@
     segkit results --only fcn            one notebook
     segkit results --report-only         rebuild docs/results.md from the runs already on disk
 
-Each notebook in `NOTEBOOK_RUNS` is executed top to bottom (nbclient, a fresh kernel) in the
+Each assignment whose assignment.toml has a `[results] dataset` has its solution notebook executed top to bottom (nbclient, a fresh kernel) in the
 `cpu` profile (`SEGKIT_PROFILE=cpu`: the real dataset at reduced size and epochs, sized to
 finish on 2 CPU cores), pointed at the dataset this machine has (`SEGKIT_DATASET`). The notebook
 itself writes one `ExperimentResult` per experiment and its figures into the runs folder
 (`SEGKIT_RUNS`, see `starter.runs`); this module only prepares the data, runs the notebooks and
-renders what they left there as Markdown with PNG figures. Re-running skips finished experiments
+renders what they left there as Markdown with PNG figures. `[results] not_run` says why a
+notebook cannot run on such a machine; `needs_weights` and `published` fill the table. Re-running skips finished experiments
 (the notebooks resume from their runs folder); `--fresh` deletes the runs first.
 """
 
@@ -22,8 +23,9 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from grader.assignments import ResultsConfig, assignment_names, load_assignment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED_CMP = REPO_ROOT.parent / "shared" / "data" / "cmp_facade_base"
@@ -34,52 +36,13 @@ FIGURES_DIR = REPO_ROOT / "docs" / "results"
 CELL_TIMEOUT_S = 3600
 
 
-@dataclass(frozen=True)
-class NotebookRun:
-    """One solution notebook run by `make results`.
-
-    Attributes:
-        assignment: the notebook (solutions/<assignment>/<assignment>.ipynb).
-        dataset: prepared dataset it is pointed at (`SEGKIT_DATASET`).
-        needs_weights: experiments of the notebook that need ImageNet weights (skipped without them).
-    """
-
-    assignment: str
-    dataset: str
-    needs_weights: tuple[str, ...] = ()
-
-
-NOTEBOOK_RUNS = (
-    NotebookRun(
-        "fcn",
-        "cmp_facade",
-        needs_weights=("FCN-32s VGG16", "FCN-16s VGG16", "FCN-8s VGG16", "ResNet-18 FCN-16s ImageNet"),
-    ),
-    NotebookRun("unet", "cmp_facade", needs_weights=("ResNet-UNet ImageNet",)),
-)
-# Notebooks make results cannot run on this kind of machine, and why.
-NOT_RUN = {
-    "cam": "needs ImageNet-pretrained ResNet-18 weights: CAM of a randomly initialised classifier shows nothing.",
-    "patches": "needs ISPRS Vaihingen (free registration, manual download): not on this machine.",
-}
-
-
-@dataclass(frozen=True)
-class Published:
-    """A number the original course material (the seeds) published, to print beside ours."""
-
-    value: float
-    what: str
-
-
-# Test-set mIoU on CMP Facade (base + extended split) from the original FCN assignment's report.
-PUBLISHED = {
-    ("fcn", "FCN-8s VGG16"): Published(0.482, "seeds, CMP Facade test mIoU, ImageNet VGG16"),
-    ("fcn", "FCN-32s VGG16"): Published(0.381, "seeds, CMP Facade test mIoU, ImageNet VGG16"),
-    ("fcn", "FCN-32s scratch"): Published(
-        0.030, "seeds, CMP Facade test mIoU; every layer zero-initialised there (the kit initialises properly)"
-    ),
-}
+def _configured() -> list[tuple[str, ResultsConfig]]:
+    """Every assignment with a [results] table in its assignment.toml, in name order."""
+    return [
+        (name, config.results)
+        for name in assignment_names()
+        if (config := load_assignment(name).config).results != ResultsConfig()
+    ]
 
 
 def prepare_data(shared_cmp: Path, data_root: Path) -> Path:
@@ -198,12 +161,17 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
         f"Machine: {environment}",
         "",
     ]
-    for run in NOTEBOOK_RUNS:
-        store_dir = runs_root / run.assignment
+    not_run = []
+    for assignment, config in _configured():
+        if config.dataset is None:
+            not_run.append((assignment, config.not_run))
+            continue
+        published = {p.experiment: p for p in config.published}
+        store_dir = runs_root / assignment
         results = RunStore(store_dir).results() if store_dir.is_dir() else {}
-        spec = dataset_spec(run.dataset, runs_root.parent / "data")
-        wall = wall_seconds.get(run.assignment)
-        lines += [f"## {run.assignment}: solutions/{run.assignment}/{run.assignment}.ipynb on {run.dataset}", ""]
+        spec = dataset_spec(config.dataset, runs_root.parent / "data")
+        wall = wall_seconds.get(assignment)
+        lines += [f"## {assignment}: solutions/{assignment}/{assignment}.ipynb on {config.dataset}", ""]
         if wall is not None:
             lines += [f"Notebook wall time: {wall / 60:.1f} min (this run of `make results`).", ""]
         if not results:
@@ -214,17 +182,15 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
             "|---|---|---|---|---|---|---|---|",
         ]
         for name, r in results.items():
-            published = PUBLISHED.get((run.assignment, name))
-            seeds = f"{published.value:.3f} ({published.what})" if published else "–"
+            seeds = f"{published[name].value:.3f} ({published[name].what})" if name in published else "–"
             epochs = f"{r.epochs_run}/{r.epochs_planned}" if r.epochs_planned else str(r.epochs_run)
             lines.append(
                 f"| {name} | {r.data} | {r.image_size} | {epochs} | {_number(r.seconds_per_epoch, 0)} "
                 f"| {_number(r.pixel_acc)} | {_number(r.miou)} | {seeds} |"
             )
-        for name in run.needs_weights:
+        for name in config.needs_weights:
             if name not in results:
-                published = PUBLISHED.get((run.assignment, name))
-                seeds = f"{published.value:.3f} ({published.what})" if published else "–"
+                seeds = f"{published[name].value:.3f} ({published[name].what})" if name in published else "–"
                 lines.append(f"| {name} | needs ImageNet weights: not run here | | | | | | {seeds} |")
         lines += ["", "Test IoU per class:", ""]
         classes = spec.classes
@@ -238,9 +204,9 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
             lines += ["", "| experiment | " + " | ".join(extra_keys) + " |", "|---" * (len(extra_keys) + 1) + "|"]
             for name, r in results.items():
                 lines.append(f"| {name} | " + " | ".join(_number(r.extra.get(k)) for k in extra_keys) + " |")
-        lines += ["", *_figures_for(run.assignment, results, runs_root, classes), ""]
+        lines += ["", *_figures_for(assignment, results, runs_root, classes), ""]
     lines += ["## Not run here", ""]
-    lines += [f"- **{name}**: {why}" for name, why in NOT_RUN.items()]
+    lines += [f"- **{name}**: {why}" for name, why in not_run]
     lines.append("")
     return "\n".join(lines)
 
@@ -276,28 +242,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = json.loads(wall_file.read_text()) if wall_file.is_file() else {}
     if not options.report_only:
         prepare_data(options.shared, data_root)
-        for run in NOTEBOOK_RUNS:
-            if options.only and run.assignment not in options.only:
+        for assignment, config in _configured():
+            if config.dataset is None or (options.only and assignment not in options.only):
                 continue
             if options.fresh:
-                shutil.rmtree(runs_root / run.assignment, ignore_errors=True)
+                shutil.rmtree(runs_root / assignment, ignore_errors=True)
             env = {
                 "SEGKIT_PROFILE": options.profile,
                 "SEGKIT_DATA": str(data_root),
-                "SEGKIT_DATASET": run.dataset,
-                "SEGKIT_RUNS": str(runs_root / run.assignment),
+                "SEGKIT_DATASET": config.dataset,
+                "SEGKIT_RUNS": str(runs_root / assignment),
                 "PYTHONPATH": str(REPO_ROOT),
                 "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             }
             os.environ.pop("SEGKIT_FAST", None)
-            print(f">> {run.assignment}: executing the solution notebook on {run.dataset} ({options.profile} profile)")
-            source = REPO_ROOT / "solutions" / run.assignment / f"{run.assignment}.ipynb"
-            workdir = BUILD_DIR / "work" / run.assignment
+            print(f">> {assignment}: executing the solution notebook on {config.dataset} ({options.profile} profile)")
+            source = REPO_ROOT / "solutions" / assignment / f"{assignment}.ipynb"
+            workdir = BUILD_DIR / "work" / assignment
             workdir.mkdir(parents=True, exist_ok=True)
-            seconds = execute_notebook(source, BUILD_DIR / f"{run.assignment}.executed.ipynb", env, workdir)
-            wall[run.assignment] = seconds
+            seconds = execute_notebook(source, BUILD_DIR / f"{assignment}.executed.ipynb", env, workdir)
+            wall[assignment] = seconds
             wall_file.write_text(json.dumps(wall, indent=1))
-            print(f">> {run.assignment}: {seconds / 60:.1f} min")
+            print(f">> {assignment}: {seconds / 60:.1f} min")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -19,6 +19,10 @@ CMP Facade in the FCN assignment uses THE presets below, ``train_preset(size=S)`
 ``eval_preset(size=S)``: each image is resized so that its longest side is ``S`` (aspect ratio
 kept), then padded at the bottom/right to ``S x S`` (mask padding = 255, ignored), so every
 batch has one shape and no facade is distorted or cropped away.
+
+There is no random crop or flip here on purpose: joint random augmentation is a graded exercise
+(the U-Net assignment's ``random_crop_flip``). ``train_preset(size=S, augment=fn)`` takes the
+notebook's own ``fn(image, mask) -> (image, mask)`` instead.
 """
 
 from __future__ import annotations
@@ -36,14 +40,13 @@ from starter.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 # An image or mask as it travels through a pipeline: PIL before ToTensor, tensor after.
 ImageLike = Image.Image | torch.Tensor
 Pair = tuple[ImageLike, ImageLike]
+JointTransform = Callable[[ImageLike, ImageLike], Pair]
 
 __all__ = [
     "Compose",
     "Resize",
     "ResizeLongest",
     "PadTo",
-    "RandomHorizontalFlip",
-    "RandomCrop",
     "ToTensor",
     "Normalize",
     "denormalize",
@@ -122,7 +125,7 @@ class Compose:
         transforms: sequence of callables ``t(image, mask) -> (image, mask)``.
     """
 
-    def __init__(self, transforms: Sequence[Callable[[ImageLike, ImageLike], Pair]]):
+    def __init__(self, transforms: Sequence[JointTransform]):
         self.transforms = list(transforms)
 
     def __call__(self, image: ImageLike, mask: ImageLike) -> Pair:
@@ -207,50 +210,6 @@ class PadTo:
 
     def __repr__(self) -> str:
         return f"PadTo(h={self.h}, w={self.w})"
-
-
-class RandomHorizontalFlip:
-    """Mirror image and mask left-right together with probability ``p``.
-
-    Randomness comes from ``torch`` so ``torch.manual_seed`` and DataLoader worker seeding
-    make it reproducible.
-    """
-
-    def __init__(self, p: float = 0.5):
-        self.p = float(p)
-
-    def __call__(self, image: ImageLike, mask: ImageLike) -> Pair:
-        if torch.rand(1).item() < self.p:
-            return TF.hflip(image), TF.hflip(mask)
-        return image, mask
-
-    def __repr__(self) -> str:
-        return f"RandomHorizontalFlip(p={self.p})"
-
-
-class RandomCrop:
-    """Crop the same random window from image and mask.
-
-    Inputs smaller than the crop are first padded at the bottom/right (image 0, mask 255),
-    so the output is always exactly ``size``.
-
-    Inputs:
-        size: int (square) or (H, W) of the crop.
-    """
-
-    def __init__(self, size: int | Sequence[int]):
-        self.size_hw = _as_hw(size, "RandomCrop size")
-
-    def __call__(self, image: ImageLike, mask: ImageLike) -> Pair:
-        crop_h, crop_w = self.size_hw
-        image, mask = PadTo(crop_h, crop_w)(image, mask)
-        height, width = image_size(image)
-        top = int(torch.randint(0, height - crop_h + 1, (1,)).item())
-        left = int(torch.randint(0, width - crop_w + 1, (1,)).item())
-        return TF.crop(image, top, left, crop_h, crop_w), TF.crop(mask, top, left, crop_h, crop_w)
-
-    def __repr__(self) -> str:
-        return f"RandomCrop(size={self.size_hw})"
 
 
 class ToTensor:
@@ -341,26 +300,29 @@ def denormalize(
 # --- presets ---------------------------------------------------------------------------
 
 
-def train_preset(*, size: int, flip_p: float = 0.5) -> Compose:
-    """Training transform: longest side -> ``size``, random flip, pad to ``size x size``, tensor, normalise.
+def train_preset(*, size: int, augment: JointTransform | None = None) -> Compose:
+    """Training transform: longest side -> ``size``, pad to ``size x size``, tensor, ``augment``, normalise.
 
-    The flip happens before the padding so padding always stays at the bottom/right.
+    Without ``augment`` this is ``eval_preset`` (no randomness). ``augment`` runs on tensors
+    after the padding, so a flip moves the padding (mask 255, ignored by loss and metrics) to
+    the other side, and before ``Normalize``, so photometric changes see values in [0, 1].
 
     Inputs:
-        size: side of the square output.
-        flip_p: probability of a horizontal flip.
+        size: side of the square resized and padded image.
+        augment: optional joint augmentation ``augment(image, mask) -> (image, mask)`` taking
+            image float32 (3, size, size) in [0, 1] and mask int64 (size, size), e.g. your own
+            crop/flip function; it may change the size (a crop).
     Returns:
-        Compose mapping a PIL pair to image float32 (3, size, size), mask int64 (size, size).
+        Compose mapping a PIL pair to image float32 (3, h, w), mask int64 (h, w): (size, size)
+        unless ``augment`` changes it.
     """
-    return Compose(
-        [
-            ResizeLongest(size),
-            RandomHorizontalFlip(flip_p),
-            PadTo(size, size),
-            ToTensor(),
-            Normalize(),
-        ]
-    )
+    steps: list[JointTransform] = [ResizeLongest(size), PadTo(size, size), ToTensor()]
+    if augment is not None:
+        if not callable(augment):
+            raise TypeError(f"augment must be a callable augment(image, mask) -> (image, mask), got {augment!r}")
+        steps.append(augment)
+    steps.append(Normalize())
+    return Compose(steps)
 
 
 def eval_preset(*, size: int) -> Compose:

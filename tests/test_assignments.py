@@ -98,6 +98,25 @@ def test_assignment_toml_is_strict(tmp_path):
         read_config(path)
 
 
+def test_results_table_is_read_strictly(tmp_path):
+    """Does [results] say what make results runs, and stop on a misspelt key or an empty table?"""
+    path = tmp_path / "assignment.toml"
+    path.write_text(
+        'title = "X"\n[results]\ndataset = "cmp_facade"\nneeds_weights = ["B"]\n'
+        '[[results.published]]\nexperiment = "A"\nvalue = 0.48\nwhat = "seeds"\n',
+        encoding="utf-8",
+    )
+    results = read_config(path).results
+    assert results.dataset == "cmp_facade" and results.needs_weights == ("B",)
+    assert [(p.experiment, p.value) for p in results.published] == [("A", 0.48)]
+    path.write_text('title = "X"\n[results]\ndatset = "cmp_facade"\n', encoding="utf-8")
+    with pytest.raises(AssignmentConfigError, match=r"\[results\]: unknown key\(s\) datset"):
+        read_config(path)
+    path.write_text('title = "X"\n[results]\nneeds_weights = []\n', encoding="utf-8")
+    with pytest.raises(AssignmentConfigError, match="`dataset`"):
+        read_config(path)
+
+
 def _string_constants(path: Path):
     """(line, value) of every string literal that is not a docstring."""
     tree = ast.parse(path.read_text(encoding="utf-8"))

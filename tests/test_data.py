@@ -63,42 +63,6 @@ def pil_and_tensor(pair):
 
 
 @pytest.mark.parametrize("kind", ["pil", "tensor"])
-def test_flip_mirrors_image_and_mask_together(kind):
-    pair = pil_and_tensor(coordinate_pair())[kind == "tensor"]
-    flipped = T.Compose([T.RandomHorizontalFlip(p=1.0), T.ToTensor()])(*pair)
-    kept = T.Compose([T.RandomHorizontalFlip(p=0.0), T.ToTensor()])(*pair)
-    assert_pair_consistent(*flipped)
-    assert (flipped[0][0, :, 0] * 255).round().unique().tolist() == [55.0]  # first column was the last
-    assert (kept[0][0, :, 0] * 255).round().unique().tolist() == [0.0]
-
-
-@pytest.mark.parametrize("kind", ["pil", "tensor"])
-def test_random_crop_takes_the_same_window_from_both(kind):
-    pair = pil_and_tensor(coordinate_pair())[kind == "tensor"]
-    crop = T.Compose([T.RandomCrop((16, 24)), T.ToTensor()])
-    windows = set()
-    for seed in range(6):
-        torch.manual_seed(seed)
-        image, mask = crop(*pair)
-        assert image.shape == (3, 16, 24) and mask.shape == (16, 24)
-        assert_pair_consistent(image, mask)
-        top, left = int(round(image[1, 0, 0].item() * 255)), int(round(image[0, 0, 0].item() * 255))
-        windows.add((top, left))
-    assert len(windows) > 1  # the window really is random
-
-
-@pytest.mark.parametrize("kind", ["pil", "tensor"])
-def test_random_crop_pads_small_inputs_with_ignore(kind):
-    pair = pil_and_tensor(coordinate_pair(10, 12))[kind == "tensor"]
-    torch.manual_seed(0)
-    image, mask = T.Compose([T.RandomCrop(16), T.ToTensor()])(*pair)
-    assert image.shape == (3, 16, 16) and mask.shape == (16, 16)
-    assert (mask[10:, :] == IGNORE_INDEX).all() and (mask[:, 12:] == IGNORE_INDEX).all()
-    assert (image[:, 10:, :] == 0).all() and (image[:, :, 12:] == 0).all()
-    assert_pair_consistent(image, mask)
-
-
-@pytest.mark.parametrize("kind", ["pil", "tensor"])
 def test_pad_to_fills_bottom_right_only(kind):
     pair = pil_and_tensor(coordinate_pair(10, 12))[kind == "tensor"]
     image, mask = T.Compose([T.PadTo(15, 20), T.ToTensor()])(*pair)
@@ -216,18 +180,39 @@ def test_eval_preset_resizes_longest_side_then_pads_to_square():
     assert torch.allclose(out_image[:, :, 40], padded_value[:, None].expand(3, 64))
 
 
-def test_train_preset_is_reproducible_and_flips_before_padding():
+def test_train_preset_without_augment_is_the_deterministic_eval_preset():
     image, mask = coordinate_pair(100, 50)
     torch.manual_seed(5)
-    first = T.train_preset(size=64)(image, mask)
-    torch.manual_seed(5)
-    second = T.train_preset(size=64)(image, mask)
-    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    train_image, train_mask = T.train_preset(size=64)(image, mask)
+    eval_image, eval_mask = T.eval_preset(size=64)(image, mask)
+    assert torch.equal(train_image, eval_image) and torch.equal(train_mask, eval_mask)
 
-    flipped_image, flipped_mask = T.train_preset(size=64, flip_p=1.0)(image, mask)
-    _, plain_mask = T.eval_preset(size=64)(image, mask)
-    assert (flipped_mask[:, 32:] == IGNORE_INDEX).all()  # padding still on the right
-    assert torch.equal(flipped_mask[:, :32], plain_mask[:, :32].flip(-1))
+
+def test_train_preset_hands_augment_padded_tensors_before_normalising():
+    image, mask = coordinate_pair(100, 50)
+    seen = []
+
+    def mirror(image, mask):
+        seen.append((image.clone(), mask.clone()))
+        return image.flip(-1), mask.flip(-1)
+
+    out_image, out_mask = T.train_preset(size=64, augment=mirror)(image, mask)
+    assert len(seen) == 1
+    got_image, got_mask = seen[0]
+    assert got_image.dtype == torch.float32 and got_image.shape == (3, 64, 64)
+    assert 0.0 <= float(got_image.min()) and float(got_image.max()) <= 1.0  # not normalised yet
+    assert got_mask.dtype == torch.int64 and (got_mask[:, 32:] == IGNORE_INDEX).all()  # padded already
+    plain_image, plain_mask = T.eval_preset(size=64)(image, mask)
+    assert torch.equal(out_mask, plain_mask.flip(-1))
+    assert torch.allclose(out_image, plain_image.flip(-1))
+    assert_pair_consistent(T.denormalize(out_image), out_mask)
+
+
+def test_train_preset_rejects_an_augment_that_is_not_callable():
+    with pytest.raises(TypeError, match="augment"):
+        T.train_preset(size=64, augment="flip")
+    with pytest.raises(TypeError):
+        T.train_preset(size=64, flip_p=0.5)  # the built-in flip is gone: pass your own augment
 
 
 # --- SyntheticSegmentation ---------------------------------------------------------------
