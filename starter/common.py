@@ -15,8 +15,11 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
-from starter.constants import ENV_DATA, ENV_FAST
+from starter.constants import DEFAULT_PROFILE, ENV_DATA, ENV_FAST, ENV_PROFILE, PROFILES
+
+T = TypeVar("T")
 
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 ZIP_EPOCH = (2024, 1, 1, 0, 0, 0)  # fixed member timestamps: the same inputs give the same zip bytes
@@ -31,9 +34,45 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in _TRUE_VALUES
 
 
+def profile() -> str:
+    """The run profile: "fast", "cpu" or "full".
+
+    fast: tiny synthetic data, small images, one epoch (CI, quick try-outs); cpu: the real dataset at
+    reduced size and epochs, so a notebook finishes on a laptop CPU; full: the course setting on a GPU.
+    The profile changes sizes, epochs and which experiments run, never the code path.
+
+    Returns:
+        ``$SEGKIT_PROFILE`` (any case, spaces ignored); "fast" when ``$SEGKIT_FAST`` is on (the older
+        switch); "full" when neither is set.
+    Raises:
+        ValueError: an unknown profile, or ``$SEGKIT_FAST`` on together with another profile.
+    """
+    value = os.environ.get(ENV_PROFILE, "").strip().lower()
+    if value and value not in PROFILES:
+        raise ValueError(f"${ENV_PROFILE}={value!r} is not a profile: use one of {', '.join(PROFILES)}")
+    if env_flag(ENV_FAST):
+        if value and value != "fast":
+            raise ValueError(
+                f"${ENV_FAST} is on (it means profile 'fast') but ${ENV_PROFILE}={value!r}: unset one of them"
+            )
+        return "fast"
+    return value or DEFAULT_PROFILE
+
+
 def fast_mode() -> bool:
-    """Whether the notebooks run in fast mode ($SEGKIT_FAST): tiny data, small images, one epoch."""
-    return env_flag(ENV_FAST)
+    """Whether the notebooks run in fast mode (profile "fast"): tiny data, small images, one epoch."""
+    return profile() == "fast"
+
+
+def pick(*, fast: T, cpu: T, full: T) -> T:
+    """The value for the current profile, e.g. ``IMAGE_SIZE = pick(fast=64, cpu=128, full=256)``.
+
+    Inputs:
+        fast, cpu, full: the value to use under each profile (see ``profile``).
+    Returns:
+        the argument named by ``profile()``.
+    """
+    return {"fast": fast, "cpu": cpu, "full": full}[profile()]
 
 
 def data_root() -> Path:

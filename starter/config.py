@@ -1,4 +1,4 @@
-"""Run-time configuration shared by every notebook: fast mode, device, seeds, data root.
+"""Run-time configuration shared by every notebook: profile (fast mode), device, seeds, data root.
 
 Typical first cell of a notebook::
 
@@ -18,11 +18,21 @@ import sys
 import numpy as np
 import torch
 
-from starter.common import data_root, fast_mode
-from starter.constants import ENV_DATA, ENV_FAST
+from starter.common import data_root, fast_mode, pick, profile
+from starter.constants import ENV_DATA, ENV_FAST, ENV_PROFILE
 
-# fast_mode and data_root live in starter.common (no torch import there); the notebooks import them
-# from here with the rest of the configuration.
+# profile, pick, fast_mode and data_root live in starter.common (no torch import there); the notebooks
+# import them from here with the rest of the configuration.
+__all__ = [
+    "data_root",
+    "describe_environment",
+    "fast_mode",
+    "get_device",
+    "pick",
+    "print_environment",
+    "profile",
+    "seed_everything",
+]
 
 
 def _mps_available() -> bool:
@@ -103,7 +113,7 @@ def describe_environment() -> str:
 
     Returns:
         str with the Python, torch and torchvision versions, the device get_device() picks,
-        whether fast mode is on, and the data root (and whether it exists).
+        the run profile and whether fast mode is on, and the data root (and whether it exists).
     """
     try:
         import torchvision
@@ -117,6 +127,7 @@ def describe_environment() -> str:
         f"torch        {torch.__version__} (CUDA build: {torch.version.cuda or 'none'})",
         f"torchvision  {tv_version}",
         f"device       {_device_name(get_device())}",
+        f"profile      {profile()} (${ENV_PROFILE}: fast, cpu or full)",
         f"fast mode    {'on' if fast_mode() else 'off'} (${ENV_FAST})",
         f"data root    {root} ({'exists' if root.is_dir() else 'missing'}; ${ENV_DATA})",
     ]

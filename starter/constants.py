@@ -16,6 +16,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Environment variables every notebook honours.
 ENV_FAST = "SEGKIT_FAST"  # "1": synthetic/tiny data, small images, one epoch (CI, quick try-outs)
 ENV_DATA = "SEGKIT_DATA"  # root folder of prepared datasets (default: ~/segkit-data)
+ENV_DATASET = "SEGKIT_DATASET"  # run a notebook on another prepared dataset, e.g. "cmp_facade"
+ENV_PROFILE = "SEGKIT_PROFILE"  # "fast", "cpu" or "full": sizes/epochs/experiments (see starter.common.profile)
+ENV_RUNS = "SEGKIT_RUNS"  # root folder of saved experiment runs; each assignment gets <root>/<assignment>
+
+# Run profiles, smallest first. fast: tiny synthetic data (CI); cpu: the real data at reduced size and
+# epochs (a notebook in ~20 min on 2 CPU cores); full: the course setting on a GPU.
+PROFILES = ("fast", "cpu", "full")
+DEFAULT_PROFILE = "full"  # nothing set: the course setting
+
+# starter.train.overfit_one_batch: a healthy model at least halves one batch's loss within the default
+# steps; the bugs it looks for (frozen weights, detached output, a far too small lr) leave it near 1.
+OVERFIT_LOSS_RATIO = 0.5
+OVERFIT_STEPS = 50
+OVERFIT_LR = 1e-3  # Adam; safe for pretrained backbones, where 1e-2 can diverge
 
 # --- CMP Facade (Tyleček & Šára, GCPR 2013) -----------------------------------------
 # The PNG masks store 1..12; the kit uses 0..11 (value - 1), in this order.
@@ -51,6 +65,9 @@ CMP_PALETTE = (
 )
 # Split of base+extended sorted by file name: first 500 train, next 30 val, rest test.
 CMP_SPLIT_SIZES = (500, 30)
+# The base set alone (378 pairs) would be all train under that rule, so base-only data gets its own
+# split, again by sorted name: first 288 train, next 30 val, last 60 test (cmp_b0319..cmp_b0378).
+CMP_BASE_ONLY_SPLIT_SIZES = (288, 30)
 
 # --- Stanford Background (Gould et al., ICCV 2009) ----------------------------------
 # labels/*.regions.txt hold 0..7 and -1 (unknown); the kit maps -1 to class 8 "misc".

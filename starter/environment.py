@@ -5,8 +5,10 @@ The first cell of every student notebook calls ``setup_notebook("<assignment>")`
 * **Colab** (``google.colab`` is loaded or importable): mounts Google Drive, installs this
   kit from its folder in Drive with ``pip install --no-deps -e <kit>`` (once per Colab
   session; ``--no-deps`` so Colab's own torch/torchvision are never replaced), points
-  ``$SEGKIT_DATA`` at ``<kit>/data`` in Drive and prepares the assignment's data there once
-  (skipped in fast mode). The kit folder defaults to ``/content/drive/MyDrive/segkit``;
+  prepares the assignment's data once in ``<kit>/data`` in Drive (skipped in fast mode), then
+  copies it once per session to the VM's local disk (``/content/segkit-data``) and points
+  ``$SEGKIT_DATA`` there: reading thousands of small files from Drive is many times slower than
+  from local disk. The kit folder defaults to ``/content/drive/MyDrive/segkit``;
   ``$SEGKIT_DRIVE_DIR`` or the ``drive_dir`` argument change it.
 * **GPU server / laptop**: uses the active conda environment or virtual environment as it is
   (installs nothing) and says how to prepare the data when it is missing.
@@ -26,6 +28,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -39,6 +42,10 @@ ENV_DRIVE_DIR = "SEGKIT_DRIVE_DIR"  # kit folder in Google Drive (Colab)
 ENV_GRADING = "SEGKIT_GRADING"  # "1" inside the grader's worker: setup does nothing
 DRIVE_MOUNT_POINT = "/content/drive"
 DEFAULT_DRIVE_DIR = "/content/drive/MyDrive/segkit"
+# The Colab VM's own disk: fast, but emptied with every new session. Only used when its parent
+# folder exists (a real Colab VM), so a simulated Colab elsewhere keeps reading from "Drive".
+LOCAL_DATA_DIR = Path("/content/segkit-data")
+_COPY_CHUNK = 1024 * 1024
 DISTRIBUTION = "segkit-starter"  # the pip name of this kit (pyproject.toml)
 KIT_ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS_FILE = Path(__file__).resolve().parent / "assignments.json"
@@ -219,6 +226,74 @@ def prepare_dataset(name: str, root: Path, *, progress: bool = True) -> str:
     return "prepared"
 
 
+def _manifest(folder: Path) -> dict[str, int]:
+    """Every file under `folder` (relative POSIX path -> size in bytes); empty when it does not exist."""
+    if not folder.is_dir():
+        return {}
+    return {path.relative_to(folder).as_posix(): path.stat().st_size for path in folder.rglob("*") if path.is_file()}
+
+
+def copy_to_local(src: Path, dst: Path, *, progress: bool = True) -> Path:
+    """Copy a prepared dataset folder to local disk, once.
+
+    Skipped when `dst` already holds a complete copy (the same files with the same sizes). The copy
+    goes into a temporary folder next to `dst` that is renamed into place at the end, so an
+    interrupted copy never looks complete; an incomplete `dst` is replaced.
+
+    Inputs:
+        src: the prepared dataset, e.g. ``<kit>/data/cmp_facade`` in Drive.
+        dst: where it goes, e.g. ``/content/segkit-data/cmp_facade``.
+        progress: a tqdm bar over the bytes copied.
+    Returns:
+        dst.
+    """
+    src, dst = Path(src), Path(dst)
+    wanted = _manifest(src)
+    if not wanted:
+        raise FileNotFoundError(f"nothing to copy: {src} holds no files")
+    if _manifest(dst) == wanted:
+        return dst
+    temporary = dst.parent / f".{dst.name}.partial-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        _copy_files(src, temporary, sorted(wanted), total=sum(wanted.values()), progress=progress)
+        if _manifest(temporary) != wanted:  # src changed while copying: do not call that complete
+            raise OSError(f"{src} changed while it was copied to {dst}; run again")
+        shutil.rmtree(dst, ignore_errors=True)
+        os.replace(temporary, dst)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)  # only left when something failed
+    return dst
+
+
+def _copy_files(src: Path, dst: Path, relative_paths: list[str], *, total: int, progress: bool) -> None:
+    """Copy the listed files from src to dst in chunks, with a tqdm bar over `total` bytes."""
+    from tqdm.auto import tqdm  # imported here: the setup cell must not need it before this point
+
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"copy {src.name}", disable=not progress) as bar:
+        for relative in relative_paths:
+            target = dst / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(src / relative, "rb") as reader, open(target, "wb") as writer:
+                while chunk := reader.read(_COPY_CHUNK):
+                    writer.write(chunk)
+                    bar.update(len(chunk))
+
+
+def _copy_datasets_to_local(names: list[str], drive_root: Path, local_root: Path, *, progress: bool) -> str | None:
+    """Copy every named dataset from Drive to local disk.
+
+    Returns:
+        None when all were copied (or already there), else why not (the notebook then reads Drive).
+    """
+    try:
+        for name in names:
+            copy_to_local(drive_root / name, local_root / name, progress=progress)
+    except OSError as error:  # e.g. a full local disk: reading from Drive is slower but works
+        return f"could not copy {name} to local disk ({type(error).__name__}: {error}); reading it from Drive"
+    return None
+
+
 def _python_environment() -> str:
     if os.environ.get("CONDA_DEFAULT_ENV"):
         return f"conda environment {os.environ['CONDA_DEFAULT_ENV']!r} ({sys.prefix})"
@@ -270,6 +345,7 @@ def setup_notebook(
     colab = in_colab()
     fast = fast_mode()
     env = NotebookEnvironment(assignment, "colab" if colab else "server", kit_dir=KIT_ROOT)
+    copy_local = False  # Colab only: read the data from a copy on the VM's local disk
     if colab:
         kit_dir = resolve_drive_dir(drive_dir)
         mount_drive(kit_dir)
@@ -283,8 +359,11 @@ def setup_notebook(
             sys.path.insert(0, str(kit_dir))
         if install:
             env.installed = install_kit(kit_dir, runner=runner)
-        # Data lives in Drive so it survives the Colab session; $SEGKIT_DATA set by the student wins.
-        if not os.environ.get(ENV_DATA, "").strip():
+        # Data is prepared in Drive so it survives the Colab session; $SEGKIT_DATA set by the student
+        # wins (our own earlier switch to local disk does not count as theirs).
+        configured = os.environ.get(ENV_DATA, "").strip()
+        copy_local = not configured or Path(configured) == LOCAL_DATA_DIR
+        if copy_local:
             os.environ[ENV_DATA] = str(kit_dir / "data")
     else:
         missing = missing_modules()
@@ -314,9 +393,30 @@ def setup_notebook(
                 if spec.prepare is None
                 else f"missing: prepare it once with `python -m data_scripts.{name} --root {env.data_root}`"
             )
+    if colab and copy_local and not fast:
+        _use_local_copy(env, datasets, progress=not quiet)
     if not quiet:
         print(describe(env))
     return env
+
+
+def _use_local_copy(env: NotebookEnvironment, datasets: list[str], *, progress: bool) -> None:
+    """Colab: copy the assignment's prepared datasets from Drive to LOCAL_DATA_DIR and point $SEGKIT_DATA there.
+
+    Only when every dataset is ready (a missing one must be fixed in Drive first) and the local disk
+    exists; otherwise the notebook keeps reading from Drive.
+    """
+    ready = [name for name in datasets if dataset_ready(env.data_root, name)]
+    if not ready or len(ready) != len(datasets) or not LOCAL_DATA_DIR.parent.is_dir():
+        return
+    problem = _copy_datasets_to_local(ready, env.data_root, LOCAL_DATA_DIR, progress=progress)
+    if problem is not None:
+        env.messages.append(problem)
+        return
+    for name in ready:
+        env.datasets[name] += f" (copied to local disk {LOCAL_DATA_DIR / name})"
+    os.environ[ENV_DATA] = str(LOCAL_DATA_DIR)
+    env.data_root = LOCAL_DATA_DIR
 
 
 def describe(env: NotebookEnvironment) -> str:

@@ -14,13 +14,19 @@ take the student's own functions as arguments::
 Batches are `(images, masks, ...)` tuples or dicts with "image" and "mask" keys:
 images (B, 3, H, W) float, masks (B, H, W) int64 with IGNORE_INDEX for unlabelled pixels.
 Models return logits (B, n_class, H, W), or a dict with an "out" entry like torchvision's.
+
+Runs survive a Colab disconnect: ``fit(..., checkpoint_path=..., resume=True)`` saves the whole
+training state after every epoch (``<checkpoint stem>.state.pt``) and, run again, continues after the
+last finished epoch with the same results as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
+import random
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -28,13 +34,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from starter.common import write_atomically
 from starter.config import get_device, seed_everything
-from starter.constants import IGNORE_INDEX
+from starter.constants import IGNORE_INDEX, OVERFIT_LOSS_RATIO, OVERFIT_LR, OVERFIT_STEPS
+
+__all__ = [
+    "History",
+    "OverfitError",
+    "evaluate",
+    "fit",
+    "overfit_one_batch",
+    "predict",
+    "state_path_for",
+    "train_one_epoch",
+]
 
 ConfusionFn = Callable[[torch.Tensor, torch.Tensor, int], Any]
 MiouFn = Callable[[torch.Tensor], Any]
@@ -65,6 +83,25 @@ class History:
         d = asdict(self)
         d["best_checkpoint"] = None if self.best_checkpoint is None else str(self.best_checkpoint)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        """The inverse of ``as_dict``.
+
+        Inputs:
+            d: a dict from ``as_dict`` (possibly through JSON, where NaN was stored as null).
+        Returns:
+            History; unknown keys raise a TypeError, missing ones take their defaults.
+        """
+        values = dict(d)
+        if values.get("best_checkpoint") is not None:
+            values["best_checkpoint"] = Path(values["best_checkpoint"])
+        if "best_miou" in values:
+            values["best_miou"] = float("nan") if values["best_miou"] is None else float(values["best_miou"])
+        for key in ("train_loss", "val_loss", "val_miou", "val_pixel_acc", "lr", "epoch_time"):
+            if key in values:
+                values[key] = list(values[key])
+        return cls(**values)
 
 
 # --------------------------------------------------------------------------------------
@@ -126,6 +163,17 @@ def _total_steps(loader: Iterable, max_steps: int | None) -> int | None:
     return max_steps if n is None else min(n, max_steps)
 
 
+def _progress_bar(loader: Iterable, max_steps: int | None, desc: str, progress: bool) -> tqdm:
+    """A tqdm bar over ONE pass of `loader`.
+
+    tqdm.auto's class calls iter() on a plain iterable in its constructor and again when iterated:
+    a DataLoader would start its workers twice per epoch and draw an extra seed from torch's global
+    generator. Handing tqdm an iterator makes both calls the same single pass.
+    """
+    total = _total_steps(loader, max_steps)
+    return tqdm(iter(loader), total=total, desc=desc, leave=False, disable=not progress)
+
+
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module):
     """Put the model in eval mode and give every submodule its own previous mode back.
@@ -150,7 +198,7 @@ def _as_confusion(value: Any, n_class: int) -> torch.Tensor:
     return conf.to(torch.int64)
 
 
-def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
+def _save_atomic(state: dict[str, Any], path: Path) -> None:
     """torch.save to a temporary file next to `path`, then rename over it.
 
     An interrupted save (Ctrl-C, full disk, Colab disconnect) then never leaves a truncated
@@ -200,7 +248,7 @@ def train_one_epoch(
         amp_dtype = torch.float16
     model.train()
     total, n_images = 0.0, 0
-    bar = tqdm(loader, total=_total_steps(loader, max_steps), desc=desc, leave=False, disable=not progress)
+    bar = _progress_bar(loader, max_steps, desc, progress)
     for step, batch in enumerate(bar):
         if max_steps is not None and step >= max_steps:
             break
@@ -270,7 +318,7 @@ def evaluate(
     conf = torch.zeros((n_class, n_class), dtype=torch.int64, device=device)
     total_loss, n_images = 0.0, 0
     with _eval_mode(model):
-        bar = tqdm(loader, total=_total_steps(loader, max_steps), desc=desc, leave=False, disable=not progress)
+        bar = _progress_bar(loader, max_steps, desc, progress)
         for step, batch in enumerate(bar):
             if max_steps is not None and step >= max_steps:
                 break
@@ -295,6 +343,171 @@ def evaluate(
         "pixel_acc": pixel_acc,
         "confusion": conf,
     }
+
+
+# --------------------------------------------------------------------------------------
+# the training state that lets fit resume after a disconnect
+# --------------------------------------------------------------------------------------
+
+STATE_FORMAT = 1  # bump when the layout of the state file changes
+
+
+def state_path_for(checkpoint_path: str | os.PathLike) -> Path:
+    """The training-state file fit(resume=True) keeps next to a checkpoint.
+
+    Inputs:
+        checkpoint_path: e.g. "runs/fcn/fcn32s/checkpoint.pt".
+    Returns:
+        Path "<checkpoint stem>.state.pt" in the same folder, e.g. ".../checkpoint.state.pt".
+    """
+    checkpoint = Path(checkpoint_path)
+    return checkpoint.with_name(f"{checkpoint.stem}.state.pt")
+
+
+def _resolve_state_path(
+    resume: bool, state_path: str | os.PathLike | None, checkpoint_path: str | os.PathLike | None
+) -> Path | None:
+    """Where fit keeps its training state: the explicit path, else next to the checkpoint when resuming.
+
+    Returns:
+        Path, or None when no state is kept (resume=False and no state_path: fit behaves as before).
+    """
+    if state_path is not None:
+        return Path(state_path)
+    if not resume:
+        return None
+    if checkpoint_path is None:
+        raise ValueError("resume=True needs a place for the training state: pass checkpoint_path or state_path")
+    return state_path_for(checkpoint_path)
+
+
+def _rng_state() -> dict[str, Any]:
+    """Every global random generator's state as tensors and plain values (loadable with weights_only=True)."""
+    version, internal, gauss_next = random.getstate()
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        # Python's Mersenne Twister words are < 2**32, so int64 holds them exactly.
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what _rng_state saved. CUDA states are restored for the devices present here."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+    npy = state["numpy"]
+    np.random.set_state(
+        (npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available():
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
+
+
+@dataclass
+class _Progress:
+    """fit's bookkeeping between epochs, saved in the state file."""
+
+    history: History
+    best: float = -math.inf
+    epochs_without_improvement: int = 0
+    last_epoch: int = 0
+    finished: bool = False
+
+
+def _training_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    sched: Any,
+    scaler: torch.amp.GradScaler | None,
+    progress: _Progress,
+    epochs: int,
+) -> dict[str, Any]:
+    """Everything needed to continue after `progress.last_epoch`, as tensors and plain data."""
+    return {
+        "format": STATE_FORMAT,
+        "epochs": epochs,
+        "epoch": progress.last_epoch,
+        "finished": progress.finished,
+        "best": progress.best,
+        "epochs_without_improvement": progress.epochs_without_improvement,
+        "history": progress.history.as_dict(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if sched is None else sched.state_dict(),
+        "scaler": None if scaler is None else scaler.state_dict(),
+        "rng": _rng_state(),
+    }
+
+
+def _load_training_state(path: Path) -> dict[str, Any]:
+    """Read a state file written by fit; a clear error when it is not one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a foreign or damaged file: say which one and what to do
+        raise RuntimeError(
+            f"cannot read the training state {path} ({type(error).__name__}: {error}); delete it to start over"
+        ) from error
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not a training state written by this version of fit; delete it to start over")
+    return state
+
+
+def _restore_training_state(
+    state: dict[str, Any],
+    path: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    sched: Any,
+    scaler: torch.amp.GradScaler | None,
+    epochs: int,
+) -> _Progress:
+    """Load a saved state into the model, optimizer, scheduler, scaler and random generators.
+
+    Returns:
+        the bookkeeping to continue from.
+    Raises:
+        ValueError / RuntimeError naming `path` when the state belongs to another run.
+    """
+    if state["epochs"] != epochs:
+        raise ValueError(
+            f"{path} was saved by fit(epochs={state['epochs']}), not epochs={epochs}: resume with the same "
+            "epochs, or delete the file to start over"
+        )
+    if (state["scheduler"] is None) != (sched is None):
+        raise ValueError(
+            f"{path} was saved {'without' if sched is not None else 'with'} a scheduler; this call differs"
+        )
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise RuntimeError(
+            f"the training state {path} does not fit this model/optimizer (delete it to start over): {error}"
+        ) from error
+    if sched is not None:
+        sched.load_state_dict(state["scheduler"])
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    return _Progress(
+        history=History.from_dict(state["history"]),
+        best=float(state["best"]),
+        epochs_without_improvement=int(state["epochs_without_improvement"]),
+        last_epoch=int(state["epoch"]),
+        finished=bool(state["finished"]),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -327,6 +540,40 @@ def _amp_setup(amp: bool, device: torch.device) -> tuple[torch.dtype | None, tor
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
+def _resume_or_start(
+    state_file: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    sched: Any,
+    scaler: torch.amp.GradScaler | None,
+    epochs: int,
+    verbose: bool,
+) -> _Progress:
+    """fit(resume=True): restore the saved state when there is one, else a fresh start (said aloud)."""
+    if not state_file.is_file():
+        if verbose:
+            tqdm.write(f"no training state at {state_file}: starting from scratch")
+        return _Progress(History())
+    run = _restore_training_state(
+        _load_training_state(state_file),
+        state_file,
+        model=model,
+        optimizer=optimizer,
+        sched=sched,
+        scaler=scaler,
+        epochs=epochs,
+    )
+    if verbose:
+        if run.finished:
+            tqdm.write(f"resuming from epoch {run.last_epoch}: training had already finished ({state_file})")
+        else:
+            tqdm.write(
+                f"resuming from epoch {run.last_epoch} ({state_file}); continuing with epoch {run.last_epoch + 1}"
+            )
+    return run
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable,
@@ -352,6 +599,8 @@ def fit(
     seed: int | None = 0,
     progress: bool = True,
     verbose: bool = True,
+    resume: bool = False,
+    state_path: str | os.PathLike | None = None,
 ) -> History:
     """Train `model` for `epochs` epochs, validating after each one.
 
@@ -377,11 +626,20 @@ def fit(
         max_steps_per_epoch: cap on batches per epoch, for training and validation.
         seed: passed to seed_everything (None: leave the random generators alone).
         progress: tqdm bars; verbose: one summary line per epoch.
+        resume: continue a run that stopped (e.g. a Colab disconnect) from its training state;
+            without a state file it starts from scratch. A run that had already finished
+            returns its History at once. Needs checkpoint_path or state_path.
+        state_path: where the training state (model, optimizer, scheduler, GradScaler, epoch,
+            History, early-stopping bookkeeping, random generators) is saved atomically after
+            every epoch. Default with resume=True: "<checkpoint stem>.state.pt" next to
+            checkpoint_path (see state_path_for). No state is saved when both resume is False
+            and state_path is None.
     Returns:
         History. When a best checkpoint was saved, its weights are loaded back into `model`.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    state_file = _resolve_state_path(resume, state_path, checkpoint_path)
     if (confusion_fn is None) != (miou_fn is None):
         raise ValueError("pass both confusion_fn and miou_fn (your metric functions), or neither")
     validate = val_loader is not None and confusion_fn is not None
@@ -416,10 +674,15 @@ def fit(
     amp_dtype, scaler = _amp_setup(amp, device)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
 
-    history = History()
-    best = -math.inf
-    epochs_without_improvement = 0
-    for epoch in range(1, epochs + 1):
+    run = _Progress(History())
+    if resume:
+        run = _resume_or_start(
+            state_file, model=model, optimizer=optimizer, sched=sched, scaler=scaler, epochs=epochs, verbose=verbose
+        )
+    history = run.history
+    for epoch in range(run.last_epoch + 1, epochs + 1):
+        if run.finished:
+            break
         start = time.perf_counter()
         history.lr.append(optimizer.param_groups[0]["lr"])
         train_loss = train_one_epoch(
@@ -459,16 +722,16 @@ def fit(
             history.val_pixel_acc.append(result["pixel_acc"])
             line += f"  val loss {result['loss']:.4f}  mIoU {miou:.4f}  pixel acc {result['pixel_acc']:.4f}"
             # NaN compares False, so a NaN mIoU never counts as an improvement.
-            improved = miou > best
+            improved = miou > run.best
             if improved:
-                best = miou
+                run.best = miou
                 history.best_epoch, history.best_miou = epoch, miou
-                epochs_without_improvement = 0
+                run.epochs_without_improvement = 0
                 if ckpt is not None:
                     _save_atomic(model.state_dict(), ckpt)
                     history.best_checkpoint = ckpt
             else:
-                epochs_without_improvement += 1
+                run.epochs_without_improvement += 1
         elif ckpt is not None:
             _save_atomic(model.state_dict(), ckpt)
             history.best_checkpoint = ckpt
@@ -481,8 +744,13 @@ def fit(
         if verbose:
             line += f"  lr {history.lr[-1]:.2e}  {history.epoch_time[-1]:.1f}s" + ("  *best*" if improved else "")
             tqdm.write(line)
-        if early_stopping_patience is not None and epochs_without_improvement >= early_stopping_patience:
-            history.stopped_early = True
+        stop = early_stopping_patience is not None and run.epochs_without_improvement >= early_stopping_patience
+        history.stopped_early = stop
+        run.last_epoch, run.finished = epoch, stop or epoch == epochs
+        if state_file is not None:
+            # Saved last, after every other file of this epoch: a state on disk is always a whole epoch.
+            _save_atomic(_training_state(model, optimizer, sched, scaler, run, epochs), state_file)
+        if stop:
             if verbose:
                 tqdm.write(
                     f"early stopping: no better val mIoU for {early_stopping_patience} epoch(s) "
@@ -532,3 +800,114 @@ def predict(
     if not preds_out:
         raise ValueError("the loader yielded no batches")
     return torch.cat(images_out), torch.cat(masks_out), torch.cat(preds_out)
+
+
+# --------------------------------------------------------------------------------------
+# sanity check: can the model overfit one batch?
+# --------------------------------------------------------------------------------------
+
+OVERFIT_HINTS = (
+    "the learning rate: too high makes the loss jump or turn NaN, too low barely moves it "
+    "(try lr=1e-3 or 1e-4 with Adam)",
+    "the output is not upsampled back to the masks' H x W",
+    "the masks hold values outside 0..n_class-1 other than the ignore index",
+    "parameters are frozen (requires_grad=False), so nothing learns",
+    "in a training loop of your own: optimizer.zero_grad() is missing, so gradients pile up",
+    "a ReLU or other activation after the last classifier layer (logits must be free to go negative)",
+    "the output is detached (.detach(), .data, .numpy() or torch.no_grad() in forward), "
+    "so no gradient reaches the weights",
+)
+
+
+class OverfitError(RuntimeError):
+    """overfit_one_batch could not drive one batch's loss down; the message lists the usual causes."""
+
+
+def _overfit_error(reason: str) -> OverfitError:
+    hints = "\n".join(f"  - {hint}" for hint in OVERFIT_HINTS)
+    return OverfitError(f"{reason}\nA model that cannot overfit one batch has a bug. The usual causes:\n{hints}")
+
+
+def _check_mask_values(masks: torch.Tensor, n_class: int, ignore_index: int) -> None:
+    """Raise OverfitError when the masks hold labels the loss cannot use."""
+    bad = (masks != ignore_index) & ((masks < 0) | (masks >= n_class))
+    if bad.any():
+        values = sorted({int(v) for v in masks[bad].unique()[:10]})
+        raise _overfit_error(
+            f"the masks hold {values} but the model predicts {n_class} classes (0..{n_class - 1}, "
+            f"ignore {ignore_index})"
+        )
+
+
+def overfit_one_batch(
+    model: nn.Module,
+    batch: Any,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    steps: int = OVERFIT_STEPS,
+    lr: float = OVERFIT_LR,
+    device: torch.device | str | None = None,
+    target_loss: float | None = None,
+    ignore_index: int = IGNORE_INDEX,
+    progress: bool = True,
+) -> list[float]:
+    """Train a copy of `model` on one batch: a correct model drives the loss close to zero.
+
+    The model itself is untouched (a deep copy trains, in train mode, with Adam).
+
+    Inputs:
+        model: returns logits (B, n_class, H, W) (or a dict with "out").
+        batch: (images (B,3,H,W), masks (B,H,W), ...) or a dict with "image" and "mask".
+        loss_fn: loss_fn(logits, masks) -> scalar; default CrossEntropyLoss(ignore_index).
+        steps: optimisation steps; lr: Adam's learning rate.
+        device: default get_device().
+        target_loss: pass when the final loss is below this; None (default): below
+            OVERFIT_LOSS_RATIO (50 %) of the first step's loss, lenient enough for a correct
+            model trained from scratch; pass e.g. 0.1 * first loss for a stricter check.
+        ignore_index: label of unlabelled pixels.
+        progress: tqdm bar.
+    Returns:
+        list of `steps` floats: the loss before each step's update.
+    Raises:
+        OverfitError (a RuntimeError): the loss did not get below the target, turned NaN, no
+        parameter is trainable, or the masks hold impossible labels; the message lists the causes.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    device = get_device() if device is None else torch.device(device)
+    trial = copy.deepcopy(model).to(device).train()
+    params = [p for p in trial.parameters() if p.requires_grad]
+    if not params:
+        raise _overfit_error("the model has no trainable parameter (every requires_grad is False)")
+    if loss_fn is None:
+        loss_fn = nn.CrossEntropyLoss(ignore_index=ignore_index)
+    if isinstance(loss_fn, nn.Module):
+        loss_fn = copy.deepcopy(loss_fn).to(device)  # class weights on the logits' device, caller's copy untouched
+    images, masks = _to_device(*_unpack(batch), device, channels_last=False)
+    optimizer = torch.optim.Adam(params, lr=lr)
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc="overfit one batch", leave=False, disable=not progress)
+    for step in bar:
+        try:
+            logits = _logits(trial, images, masks)
+        except ValueError as error:  # wrong output size: keep the precise message, add the checklist
+            raise _overfit_error(str(error)) from error
+        if step == 0:
+            _check_mask_values(masks, logits.shape[1], ignore_index)
+        loss = loss_fn(logits, masks)
+        if not torch.isfinite(loss):
+            raise _overfit_error(f"the loss is {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        if loss.requires_grad:  # a fully detached output has no graph; the target check below reports it
+            loss.backward()
+            optimizer.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    bar.close()
+    target = OVERFIT_LOSS_RATIO * losses[0] if target_loss is None else target_loss
+    if not losses[-1] < target:
+        raise _overfit_error(
+            f"after {steps} steps on one batch the loss is {losses[-1]:.4f} (first {losses[0]:.4f}), "
+            f"not below {target:.4f}"
+        )
+    return losses

@@ -1,4 +1,4 @@
-"""Tests for starter.config: fast mode parsing, data root, device choice, seeding."""
+"""Tests for starter.config: run profile and fast mode parsing, data root, device choice, seeding."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from starter.config import (
     describe_environment,
     fast_mode,
     get_device,
+    pick,
     print_environment,
+    profile,
     seed_everything,
 )
-from starter.constants import ENV_DATA, ENV_FAST
+from starter.constants import ENV_DATA, ENV_FAST, ENV_PROFILE
 
 
 @pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", " Yes "])
@@ -34,7 +36,52 @@ def test_fast_mode_off(monkeypatch, value):
 
 def test_fast_mode_unset(monkeypatch):
     monkeypatch.delenv(ENV_FAST, raising=False)
+    monkeypatch.delenv(ENV_PROFILE, raising=False)
     assert fast_mode() is False
+
+
+@pytest.mark.parametrize(
+    ("fast", "value", "expected"),
+    [
+        ("", "", "full"),
+        ("", "cpu", "cpu"),
+        ("", " CPU ", "cpu"),
+        ("", "fast", "fast"),
+        ("", "full", "full"),
+        ("1", "", "fast"),
+        ("yes", "fast", "fast"),
+        ("0", "cpu", "cpu"),
+    ],
+)
+def test_profile(monkeypatch, fast, value, expected):
+    """Does $SEGKIT_PROFILE pick the profile, $SEGKIT_FAST=1 still mean "fast", and nothing mean "full"?"""
+    monkeypatch.setenv(ENV_FAST, fast)
+    monkeypatch.setenv(ENV_PROFILE, value)
+    assert profile() == expected
+    assert fast_mode() is (expected == "fast")
+    assert pick(fast=64, cpu=128, full=256) == {"fast": 64, "cpu": 128, "full": 256}[expected]
+
+
+def test_profile_unset_is_full(monkeypatch):
+    monkeypatch.delenv(ENV_FAST, raising=False)
+    monkeypatch.delenv(ENV_PROFILE, raising=False)
+    assert profile() == "full" and pick(fast="a", cpu="b", full="c") == "c"
+
+
+def test_profile_errors(monkeypatch):
+    """Are an unknown profile and a contradiction with $SEGKIT_FAST refused with what to do?"""
+    monkeypatch.delenv(ENV_FAST, raising=False)
+    monkeypatch.setenv(ENV_PROFILE, "gpu")
+    with pytest.raises(ValueError, match="fast, cpu, full"):
+        profile()
+    with pytest.raises(ValueError, match="not a profile"):
+        fast_mode()
+    monkeypatch.setenv(ENV_PROFILE, "cpu")
+    monkeypatch.setenv(ENV_FAST, "1")
+    with pytest.raises(ValueError, match="SEGKIT_FAST.*SEGKIT_PROFILE='cpu'"):
+        profile()
+    with pytest.raises(TypeError):
+        pick(fast=1, cpu=2)  # every profile needs its value
 
 
 def test_data_root_env_and_default(monkeypatch, tmp_path):
@@ -85,11 +132,17 @@ def test_seed_everything_deterministic_flags():
 
 def test_describe_environment(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv(ENV_FAST, "1")
+    monkeypatch.delenv(ENV_PROFILE, raising=False)
     monkeypatch.setenv(ENV_DATA, str(tmp_path))
     text = describe_environment()
     assert torch.__version__ in text
     assert "torchvision" in text and "python" in text
-    assert "fast mode    on" in text
+    assert "fast mode    on" in text and "profile      fast" in text
+    monkeypatch.setenv(ENV_FAST, "")
+    monkeypatch.setenv(ENV_PROFILE, "cpu")
+    assert "profile      cpu" in describe_environment() and "fast mode    off" in describe_environment()
+    monkeypatch.setenv(ENV_FAST, "1")
+    monkeypatch.delenv(ENV_PROFILE)
     assert str(tmp_path) in text and "exists" in text
     print_environment()
     assert capsys.readouterr().out.strip() == text
