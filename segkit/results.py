@@ -123,8 +123,10 @@ def _figures_for(assignment: str, results: dict, runs_root: Path, classes: Seque
         lines.append(
             f"![{assignment}: loss and validation mIoU per epoch]({_save(plot_history(trained), out / 'curves.png')})"
         )
+    store = RunStore(runs_root / assignment)
     for name, result in results.items():
-        slug = RunStore.slug(name)
+        experiment_dir = store.experiment_dir(name)
+        slug = experiment_dir.name
         ious = [result.per_class_iou.get(c, float("nan")) for c in classes]
         ious = [float("nan") if v is None else v for v in ious]
         bars = plot_iou_bars(ious, classes, title=f"{name}: test IoU per class")
@@ -132,7 +134,7 @@ def _figures_for(assignment: str, results: dict, runs_root: Path, classes: Seque
         if result.confusion:
             conf = plot_confusion(result.confusion, classes)
             lines.append(f"![{name}: confusion matrix]({_save(conf, out / f'{slug}-confusion.png')})")
-        for png in sorted((runs_root / assignment / slug).glob("*.png")):
+        for png in sorted(experiment_dir.glob("*.png")):
             target = out / f"{slug}-{png.name}"
             shutil.copyfile(png, target)
             lines.append(f"![{name}: {png.stem}]({target.relative_to(DOCS_FILE.parent).as_posix()})")
@@ -199,7 +201,8 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
         for name, r in results.items():
             cells = [_number(r.per_class_iou.get(c)) for c in classes]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        extra_keys = sorted({k for r in results.values() for k in r.extra})
+        # Summary metrics only ("mAP"); per-class entries ("AP sky") stay in the runs folder.
+        extra_keys = sorted({k for r in results.values() for k in r.extra if " " not in k})
         if extra_keys:
             lines += ["", "| experiment | " + " | ".join(extra_keys) + " |", "|---" * (len(extra_keys) + 1) + "|"]
             for name, r in results.items():
