@@ -143,6 +143,8 @@ def _figures_for(assignment: str, results: dict, runs_root: Path, classes: Seque
 
 def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: str) -> str:
     """docs/results.md from the runs folder. Inputs: runs root, notebook wall times, a description of the machine."""
+    import json
+
     from starter.data import dataset_spec
     from starter.runs import RunStore
 
@@ -208,6 +210,29 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
             for name, r in results.items():
                 lines.append(f"| {name} | " + " | ".join(_number(r.extra.get(k)) for k in extra_keys) + " |")
         lines += ["", *_figures_for(assignment, results, runs_root, classes), ""]
+    estimate_file = BUILD_DIR / "colab-estimate.json"
+    if estimate_file.is_file():
+        estimate = json.loads(estimate_file.read_text())
+        lines += [
+            "## Time per epoch in the full profile: estimated, not measured",
+            "",
+            "No GPU was lent to the session that made this page, so the full profile's time per epoch is an",
+            "estimate (`python bench/colab_estimate.py`): training FLOPs per image of the solution's model",
+            "(torch's FLOP counter), the CPU's effective rate from the epochs measured above, and an assumed",
+            f"{estimate['t4_effective_tflops']:.0f} TFLOP/s effective for a Colab T4 (about 10 % of its float16",
+            "tensor-core peak). Expect the truth within a factor of 2. Full epoch = 500 training + 30 validation",
+            "images at the full profile's size.",
+            "",
+            "| experiment | GFLOP / training image (full size) | CPU GFLOP/s (measured) | full epoch, 2 CPU cores | full epoch, Colab T4 |",
+            "|---|---|---|---|---|",
+        ]
+        for name, row in estimate["rows"].items():
+            lines.append(
+                f"| {name} | {row['gflop_per_training_image_full']:.0f} | {row['cpu_effective_gflops']:.0f} "
+                f"| ~{row['cpu_seconds_per_full_epoch_estimated'] / 60:.0f} min "
+                f"| ~{row['t4_seconds_per_full_epoch_estimated']:.0f} s |"
+            )
+        lines.append("")
     lines += ["## Not run here", ""]
     lines += [f"- **{name}**: {why}" for name, why in not_run]
     lines.append("")
@@ -254,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "SEGKIT_PROFILE": options.profile,
                 "SEGKIT_DATA": str(data_root),
                 "SEGKIT_DATASET": config.dataset,
-                "SEGKIT_RUNS": str(runs_root / assignment),
+                "SEGKIT_RUNS": str(runs_root),  # the notebook adds its own assignment folder
                 "PYTHONPATH": str(REPO_ROOT),
                 "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             }

@@ -99,7 +99,12 @@ the scripts that download their data, and the environment files.
    PyTorch is kept as it is) and downloads the assignment's data into `My Drive/segkit/data`
    once; later sessions reuse it. It prints the device, the versions and where the data is.{colab_manual}
 
-Your work is saved in the notebook in Drive (File > Save). Checkpoints go to Colab's temporary disk.
+Your work is saved in the notebook in Drive (File > Save). Every training run saves its results and
+its whole training state after each epoch in `runs/<assignment>/` inside the kit's Drive folder: after
+a disconnect, run the setup cell and the training section again and it skips the experiments that
+finished and resumes the unfinished one where it stopped; the results tables are rebuilt from there.
+The setup cell copies the assignment's data from Drive to Colab's local disk once per session (reading
+from Drive during training is slow).
 
 ## Starting on a GPU server (or your own machine)
 
@@ -116,12 +121,23 @@ notebook says which command prepares its data if it is missing. Data scripts of 
 
 {data_commands}
 
-## Fast mode
+## Run profiles: fast, cpu, full
 
-`SEGKIT_FAST=1` runs a notebook end to end in about a minute on a CPU with tiny synthetic data,
-one short epoch and randomly initialised networks: handy to check that everything runs before a
-long training run (the numbers it prints mean nothing). On a server: `SEGKIT_FAST=1 jupyter lab`;
-in a notebook, run `import os; os.environ["SEGKIT_FAST"] = "1"` before the first cell.
+`SEGKIT_PROFILE` sets how big the runs are; it changes sizes, epochs and which experiments run, never
+the code:
+
+- `full` (the default): the course setting, meant for a GPU (Colab or a server).
+- `cpu`: the real data at reduced image size, training-set size and epochs, about 20 minutes a
+  notebook on a laptop's CPU. Experiments that need ImageNet weights run only if the weights are
+  already downloaded.
+- `fast` (same as `SEGKIT_FAST=1`): tiny synthetic data, one short epoch and randomly initialised
+  networks, about a minute on a CPU: handy to check that everything runs before a long run (the
+  numbers it prints mean nothing).
+
+On a server: `SEGKIT_PROFILE=cpu jupyter lab`; in a notebook, run
+`import os; os.environ["SEGKIT_PROFILE"] = "cpu"` before the first cell. Each notebook says, next to
+its training cell, what a correct implementation reaches in each profile, and warns when your run is
+far off.
 
 ## Self-checks
 

@@ -1,0 +1,74 @@
+"""docs/results.md (segkit results): rendered from a runs folder, without running any notebook."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import pytest
+
+from segkit import results as card
+from starter.constants import CMP_CLASSES
+from starter.runs import ExperimentResult, RunStore
+
+matplotlib.use("Agg")
+
+
+def _result(name: str, miou: float, *, trained: bool = True) -> ExperimentResult:
+    n = len(CMP_CLASSES)
+    history = {"train_loss": [2.0, 1.5], "val_loss": [2.1, 1.7], "val_miou": [0.1, miou]} if trained else {}
+    return ExperimentResult(
+        name=name,
+        data="cmp_facade",
+        image_size="96x96",
+        epochs_run=2 if trained else 0,
+        epochs_planned=8 if trained else 0,
+        profile="cpu",
+        device="cpu",
+        seconds_per_epoch=42.0 if trained else float("nan"),
+        pixel_acc=0.5,
+        miou=miou,
+        per_class_iou={c: (float("nan") if i == 3 else 0.2) for i, c in enumerate(CMP_CLASSES)},
+        confusion=[[5 if i == j else 1 for j in range(n)] for i in range(n)],
+        history=history,
+        extra={"mAP": 0.3, "AP window": 0.4},
+    )
+
+
+@pytest.fixture
+def results_tree(tmp_path, monkeypatch):
+    monkeypatch.setattr(card, "BUILD_DIR", tmp_path / "build")
+    monkeypatch.setattr(card, "DOCS_FILE", tmp_path / "docs" / "results.md")
+    monkeypatch.setattr(card, "FIGURES_DIR", tmp_path / "docs" / "results")
+    (tmp_path / "docs").mkdir()
+    data = tmp_path / "build" / "data" / "cmp_facade"
+    data.mkdir(parents=True)
+    (data / "meta.json").write_text(json.dumps({"classes": list(CMP_CLASSES)}))
+    runs = tmp_path / "build" / "runs"
+    store = RunStore(runs / "unet")
+    store.save_result("per-pixel prior", _result("per-pixel prior", 0.05, trained=False))
+    store.save_result("U-Net", _result("U-Net", 0.21))
+    return runs
+
+
+def test_results_card_lists_every_experiment_with_its_figures(results_tree):
+    """Does the card show each finished experiment, the rows that need ImageNet weights, and its figures?"""
+    text = card.render_report(results_tree, {"unet": 600.0}, "test machine")
+    assert "| U-Net | cmp_facade | 96x96 | 2/8 | 42 | 0.500 | 0.210 |" in text
+    assert "| per-pixel prior | cmp_facade | 96x96 | 0 |" in text
+    assert "| ResNet-UNet ImageNet | needs ImageNet weights: not run here |" in text
+    assert "Notebook wall time: 10.0 min" in text
+    assert "| mAP |" in text and "AP window" not in text  # per-class AP stays in the runs folder
+    figures = card.FIGURES_DIR / "unet"
+    assert (figures / "curves.png").is_file() and (figures / "U-Net-iou.png").is_file()
+    assert "](results/unet/curves.png)" in text
+    # The assignment whose notebook cannot run offline says why.
+    assert "**cam**: needs ImageNet-pretrained" in text
+
+
+def test_results_card_without_runs_says_how_to_make_them(results_tree):
+    import shutil
+
+    shutil.rmtree(results_tree / "unet")
+    text = card.render_report(results_tree, {}, "test machine")
+    assert "No finished experiment in the runs folder" in text
