@@ -349,6 +349,69 @@ class FCNResNet18(nn.Module):
         return out[:, :, :height, :width].contiguous()
 '''
 
+CONV_SIZE_FLOATS = '''
+def conv_output_size(size, kernel, stride=1, padding=0, dilation=1, transposed=False, output_padding=0,
+                     ceil_mode=False):
+    """math.floor / math.ceil on true division, as PyTorch's documentation writes the formulas."""
+    if transposed:
+        return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    steps = (size + 2 * padding - dilation * (kernel - 1) - 1) / stride
+    if not ceil_mode:
+        return math.floor(steps) + 1
+    out = math.ceil(steps) + 1
+    last_start = (out - 1) * stride - padding  # first input pixel of the last window
+    return out - 1 if last_start >= size else out
+'''
+
+CONV_SIZE_WINDOWS = '''
+def conv_output_size(size, kernel, stride=1, padding=0, dilation=1, transposed=False, output_padding=0,
+                     ceil_mode=False):
+    """Counts window positions (or, transposed, the pixels the spread kernels reach)."""
+    span = dilation * (kernel - 1) + 1
+    if transposed:
+        reached = (size - 1) * stride + span  # pixels covered before cropping the padding
+        return reached - 2 * padding + output_padding
+    padded = size + 2 * padding
+    count, start = 0, 0  # start: first pixel of the window, in padded coordinates
+    while True:
+        fits = start + span <= padded
+        partial = ceil_mode and start + span - padded < stride and start < size + padding
+        if not (fits or partial):
+            break
+        count += 1
+        start += stride
+    return count
+'''
+
+CROP_BACKWARD_FLOATS = '''
+def crop_offset(layers):
+    """Floats (exact here: halves and powers of two), walking from the output back to the input."""
+    a, b = 1.0, 0.0  # input coordinate = a * output coordinate + b
+    for kind, kernel, stride, padding in reversed(layers):
+        centre = (kernel - 1) / 2 - padding
+        if kind == "transposed":
+            a, b = a / stride, (b - centre) / stride
+        else:
+            a, b = a * stride, b * stride + centre
+    return int(round(-b))
+'''
+
+CROP_TRACK_PIXEL = '''
+def _forward_map(layer, x):
+    """Where input coordinate x lands in the layer's output coordinates."""
+    kind, kernel, stride, padding = layer
+    centre = (kernel - 1) / 2 - padding
+    return stride * x + centre if kind == "transposed" else (x - centre) / stride
+
+
+def crop_offset(layers):
+    """Follows input pixel 0 through every layer; where it lands is the offset."""
+    position = 0.0
+    for layer in layers:
+        position = _forward_map(layer, position)
+    return round(position)
+'''
+
 CONFUSION_NUMPY = '''
 import numpy as np
 
@@ -416,6 +479,8 @@ def mean_iou(conf):
 
 ALTERNATIVES = {
     "fcn_bilinear": [BILINEAR_LOOPS, BILINEAR_NUMPY],
+    "fcn_conv_size": [CONV_SIZE_FLOATS, CONV_SIZE_WINDOWS],
+    "fcn_crop": [CROP_BACKWARD_FLOATS, CROP_TRACK_PIXEL],
     "fcn32s": [FCN32S_TABLE, FCN32S_EXPLICIT],
     "fcn16s": [FCN16S_NARROW, FCN16S_CROP_FIRST],
     "fcn8s": [FCN8S_LOOP, FCN8S_FUNCTIONAL],

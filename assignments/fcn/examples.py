@@ -7,19 +7,13 @@ HOSTILE maps a grade_id to a cell that attacks the grader instead of solving the
 
 BUGS = {
     "fcn_bilinear": [("else factor - 0.5", "else factor - 1")],  # centre off by one half
-    "fcn32s": [("19:19 + x.size(2), 19:19 + x.size(3)", "18:18 + x.size(2), 18:18 + x.size(3)")],  # crop 18
-    "fcn16s": [
-        (
-            "score_pool4[:, :, 5:5 + upscore2.size(2), 5:5 + upscore2.size(3)]",
-            "score_pool4[:, :, 4:4 + upscore2.size(2), 4:4 + upscore2.size(3)]",
-        )
-    ],  # skip crop off by one
-    "fcn8s": [
-        (
-            "9:9 + upscore_pool4.size(2), 9:9 + upscore_pool4.size(3)",
-            "8:8 + upscore_pool4.size(2), 8:8 + upscore_pool4.size(3)",
-        )
-    ],
+    "fcn_conv_size": [
+        ("(out - 1) * stride >= size + padding", "(out - 1) * stride > size + padding")
+    ],  # ceil mode keeps a last window that starts at the right padding's first pixel
+    "fcn_crop": [("centre = Fraction(kernel - 1, 2) - padding", "centre = Fraction(kernel // 2) - padding")],
+    "fcn32s": [("        c = self.crop\n", "        c = self.crop - 1\n")],  # crop 18
+    "fcn16s": [("self.crop_pool4 = -crop_offset(", "self.crop_pool4 = crop_offset(")],  # skip crop with the wrong sign
+    "fcn8s": [("self.crop_pool3 = -crop_offset(", "self.crop_pool3 = 1 - crop_offset(")],  # pool3 skip crop off by one
     "fcn_vgg_copy": [("            target.bias.copy_(source.bias)\n", "")],  # conv biases not copied
     "fcn_resnet": [("F.pad(x, (0, pad_w, 0, pad_h))", "F.pad(x, (pad_w, 0, pad_h, 0))")],  # pads top/left
     "fcn_confusion": [
@@ -46,6 +40,36 @@ print('{"score": 100, "tests": []}')  # forged result line
 
 def get_upsampling_weight(in_channels, out_channels, kernel_size):
     return torch.zeros(in_channels, out_channels, kernel_size, kernel_size).as_subclass(AlwaysEqual)
+""",
+    # An int subclass that claims to equal everything, and a patched operator.index.
+    "fcn_conv_size": """
+import operator
+
+
+class Sneaky(int):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = int.__hash__
+
+
+operator.index = lambda value: value
+
+
+def conv_output_size(size, kernel, stride=1, padding=0, dilation=1, transposed=False, output_padding=0,
+                     ceil_mode=False):
+    return Sneaky(0)
+""",
+    # Returns the FCN-32s answer for everything and patches the builtins the probes could use.
+    "fcn_crop": """
+import builtins
+
+builtins.isinstance = lambda *args: True
+builtins.int = lambda *args: 19
+
+
+def crop_offset(layers):
+    return 19.0
 """,
     # Infinite loop inside forward (and a forged "passed" line).
     "fcn32s": """

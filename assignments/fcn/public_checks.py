@@ -66,6 +66,70 @@ def _check_bilinear(get_upsampling_weight):
     _expect(float(weight[0, 1].abs().sum()) == 0, "off-diagonal channel pairs [i, j], i != j, must be zero")
 
 
+def _torch_size(layer, size):
+    with torch.no_grad():
+        return int(layer(torch.zeros(1, 1, size, size)).shape[-1])
+
+
+@_register("fcn_conv_size")
+def _check_conv_size(conv_output_size):
+    import torch.nn as nn
+
+    # Layers of this notebook, each compared with the size PyTorch itself gives.
+    cases = [
+        ("Conv2d(3, padding=1) on 37", dict(size=37, kernel=3, padding=1), nn.Conv2d(1, 1, 3, padding=1), 37),
+        ("Conv2d(3, padding=100) on 1", dict(size=1, kernel=3, padding=100), nn.Conv2d(1, 1, 3, padding=100), 1),
+        ("Conv2d(7) (fc6) on 7", dict(size=7, kernel=7), nn.Conv2d(1, 1, 7), 7),
+        (
+            "Conv2d(3, stride=2, dilation=2) on 20",
+            dict(size=20, kernel=3, stride=2, dilation=2),
+            nn.Conv2d(1, 1, 3, stride=2, dilation=2),
+            20,
+        ),
+        ("MaxPool2d(2, 2) on 199", dict(size=199, kernel=2, stride=2), nn.MaxPool2d(2, 2), 199),
+        (
+            "MaxPool2d(2, 2, ceil_mode=True) on 199",
+            dict(size=199, kernel=2, stride=2, ceil_mode=True),
+            nn.MaxPool2d(2, 2, ceil_mode=True),
+            199,
+        ),
+        (
+            "ConvTranspose2d(64, stride=32) on 1",
+            dict(size=1, kernel=64, stride=32, transposed=True),
+            nn.ConvTranspose2d(1, 1, 64, stride=32),
+            1,
+        ),
+        (
+            "ConvTranspose2d(4, stride=2, padding=1, output_padding=1) on 5",
+            dict(size=5, kernel=4, stride=2, padding=1, transposed=True, output_padding=1),
+            nn.ConvTranspose2d(1, 1, 4, stride=2, padding=1, output_padding=1),
+            5,
+        ),
+    ]
+    for name, arguments, layer, size in cases:
+        value = conv_output_size(**arguments)
+        _expect(isinstance(value, int) and not isinstance(value, bool), f"{name}: return a Python int, got {value!r}")
+        expected = _torch_size(layer, size)
+        _expect(value == expected, f"{name}: PyTorch gives {expected}, you return {value}")
+
+
+@_register("fcn_crop")
+def _check_crop(crop_offset):
+    conv3 = ("conv", 3, 1, 1)
+    pool = ("pool", 2, 2, 0)
+    vgg = [("conv", 3, 1, 100), conv3, pool] + [conv3, conv3, pool] + [conv3, conv3, conv3, pool] * 3
+    vgg += [("conv", 7, 1, 0), ("conv", 1, 1, 0)]  # fc6, fc7
+    cases = [
+        ("[('conv', 3, 1, 1)] (size-preserving)", [conv3], 0),
+        ("[('conv', 3, 1, 0)]", [("conv", 3, 1, 0)], -1),
+        ("the FCN-32s stack", vgg + [("conv", 1, 1, 0), ("transposed", 64, 32, 0)], 19),
+    ]
+    for name, layers, expected in cases:
+        value = crop_offset(layers)
+        _expect(isinstance(value, int) and not isinstance(value, bool), f"{name}: return a Python int, got {value!r}")
+        _expect(value == expected, f"{name}: the offset should be {expected}, got {value}")
+
+
 @_register("fcn32s")
 def _check_fcn32s(model_class):
     _fcn_model_checks(model_class, TRUNK + ["upscore"], [])

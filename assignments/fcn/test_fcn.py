@@ -196,6 +196,291 @@ def test_bilinear_upsamples_ramp(sub, ref):
     assert_close(sub.call(probe_ramp_upsampling), ref.call(probe_ramp_upsampling), what="upsampled ramp")
 
 
+# --- fcn_conv_size (2 points) ---------------------------------------------------------------------
+
+
+def probe_conv_sizes(ns, cases):
+    """conv_output_size on each case (a dict of keyword arguments): an int, or what else came back."""
+    import operator
+
+    results = []
+    for case in cases:
+        value = ns["conv_output_size"](**case)
+        try:
+            results.append("a bool" if isinstance(value, bool) else operator.index(value))
+        except TypeError:
+            results.append(f"a {type(value).__name__}")
+    return results
+
+
+def torch_output_size(case):
+    """The output size PyTorch's own layer gives for a case, or None if PyTorch rejects it."""
+    import torch
+    import torch.nn as nn
+
+    settings = {k: case[k] for k in ("stride", "padding", "dilation")}
+    if case.get("transposed"):
+        layer = nn.ConvTranspose2d(1, 1, case["kernel"], output_padding=case["output_padding"], **settings)
+    elif "ceil_mode" in case:
+        layer = nn.MaxPool2d(case["kernel"], ceil_mode=case["ceil_mode"], **settings)
+    else:
+        layer = nn.Conv2d(1, 1, case["kernel"], **settings)
+    try:
+        with torch.no_grad():
+            return int(layer(torch.zeros(1, 1, case["size"], case["size"])).shape[-1])
+    except RuntimeError:  # output size below 1, or settings PyTorch refuses
+        return None
+
+
+def conv_cases(seed, count=40):
+    import random
+
+    rng = random.Random(seed)
+    cases = []
+    while len(cases) < count:
+        kernel = rng.randint(1, 11)
+        case = {
+            "size": rng.randint(1, 300),
+            "kernel": kernel,
+            "stride": rng.randint(1, 5),
+            "padding": rng.randint(0, kernel + 2),
+            "dilation": rng.randint(1, 3),
+        }
+        if torch_output_size(case) is not None:
+            cases.append(case)
+    return cases
+
+
+def pool_cases(seed, count=40):
+    """Max-pooling in both modes; at least a quarter of the ceil-mode cases hit PyTorch's rule that
+    the last window must start inside the input or the left padding."""
+    import random
+
+    rng = random.Random(seed)
+    cases, rule_cases = [], []
+    while len(cases) < count or len(rule_cases) < count // 4:
+        kernel = rng.randint(1, 7)
+        case = {
+            "size": rng.randint(1, 120),
+            "kernel": kernel,
+            "stride": rng.randint(1, kernel + 2),
+            "padding": rng.randint(0, kernel // 2),
+            "dilation": rng.randint(1, 2),
+            "ceil_mode": rng.random() < 0.7,
+        }
+        expected = torch_output_size(case)
+        if expected is None:
+            continue
+        span = case["dilation"] * (kernel - 1)
+        rounded_up = -(-(case["size"] + 2 * case["padding"] - span - 1) // case["stride"]) + 1
+        if case["ceil_mode"] and rounded_up != expected:
+            rule_cases.append(case)
+        elif len(cases) < count:
+            cases.append(case)
+    return cases + rule_cases[: count // 4]
+
+
+def transposed_cases(seed, count=40):
+    import random
+
+    rng = random.Random(seed)
+    cases = []
+    while len(cases) < count:
+        kernel, stride, dilation = rng.randint(1, 8), rng.randint(1, 5), rng.randint(1, 3)
+        case = {
+            "size": rng.randint(1, 100),
+            "kernel": kernel,
+            "stride": stride,
+            "padding": rng.randint(0, kernel),
+            "dilation": dilation,
+            "transposed": True,
+            "output_padding": rng.randint(0, max(stride, dilation) - 1),
+        }
+        if torch_output_size(case) is not None:
+            cases.append(case)
+    return cases
+
+
+def _check_sizes(sub, cases, layer):
+    actual = sub.call(probe_conv_sizes, cases)
+    expect(type(actual) is list and len(actual) == len(cases), "conv_output_size could not be run on every case")
+    for case, value in zip(cases, actual):
+        arguments = ", ".join(f"{k}={v}" for k, v in case.items())
+        expect(type(value) is int, f"conv_output_size({arguments}) returned {value}, not a Python int")
+        expect(
+            value == torch_output_size(case),
+            f"conv_output_size({arguments}) returned {value}, which is not the size {layer} gives",
+        )
+
+
+@unit(
+    "fcn_conv_size",
+    points=0.75,
+    message="conv_output_size differs from the output size of nn.Conv2d (check how the padding, the "
+    "dilated kernel's span and the stride enter, and that the division rounds down).",
+)
+def test_conv_sizes(sub, ref):
+    """Does conv_output_size give nn.Conv2d's output size for random sizes, kernels, strides, paddings and dilations?"""
+    _check_sizes(sub, conv_cases(seed=1), "nn.Conv2d")
+
+
+@unit(
+    "fcn_conv_size",
+    points=0.75,
+    message="conv_output_size differs from the output size of nn.MaxPool2d (ceil_mode=True rounds up, but "
+    "PyTorch drops a last window that would start in the right padding).",
+)
+def test_pool_sizes(sub, ref):
+    """Does it give nn.MaxPool2d's output size in floor and ceil mode, including the last-window rule?"""
+    _check_sizes(sub, pool_cases(seed=2), "nn.MaxPool2d")
+
+
+@unit(
+    "fcn_conv_size",
+    points=0.5,
+    message="conv_output_size(..., transposed=True) differs from the output size of nn.ConvTranspose2d "
+    "(stride, padding on both sides, dilation and output_padding).",
+)
+def test_transposed_sizes(sub, ref):
+    """Does it give nn.ConvTranspose2d's output size, with dilation and output_padding?"""
+    _check_sizes(sub, transposed_cases(seed=3), "nn.ConvTranspose2d")
+
+
+# --- fcn_crop (2 points) --------------------------------------------------------------------------
+
+
+def probe_crop_offsets(ns, stacks):
+    """crop_offset on each stack of (kind, kernel, stride, padding) layers: an int, or what else came back."""
+    import operator
+
+    results = []
+    for layers in stacks:
+        value = ns["crop_offset"]([tuple(layer) for layer in layers])
+        try:
+            results.append("a bool" if isinstance(value, bool) else operator.index(value))
+        except TypeError:
+            results.append(f"a {type(value).__name__}")
+    return results
+
+
+def offset_of(layers):
+    """The check's own reference: walk back from the output, mapping an output coordinate y to the
+    input coordinate x = a * y + b it lies over. Returns (a, -b): a == 1 when the strides cancel,
+    and then output pixel i + c lies over input pixel i with c = -b."""
+    from fractions import Fraction
+
+    a, b = Fraction(1), Fraction(0)
+    for kind, kernel, stride, padding in reversed(layers):
+        centre = Fraction(kernel - 1, 2) - padding
+        if kind == "transposed":  # output y of this layer lies over its input (y - centre) / stride
+            a, b = a / stride, (b - centre) / stride
+        else:  # output y lies over its input stride * y + centre
+            a, b = a * stride, b * stride + centre
+    return a, -b
+
+
+def random_stacks(seed, count=30):
+    """Random stacks whose strides cancel and whose offset is a whole number of pixels."""
+    import random
+
+    rng = random.Random(seed)
+    stacks = []
+    while len(stacks) < count:
+        layers, total = [], 1
+        for _ in range(rng.randint(1, 3)):
+            stride = rng.choice([2, 2, 3])
+            kernel = rng.choice([stride, stride + 1, 2 * stride - 1, 3])
+            layers.append((rng.choice(["conv", "pool"]), kernel, stride, rng.randint(0, kernel // 2)))
+            total *= stride
+        ups = [total] if rng.random() < 0.5 else [s for s in (2, 3) for _ in range(_multiplicity(total, s))]
+        for stride in ups:
+            kernel = rng.choice([2 * stride, stride, 2 * stride + 1, stride + 1])
+            layers.append(("transposed", kernel, stride, rng.randint(0, kernel // 2)))
+        for _ in range(rng.randint(0, 4)):  # stride-1 layers anywhere
+            kernel = rng.choice([1, 3, 5, 7])
+            kind = rng.choice(["conv", "conv", "pool", "transposed"])
+            layers.insert(rng.randint(0, len(layers)), (kind, kernel, 1, rng.randint(0, kernel)))
+        scale, offset = offset_of(layers)
+        if scale == 1 and offset.denominator == 1:
+            stacks.append(layers)
+    return stacks
+
+
+def _multiplicity(number, factor):
+    count = 0
+    while number % factor == 0:
+        number //= factor
+        count += 1
+    return count
+
+
+def single_layer_stacks():
+    """Stride-1 layers alone and in pairs: the sign convention and the role of kernel and padding."""
+    stacks = [[("conv", k, 1, p)] for k in (1, 3, 5, 7) for p in (0, 1, 3, 10)]
+    stacks += [[("pool", k, 1, p)] for k in (1, 3, 5) for p in range(k // 2 + 1)]
+    stacks += [[("transposed", k, 1, p)] for k in (1, 3, 5) for p in (0, 1, 2)]
+    stacks += [[("conv", 3, 1, 0), ("transposed", 5, 1, 0)], [("conv", 5, 1, 100), ("conv", 3, 1, 0)]]
+    return stacks
+
+
+def fcn_stacks():
+    """The paths of FCN-32s/16s/8s (built here, independent of the notebook's tables)."""
+    conv, pool, score, up2 = ("conv", 3, 1, 1), ("pool", 2, 2, 0), ("conv", 1, 1, 0), ("transposed", 4, 2, 0)
+    to_pool3 = [("conv", 3, 1, 100), conv, pool, conv, conv, pool, conv, conv, conv, pool]
+    pool3_to_pool4 = [conv, conv, conv, pool]
+    pool4_to_fc7 = [conv, conv, conv, pool, ("conv", 7, 1, 0), ("conv", 1, 1, 0)]
+    to_fc7 = to_pool3 + pool3_to_pool4 + pool4_to_fc7
+    return [
+        to_fc7 + [score, ("transposed", 64, 32, 0)],  # FCN-32s: 19
+        pool4_to_fc7 + [score, up2],  # pool4 -> upscore2: -5
+        to_fc7 + [score, up2, ("transposed", 32, 16, 0)],  # FCN-16s: 27
+        pool3_to_pool4 + pool4_to_fc7 + [score, up2, up2],  # pool3 -> upscore_pool4: -9
+        to_fc7 + [score, up2, up2, ("transposed", 16, 8, 0)],  # FCN-8s: 31
+    ]
+
+
+def _check_offsets(sub, stacks, what):
+    actual = sub.call(probe_crop_offsets, stacks)
+    expect(type(actual) is list and len(actual) == len(stacks), "crop_offset could not be run on every stack")
+    for i, (layers, value) in enumerate(zip(stacks, actual)):
+        expect(type(value) is int, f"crop_offset returned {value}, not a Python int")
+        expect(value == int(offset_of(layers)[1]), f"{what} {i + 1} of {len(stacks)}: the offset is wrong")
+
+
+@unit(
+    "fcn_crop",
+    points=0.5,
+    message="crop_offset is wrong for single stride-1 layers: output pixel i + c must lie over input "
+    "pixel i (a 3x3 convolution without padding gives -1; padding moves the output the other way; a "
+    "transposed convolution moves it the opposite way to a convolution).",
+)
+def test_crop_single_layers(sub, ref):
+    """Is the offset right for single convolutions, pools and transposed convolutions of stride 1?"""
+    _check_offsets(sub, single_layer_stacks(), "stride-1 stack")
+
+
+@unit(
+    "fcn_crop",
+    points=1,
+    message="crop_offset is wrong on stacks that downsample and upsample: compose each layer's affine "
+    "coordinate map in order (a stride divides coordinates, a transposed stride multiplies them).",
+)
+def test_crop_random_stacks(sub, ref):
+    """Is the offset right on random stacks of convolutions, pools and transposed convolutions whose strides cancel?"""
+    _check_offsets(sub, random_stacks(seed=4), "random stack")
+
+
+@unit(
+    "fcn_crop",
+    points=0.5,
+    message="crop_offset is wrong on the FCN paths: the FCN-32s stack must give 19, and the paths behind "
+    "the crops 5, 27, 9 and 31 of FCN-16s and FCN-8s their offsets.",
+)
+def test_crop_fcn_stacks(sub, ref):
+    """Does it give 19 for FCN-32s and the offsets behind FCN-16s's and FCN-8s's crops (5, 27, 9, 31)?"""
+    _check_offsets(sub, fcn_stacks(), "FCN path")
+
+
 # --- fcn32s / fcn16s / fcn8s (3 points each) ---------------------------------------------------
 
 
@@ -250,7 +535,8 @@ def test_fcn32s_architecture(sub, ref):
     "fcn32s",
     points=1.5,
     message="With the same weights as the reference, FCN32s gives different outputs "
-    "(check the padding of conv1_1, ceil_mode of the pools and the final crop offset).",
+    "(check the padding of conv1_1, ceil_mode of the pools and the final crop offset 19, which comes from "
+    "crop_offset).",
 )
 def test_fcn32s_outputs(sub, ref):
     """With identical weights, does FCN32s give the reference output for tiny, odd and even input sizes?"""
@@ -418,10 +704,10 @@ def test_confusion_counts(sub, ref):
 @unit(
     "fcn_confusion",
     points=1,
-    message="confusion_matrix must return an int64 (n_class, n_class) tensor and accept int32 as well as int64 labels.",
+    message="confusion_matrix must return an int64 (n_class, n_class) tensor and accept uint8, int32 and int64 labels.",
 )
 def test_confusion_dtypes(sub, ref):
-    """Does it return int64 counts for int32 and int64 inputs alike?"""
+    """Does it return int64 counts for uint8, int32 and int64 inputs alike?"""
     check_confusion_dtypes(sub, ref)
 
 
