@@ -103,11 +103,16 @@ def test_run_or_load_skips_finished_and_runs_unfinished(tmp_path, capsys):
 
     def train(checkpoint_path: Path) -> ExperimentResult:
         calls.append(checkpoint_path)
+        checkpoint_path.write_bytes(b"best weights")
+        checkpoint_path.with_name("checkpoint.state.pt").write_bytes(b"resumable state")
         return result("FCN-8s", 0.6)
 
     first = run_or_load(store, "FCN-8s", train)
     assert calls == [tmp_path / "FCN-8s" / "checkpoint.pt"] and first.miou == 0.6
     assert RunStore(tmp_path).is_finished("FCN-8s")
+    # Finished: the best weights stay, the (large) resumable state is no longer needed.
+    assert (tmp_path / "FCN-8s" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "FCN-8s" / "checkpoint.state.pt").exists()
 
     def must_not_train(checkpoint_path):
         raise AssertionError("a finished experiment was trained again")
