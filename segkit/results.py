@@ -162,6 +162,11 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
         'material ("seeds") were measured on the full CMP split after full-length training with ImageNet weights;',
         "they are printed beside ours for orientation, not as a like-for-like comparison.",
         "",
+        "Reading these numbers: from scratch, the few dozen SGD steps of the `cpu` profile leave most networks at",
+        "the level of a per-pixel prior (predicting the commonest class, facade, almost everywhere). The profile",
+        "proves that the notebooks run end to end on real data and measures what an epoch costs; what the models",
+        "can reach needs the `full` profile on a GPU, which has not been run for this page.",
+        "",
         f"Machine: {environment}",
         "",
     ]
@@ -177,7 +182,10 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
         wall = wall_seconds.get(assignment)
         lines += [f"## {assignment}: solutions/{assignment}/{assignment}.ipynb on {config.dataset}", ""]
         if wall is not None:
-            lines += [f"Notebook wall time: {wall / 60:.1f} min (this run of `make results`).", ""]
+            lines += [
+                f"Wall time of the last `make results` run of this notebook: {wall / 60:.1f} min (experiments finished in earlier runs are skipped, not re-run).",
+                "",
+            ]
         if not results:
             lines += ["No finished experiment in the runs folder: run `make results`.", ""]
             continue
@@ -221,7 +229,8 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
             "(torch's FLOP counter), the CPU's effective rate from the epochs measured above, and an assumed",
             f"{estimate['t4_effective_tflops']:.0f} TFLOP/s effective for a Colab T4 (about 10 % of its float16",
             "tensor-core peak). Expect the truth within a factor of 2. Full epoch = 500 training + 30 validation",
-            "images at the full profile's size.",
+            "images at the full profile's size. Compute only: decoding and resizing the images on Colab's CPUs",
+            "comes on top and is not estimated (it dominates for the small ResNet-18 models).",
             "",
             "| experiment | GFLOP / training image (full size) | CPU GFLOP/s (measured) | full epoch, 2 CPU cores | full epoch, Colab T4 |",
             "|---|---|---|---|---|",

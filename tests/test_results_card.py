@@ -57,7 +57,7 @@ def test_results_card_lists_every_experiment_with_its_figures(results_tree):
     assert "| U-Net | cmp_facade | 96x96 | 2/8 | 42 | 0.500 | 0.210 |" in text
     assert "| per-pixel prior | cmp_facade | 96x96 | 0 |" in text
     assert "| ResNet-UNet ImageNet | needs ImageNet weights: not run here |" in text
-    assert "Notebook wall time: 10.0 min" in text
+    assert "this notebook: 10.0 min" in text
     assert "| mAP |" in text and "AP window" not in text  # per-class AP stays in the runs folder
     figures = card.FIGURES_DIR / "unet"
     assert (figures / "curves.png").is_file() and (figures / "U-Net-iou.png").is_file()
