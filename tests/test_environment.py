@@ -130,7 +130,7 @@ def test_colab_mounts_installs_and_downloads_once(colab, capsys):
     assert os.environ["SEGKIT_DATA"] == str(data)
     output = capsys.readouterr().out
     assert "Google Colab" in output and "device" in output and str(data) in output and "cmp_facade: prepared" in output
-    for name in ("torch", "nn", "F", "check", "FAST", "device", "fast_mode", "IGNORE_INDEX"):
+    for name in ("torch", "nn", "F", "check", "FAST", "device", "PROFILE", "pick", "IGNORE_INDEX"):
         assert name in namespace, f"the setup cell must still define {name}"
 
     run_cell(source)  # a second run in the same session: nothing to install or download again
