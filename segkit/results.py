@@ -17,6 +17,7 @@ notebook cannot run on such a machine; `needs_weights` and `published` fill the 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -143,8 +144,6 @@ def _figures_for(assignment: str, results: dict, runs_root: Path, classes: Seque
 
 def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: str) -> str:
     """docs/results.md from the runs folder. Inputs: runs root, notebook wall times, a description of the machine."""
-    import json
-
     from starter.data import dataset_spec
     from starter.runs import RunStore
 
@@ -274,7 +273,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     data_root, runs_root = BUILD_DIR / "data", BUILD_DIR / "runs"
     wall_file = BUILD_DIR / "wall-seconds.json"
-    import json
 
     wall = json.loads(wall_file.read_text()) if wall_file.is_file() else {}
     if not options.report_only:
