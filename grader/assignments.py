@@ -14,6 +14,7 @@ written answers are markdown cells with ``solution: true`` (graded by hand).
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,6 +166,9 @@ class AssignmentSpec:
     config: AssignmentConfig
     units: list[Unit] = field(default_factory=list)
     setup_cells: list[tuple[str, str]] = field(default_factory=list)  # (grade_id, released source)
+    # grade_id -> the graded units its reference code uses, transitively, in notebook order. A check
+    # of such a unit runs the student's cell on top of the reference versions of these (fair units).
+    dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def checks_path(self) -> Path:
@@ -221,7 +225,44 @@ def load_assignment(name: str, root: Path = REPO_ROOT) -> AssignmentSpec:
         elif meta.get("solution"):
             kind = "auto" if cell.get("cell_type") == "code" else "manual"
             spec.units.append(Unit(grade_id, float(meta.get("points", 0)), kind, cell_source(cell)))
+    spec.dependencies = unit_dependencies(spec.auto_units)
     return spec
+
+
+def _top_level_names(source: str) -> set[str]:
+    """Names a cell defines at module level (functions, classes, plain assignments)."""
+    names = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def unit_dependencies(units: list[Unit]) -> dict[str, tuple[str, ...]]:
+    """Which graded units each unit's reference code uses (by the names their cells define), closed
+    transitively and listed in notebook order. Read from the solution, so nothing is declared by hand
+    and a new helper call cannot be forgotten."""
+    defined = {u.grade_id: _top_level_names(u.source) for u in units}
+    direct = {}
+    for unit in units:
+        used = {
+            n.id for n in ast.walk(ast.parse(unit.source)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+        } - defined[unit.grade_id]
+        direct[unit.grade_id] = {gid for gid, names in defined.items() if gid != unit.grade_id and names & used}
+    order = [u.grade_id for u in units]
+    closed = {}
+    for gid in order:
+        seen, stack = set(), list(direct[gid])
+        while stack:
+            dep = stack.pop()
+            if dep not in seen and dep != gid:
+                seen.add(dep)
+                stack.extend(direct[dep])
+        closed[gid] = tuple(g for g in order if g in seen)
+    return {gid: deps for gid, deps in closed.items() if deps}
 
 
 def grading_files(spec: AssignmentSpec) -> list[Path]:

@@ -74,6 +74,10 @@ class Submission:
         self.protections: list[str] = []
         self._memo: dict[str, tuple] = {}
         self.current_unit: str | None = None  # set by the grading plugin before each check
+        # Set by the grading plugin: probes of a unit that uses other graded units run on the reference
+        # versions of those (one bug costs one unit); False: on the student's own.
+        self.isolate = False
+        self._reference_sources = {u.grade_id: u.source for u in spec.auto_units}
         self.hung_units: set[str] = set()
         self.deadline = time.monotonic() + worker_options["limits"].submission_timeout
         if notebook is not None:
@@ -179,16 +183,17 @@ class Submission:
         from grader.harness import call_key, probe_source
 
         source = probe_source(probe)
+        isolate = self._isolation()
         key = None
         if memo:
-            key = call_key(source, args, kwargs)
+            key = call_key(source + repr(isolate is not None and isolate["unit"]), args, kwargs)
             if key in self._memo:
                 outcome, value = self._memo[key]
                 if outcome == "error":
                     raise value
                 return value
         try:
-            value = self._call(source, probe.__name__, args, kwargs, timeout)
+            value = self._call(source, probe.__name__, args, kwargs, timeout, isolate)
         except Exception as exc:
             if key is not None:
                 self._memo[key] = ("error", exc)
@@ -197,7 +202,21 @@ class Submission:
             self._memo[key] = ("ok", value)
         return value
 
-    def _call(self, source, name, args, kwargs, timeout):
+    def dependencies(self, grade_id: str | None) -> tuple[str, ...]:
+        return self.spec.dependencies.get(grade_id, ()) if grade_id else ()
+
+    def _isolation(self) -> dict | None:
+        """What the worker needs to run the current unit over the reference versions of the units
+        it uses (their solution source, sent for this probe only), or None."""
+        dependencies = self.dependencies(self.current_unit)
+        if not (self.isolate and dependencies):
+            return None
+        return {
+            "unit": self.current_unit,
+            "reference": [(gid, self._reference_sources[gid]) for gid in dependencies],
+        }
+
+    def _call(self, source, name, args, kwargs, timeout, isolate=None):
         if self.worker is None:
             raise WorkerError(self.dead_reason or "the worker is not running")
         if self.current_unit in self.hung_units:
@@ -210,7 +229,7 @@ class Submission:
         limits = self.worker.limits
         timeout = min(timeout or limits.probe_timeout, remaining, limits.probe_timeout_cap or remaining)
         try:
-            return self.worker.probe(source, name, args, kwargs, timeout=timeout)
+            return self.worker.probe(source, name, args, kwargs, timeout=timeout, isolate=isolate)
         except WorkerError as exc:
             self.log(f"probe {name} killed the worker: {exc}; restarting")
             self._retire(self.worker)

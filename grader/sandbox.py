@@ -1002,8 +1002,18 @@ class Worker:
             raise WorkerError("the worker answered out of turn")
         return {"status": "ok" if reply.get("status") == "ok" else "error", "error": str(reply.get("error", ""))}
 
-    def probe(self, source: str, name: str, args: tuple = (), kwargs: dict | None = None, timeout: float | None = None):
-        """Run a probe function `name(namespace, *args, **kwargs)` in the worker; return its plain result."""
+    def probe(
+        self,
+        source: str,
+        name: str,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        timeout: float | None = None,
+        isolate: dict | None = None,
+    ):
+        """Run a probe function `name(namespace, *args, **kwargs)` in the worker; return its plain result.
+        `isolate` ({"unit", "reference": [(grade_id, source)]}): run it on that unit's cell placed over
+        the reference versions of the units it uses (`worker.isolated_namespace`)."""
         self._next_id += 1
         request_id = self._next_id
         self._send(
@@ -1014,6 +1024,7 @@ class Worker:
                 "name": name,
                 "args": list(args),
                 "kwargs": dict(kwargs or {}),
+                "isolate": isolate,
             }
         )
         reply = self._receive(timeout or self.limits.probe_timeout)

@@ -11,7 +11,9 @@ BUGS = {
         ("(out - 1) * stride >= size + padding", "(out - 1) * stride > size + padding")
     ],  # ceil mode keeps a last window that starts at the right padding's first pixel
     "fcn_crop": [("centre = Fraction(kernel - 1, 2) - padding", "centre = Fraction(kernel // 2) - padding")],
-    "fcn32s": [("        c = self.crop\n", "        c = self.crop - 1\n")],  # crop 18
+    # upscore left at PyTorch's random init instead of bilinear. FCN-16s and FCN-8s subclass FCN32s
+    # and replace upscore: this bug must cost fcn32s only (fair units).
+    "fcn32s": [("        self.upscore.weight.data.copy_(get_upsampling_weight(n_class, n_class, 64))\n", "")],
     "fcn16s": [("self.crop_pool4 = -crop_offset(", "self.crop_pool4 = crop_offset(")],  # skip crop with the wrong sign
     "fcn8s": [("self.crop_pool3 = -crop_offset(", "self.crop_pool3 = 1 - crop_offset(")],  # pool3 skip crop off by one
     "fcn_vgg_copy": [("            target.bias.copy_(source.bias)\n", "")],  # conv biases not copied

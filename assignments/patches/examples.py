@@ -5,13 +5,9 @@ match exactly once. HOSTILE maps a grade_id to a cell that attacks the grader in
 """
 
 BUGS = {
-    # The bottom-flush row of windows is forgotten: the last rows of pixels are never cut.
-    "patch_extract": [
-        (
-            "for y in starts(height) for x in starts(width)",
-            "for y in range(0, height - size + 1, stride) for x in starts(width)",
-        )
-    ],
+    # Positions written (x, y) instead of (y, x), so windows are cut transposed. predict_full uses
+    # extract_patches: this bug must cost patch_extract only (fair units), not patch_predict.
+    "patch_extract": [("torch.tensor([(y, x) for y in", "torch.tensor([(x, y) for y in")],
     # Ignored pixels counted as labelled.
     "patch_weights": [("labels.numel() / counts.clamp(min=1)", "masks.numel() / counts.clamp(min=1)")],
     # Overlaps summed instead of averaged.
