@@ -162,6 +162,7 @@ class SubmissionResult:
     worker_restarts: how many times the sandboxed worker had to be restarted (crash, timeout, memory).
     peak_worker_memory_mb: the largest memory use of the worker, in MiB (0 when unknown).
     duration_s: seconds the grading of this submission took.
+    cpu_s: CPU seconds it cost: the sandboxed worker's process tree plus the trusted grading process.
     checked_units: when only some units were checked (mutation testing, --units-map), their sorted
         grade_ids; None when every unit was checked (the key is then absent from the JSON).
     fingerprint: what `grader.cli` keys a cached result by (the submission and grader versions);
@@ -183,6 +184,7 @@ class SubmissionResult:
     worker_restarts: int = 0
     peak_worker_memory_mb: float = 0.0
     duration_s: float = 0.0
+    cpu_s: float = 0.0
     checked_units: list[str] | None = None
     fingerprint: str | None = None
     extra_keys: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -203,6 +205,7 @@ class SubmissionResult:
         "unsafe_no_sandbox",
         "peak_worker_memory_mb",
         "duration_s",
+        "cpu_s",
         "fingerprint",
     )
 
@@ -228,6 +231,7 @@ class SubmissionResult:
                 "unsafe_no_sandbox": self.unsafe_no_sandbox,
                 "peak_worker_memory_mb": self.peak_worker_memory_mb,
                 "duration_s": self.duration_s,
+                "cpu_s": self.cpu_s,
             }
         )
         if self.fingerprint is not None:
@@ -257,6 +261,7 @@ class SubmissionResult:
                 worker_restarts=data.get("worker_restarts", 0),
                 peak_worker_memory_mb=data.get("peak_worker_memory_mb", 0.0),
                 duration_s=data.get("duration_s", 0.0),
+                cpu_s=data.get("cpu_s", 0.0),
                 checked_units=data.get("checked_units"),
                 fingerprint=data.get("fingerprint"),
                 extra_keys=_unknown_keys(data, cls.KEYS),

@@ -71,6 +71,7 @@ class Submission:
         self.worker: Worker | None = None
         self.dead_reason = ""
         self.peak_memory_bytes = 0
+        self.worker_cpu_seconds = 0.0
         self.protections: list[str] = []
         self._memo: dict[str, tuple] = {}
         self.current_unit: str | None = None  # set by the grading plugin before each check
@@ -157,6 +158,7 @@ class Submission:
         self.log("worker output (head/tail):\n" + worker.output())
         worker.stop()
         self.peak_memory_bytes = max(self.peak_memory_bytes, worker.peak_memory_bytes or 0)
+        self.worker_cpu_seconds += worker.cpu_seconds
 
     def close(self):
         if self.worker is not None:
@@ -255,7 +257,7 @@ def grade(
 ) -> SubmissionResult:
     """Grade one notebook. `units`: only run the checks of these grade_ids (others score 0 and
     are marked "not checked"; used by mutation testing)."""
-    started = time.time()
+    started, started_cpu = time.time(), time.process_time()
     log_lines: list[str] = []
     log = log_lines.append
     notebook_error = ""
@@ -309,6 +311,7 @@ def grade(
         worker_restarts=submission.restarts,
         peak_worker_memory_mb=round(submission.peak_memory_bytes / 2**20, 1),
         duration_s=round(time.time() - started, 2),
+        cpu_s=round(time.process_time() - started_cpu + submission.worker_cpu_seconds, 2),
     )
     if log_path is not None:
         write_atomic(log_path, "\n".join(log_lines))

@@ -701,6 +701,30 @@ def tree_resident_bytes(root_pid: int) -> int:
     return total
 
 
+def tree_cpu_seconds(root_pid: int) -> float:
+    """CPU time (user + system, own and reaped children's) of `root_pid` and its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    times: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        times[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0)
+        stack += children.get(pid, [])
+    return total / tick
+
+
 class _MemoryWatchdog(threading.Thread):
     """Kills the worker's whole process tree when its resident memory passes the cap (no cgroup)."""
 
@@ -801,6 +825,7 @@ class Worker:
         self._scratch: Path | None = None
         self._watchdog: _MemoryWatchdog | None = None
         self.peak_memory_bytes: int | None = None
+        self.cpu_seconds = 0.0  # CPU time of the worker tree, read when it is stopped
         self.out_of_memory = False
 
     # -- lifecycle -----------------------------------------------------------------
@@ -902,6 +927,7 @@ class Worker:
     def stop(self):
         """Kill the worker and everything it started; remove its scratch and cgroups."""
         if self.process is not None:
+            self.cpu_seconds = tree_cpu_seconds(self.process.pid)
             for kill in (lambda: os.killpg(self.process.pid, signal.SIGKILL), self.process.kill):
                 try:
                     kill()
