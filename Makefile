@@ -35,9 +35,15 @@ help:
 	@echo "make generate  regenerate notebooks/ (and starter/assignments.json) from solutions/"
 	@echo "make release   dist/student-bundle.zip for students [ASSIGNMENTS=fcn,cam]"
 	@echo "make gradescope dist/gradescope-<assignment>.zip autograders [ASSIGNMENT=fcn]"
+	@echo "make slurm     a Slurm job array grading SHARDS=10 slices, then collect into OUT [SUBMISSIONS=dir] [SUBMIT=1]"
+	@echo "               (docs/many-machines.md; by hand: make grade SHARD=2/4 OUT=x, then segkit collect)"
+	@echo "make gradebook COURSE=dir  scores of OUT (grades/) into nbgrader's gradebook.db, autograded/ and feedback/"
+	@echo "               and OUT/lms-<a>.csv for an LMS [ASSIGNMENT=fcn] [STUDENT=id] [FORCE=1] (no COURSE: the CSV only)"
 	@echo "make mutants   mutation-test the hidden checks (docs/mutation-report.md)"
 	@echo "make proof     single-bug isolation, hostile corpus, correct alternatives (slow; not in make test)"
 	@echo "make results   solution notebooks on real data (cpu profile) -> docs/results.md [ONLY=fcn] [REPORT_ONLY=1]"
+	@echo "make similarity  submissions that share code (with each other, with a corpus) -> grades/similarity/<a>/"
+	@echo "               [SUBMISSIONS=dir] [ASSIGNMENT=fcn] [THRESHOLD=0.6] (default: the bundled examples)"
 	@echo "make bench     print the benchmarks' figures"
 	@echo "make quality   regenerate docs/quality.md (mutants, hostile corpus, benchmarks, CI time)"
 	@echo "make new-assignment NAME=x [TITLE=...]  scaffold assignments/x and a one-unit solution"
@@ -87,7 +93,16 @@ OUT ?= grades
 grade: setup
 	$(RUN) -m segkit grade $(SUBMISSIONS) --out $(OUT) -j $(JOBS) \
 		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force) \
-		$(if $(UNSAFE_NO_SANDBOX),--unsafe-no-sandbox)
+		$(if $(UNSAFE_NO_SANDBOX),--unsafe-no-sandbox) $(if $(SHARD),--shard $(SHARD))
+
+# Many machines (docs/many-machines.md): OUT/slurm/{grade,collect}.sbatch and submit.sh; SUBMIT=1 submits.
+SHARD ?=
+SHARDS ?= 10
+.PHONY: slurm
+slurm: setup
+	$(RUN) -m segkit slurm $(SUBMISSIONS) --shards $(SHARDS) --out $(OUT) \
+		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(GRADER_ARGS),--grader-args "$(GRADER_ARGS)") \
+		$(if $(SUBMIT),--submit)
 
 # Tests run on TEST_JOBS processes (pytest-xdist); tests/conftest.py keeps the files with costly
 # shared fixtures (grading runs, escape corpus) on one process each. (Three processes measured no
@@ -117,10 +132,19 @@ check-generated: setup
 results: setup
 	$(RUN) -m segkit results $(if $(ONLY),--only $(ONLY)) $(if $(REPORT_ONLY),--report-only)
 
+# Similarity report: every graded cell (and whole submission) against the others and against the
+# corpus (the kit's solution + assignments/<a>/similarity_corpus/*.py) -> $(OUT)/similarity/<a>/.
+THRESHOLD ?=
+.PHONY: similarity
+similarity: setup
+	$(RUN) -m segkit similarity $(SUBMISSIONS) --out $(OUT)/similarity \
+		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(THRESHOLD),--threshold $(THRESHOLD))
+
 bench: setup
 	$(RUN) bench/train_speed.py
 	$(RUN) bench/confusion_speed.py
-	$(RUN) bench/grade_speed.py --assignment fcn
+	$(RUN) bench/rgb_to_index_speed.py
+	$(RUN) bench/grade_speed.py
 
 # docs/quality.md: mutation score, specificity, hostile corpus, benchmarks, CI time (slow: ~1 h).
 quality: setup
@@ -137,6 +161,15 @@ gradescope: setup
 		$(RUN) -m segkit gradescope --assignment $$a --out dist/gradescope-$$(echo $$a | tr , -).zip \
 			$(if $(GRADER_ARGS),--grader-args "$(GRADER_ARGS)"); \
 	done
+
+# nbgrader: the autograded scores of $(OUT) into COURSE's gradebook.db (formgrader then lists only the
+# written answers as needing a grade), autograded/ and feedback/ (for nbgrader release_feedback), and
+# $(OUT)/lms-<assignment>.csv for an LMS import. Without COURSE: the CSV only. See docs/instructor-guide.md.
+COURSE ?=
+.PHONY: gradebook
+gradebook: setup
+	$(RUN) -m segkit gradebook --grades $(OUT) --lms-csv $(if $(COURSE),--course $(COURSE)) \
+		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force)
 
 # Student bundle: dist/student-bundle.zip (notebooks, starter, data scripts, environment files,
 # STUDENT_README.md; never solutions/grader/tests). ASSIGNMENTS=fcn,cam releases only those.

@@ -4,6 +4,7 @@
     python -m grader hw1/ --assignment fcn   # a plain folder of <student_id>.ipynb files
     python -m grader zips/                   # a folder of <student_id>.zip made by `python -m starter.submit`
     python -m grader ... --student alice     # regrade one student (others are reused)
+    python -m grader ... --shard 2/4         # grade only the second of 4 slices of the students
     options: --out grades  -j N  --force  --unsafe-no-sandbox
 
 Submissions are graded by a pool of trusted processes (`grader.runner.grade`), each starting
@@ -13,6 +14,11 @@ Grading refuses to start when the host cannot build the sandbox (`grader.sandbox
 unless `--unsafe-no-sandbox` is given (and then every report says so). Finished results are kept in
 <out>/results/<assignment>/<student>.json, keyed by a fingerprint of the submission and
 the grader, so an interrupted run resumes and a re-run reuses every unchanged result.
+
+Many machines: `--shard K/N` grades the students whose id hashes to slice K of N (sha256 of the
+id, so every machine agrees, whatever the order of the folders). Each shard grades into its own
+folder; `segkit collect OUT SHARD_DIR...` (grader.collect) merges them into one gradebook, rendered
+by the same code as a normal run. Every run records what it did in <out>/run.json.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ import hashlib
 import json
 import multiprocessing
 import os
+import socket
 import sys
 import time
 import zipfile
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from functools import cache
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -43,11 +51,12 @@ from grader.report import (
     write_submission_reports,
 )
 from grader.results import ResultFormatError, SubmissionResult
-from grader.sandbox import Limits, SandboxUnavailable, active_protections
+from grader.sandbox import Limits, Protection, SandboxUnavailable, active_protections
 from starter import common
 from starter.common import write_atomic
 
 SUBMISSION_TIMEOUT_S = 900  # all checks of one submission together
+RUN_MANIFEST = "run.json"  # what a run graded, reused and failed, and the protections it had
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,24 @@ class Job:
     student: str
     assignment: str
     notebook: Path
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` (1 <= K <= N) -> (K, N); raises ValueError with a readable message otherwise."""
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise ValueError(f"--shard takes K/N, e.g. 2/4 (the second of four slices), not {text!r}") from None
+    if not 1 <= shard[0] <= shard[1]:
+        raise ValueError(f"--shard {text}: K must be between 1 and N")
+    return shard
+
+
+def shard_of(student: str, count: int) -> int:
+    """The 1-based slice of `count` that grades `student`: sha256 of the id, not Python's hash()
+    (randomised per process), so every machine and every re-run puts a student in the same slice."""
+    return int.from_bytes(hashlib.sha256(student.encode("utf-8")).digest(), "big") % count + 1
 
 
 def infer_assignment(path: Path, known: list[str]) -> str | None:
@@ -94,8 +121,16 @@ def unpack_submission_zip(archive: Path, unpack_root: Path, known: list[str]) ->
     return jobs
 
 
-def discover(paths: list[Path], assignment: str | None, unpack_root: Path | None = None) -> list[Job]:
+def discover(
+    paths: list[Path],
+    assignment: str | None,
+    unpack_root: Path | None = None,
+    keep_student: Callable[[str], bool] | None = None,
+) -> list[Job]:
+    """Every submission under `paths`. `keep_student(id)` False: that student's zip is not even
+    unpacked (a shard skips the others'); the caller still filters the returned jobs."""
     known = assignment_names()
+    keep_student = keep_student or (lambda student: True)
     jobs: list[Job] = []
     loose: list[Path] = []
     for path in paths:
@@ -103,12 +138,13 @@ def discover(paths: list[Path], assignment: str | None, unpack_root: Path | None
             loose.append(path)
             continue
         if path.is_file() and path.suffix == ".zip":
-            jobs += unpack_submission_zip(path, unpack_root, known)
+            if keep_student(path.stem):
+                jobs += unpack_submission_zip(path, unpack_root, known)
             continue
         if not path.is_dir():
             raise SystemExit(f"error: {path} is neither a folder, a .zip nor a .ipynb file")
         loose += sorted(path.glob("*.ipynb"))
-        for archive in sorted(path.glob("*.zip")):
+        for archive in sorted(archive for archive in path.glob("*.zip") if keep_student(archive.stem)):
             jobs += [
                 j
                 for j in unpack_submission_zip(archive, unpack_root, known)
@@ -149,6 +185,12 @@ def grader_fingerprint(assignment: str) -> str:
 
 def job_fingerprint(job: Job, grader_version: str) -> str:
     return hashlib.sha256(job.notebook.read_bytes() + grader_version.encode()).hexdigest()[:24]
+
+
+def expected_fingerprint(job: Job, versions: dict[str, str], units_map: dict[str, list[str]]) -> str:
+    """The fingerprint an up-to-date result of `job` carries. A result checked on a subset of
+    units (--units-map) never stands in for a full one: the unit list is part of it."""
+    return job_fingerprint(job, versions[job.assignment] + json.dumps(units_map.get(job.student)))
 
 
 @cache
@@ -330,6 +372,41 @@ def grade_all(
     return failures
 
 
+def render_outputs(
+    results: list[SubmissionResult],
+    out_dir: Path,
+    protections: list[Protection],
+    *,
+    unsafe: bool,
+    refresh_feedback: bool = False,
+) -> Path:
+    """grades.csv, report.md and every result's feedback (Markdown, HTML, Gradescope JSON) in
+    `out_dir`; a normal run and `segkit collect` both render through here, so the same results
+    give the same bytes. Feedback already on disk is kept unless `refresh_feedback`."""
+    for result in results:  # reports of reused results may be missing (e.g. deleted by hand)
+        if refresh_feedback or not (out_dir / "feedback" / result.student_id / f"{result.assignment}.md").exists():
+            write_submission_reports(result, out_dir)
+    columns = [u.grade_id for name in sorted({r.assignment for r in results}) for u in _assignment(name).auto_units]
+    gradebook = write_gradebook(results, columns, out_dir)
+    write_run_report(results, out_dir, protections, unsafe=unsafe)
+    return gradebook
+
+
+def write_run_manifest(out_dir: Path, record: dict) -> Path:
+    """<out>/run.json: what this run graded, reused and failed, with the protections it had (read
+    back by `segkit collect`, which renders report.md from it)."""
+    return write_atomic(out_dir / RUN_MANIFEST, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def protections_record(protections: list[Protection]) -> list[dict]:
+    return [asdict(protection) for protection in protections]
+
+
+def _student_list(students: list[str], limit: int = 20) -> str:
+    shown = ", ".join(students[:limit])
+    return shown + (f" and {len(students) - limit} more (all in {RUN_MANIFEST})" if len(students) > limit else "")
+
+
 def build_parser(prog: str = "python -m grader") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -340,6 +417,12 @@ def build_parser(prog: str = "python -m grader") -> argparse.ArgumentParser:
     )
     parser.add_argument("--assignment", help="assignment of loose notebooks (inferred from their cells if omitted)")
     parser.add_argument("--student", action="append", help="grade only these student ids")
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="grade only slice K of N of the students (by a hash of the id; one folder per slice, "
+        "then `segkit collect`; docs/many-machines.md)",
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "grades", help="output folder (default: grades/)")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel submissions")
     parser.add_argument("--force", action="store_true", help="regrade even when a result is up to date")
@@ -381,6 +464,10 @@ def main(argv=None, prog: str = "python -m grader") -> int:
     if options.no_sandbox:
         parser.error(f"--no-sandbox is now spelled {UNSAFE_FLAG} (and is recorded in every report)")
     try:
+        shard = parse_shard(options.shard) if options.shard else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
         protections = active_protections(sandbox=not options.unsafe_no_sandbox)
     except SandboxUnavailable as exc:
         print(
@@ -397,14 +484,24 @@ def main(argv=None, prog: str = "python -m grader") -> int:
             "none grades the bundled example submissions"
         )
     out_dir = options.out.resolve()
-    jobs = discover([p.resolve() for p in options.paths], options.assignment, out_dir / "submissions")
+    in_shard = (lambda student: shard_of(student, shard[1]) == shard[0]) if shard else None
+    jobs = discover([p.resolve() for p in options.paths], options.assignment, out_dir / "submissions", in_shard)
     if options.student:
-        unknown = set(options.student) - {j.student for j in jobs}
+        # With --shard, zips of other slices are not even opened: only this slice's ids can be checked.
+        unknown = {s for s in set(options.student) - {j.student for j in jobs} if not shard or in_shard(s)}
         if unknown:
             raise SystemExit(f"error: no submission from {', '.join(sorted(unknown))}")
     if not jobs:
         print("No submissions found.")
         return 1
+    if shard:
+        students = sorted({j.student for j in jobs})
+        jobs = [j for j in jobs if in_shard(j.student)]
+        taken = sorted({j.student for j in jobs})
+        print(
+            f"Shard {shard[0]}/{shard[1]}: {len(taken)} of {len(students)} students, {len(jobs)} submission(s)"
+            + (f": {_student_list(taken)}" if taken else "")
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     forbidden = sorted({str(out_dir)} | {str(p.resolve() if p.is_dir() else p.resolve().parent) for p in options.paths})
     versions = {name: grader_fingerprint(name) for name in {j.assignment for j in jobs}}
@@ -413,8 +510,7 @@ def main(argv=None, prog: str = "python -m grader") -> int:
     pending = []
     units_map = json.loads(options.units_map.read_text()) if options.units_map else {}
     for job in jobs:
-        # A result checked on a subset of units (--units-map) never stands in for a full one.
-        fingerprint = job_fingerprint(job, versions[job.assignment] + json.dumps(units_map.get(job.student)))
+        fingerprint = expected_fingerprint(job, versions, units_map)
         path = out_dir / "results" / job.assignment / f"{job.student}.json"
         cached = read_cached_result(path)
         selected = not options.student or job.student in options.student
@@ -449,17 +545,29 @@ def main(argv=None, prog: str = "python -m grader") -> int:
         write_submission_reports(result, out_dir)
         results[job] = result
 
+    reused = len(results)
     failures = grade_all(pending, out_dir, settings, options.jobs, on_result)
 
     all_results = list(results.values())
-    for result in all_results:  # reports of reused results may be missing (e.g. deleted by hand)
-        if not (out_dir / "feedback" / result.student_id / f"{result.assignment}.md").exists():
-            write_submission_reports(result, out_dir)
-    columns = [
-        u.grade_id for name in sorted({r.assignment for r in all_results}) for u in load_assignment(name).auto_units
-    ]
-    gradebook = write_gradebook(all_results, columns, out_dir)
-    write_run_report(all_results, out_dir, protections, unsafe=options.unsafe_no_sandbox)
+    gradebook = render_outputs(all_results, out_dir, protections, unsafe=options.unsafe_no_sandbox)
+    graded = [results[job] for job, _ in pending if job in results]
+    write_run_manifest(
+        out_dir,
+        {
+            "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+            "students": sorted({j.student for j in jobs}),
+            "submissions": sorted([j.student, j.assignment] for j in jobs),
+            "graded": len(graded),
+            "reused": reused,
+            "failures": failures,
+            "protections": protections_record(protections),
+            "unsafe_no_sandbox": options.unsafe_no_sandbox,
+            "host": socket.gethostname(),
+            "jobs": options.jobs,
+            "seconds": round(time.time() - started, 1),
+            "cpu_seconds": round(sum(r.cpu_s for r in graded), 1),
+        },
+    )
     print(summary_table(all_results))
     print(f"\nProtections around student code:\n{protections_text(protections, unsafe=options.unsafe_no_sandbox)}")
     print(

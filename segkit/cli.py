@@ -1,6 +1,8 @@
 """`segkit`: the course kit's one command, with verbs (nbgrader/otter style).
 
     segkit grade [SUBMISSIONS ...] [--assignment A] ...   grade (no folder: the bundled example submissions)
+    segkit collect OUT SHARD_DIR... [--submissions S]      merge `grade --shard K/N` folders into one gradebook
+    segkit slurm [SUBMISSIONS ...] --shards N [--submit]   a Slurm job array grading N slices, then collect
     segkit generate                                        notebooks/ and starter/assignments.json from solutions/
     segkit check                                           drift from solutions/, and every assignment complete
     segkit release [--assignments fcn,cam]                 dist/student-bundle.zip for students
@@ -10,6 +12,8 @@
     segkit submit --student ID [...]                       (students) check and pack notebooks to hand in
     segkit new-assignment NAME [--title T]                 scaffold assignments/NAME and a one-unit solution
     segkit results [--only fcn] [--report-only]            solution notebooks on real data -> docs/results.md
+    segkit gradebook --grades DIR --course C [--lms-csv]   scores into nbgrader's gradebook/feedback; LMS CSV
+    segkit similarity [SUBMISSIONS ...] [--assignment A]   code similarity report -> grades/similarity/<a>/
 
 Installed as a console script by `pip install -e .[grader]`; `python -m segkit VERB` and the
 Make targets are the same thing. Options after the verb go to the underlying tool
@@ -62,6 +66,8 @@ def _delegate(module: str) -> Callable[[list[str]], int]:
 
 VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "grade": (_grade, "grade submissions (none given: the bundled examples)"),
+    "collect": (_delegate("grader.collect"), "merge the folders of `segkit grade --shard K/N` runs"),
+    "slurm": (_delegate("segkit.slurm"), "write (and --submit) a Slurm job array grading slices, then collect"),
     "generate": (_generate, "regenerate notebooks/ and starter/assignments.json from solutions/"),
     "check": (_check, "fail when notebooks/ or the manifest drifted from solutions/, or an assignment is incomplete"),
     "release": (_delegate("segkit.build.release"), "build dist/student-bundle.zip"),
@@ -74,6 +80,14 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "submit": (_delegate("starter.submit"), "check and pack notebooks to hand in (students)"),
     "new-assignment": (_delegate("segkit.build.scaffold"), "scaffold a new assignment folder and one-unit solution"),
     "results": (_delegate("segkit.results"), "run the solution notebooks on real data; write docs/results.md"),
+    "gradebook": (
+        _delegate("grader.gradebook"),
+        "a grades folder into nbgrader's gradebook.db and feedback/, and/or an LMS CSV",
+    ),
+    "similarity": (
+        _delegate("segkit.similarity"),
+        "rank pairs of submissions (and corpus entries) that share code; HTML + CSV report",
+    ),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import stat
 import tempfile
 import zipfile
@@ -198,12 +199,16 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(temporary_path)``, then rename the temporary file over ``path``.
 
     Readers see the old file or the new one, never half of one: an interrupted write (Ctrl-C, a full
-    disk, a Colab disconnect) leaves the last good file in place. The temporary name is unique, so
-    parallel writers of the same file do not collide; the last rename wins.
+    disk, a Colab disconnect) leaves the last good file in place. The temporary file sits in the
+    destination folder (a rename never crosses filesystems) under a name unique across machines:
+    host, process id and a random part, created exclusively. So parallel writers of the same file,
+    on one machine or on several sharing an NFS folder, never collide and take no lock; the last
+    rename wins, and a reader sees one whole version.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    unique = f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+    handle, name = tempfile.mkstemp(prefix=unique, suffix=".tmp", dir=path.parent)
     os.close(handle)
     temporary = Path(name)
     try:

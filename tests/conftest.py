@@ -26,6 +26,16 @@ from pathlib import Path
 import pytest
 from sandbox_helpers import LoopbackListener
 
+# One compute thread per test process when pytest-xdist runs as many processes as there are cores:
+# everything these processes start (notebook kernels, the grading pool's trusted processes) inherits
+# it. With torch's default of one thread per core, a notebook kernel spinning two OpenMP threads on
+# cores busy with the other process's grading ran 4x slower (FCN's fast mode: 191 s against 44 s
+# alone); sandboxed workers are single-threaded anyway (grader/sandbox.py).
+if os.environ.get("PYTEST_XDIST_WORKER") and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) >= (
+    os.cpu_count() or 1
+):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
 from grader.assignments import REPO_ROOT, assignment_names, load_assignment, read_notebook
 from segkit.proof import assignment_module
 from segkit.proof.alternatives import alternative_notebook, assignments_with_alternatives

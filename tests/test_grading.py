@@ -97,7 +97,16 @@ def test_hostile_example_earns_nothing_and_disturbs_nobody(graded, name):
     assert not Path("/tmp/grades.csv").exists()
     written = {p.relative_to(graded["out"]).parts[0] for p in graded["out"].rglob("*")}
     assert graded["listener"].received == []
-    assert written <= {"results", "logs", "feedback", "gradescope", "grades.csv", "report.md", "submissions"}
+    assert written <= {
+        "results",
+        "logs",
+        "feedback",
+        "gradescope",
+        "grades.csv",
+        "report.md",
+        "submissions",
+        "run.json",
+    }
     rows = list(csv.DictReader((graded["out"] / "grades.csv").open()))
     assert [r["total"] for r in rows if r["student_id"] == "example-hostile" and r["assignment"] == name] == ["0"]
 

@@ -76,6 +76,7 @@ STORED = {
     "unsafe_no_sandbox": False,
     "peak_worker_memory_mb": 812.4,
     "duration_s": 7.31,
+    "cpu_s": 15.2,
     "fingerprint": "0123456789abcdef01234567",
 }
 
@@ -96,6 +97,7 @@ BROKEN = {
     "unsafe_no_sandbox": True,
     "peak_worker_memory_mb": 0.0,
     "duration_s": 0.5,
+    "cpu_s": 0.0,
 }
 
 
@@ -147,6 +149,7 @@ def _alice() -> SubmissionResult:
         worker_restarts=1,
         peak_worker_memory_mb=812.4,
         duration_s=7.31,
+        cpu_s=15.2,
         fingerprint="0123456789abcdef01234567",
     )
 

@@ -1,0 +1,223 @@
+"""The similarity report (`segkit similarity`, segkit/similarity.py) on submissions generated from the kit.
+
+Per assignment, six students: alice and bob wrote every unit independently (the two correct
+alternatives of assignments/<a>/alternatives.py), carol handed in alice's code disguised (every name
+it binds renamed, every comment rewritten, the spacing changed), dave the kit's solution disguised
+the same way, erin and frank the released notebook untouched. Copies must be flagged, independent
+work and untouched stubs must not, and the kit's own solution must be in the corpus.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import tokenize
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader.assignments import assignment_names, load_assignment, read_notebook
+from segkit import similarity
+from segkit.build import release
+from segkit.proof.alternatives import alternatives
+from segkit.proof.examples import _replace_sources
+from starter.common import notebook_text
+
+ASSIGNMENTS = assignment_names()
+INDEPENDENT, COPIER, SOURCE = "alice", "carol", "bob"
+UNTOUCHED = ("erin", "frank")
+
+
+def disguise(source: str) -> str:
+    """The same code as a copier hands it in: every name it binds renamed, every comment rewritten,
+    the spacing changed (tokens re-joined by tokenize's compatibility mode)."""
+    tree = ast.parse(source)
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    bound |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)} - {"self"}
+    tokens = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        text = token.string
+        if token.type == tokenize.NAME and text in bound:
+            text = f"my_{text}_2"
+        elif token.type == tokenize.COMMENT:
+            text = "# my own idea"
+        tokens.append((token.type, text))
+    return tokenize.untokenize(tokens)
+
+
+def alternative_units(assignment: str) -> list[str]:
+    """The graded units that have two alternatives (a unit still without them stays a stub for alice, bob, carol)."""
+    table = alternatives(assignment)
+    return [u.grade_id for u in load_assignment(assignment).auto_units if len(table.get(u.grade_id, ())) >= 2]
+
+
+def class_notebooks(assignment: str) -> dict[str, dict]:
+    """{student: notebook} for the six students described above, built on the released notebook."""
+    spec = load_assignment(assignment)
+    released = read_notebook(spec.release_path)
+    table = alternatives(assignment)
+    first = {g: table[g][0] for g in alternative_units(assignment)}
+    return {
+        INDEPENDENT: _replace_sources(released, first),
+        SOURCE: _replace_sources(released, {g: table[g][1] for g in first}),
+        COPIER: _replace_sources(released, {g: disguise(code) for g, code in first.items()}),
+        "dave": _replace_sources(released, {u.grade_id: disguise(u.source) for u in spec.auto_units}),
+        **{student: released for student in UNTOUCHED},
+    }
+
+
+def class_sources(assignment: str) -> list[similarity.Source]:
+    grade_ids = [u.grade_id for u in load_assignment(assignment).auto_units]
+    return [
+        similarity.Source(student, similarity.STUDENT, similarity.graded_code(notebook, grade_ids))
+        for student, notebook in class_notebooks(assignment).items()
+    ]
+
+
+def flagged_units(report: similarity.SimilarityReport, a: str, b: str) -> set[str]:
+    return {p.unit for p in report.flagged if {p.name_a, p.name_b} == {a, b}}
+
+
+@pytest.fixture(scope="module", params=ASSIGNMENTS)
+def class_report(request) -> similarity.SimilarityReport:
+    spec = load_assignment(request.param)
+    return similarity.analyse(spec, class_sources(request.param), similarity.corpus_sources(spec, Path("/nonexistent")))
+
+
+def test_the_disguise_changes_names_comments_and_spacing():
+    """Is the copier's code really disguised (other names, comments and spacing, same tokens otherwise)?"""
+    original = "def f(x):\n    total = x + 1  # add one\n    return total\n"
+    changed = disguise(original)
+    assert "total" not in changed.replace("my_total_2", "") and "my_x_2" in changed
+    assert "# my own idea" in changed and "add one" not in changed
+    assert changed != original.replace("total", "my_total_2").replace("x", "my_x_2")
+
+
+def test_a_disguised_copy_is_flagged_in_every_unit(class_report):
+    """Is carol (alice's code with names, comments and spacing changed) flagged with alice in every unit and overall?"""
+    assert flagged_units(class_report, INDEPENDENT, COPIER) == {
+        *alternative_units(class_report.assignment),
+        similarity.WHOLE,
+    }
+
+
+def test_independent_implementations_are_not_flagged(class_report):
+    """Are alice and bob (the two independent alternatives) never flagged against each other, nor carol and bob?"""
+    assert flagged_units(class_report, INDEPENDENT, SOURCE) == set()
+    assert flagged_units(class_report, COPIER, SOURCE) == set()
+    whole = [p for p in class_report.pairs if p.unit == similarity.WHOLE and {p.name_a, p.name_b} == {"alice", "bob"}]
+    assert all(p.score < class_report.threshold for p in whole)
+
+
+def test_untouched_stubs_share_nothing(class_report):
+    """Do two untouched notebooks share no code with anyone, the stubs being boilerplate?"""
+    assert [p for p in class_report.pairs if {p.name_a, p.name_b} & set(UNTOUCHED)] == []
+
+
+def test_without_the_boilerplate_the_stubs_would_match():
+    """Would the two untouched notebooks be flagged if the stubs were not excluded (the exclusion matters)?"""
+    spec = load_assignment(ASSIGNMENTS[0])
+    report = similarity.analyse(spec, class_sources(spec.name), [], exclude_boilerplate=False)
+    assert similarity.WHOLE in flagged_units(report, *UNTOUCHED)
+
+
+def test_a_copy_of_the_solution_matches_the_corpus_solution(class_report):
+    """Is dave (the kit's solution, disguised) flagged against corpus:solution in every unit and overall?"""
+    assert flagged_units(class_report, "dave", similarity.SOLUTION_NAME) == set(class_report.units)
+    assert {p.kind_b for p in class_report.pairs if p.name_b == similarity.SOLUTION_NAME} == {similarity.CORPUS}
+
+
+def test_the_solution_is_read_from_solutions_not_stored_in_a_file():
+    """Does the corpus hold the solution's graded cells from solutions/, and no corpus folder a copy of them?"""
+    for name in ASSIGNMENTS:
+        spec = load_assignment(name)
+        (solution, *files) = similarity.corpus_sources(spec)
+        assert solution.name == similarity.SOLUTION_NAME
+        assert solution.cells == {u.grade_id: u.source for u in spec.auto_units}
+        for entry in files:
+            assert "BEGIN SOLUTION" not in entry.text, f"{entry.origin} holds the kit's solution"
+
+
+def test_the_corpus_folder_never_reaches_students():
+    """Does the student bundle hold nothing of assignments/ (where the corpus lives), and would the guard refuse it?"""
+    files = release.bundle_files(ASSIGNMENTS)
+    assert not [path for path in files if path.startswith("assignments/") or "similarity_corpus" in path]
+    corpus_file = f"assignments/{ASSIGNMENTS[0]}/{similarity.CORPUS_DIR_NAME}/public.py"
+    assert release.guard({corpus_file: b"x = 1\n"}) == [f"{corpus_file}: instructor-only folder"]
+
+
+def test_highlighted_lines_mark_exactly_the_matching_code():
+    """Does the side-by-side view mark the matching characters and only the lines that hold them?"""
+    code = "a = 1\nb = <2>\n\nc = 3"
+    start = code.index("b")
+    lines = similarity.highlighted_lines(code, np.array([[start], [start + 7]]))
+    assert lines == [(False, "a = 1"), (True, "<mark>b = &lt;2&gt;</mark>"), (False, ""), (False, "c = 3")]
+
+
+SHARED = "def helper(values):\n    total = 0\n    for value in values:\n        total += value * value  # sum\n    return total"
+OWN = "import math\n\n\ndef own(x):\n    return math.sqrt(x) + 1\n\n\n"
+
+
+def test_highlights_fall_exactly_on_the_shared_code():
+    """Does the marked text of each side start and end exactly at the shared code, whatever the leading
+    blank lines and line ends (pygments drops the one and converts the other before copydetect maps back)?"""
+    fingerprints = similarity.Fingerprinter([])
+    code_a = similarity.normalise_code("\n\n" + OWN + SHARED + "\n")
+    code_b = similarity.normalise_code(("\n" + SHARED + "\n\nprint(helper([1, 2]))\n").replace("\n", "\r\n"))
+    student = similarity.Source("a", similarity.STUDENT)
+    pair = fingerprints.compare("unit", student, code_a, student, code_b)
+    for code, slices in ((code_a, pair.slices_a), (code_b, pair.slices_b)):
+        marked = np.flatnonzero(similarity._match_mask(code, slices))
+        assert code[marked[0] : marked[-1] + 1].rstrip() == SHARED  # (the mark may run on over blank space)
+
+
+def test_class_names_map_back_to_their_place():
+    """Does every class name of the normalised code map back to where that name starts in the original
+    (copydetect 0.5.0 records the name's length there instead of the running offset)?"""
+    from copydetect.utils import filter_code
+
+    code = "import torch\n\n\nclass First(Base):\n    x = 1\n\n\nclass SecondOne:\n    y = [First, 2]\n"
+    filtered, offsets = filter_code(code, "cell.py", "python")
+    repaired = similarity.repair_class_offsets(filtered, offsets)
+    positions = [i for i, char in enumerate(filtered) if char == "O"]
+    starts = [i + repaired[:, 1][np.searchsorted(repaired[:, 0], i)] for i in positions]
+    assert [code[start : start + 6] for start in starts] == ["First(", "Second"]
+
+
+def test_the_command_writes_a_ranked_report_and_csv(tmp_path):
+    """Does `segkit similarity` on an nbgrader folder write report.html and pairs.csv, ranked, naming corpus entries?"""
+    name = ASSIGNMENTS[0]
+    for student, notebook in class_notebooks(name).items():
+        path = tmp_path / "submitted" / student / name / f"{name}.ipynb"
+        path.parent.mkdir(parents=True)
+        path.write_text(notebook_text(notebook), encoding="utf-8")
+    corpus = tmp_path / "corpus" / "github"
+    corpus.mkdir(parents=True)
+    unit = load_assignment(name).auto_units[-1].grade_id
+    (corpus / "public_impl.py").write_text(disguise(alternatives(name)[unit][1]), encoding="utf-8")
+    out = tmp_path / "similarity"
+    argv = [str(tmp_path / "submitted"), "--assignment", name, "--out", str(out), "--corpus", str(corpus.parent)]
+    assert similarity.main(argv) == 0
+
+    with (out / name / "pairs.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == list(similarity.CSV_COLUMNS)
+    scores = [float(row["score"]) for row in rows]
+    assert scores == sorted(scores, reverse=True) and [int(row["rank"]) for row in rows] == list(
+        range(1, len(rows) + 1)
+    )
+    flagged = {(row["student_a"], row["student_b"], row["unit"]) for row in rows if row["flagged"] == "1"}
+    assert (INDEPENDENT, COPIER, similarity.WHOLE) in flagged
+    assert (SOURCE, "corpus:github/public_impl", unit) in flagged  # bob's code, found in the extra corpus file
+    assert not {(a, b) for a, b, _ in flagged} & {(INDEPENDENT, SOURCE), (SOURCE, COPIER)}
+    kinds = {row["student_b"]: row["b_kind"] for row in rows}
+    assert (
+        kinds["corpus:github/public_impl"] == kinds[similarity.SOLUTION_NAME] == "corpus" and kinds[COPIER] == "student"
+    )
+
+    page = (out / name / "report.html").read_text(encoding="utf-8")
+    assert page.count('<div class="pair"') == len(flagged)
+    assert "corpus:github/public_impl" in page and 'class="badge corpus"' in page and "<mark>" in page
+    assert page.index(f"{INDEPENDENT} <span") < page.index('id="pair-1"')  # the ranked table comes before the code
