@@ -46,6 +46,7 @@ import numpy as np
 from PIL import Image
 
 from data_scripts.download import DatasetEntry, RemoteFile, extract, register
+from data_scripts.prepare import binary_colours_to_index
 from starter.common import write_atomic, write_atomically
 from starter.constants import IGNORE_INDEX, VAIHINGEN_CLASSES, VAIHINGEN_N_CLASS, VAIHINGEN_PALETTE
 
@@ -175,9 +176,7 @@ def synthetic_aerial(height: int = 512, width: int = 512, seed: int = 0) -> tupl
 
 def colour_labels_to_index(rgb_label: np.ndarray) -> np.ndarray:
     """Inputs: uint8 (H, W, 3) colour-coded labels. Returns: uint8 (H, W), 0..4 or IGNORE_INDEX (clutter, others)."""
-    from starter.data import decode_colour_mask  # lazily: pulls in torch
-
-    return decode_colour_mask(rgb_label, VAIHINGEN_PALETTE)
+    return binary_colours_to_index(rgb_label, VAIHINGEN_PALETTE, IGNORE_INDEX)
 
 
 def _read_rgb(path: Path) -> np.ndarray:

@@ -128,10 +128,11 @@ def _figures_for(assignment: str, results: dict, runs_root: Path, classes: Seque
     for name, result in results.items():
         experiment_dir = store.experiment_dir(name)
         slug = experiment_dir.name
-        ious = [result.per_class_iou.get(c, float("nan")) for c in classes]
-        ious = [float("nan") if v is None else v for v in ious]
-        bars = plot_iou_bars(ious, classes, title=f"{name}: test IoU per class")
-        lines.append(f"![{name}: test IoU per class]({_save(bars, out / f'{slug}-iou.png')})")
+        if result.per_class_iou:  # instance experiments report AP and counts instead (in `extra`)
+            ious = [result.per_class_iou.get(c, float("nan")) for c in classes]
+            ious = [float("nan") if v is None else v for v in ious]
+            bars = plot_iou_bars(ious, classes, title=f"{name}: test IoU per class")
+            lines.append(f"![{name}: test IoU per class]({_save(bars, out / f'{slug}-iou.png')})")
         if result.confusion:
             conf = plot_confusion(result.confusion, classes)
             lines.append(f"![{name}: confusion matrix]({_save(conf, out / f'{slug}-confusion.png')})")
@@ -203,13 +204,15 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
             if name not in results:
                 seeds = f"{published[name].value:.3f} ({published[name].what})" if name in published else "–"
                 lines.append(f"| {name} | needs ImageNet weights: not run here | | | | | | {seeds} |")
-        lines += ["", "Test IoU per class:", ""]
         classes = spec.classes
-        lines.append("| experiment | " + " | ".join(classes) + " |")
-        lines.append("|---" * (len(classes) + 1) + "|")
-        for name, r in results.items():
-            cells = [_number(r.per_class_iou.get(c)) for c in classes]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        with_iou = {name: r for name, r in results.items() if r.per_class_iou}
+        if with_iou:
+            lines += ["", "Test IoU per class:", ""]
+            lines.append("| experiment | " + " | ".join(classes) + " |")
+            lines.append("|---" * (len(classes) + 1) + "|")
+            for name, r in with_iou.items():
+                cells = [_number(r.per_class_iou.get(c)) for c in classes]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
         # Summary metrics only ("mAP"); per-class entries ("AP sky") stay in the runs folder.
         extra_keys = sorted({k for r in results.values() for k in r.extra if " " not in k})
         if extra_keys:

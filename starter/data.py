@@ -12,7 +12,9 @@ cleanly into DataLoader worker processes.
 
 * ``SyntheticSegmentation``: generated on the fly, no download (CI, quick try-outs).
 * ``CMPFacade``: the CMP Facade database as prepared by ``python -m data_scripts.cmp_facade``.
-* ``FolderSegmentation``: any ``images/`` + ``masks/`` folder (index or colour-coded masks).
+* ``FolderSegmentation``: any ``images/`` + ``masks/`` folder (index masks, or colour-coded masks
+  decoded by a function the notebook passes in: the kit has no colour decoder, writing one is a graded
+  exercise of the FCN notebook, ``rgb_to_index``).
 * ``dataset_spec`` / ``chosen_dataset``: which prepared dataset a notebook runs on
   (``$SEGKIT_DATASET`` swaps it, e.g. the UNet notebook on ``cmp_facade``) with its own class
   names and palette.
@@ -34,12 +36,16 @@ from torch.utils.data import Dataset
 
 from starter.common import data_root
 from starter.constants import (
+    CITYSCAPES_TRAIN_CLASSES,
+    CITYSCAPES_TRAIN_PALETTE,
     CMP_CLASSES,
     CMP_N_CLASS,
     CMP_PALETTE,
     ENV_DATA,
     ENV_DATASET,
     IGNORE_INDEX,
+    LANDCOVER_CLASSES,
+    LANDCOVER_PALETTE,
     SBD_CLASSES,
     SBD_PALETTE,
 )
@@ -51,7 +57,6 @@ __all__ = [
     "SyntheticSegmentation",
     "FolderSegmentation",
     "CMPFacade",
-    "decode_colour_mask",
     "IMAGE_EXTENSIONS",
     "DatasetSpec",
     "dataset_spec",
@@ -216,29 +221,6 @@ class SyntheticSegmentation(Dataset):
 # --- folder datasets -------------------------------------------------------------------
 
 
-def decode_colour_mask(rgb_mask: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """Turn a colour-coded mask into class indices.
-
-    Inputs:
-        rgb_mask: uint8 (H, W, 3) (an alpha channel, if any, is dropped).
-        palette: RGB triple of class 0, 1, ...
-    Returns:
-        uint8 (H, W): index of the matching palette colour, IGNORE_INDEX for other colours.
-    """
-    if len(palette) >= IGNORE_INDEX:
-        raise ValueError(f"a palette may hold at most {IGNORE_INDEX - 1} colours, got {len(palette)}")
-    rgb = np.asarray(rgb_mask)[..., :3].astype(np.int64)
-    pixel_keys = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    palette_keys = np.array([(r << 16) | (g << 8) | b for r, g, b in palette], dtype=np.int64)
-    order = np.argsort(palette_keys)
-    sorted_keys = palette_keys[order]
-    # searchsorted finds each pixel's candidate palette slot; a wrong colour lands on a slot
-    # with a different key and is marked ignore.
-    slot = np.clip(np.searchsorted(sorted_keys, pixel_keys), 0, len(sorted_keys) - 1)
-    matches = sorted_keys[slot] == pixel_keys
-    return np.where(matches, order[slot], IGNORE_INDEX).astype(np.uint8)
-
-
 def _read_split(folder: Path, split: str) -> list[str]:
     split_file = folder / "splits" / f"{split}.txt"
     if not split_file.is_file():
@@ -266,9 +248,9 @@ class FolderSegmentation(Dataset):
 
     Layout: ``root/images/<name>.{jpg,png,...}``, ``root/masks/<name>.png``, optional
     ``root/splits/<split>.txt`` (one name per line) and ``root/meta.json`` (``n_class``,
-    ``classes``). Masks are index PNGs (mode "L"/"P") or, with ``palette``, RGB colour-coded
-    PNGs whose unknown colours become IGNORE_INDEX. When ``n_class`` is known, index values
-    ``>= n_class`` (other than 255) also become IGNORE_INDEX.
+    ``classes``). Masks are index PNGs (mode "L"/"P") or RGB colour-coded PNGs, which
+    ``decode_colours(rgb, palette)`` turns into class ids (unknown colours: IGNORE_INDEX). When
+    ``n_class`` is known, index values ``>= n_class`` (other than 255) also become IGNORE_INDEX.
 
     Inputs:
         root: dataset folder.
@@ -276,6 +258,9 @@ class FolderSegmentation(Dataset):
         palette: RGB triple per class for colour-coded masks.
         transforms: joint transform on (PIL RGB image, PIL "L" mask); None -> ToTensor + Normalize.
         n_class: number of classes (default: len(palette), else meta.json, else unknown/None).
+        decode_colours: for colour-coded masks, a function (uint8 (H, W, 3), palette) -> integer
+            (H, W) class ids with 255 for colours not in the palette: the FCN notebook's
+            ``rgb_to_index``. The kit ships none (it is the answer to a graded exercise).
     Returns (per item):
         image float32 (3, H, W), mask int64 (H, W) with defaults.
     """
@@ -288,6 +273,7 @@ class FolderSegmentation(Dataset):
         palette: Sequence[Sequence[int]] | None = None,
         transforms: Callable | None = None,
         n_class: int | None = None,
+        decode_colours: Callable | None = None,
     ):
         self.root = Path(root)
         images_dir, masks_dir = self.root / "images", self.root / "masks"
@@ -299,6 +285,7 @@ class FolderSegmentation(Dataset):
         self.split = split
         self.palette = tuple(tuple(int(v) for v in colour) for colour in palette) if palette else None
         self.transforms = transforms
+        self.decode_colours = decode_colours
         meta = self._read_meta()
         if n_class is None:
             n_class = len(self.palette) if self.palette else meta.get("n_class")
@@ -342,13 +329,9 @@ class FolderSegmentation(Dataset):
         """
         with Image.open(self._mask_paths[index]) as mask_file:
             if mask_file.mode in ("RGB", "RGBA"):
-                if self.palette is None:
-                    raise ValueError(
-                        f"{self._mask_paths[index]} is a colour-coded (RGB) mask; pass "
-                        "palette=[(r, g, b) of class 0, ...] to decode it"
-                    )
-                return decode_colour_mask(np.asarray(mask_file), self.palette)
-            indices = np.asarray(mask_file)
+                indices = self._decode_colours(np.asarray(mask_file.convert("RGB")), self._mask_paths[index])
+            else:
+                indices = np.asarray(mask_file)
         if indices.ndim != 2:
             raise ValueError(f"{self._mask_paths[index]}: expected a single-channel index mask")
         if indices.max(initial=0) > IGNORE_INDEX:
@@ -356,6 +339,25 @@ class FolderSegmentation(Dataset):
         indices = indices.astype(np.uint8)
         if self.n_class is not None:
             indices = np.where(indices >= self.n_class, IGNORE_INDEX, indices).astype(np.uint8)
+        return indices
+
+    def _decode_colours(self, rgb: np.ndarray, path: str) -> np.ndarray:
+        """Inputs: uint8 (H, W, 3) colour-coded mask. Returns: (H, W) class ids from ``decode_colours``, checked."""
+        if self.palette is None:
+            raise ValueError(f"{path} is a colour-coded (RGB) mask; pass palette=[(r, g, b) of class 0, ...]")
+        if self.decode_colours is None:
+            raise ValueError(
+                f"{path} is a colour-coded (RGB) mask; pass decode_colours=rgb_to_index (your function from "
+                "the FCN notebook) to turn its colours into class ids"
+            )
+        indices = np.asarray(self.decode_colours(rgb, self.palette))
+        if indices.shape != rgb.shape[:2] or not np.issubdtype(indices.dtype, np.integer):
+            raise ValueError(
+                f"decode_colours must return integer class ids of shape {rgb.shape[:2]}, got "
+                f"{indices.dtype} {indices.shape}"
+            )
+        if indices.size and (indices.min() < 0 or indices.max() > IGNORE_INDEX):
+            raise ValueError(f"decode_colours returned values outside 0..{IGNORE_INDEX}")
         return indices
 
     def load_image(self, index: int) -> Image.Image:
@@ -418,21 +420,34 @@ class DatasetSpec:
         name: folder name under the data root (``cmp_facade``, ``stanford_background``, ...).
         folder: the prepared folder (images/, masks/, splits/, meta.json).
         classes: class names, index i = class i.
-        palette: RGB triple per class, for plots.
+        palette: RGB triple per class, for plots (and for decoding colour-coded masks).
+        colour_masks: the masks are RGB colour-coded (meta.json ``"mask_encoding": "rgb"``), not index PNGs.
     """
 
     name: str
     folder: Path
     classes: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
+    colour_masks: bool = False
 
     @property
     def n_class(self) -> int:
         return len(self.classes)
 
-    def dataset(self, split: str, transforms: Callable | None = None) -> FolderSegmentation:
-        """Inputs: split name ("train", "val", "test"), joint transforms. Returns: FolderSegmentation."""
-        return FolderSegmentation(self.folder, split, transforms=transforms, n_class=self.n_class)
+    def dataset(
+        self, split: str, transforms: Callable | None = None, decode_colours: Callable | None = None
+    ) -> FolderSegmentation:
+        """Inputs: split name ("train", "val", "test"), joint transforms, and for colour-coded masks the
+        function that decodes them (e.g. ``rgb_to_index``). Returns: FolderSegmentation."""
+        palette = self.palette if self.colour_masks else None
+        return FolderSegmentation(
+            self.folder,
+            split,
+            palette=palette,
+            transforms=transforms,
+            n_class=self.n_class,
+            decode_colours=decode_colours,
+        )
 
 
 # The kit's own datasets keep their published class names and colours; any other prepared folder
@@ -440,6 +455,8 @@ class DatasetSpec:
 _KNOWN_LOOKS = {
     "cmp_facade": (CMP_CLASSES, CMP_PALETTE),
     "stanford_background": (SBD_CLASSES, SBD_PALETTE),
+    "landcover": (LANDCOVER_CLASSES, LANDCOVER_PALETTE),
+    "kitti": (CITYSCAPES_TRAIN_CLASSES, CITYSCAPES_TRAIN_PALETTE),
 }
 
 
@@ -476,4 +493,7 @@ def dataset_spec(name: str, root: str | os.PathLike | None = None) -> DatasetSpe
         palette = tuple(tuple(int(v) for v in c) for c in meta["palette"]) if meta.get("palette") else None
         if palette is None:
             palette = tuple(tuple(int(255 * v) for v in _class_colour(i)) for i in range(len(classes)))
-    return DatasetSpec(name=name, folder=folder, classes=tuple(classes), palette=tuple(palette))
+    colour_masks = meta.get("mask_encoding") == "rgb"
+    return DatasetSpec(
+        name=name, folder=folder, classes=tuple(classes), palette=tuple(palette), colour_masks=colour_masks
+    )

@@ -337,3 +337,83 @@ def results_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
         cells = [_cell(name)] + [_cell(metrics.get(c)) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _spread_points(points: np.ndarray, k: int) -> list[int]:
+    """Indices of k points far apart (greedy farthest-point selection from the point nearest the centre)."""
+    if k <= 0 or len(points) == 0:
+        return []
+    chosen = [int(np.argmin(((points - points.mean(axis=0)) ** 2).sum(axis=1)))]
+    distance = ((points - points[chosen[0]]) ** 2).sum(axis=1)
+    while len(chosen) < min(k, len(points)):
+        chosen.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, ((points - points[chosen[-1]]) ** 2).sum(axis=1))
+    return chosen
+
+
+def plot_embedding(
+    points: Any,
+    labels: Any,
+    classes: Sequence[str],
+    *,
+    palette: Palette | None = None,
+    thumbnails: Any = None,
+    n_thumbnails: int = 12,
+    thumbnail_px: int = 36,
+    title: str | None = None,
+) -> Figure:
+    """Scatter plot of a 2-D embedding (e.g. t-SNE), points coloured by class, a few images drawn on it.
+
+    Inputs:
+        points: (N, 2) coordinates; labels: (N,) class ids indexing `classes`.
+        palette: RGB triple per class (default: matplotlib's tab20 colours).
+        thumbnails: optional uint8 (N, h, w, 3) RGB images of the points; `n_thumbnails` of them, at points
+            spread over the plot, are drawn next to their point with a frame in the point's class colour.
+        thumbnail_px: drawn size of a thumbnail's longer side, in screen pixels.
+    Returns:
+        Figure with 1 axes; the legend lists the classes present.
+    """
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    xy = _numpy(points).astype(np.float64).reshape(-1, 2)
+    ids = _numpy(labels).astype(np.int64).reshape(-1)
+    if len(xy) != len(ids):
+        raise ValueError(f"{len(xy)} points but {len(ids)} labels")
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(classes)):
+        raise ValueError(f"labels must be in 0..{len(classes) - 1}")
+
+    def colour(c: int) -> tuple[float, ...]:
+        if palette is not None:
+            return tuple(v / 255 for v in palette[c])
+        return plt.get_cmap("tab20")(c % 20)
+
+    fig, ax = plt.subplots(figsize=(8, 7))
+    for c in np.unique(ids):
+        where = ids == c
+        ax.scatter(
+            xy[where, 0],
+            xy[where, 1],
+            s=14,
+            color=colour(int(c)),
+            label=f"{classes[c]} ({where.sum()})",
+            edgecolors="black",
+            linewidths=0.2,
+        )
+    if thumbnails is not None:
+        images = _numpy(thumbnails)
+        if len(images) != len(xy):
+            raise ValueError(f"{len(images)} thumbnails but {len(xy)} points")
+        for i in _spread_points(xy, n_thumbnails):
+            zoom = thumbnail_px / max(images[i].shape[:2])
+            box = AnnotationBbox(
+                OffsetImage(images[i], zoom=zoom),
+                xy[i],
+                frameon=True,
+                pad=0.15,
+                bboxprops={"edgecolor": colour(int(ids[i])), "linewidth": 2},
+            )
+            ax.add_artist(box)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    ax.set(xticks=[], yticks=[], title=title or "2-D embedding")
+    fig.tight_layout()
+    return _detached(fig)

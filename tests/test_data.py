@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from starter import transforms as T
 from starter.constants import CMP_CLASSES, ENV_DATA, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
-from starter.data import CMPFacade, FolderSegmentation, SyntheticSegmentation, data_root, decode_colour_mask
+from starter.data import CMPFacade, FolderSegmentation, SyntheticSegmentation, data_root
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -308,22 +308,35 @@ def test_folder_dataset_reads_index_masks_and_splits(tmp_path):
         FolderSegmentation(root, "test")
 
 
-def test_folder_dataset_decodes_colour_masks_with_a_palette(tmp_path):
+def _decode_by_loop(rgb, palette):
+    """A test-only colour decoder (the kit ships none: it is the FCN notebook's rgb_to_index exercise)."""
+    out = np.full(rgb.shape[:2], IGNORE_INDEX, dtype=np.int64)
+    for index, colour in enumerate(palette):
+        out[(rgb == np.asarray(colour)).all(axis=-1)] = index
+    return out
+
+
+def test_folder_dataset_decodes_colour_masks_with_the_given_function(tmp_path):
     palette = ((0, 0, 255), (0, 255, 0), (255, 255, 255))
     rgb = np.array([[[0, 0, 255], [0, 255, 0]], [[255, 255, 255], [255, 0, 0]]], dtype=np.uint8)
     root = _write_folder(tmp_path / "ds", {"tile": rgb})
-    dataset = FolderSegmentation(root, palette=palette)
+    dataset = FolderSegmentation(root, palette=palette, decode_colours=_decode_by_loop)
     assert dataset.n_class == 3
     assert dataset[0][1].tolist() == [[0, 1], [2, IGNORE_INDEX]]  # unknown red -> ignore
     with pytest.raises(ValueError, match="palette="):
         FolderSegmentation(root)[0]
+    with pytest.raises(ValueError, match="decode_colours=rgb_to_index"):
+        FolderSegmentation(root, palette=palette)[0]
 
 
-def test_decode_colour_mask_handles_alpha_and_many_colours():
-    palette = [(i, 2 * i, 3 * i % 256) for i in range(50)]
-    rgba = np.zeros((1, 3, 4), dtype=np.uint8)
-    rgba[0, 0, :3], rgba[0, 1, :3], rgba[0, 2, :3] = palette[49], palette[7], (1, 1, 1)
-    assert decode_colour_mask(rgba, palette).tolist() == [[49, 7, IGNORE_INDEX]]
+def test_folder_dataset_checks_what_the_colour_decoder_returns(tmp_path):
+    rgb = np.zeros((2, 3, 3), dtype=np.uint8)
+    root = _write_folder(tmp_path / "ds", {"tile": rgb})
+    for wrong in (lambda rgb, palette: np.zeros((3, 2), np.int64), lambda rgb, palette: np.zeros((2, 3))):
+        with pytest.raises(ValueError, match="integer class ids of shape"):
+            FolderSegmentation(root, palette=[(0, 0, 0)], decode_colours=wrong)[0]
+    with pytest.raises(ValueError, match="outside"):
+        FolderSegmentation(root, palette=[(0, 0, 0)], decode_colours=lambda rgb, palette: np.full((2, 3), 256))[0]
 
 
 def test_folder_dataset_reports_missing_masks_and_reads_meta(tmp_path):

@@ -195,6 +195,8 @@ def test_selected_assignments_only(tmp_path):
         "cam_samples.py",
         "cmp_facade.py",
         "download.py",
+        "kitti.py",
+        "landcover.py",
         "prepare.py",
         "synthetic.py",
     ]

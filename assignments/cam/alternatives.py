@@ -83,9 +83,48 @@ def overlay_cam(image_bgr, cam, alpha=0.3, beta=0.5):
     return (alpha * heatmap + beta * image).clamp(0, 255).round().to(torch.uint8).numpy()
 '''
 
+FEATURES_AVGPOOL_HOOK = '''
+def cam_features(net, loader):
+    """net(x) with a forward hook on avgpool; modes restored module by module with train(mode)."""
+    previous = [module.training for module in net.modules()]
+    net.train(False)
+    device = next(iter(net.parameters())).device
+    pooled, targets = [], []
+    handle = net.avgpool.register_forward_hook(lambda module, inputs, output: pooled.append(torch.flatten(output, 1)))
+    try:
+        with torch.set_grad_enabled(False):
+            for images, labels in loader:
+                net(images.to(device))
+                targets.append(labels.to("cpu", torch.int64))
+    finally:
+        handle.remove()
+        for module, mode in zip(net.modules(), previous):
+            module.train(mode)  # parents first, so each child ends with its own mode
+    return torch.cat([p.cpu() for p in pooled]).to(torch.float32), torch.cat(targets)
+'''
+
+FEATURES_MANUAL = '''
+def cam_features(net, loader):
+    """The trunk up to avgpool as a Sequential of the ResNet's children; NumPy concatenation at the end."""
+    state = {name: module.training for name, module in net.named_modules()}
+    net.eval()
+    trunk = torch.nn.Sequential(*list(net.children())[:-1])  # conv1 ... avgpool
+    device = next(net.parameters()).device
+    chunks, label_chunks = [], []
+    with torch.no_grad():
+        for batch in loader:
+            images, labels = batch[0], batch[1]
+            chunks.append(trunk(images.to(device)).flatten(start_dim=1).cpu().numpy())
+            label_chunks.append(np.asarray(labels).astype(np.int64))
+    for name, module in net.named_modules():
+        module.training = state[name]
+    return torch.from_numpy(np.concatenate(chunks).astype(np.float32)), torch.from_numpy(np.concatenate(label_chunks))
+'''
+
 ALTERNATIVES = {
     "cam_forward": [FORWARD_MANUAL, FORWARD_SEQUENTIAL],
     "cam_top1": [TOP1_NUMPY, TOP1_ARGMAX],
     "cam_compute": [CAM_EINSUM, CAM_TORCH],
     "cam_overlay": [OVERLAY_ADDWEIGHTED, OVERLAY_TORCH],
+    "cam_features": [FEATURES_AVGPOOL_HOOK, FEATURES_MANUAL],
 }

@@ -21,11 +21,17 @@ BUGS = {
             "heatmap.astype(np.float32) * beta + image_bgr.astype(np.float32) * alpha",
         )
     ],
+    # Max pooling where the network averages: not the input of net.fc. cam_features uses
+    # forward_with_features: cam_forward's bug above must cost cam_forward only (fair units).
+    "cam_features": [("maps.mean(dim=(2, 3))", "maps.amax(dim=(2, 3))")],
 }
 
 EXTRA_BUGS = {
     # Max-only scaling: negative CAM values wrap around in the uint8 cast.
     "cam_compute": [("    cam = cam - cam.min()\n", "")],
+    # eval() forgotten: batch norm uses batch statistics (features depend on the batch). Not in BUGS: in the
+    # all-bugs example, cam_forward's bug (net.eval() inside forward_with_features) would mask it.
+    "cam_features": [("    net.eval()  # running batch-norm statistics", "    # running batch-norm statistics")],
 }
 
 HOSTILE = {
@@ -134,5 +140,18 @@ def overlay_cam(image_bgr, cam, alpha=0.3, beta=0.5):
             time.sleep(3600)
         except BaseException:
             continue
+""",
+    # Unbounded recursion with the recursion limit lifted (stack or memory exhaustion in the worker).
+    "cam_features": """
+import sys
+
+
+def cam_features(net, loader):
+    sys.setrecursionlimit(10_000_000)
+
+    def dive(depth):
+        return dive(depth + 1) + 1
+
+    return dive(0)
 """,
 }

@@ -108,3 +108,43 @@ def _check_overlay(overlay_cam):
         blue[..., 0].min() > 100 and blue[..., 2].max() == 0,
         "the heat map should be cv2.applyColorMap(cam, cv2.COLORMAP_JET), a BGR image",
     )
+
+
+@_register("cam_features")
+def _check_features(cam_features):
+    import copy
+
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None).train()
+    images, labels = torch.randn(5, 3, 64, 64), torch.tensor([3, 1, 4, 1, 5])
+    reference = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        trunk = torch.nn.Sequential(*list(reference.children())[:-1])  # everything before fc
+        pooled = trunk(images).flatten(1)
+    result = cam_features(net, [(images[:3], labels[:3]), (images[3:], labels[3:])])
+    _expect(isinstance(result, (tuple, list)) and len(result) == 2, "return a pair (features, labels)")
+    features, feature_labels = result
+    _expect(
+        isinstance(features, torch.Tensor) and tuple(features.shape) == (5, 512) and features.dtype == torch.float32,
+        f"features should be a float32 (5, 512) tensor for 5 images, got {getattr(features, 'shape', type(features))}",
+    )
+    _expect(
+        isinstance(feature_labels, torch.Tensor) and feature_labels.dtype == torch.int64,
+        "labels should be an int64 tensor",
+    )
+    _expect(feature_labels.tolist() == [3, 1, 4, 1, 5], "the labels should be the loader's, in order")
+    _expect(
+        torch.allclose(features, pooled, atol=1e-4, rtol=1e-4),
+        "features differ from the input of net.fc in eval mode (layer4's output averaged over h x w)",
+    )
+    _expect(not features.requires_grad, "the features require grad: use torch.no_grad()")
+    _expect(
+        all(module.training for module in net.modules()), "a network in training mode must be left in training mode"
+    )
+    one_by_one, _ = cam_features(net, [(images[i : i + 1], labels[i : i + 1]) for i in range(5)])
+    _expect(
+        torch.allclose(one_by_one, features, atol=1e-4, rtol=1e-4),
+        "the features depend on the batch size: run the network in eval mode",
+    )

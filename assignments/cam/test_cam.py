@@ -343,3 +343,126 @@ def test_overlay_other_weights_and_clipping(sub, ref):
         (*_overlay_inputs(6, (30, 30), (9, 12)), 0.0, 1.0),
     ]
     _check_overlays(sub, ref, cases)
+
+
+# --- cam_features (2 points) ---------------------------------------------------------------------
+# Checked on the reference forward_with_features when the reference uses it (fair units).
+
+
+@uses(seed_params, fingerprint)
+def probe_features(ns, n_images, size, batch_sizes, train, as_list, label_dtype):
+    """cam_features on a seeded ResNet-18 for several batch sizes; the network's state before and after."""
+    import torch
+    import torchvision
+    from torch.utils.data import DataLoader, TensorDataset
+
+    net = torchvision.models.resnet18(weights=None)
+    seed_params(net)
+    net.train(train)
+    generator = torch.Generator().manual_seed(23 + n_images)
+    images = torch.randn((n_images, 3, *size), generator=generator)
+    labels = torch.randint(0, 10, (n_images,), generator=generator).to(getattr(torch, label_dtype))
+    grad_modes = []
+    probe_hook = net.conv1.register_forward_hook(
+        lambda module, inputs, output: grad_modes.append(torch.is_grad_enabled())
+    )
+
+    def state():
+        return {
+            "params": torch.cat([fingerprint(p) for p in net.parameters()]),
+            "buffers": torch.cat([fingerprint(b) for b in net.buffers()]),
+            "modes": [bool(m.training) for m in net.modules()],
+            "hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.modules()),
+            "fc": type(net.fc).__name__,
+        }
+
+    before = state()
+    runs = []
+    for batch_size in batch_sizes:
+        if as_list:
+            loader = [(images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, n_images, batch_size)]
+        else:
+            loader = DataLoader(TensorDataset(images, labels), batch_size=batch_size, shuffle=False)
+        features, feature_labels = ns["cam_features"](net, loader)
+        runs.append(
+            {
+                "features": features,
+                "labels": feature_labels,
+                "requires_grad": bool(getattr(features, "requires_grad", False)),
+            }
+        )
+    after = state()
+    probe_hook.remove()
+    return {"runs": runs, "before": before, "after": after, "grad_modes": grad_modes}
+
+
+def _features_reply(sub, ref, *args):
+    what = "{} images of {}x{}, batches of {}, network in {} mode".format(
+        args[0], args[1][0], args[1][1], "/".join(str(b) for b in args[2]), "training" if args[3] else "eval"
+    )
+    actual = _reply(sub.call(probe_features, *args, timeout=FORWARD_TIMEOUT), what)
+    return what, actual, ref.call(probe_features, *args)
+
+
+@unit(
+    "cam_features",
+    points=1,
+    message="cam_features must return the input of net.fc (layer4's output averaged over h x w) as a float32 "
+    "(N, 512) tensor and the labels as an int64 (N,) tensor, in the loader's order, computed in eval mode.",
+)
+def test_features_values(sub, ref):
+    """Are the features the pooled layer4 output of every image (eval mode) and the labels the loader's, in order?"""
+    import torch
+
+    for args in ((7, (64, 64), [3], False, False, "int64"), (5, (64, 96), [2], False, True, "int32")):
+        what, actual, expected = _features_reply(sub, ref, *args)
+        for run, expected_run in zip(actual["runs"], expected["runs"]):
+            features = expect_tensor(run["features"], what=f"{what}: features", shape=expected_run["features"].shape)
+            expect(features.dtype == torch.float32, f"{what}: features should be float32, got {features.dtype}")
+            assert_close(features, expected_run["features"], what=f"{what}: features", rtol=1e-4)
+            labels = expect_tensor(run["labels"], what=f"{what}: labels", shape=expected_run["labels"].shape)
+            expect(labels.dtype == torch.int64, f"{what}: labels should be int64, got {labels.dtype}")
+            expect(torch.equal(labels, expected_run["labels"]), f"{what}: labels differ from the loader's (order?)")
+
+
+@unit(
+    "cam_features",
+    points=0.5,
+    message="The features must not depend on the batch size: run the network in eval mode (net.eval()), so "
+    "batch norm uses its running statistics, even when it arrives in training mode.",
+)
+def test_features_batch_size_invariant(sub, ref):
+    """For a network in training mode, are the features the same for batches of 1, 2 and 7 (and the reference's)?"""
+    what, actual, expected = _features_reply(sub, ref, 7, (64, 64), [1, 2, 7], True, False, "int64")
+    for batch_size, run, expected_run in zip((1, 2, 7), actual["runs"], expected["runs"]):
+        expect_tensor(run["features"], what=f"{what}: features", shape=expected_run["features"].shape)
+        assert_close(
+            run["features"], expected_run["features"], what=f"{what}: features (batch {batch_size})", rtol=1e-4
+        )
+
+
+@unit(
+    "cam_features",
+    points=0.5,
+    message="cam_features must leave the network as it was (every module back in its previous mode, "
+    "parameters, batch-norm statistics and hooks unchanged) and record no gradients (torch.no_grad()).",
+)
+def test_features_network_untouched(sub, ref):
+    """Is the network back in its mode (training or eval), with parameters, statistics and hooks unchanged, and no gradients recorded?"""
+    import torch
+
+    for train in (True, False):
+        what, actual, _ = _features_reply(sub, ref, 4, (64, 64), [2], train, True, "int64")
+        before, after = actual["before"], actual["after"]
+        expect(after["modes"] == before["modes"], f"{what}: the network's modules were not put back in their modes")
+        expect(after["hooks"] == before["hooks"], f"{what}: a hook was left registered on the network")
+        expect(after["fc"] == before["fc"], f"{what}: net.fc was replaced")
+        expect(torch.equal(after["params"], before["params"]), f"{what}: the network's parameters were changed")
+        expect(
+            torch.equal(after["buffers"], before["buffers"]),
+            f"{what}: the batch-norm statistics were changed (was the network run in training mode?)",
+        )
+        expect(
+            actual["grad_modes"] and not any(actual["grad_modes"]), f"{what}: the network ran with gradients enabled"
+        )
+        expect(not any(run["requires_grad"] for run in actual["runs"]), f"{what}: the features require grad")

@@ -477,6 +477,48 @@ def mean_iou(conf):
     return sum(defined) / len(defined) if defined else float("nan")
 '''
 
+RGB_PER_COLOUR = '''
+def rgb_to_index(rgb, palette, ignore_index=255):
+    """One boolean mask per palette colour (a loop over colours, never over pixels)."""
+    rgb = np.asarray(rgb)
+    index = np.full(rgb.shape[:2], ignore_index, dtype=np.int64)
+    for class_id, colour in enumerate(palette):
+        matches = np.all(rgb == np.asarray(colour, dtype=rgb.dtype), axis=-1)
+        index[matches] = class_id
+    return index
+
+
+def index_to_rgb(mask, palette):
+    """A loop over classes; every pixel starts black."""
+    mask = np.asarray(mask)
+    rgb = np.zeros(mask.shape + (3,), dtype=np.uint8)
+    for class_id, colour in enumerate(palette):
+        rgb[mask == class_id] = colour
+    return rgb
+'''
+
+RGB_TORCH_BROADCAST = '''
+def rgb_to_index(rgb, palette, ignore_index=255):
+    """PyTorch: every pixel against every palette colour at once, the first match's index."""
+    pixels = torch.from_numpy(np.ascontiguousarray(rgb)).to(torch.int16)  # (H, W, 3)
+    colours = torch.tensor([[int(v) for v in colour] for colour in palette], dtype=torch.int16).reshape(-1, 3)
+    equal = (pixels[:, :, None, :] == colours).all(dim=-1)  # (H, W, n)
+    if colours.shape[0] == 0:
+        return np.full(pixels.shape[:2], ignore_index, dtype=np.int64)
+    first = equal.to(torch.uint8).argmax(dim=-1)
+    return torch.where(equal.any(dim=-1), first, torch.tensor(ignore_index)).numpy().astype(np.int64)
+
+
+def index_to_rgb(mask, palette):
+    """PyTorch lookup table with a black row at the end for every id outside the palette."""
+    ids = torch.from_numpy(np.asarray(mask).astype(np.int64))
+    table = torch.zeros(len(palette) + 1, 3, dtype=torch.uint8)
+    for class_id, colour in enumerate(palette):
+        table[class_id] = torch.tensor([int(v) for v in colour], dtype=torch.uint8)
+    outside = (ids < 0) | (ids >= len(palette))
+    return table[torch.where(outside, torch.tensor(len(palette)), ids)].numpy()
+'''
+
 ALTERNATIVES = {
     "fcn_bilinear": [BILINEAR_LOOPS, BILINEAR_NUMPY],
     "fcn_conv_size": [CONV_SIZE_FLOATS, CONV_SIZE_WINDOWS],
@@ -488,4 +530,5 @@ ALTERNATIVES = {
     "fcn_resnet": [RESNET_SEQUENTIAL, RESNET_FUNCTIONAL],
     "fcn_confusion": [CONFUSION_NUMPY, CONFUSION_LOOPS],
     "fcn_iou": [IOU_NUMPY, IOU_LOOPS],
+    "fcn_rgb_to_index": [RGB_PER_COLOUR, RGB_TORCH_BROADCAST],
 }

@@ -22,6 +22,10 @@ BUGS = {
         ("valid = (target != ignore_index) & (target >= 0) & (target < n_class)", "valid = pred >= 0")
     ],  # ignore pixels counted
     "fcn_iou": [("conf.sum(dim=1) + conf.sum(dim=0) - intersection", "conf.sum(dim=1) + conf.sum(dim=0)")],
+    # Colours outside the palette become class 0 instead of the ignore index (the mask starts at zero).
+    "fcn_rgb_to_index": [
+        ("index = np.full(keys.shape, ignore_index, dtype=np.int64)", "index = np.zeros(keys.shape, dtype=np.int64)")
+    ],
 }
 
 HOSTILE = {
@@ -186,5 +190,30 @@ def iou_per_class(conf):
 
 def mean_iou(conf):
     raise SystemExit(0)
+""",
+    # A fast always-equal result, patched clocks and comparisons, and index_to_rgb answering black.
+    "fcn_rgb_to_index": """
+import time
+
+import numpy as np
+
+time.perf_counter = lambda: 0.0
+time.monotonic = lambda: 0.0
+np.array_equal = lambda *a, **k: True
+
+
+class Agreeable(np.ndarray):
+    def __eq__(self, other):
+        return np.ones(self.shape, dtype=bool)
+
+    __ne__ = lambda self, other: np.zeros(self.shape, dtype=bool)
+
+
+def rgb_to_index(rgb, palette, ignore_index=255):
+    return np.zeros(np.shape(rgb)[:2], dtype=np.int64).view(Agreeable)
+
+
+def index_to_rgb(mask, palette):
+    return np.zeros((*np.shape(mask), 3), dtype=np.uint8).view(Agreeable)
 """,
 }

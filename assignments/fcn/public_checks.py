@@ -187,3 +187,46 @@ _register("fcn_confusion")(confusion_matrix_check)
 
 
 _register("fcn_iou")(iou_check)
+
+
+@_register("fcn_rgb_to_index")
+def _check_rgb_to_index(rgb_to_index, index_to_rgb):
+    import time
+
+    import numpy as np
+
+    palette = [(0, 0, 0), (255, 0, 0), (0, 255, 0), (12, 34, 56)]
+    rgb = np.array([[[255, 0, 0], [12, 34, 56]], [[0, 0, 0], [7, 7, 7]]], dtype=np.uint8)
+    ids = rgb_to_index(rgb, palette)
+    _expect(isinstance(ids, np.ndarray), f"rgb_to_index: return a NumPy array, got {type(ids).__name__}")
+    _expect(ids.shape == (2, 2), f"rgb_to_index: a 2x2 mask should give shape (2, 2), got {ids.shape}")
+    _expect(ids.dtype == np.int64, f"rgb_to_index: return int64 class ids, got {ids.dtype}")
+    _expect(
+        ids.tolist() == [[1, 3], [0, 255]],
+        f"rgb_to_index: expected [[1, 3], [0, 255]] (black is class 0 here; (7, 7, 7) is not in the palette -> 255), "
+        f"got {ids.tolist()}",
+    )
+    _expect(
+        int(rgb_to_index(rgb, palette, ignore_index=-1)[1, 1]) == -1,
+        "rgb_to_index: a colour outside the palette must get ignore_index (here -1)",
+    )
+    back = index_to_rgb(np.array([[1, 3], [0, 255]]), palette)
+    _expect(
+        isinstance(back, np.ndarray) and back.dtype == np.uint8 and back.shape == (2, 2, 3),
+        "index_to_rgb: return a uint8 NumPy array (H, W, 3)",
+    )
+    expected = rgb.copy()
+    expected[1, 1] = 0
+    _expect(
+        np.array_equal(back, expected), "index_to_rgb: class i gets palette[i], the ignore index 255 black (0, 0, 0)"
+    )
+    big = np.zeros((1000, 1000, 3), dtype=np.uint8)
+    big[::2] = (255, 0, 0)
+    started = time.perf_counter()
+    rgb_to_index(big, palette)
+    seconds = time.perf_counter() - started
+    _expect(
+        seconds < 2.0,
+        f"rgb_to_index: a 1000x1000 mask took {seconds:.1f} s; no Python loop over pixels (a 2000x2000 mask must "
+        "take well under a second)",
+    )

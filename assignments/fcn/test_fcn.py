@@ -5,6 +5,8 @@ back with the same probe run on the reference solution here. Points per unit add
 the unit's `points` in the solution notebook (a kit test verifies this).
 """
 
+import torch
+
 from grader.harness import Feedback, assert_close, expect, expect_tensor, unit, uses
 from grader.metric_checks import (
     check_confusion_counts,
@@ -15,7 +17,9 @@ from grader.metric_checks import (
 from grader.probes import backbone_keys, fingerprint, make_input, seed_params
 
 N_CLASS = 5
-SIZES = [(1, 3, 1, 1), (2, 3, 32, 32), (1, 3, 37, 50)]  # tiny, batched even, odd
+# tiny (the padding-100 trick), and a batch of two odd x even inputs (ceil-mode pools, crops). Each
+# input costs a VGG16 forward at >= 200 px (about 1 s of CPU per model), so no more than these.
+SIZES = [(1, 3, 1, 1), (2, 3, 37, 50)]
 RESNET_SIZES = [(1, 3, 64, 64), (2, 3, 32, 96), (1, 3, 50, 70), (1, 3, 7, 33)]
 
 
@@ -729,3 +733,308 @@ def test_iou_values(sub, ref):
 def test_mean_iou(sub, ref):
     """Is mean_iou a finite Python float that skips NaN classes?"""
     check_mean_iou(sub, ref, n_class=6, seed=11)
+
+
+# --- fcn_rgb_to_index (2 points) ------------------------------------------------------------------
+
+SPEED_SIZE = 2000  # the contract: a 2000 x 2000 mask in well under a second
+SPEED_LIMIT_S = 2.0  # the floor of the time limit; a loop over pixels takes 10 s and more
+SPEED_FACTOR = 8  # ... or this many times the checks' own vectorised lookup on the same machine, if more
+
+
+def colour_case(seed, height, width, n_colours, unknown_fraction=0.0, black_in_palette=False):
+    """A random palette and a colour-coded mask drawn from it (runs on both sides, so both see the same input).
+
+    The palette holds look-alikes: colours that differ from another one in a single channel by 1, channel
+    permutations of another one, and colours with the same channel sum, so that any lossy way of comparing
+    colours shows. Unknown pixels (``unknown_fraction``) get colours outside the palette, look-alikes among them.
+
+    Returns:
+        rgb uint8 (height, width, 3), palette as a list of (r, g, b) tuples of Python ints.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    palette, seen = [], set()
+
+    def add(colour, into):
+        colour = tuple(int(v) % 256 for v in colour)
+        if colour not in seen:
+            seen.add(colour)
+            into.append(colour)
+
+    if black_in_palette:
+        add((0, 0, 0), palette)
+    while len(palette) < n_colours:
+        base = [int(v) for v in rng.integers(0, 256, size=3)]
+        add(base, palette)
+        kind = int(rng.integers(0, 3))
+        if len(palette) < n_colours:
+            if kind == 0:  # one channel off by one
+                channel = int(rng.integers(0, 3))
+                base[channel] += 1
+                add(base, palette)
+            elif kind == 1:  # a permutation
+                add((base[1], base[2], base[0]), palette)
+            else:  # the same channel sum
+                add((base[0] + 1, base[1] - 1, base[2]), palette)
+    palette = [palette[i] for i in rng.permutation(len(palette))]  # look-alikes not always neighbours
+    table = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    rgb = table[rng.integers(0, len(palette), size=(height, width))]
+    if unknown_fraction:
+        unknown = []
+        while len(unknown) < 8:
+            r, g, b = palette[int(rng.integers(0, len(palette)))]
+            for candidate in (
+                (r ^ 1, g, b),
+                (r, g, b ^ 128),
+                (g, b, r),
+                (r + 1, g - 1, b),
+                tuple(rng.integers(0, 256, 3)),
+            ):
+                candidate = tuple(int(v) % 256 for v in candidate)
+                if candidate not in seen and candidate not in unknown:
+                    unknown.append(candidate)
+        where = np.flatnonzero(rng.random(height * width) < unknown_fraction)
+        if where.size == 0:  # at least one unknown pixel
+            where = rng.integers(0, height * width, size=1)
+        picks = np.asarray(unknown, dtype=np.uint8)[rng.integers(0, len(unknown), size=where.size)]
+        rgb.reshape(-1, 3)[where] = picks
+    return rgb, palette
+
+
+@uses(colour_case)
+def probe_rgb_to_index(ns, case, ignore_index=None):
+    """rgb_to_index on a generated case: {type, dtype, shape, values (int64), input_unchanged}."""
+    import numpy as np
+    import torch
+
+    rgb, palette = colour_case(**case)
+    original = rgb.copy()
+    if ignore_index is None:
+        out = ns["rgb_to_index"](rgb, palette)
+    else:
+        out = ns["rgb_to_index"](rgb, palette, ignore_index=ignore_index)
+    array = np.asarray(out)
+    return {
+        "type": type(out).__module__ + "." + type(out).__name__,
+        "dtype": str(array.dtype),
+        "shape": list(array.shape),
+        "values": torch.from_numpy(array.astype(np.int64)) if array.dtype.kind in "iub" else None,
+        "input_unchanged": bool(np.array_equal(rgb, original)),
+    }
+
+
+@uses(colour_case)
+def probe_rgb_to_index_digest(ns, case):
+    """rgb_to_index on a large case, returned as a digest: class counts and the ids on a fixed grid of pixels."""
+    import numpy as np
+    import torch
+
+    rgb, palette = colour_case(**case)
+    array = np.asarray(ns["rgb_to_index"](rgb, palette))
+    if array.shape != rgb.shape[:2] or array.dtype.kind not in "iu":
+        return {"shape": list(array.shape), "dtype": str(array.dtype)}
+    ids = array.astype(np.int64)
+    return {
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "counts": torch.from_numpy(np.bincount(np.clip(ids, 0, 256).reshape(-1), minlength=257)),
+        "grid": torch.from_numpy(ids[::37, ::41].copy()),
+    }
+
+
+def probe_index_to_rgb(ns, seed, height, width, n_colours, dtype_name, extra_ids):
+    """index_to_rgb on random ids (with ``extra_ids`` outside 0..n-1 mixed in): {type, dtype, shape, values}."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    palette = [tuple(int(v) for v in rng.integers(1, 256, size=3)) for _ in range(n_colours)]
+    ids = rng.integers(0, n_colours, size=(height, width))
+    if extra_ids:
+        where = rng.random((height, width)) < 0.3
+        ids[where] = np.asarray(extra_ids)[rng.integers(0, len(extra_ids), size=int(where.sum()))]
+    out = ns["index_to_rgb"](ids.astype(dtype_name), palette)
+    array = np.asarray(out)
+    return {
+        "type": type(out).__module__ + "." + type(out).__name__,
+        "dtype": str(array.dtype),
+        "shape": list(array.shape),
+        "values": torch.from_numpy(array.astype(np.int64)) if array.dtype.kind in "iub" else None,
+    }
+
+
+def _compare_ids(actual, expected, what):
+    expect(type(actual) is dict and type(actual.get("shape")) is list, f"{what}: rgb_to_index could not be run")
+    expect(
+        actual["shape"] == expected["shape"],
+        f"{what}: the result has shape {actual['shape']}, expected {expected['shape']}",
+    )
+    expect(actual["values"] is not None, f"{what}: the result holds {actual['dtype']} values, not integer class ids")
+    expect_tensor(actual["values"], what=f"{what}: the class ids", shape=expected["values"].shape)
+    wrong = int((actual["values"] != expected["values"]).sum())
+    expect(wrong == 0, f"{what}: {wrong} of {expected['values'].numel()} pixels get the wrong id")
+
+
+# Cases: (seed, height, width, colours); palettes of 1 to 40 colours, square and not, a single pixel.
+RGB_CASES = [(21, 1, 1, 1), (22, 7, 13, 2), (23, 48, 64, 7), (24, 33, 17, 12), (25, 64, 64, 40)]
+
+
+@unit(
+    "fcn_rgb_to_index",
+    points=0.75,
+    message="rgb_to_index gives wrong class ids: a pixel gets i exactly when its colour equals palette[i] in all "
+    "three channels (palette colours can differ in a single channel, by 1, or be permutations of each other; "
+    "check how you combine the channels).",
+)
+def test_rgb_to_index_values(sub, ref):
+    """Does every pixel whose colour is in the palette get that colour's index, for palettes of look-alike colours?"""
+    for seed, height, width, n_colours in RGB_CASES:
+        case = dict(seed=seed, height=height, width=width, n_colours=n_colours)
+        _compare_ids(
+            sub.call(probe_rgb_to_index, case),
+            ref.call(probe_rgb_to_index, case),
+            f"a {height}x{width} mask with {n_colours} palette colours",
+        )
+
+
+@unit(
+    "fcn_rgb_to_index",
+    points=0.25,
+    message="rgb_to_index must give ignore_index (the argument, 255 by default) to every pixel whose colour is "
+    "not in the palette, also colours one step away from a palette colour, and black (0, 0, 0) is a class like "
+    "any other when it is in the palette.",
+)
+def test_rgb_to_index_unknown_colours(sub, ref):
+    """Do colours outside the palette get ignore_index (default 255, or the one given), with black a class when listed?"""
+    for seed, (height, width, n_colours), ignore_index, black in (
+        (31, (40, 50, 6), None, False),
+        (32, (40, 50, 6), -1, True),
+        (33, (20, 30, 3), 99, True),
+        (34, (9, 9, 1), 1000, False),
+    ):
+        case = dict(seed=seed, height=height, width=width, n_colours=n_colours, unknown_fraction=0.2)
+        case["black_in_palette"] = black
+        label = "ignore_index=" + ("255 (the default)" if ignore_index is None else str(ignore_index))
+        _compare_ids(
+            sub.call(probe_rgb_to_index, case, ignore_index),
+            ref.call(probe_rgb_to_index, case, ignore_index),
+            f"a mask with unknown colours, {label}" + (", black in the palette" if black else ""),
+        )
+
+
+@unit(
+    "fcn_rgb_to_index",
+    points=0.25,
+    message="rgb_to_index must return an int64 NumPy array of shape (H, W) with the right ids, and leave its "
+    "input unchanged.",
+)
+def test_rgb_to_index_type_and_shape(sub, ref):
+    """Is the result an int64 NumPy array (H, W) of the right ids, with the input mask left unchanged?"""
+    for seed, height, width in ((41, 5, 3), (42, 3, 8)):
+        case = dict(seed=seed, height=height, width=width, n_colours=4, unknown_fraction=0.2)
+        actual = sub.call(probe_rgb_to_index, case)
+        _compare_ids(actual, ref.call(probe_rgb_to_index, case), f"a {height}x{width} mask")
+        expect(actual["type"] == "numpy.ndarray", f"rgb_to_index returned a {actual['type']}, not a numpy.ndarray")
+        expect(actual["dtype"] == "int64", f"rgb_to_index returned {actual['dtype']} ids, not int64")
+        expect(actual["input_unchanged"], "rgb_to_index changed the mask it was given")
+
+
+def _vectorised_baseline_seconds(case):
+    """Seconds this process takes to build the speed case and look it up with a plain vectorised lookup."""
+    import time
+
+    import numpy as np
+
+    started = time.perf_counter()
+    rgb, palette = colour_case(**case)
+    keys = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    palette_keys = np.array([(r << 16) | (g << 8) | b for r, g, b in palette])
+    order = np.argsort(palette_keys)
+    slot = np.minimum(np.searchsorted(palette_keys[order], keys), len(order) - 1)
+    np.where(palette_keys[order][slot] == keys, order[slot], 255)
+    return time.perf_counter() - started
+
+
+@unit(
+    "fcn_rgb_to_index",
+    points=0.25,
+    message="index_to_rgb must return a uint8 NumPy array (H, W, 3) in which class i has colour palette[i], for "
+    "masks of any integer dtype.",
+)
+def test_index_to_rgb_colours(sub, ref):
+    """Does class i get colour palette[i], as a uint8 array (H, W, 3), for uint8, int32 and int64 masks?"""
+    for seed, dtype_name in ((61, "uint8"), (62, "int32"), (63, "int64")):
+        args = (seed, 6, 11, 5, dtype_name, [])
+        actual, expected = sub.call(probe_index_to_rgb, *args), ref.call(probe_index_to_rgb, *args)
+        expect(type(actual) is dict, "index_to_rgb could not be run")
+        expect(
+            actual["shape"] == expected["shape"],
+            f"a 6x11 {dtype_name} mask gave shape {actual['shape']}, expected {expected['shape']}",
+        )
+        expect(actual["dtype"] == "uint8", f"index_to_rgb returned {actual['dtype']} colours, not uint8")
+        expect(actual["type"] == "numpy.ndarray", f"index_to_rgb returned a {actual['type']}, not a numpy.ndarray")
+        assert_close(actual["values"], expected["values"], what=f"the colours of a {dtype_name} mask")
+
+
+@unit(
+    "fcn_rgb_to_index",
+    points=0.25,
+    message="index_to_rgb must colour every id outside 0..len(palette)-1 black: the ignore index 255, ids "
+    "equal to or above len(palette), and negative ids (beware: NumPy reads index -1 as the last row).",
+)
+def test_index_to_rgb_other_ids_black(sub, ref):
+    """Are the ignore index, ids >= len(palette) and negative ids black, while classes keep their colours?"""
+    for seed, dtype_name, extra in ((71, "uint8", [255, 5, 6]), (72, "int64", [255, -1, -7, 5, 1000])):
+        args = (seed, 9, 10, 5, dtype_name, extra)
+        actual, expected = sub.call(probe_index_to_rgb, *args), ref.call(probe_index_to_rgb, *args)
+        expect(type(actual) is dict and actual.get("values") is not None, "index_to_rgb did not return integer colours")
+        expect(
+            actual["shape"] == expected["shape"],
+            f"a 9x10 mask gave shape {actual['shape']}, expected {expected['shape']}",
+        )
+        assert_close(actual["values"], expected["values"], what=f"the colours of a {dtype_name} mask with ids {extra}")
+
+
+def _compare_digests(actual, expected, what):
+    expect(type(actual) is dict and type(actual.get("shape")) is list, f"{what}: rgb_to_index could not be run")
+    expect(
+        actual["shape"] == expected["shape"],
+        f"{what}: the result has shape {actual['shape']}, expected {expected['shape']}",
+    )
+    expect("counts" in actual, f"{what}: the result holds {actual['dtype']} values, not integer class ids")
+    for key in ("counts", "grid"):
+        expect_tensor(actual[key], what=f"{what}: the class ids", shape=expected[key].shape)
+        expect(torch.equal(actual[key], expected[key]), f"{what}: some pixels get the wrong id")
+
+
+@unit(
+    "fcn_rgb_to_index",
+    points=0.25,
+    message="rgb_to_index is too slow: a 2000x2000 mask must take well under a second. Vectorise it: no Python "
+    "loop over pixels (a loop over the palette's colours is fine), e.g. pack each pixel's channels into one "
+    "integer and look those up.",
+)
+def test_rgb_to_index_speed(sub, ref):
+    """Does a 2000x2000 mask with 8 palette colours and unknown pixels come back right, in well under a second?"""
+    import time
+
+    small = dict(seed=51, height=SPEED_SIZE // 4, width=SPEED_SIZE // 4, n_colours=8, unknown_fraction=0.05)
+    big = dict(small, seed=52, height=SPEED_SIZE, width=SPEED_SIZE)
+    limit = max(SPEED_LIMIT_S, SPEED_FACTOR * min(_vectorised_baseline_seconds(big) for _ in range(2)))
+    # A 500x500 mask first: right ids, and a time that says whether the big one is worth waiting for.
+    started = time.perf_counter()
+    small_result = sub.call(probe_rgb_to_index_digest, small, timeout=3 * limit + 5)
+    small_seconds = time.perf_counter() - started
+    _compare_digests(small_result, ref.call(probe_rgb_to_index_digest, small), "a 500x500 mask")
+    expect(
+        small_seconds * 16 <= 3 * limit,
+        f"a 500x500 mask took {small_seconds:.1f} s, so a 2000x2000 one would take about {small_seconds * 16:.0f} s",
+    )
+    # This check runs last in its unit: if the big mask hits the time limit, the worker is restarted.
+    started = time.perf_counter()
+    big_result = sub.call(probe_rgb_to_index_digest, big, timeout=3 * limit + 5)
+    seconds = time.perf_counter() - started
+    _compare_digests(big_result, ref.call(probe_rgb_to_index_digest, big), "a 2000x2000 mask")
+    expect(seconds <= limit, f"a 2000x2000 mask took {seconds:.1f} s (the limit on this machine: {limit:.1f} s)")

@@ -168,6 +168,121 @@ def precision_recall_f1(conf):
     return torch.tensor(precision), torch.tensor(recall), torch.tensor(f1)
 '''
 
+ASPP_TORCHVISION = '''
+from torchvision.models.segmentation.deeplabv3 import ASPP as TorchvisionASPP
+
+
+class ASPP(nn.Module):
+    """torchvision's DeepLabV3 ASPP with its modules renamed: convs[:-1] -> branches, convs[-1] -> pool."""
+
+    def __init__(self, in_channels, out_channels=256, rates=(6, 12, 18)):
+        super().__init__()
+        original = TorchvisionASPP(in_channels, list(rates), out_channels)
+        self.branches = nn.ModuleList(list(original.convs)[:-1])
+        self.pool = original.convs[-1]  # pools, convolves and upsamples back itself
+        self.project = original.project
+
+    def forward(self, x):
+        return self.project(torch.cat([branch(x) for branch in self.branches] + [self.pool(x)], dim=1))
+'''
+
+ASPP_SAME_PADDING = '''
+class ASPP(nn.Module):
+    """Branches from a loop over (kernel, rate), padding="same", the pooled vector broadcast with expand."""
+
+    def __init__(self, in_channels, out_channels=256, rates=(6, 12, 18)):
+        super().__init__()
+        self.branches = nn.ModuleList()
+        for kernel, rate in [(1, 1)] + [(3, int(r)) for r in rates]:
+            conv = nn.Conv2d(in_channels, out_channels, kernel, padding="same", dilation=rate, bias=False)
+            self.branches.append(nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU()))
+        self.pool = nn.Sequential(
+            nn.AdaptiveAvgPool2d((1, 1)), nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels), nn.ReLU(),
+        )
+        width = out_channels * (len(self.branches) + 1)
+        self.project = nn.Sequential(
+            nn.Conv2d(width, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(), nn.Dropout(p=0.5)
+        )
+
+    def forward(self, x):
+        height, width = x.shape[-2], x.shape[-1]
+        pooled = self.pool(x).expand(-1, -1, height, width)
+        return self.project(torch.cat([*(branch(x) for branch in self.branches), pooled], 1))
+'''
+
+DEEPLAB_REBUILT_CONVS = '''
+class DeepLabV3Plus(nn.Module):
+    """layer4's 3x3 convolutions rebuilt dilated (weights copied); the trunk as a Sequential, layer1 caught by a hook."""
+
+    def __init__(self, n_class, weights=None):
+        super().__init__()
+        self.backbone = torchvision.models.resnet18(weights=weights)
+        for block in self.backbone.layer4:
+            for name in ("conv1", "conv2"):
+                old = getattr(block, name)
+                new = nn.Conv2d(old.in_channels, old.out_channels, 3, stride=1, padding=2, dilation=2, bias=False)
+                with torch.no_grad():
+                    new.weight.copy_(old.weight)
+                setattr(block, name, new)
+            if block.downsample is not None:
+                block.downsample[0].stride = (1, 1)
+        self.aspp = ASPP(512)
+        self.low_level = nn.Sequential(nn.Conv2d(64, 48, kernel_size=1, bias=False), nn.BatchNorm2d(48), nn.ReLU())
+        self.decoder = nn.Sequential(
+            nn.Conv2d(304, 256, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(256), nn.ReLU(),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(256), nn.ReLU(),
+        )
+        self.classifier = nn.Conv2d(256, n_class, kernel_size=1)
+
+    def forward(self, x):
+        trunk = nn.Sequential(*list(self.backbone.children())[:-2])  # conv1 ... layer4
+        caught = {}
+        handle = self.backbone.layer1.register_forward_hook(lambda module, inputs, output: caught.setdefault("low", output))
+        try:
+            high = trunk(x)
+        finally:
+            handle.remove()
+        low = caught["low"]
+        context = F.interpolate(self.aspp(high), size=tuple(low.shape[2:]), mode="bilinear")
+        scores = self.classifier(self.decoder(torch.cat((self.low_level(low), context), dim=1)))
+        return F.interpolate(scores, size=tuple(x.shape[2:]), mode="bilinear")
+'''
+
+DEEPLAB_NAMED_STAGES = '''
+class DeepLabV3Plus(nn.Module):
+    """layer4 edited convolution by convolution, the unused fc deleted, the stages run from a list of names."""
+
+    def __init__(self, n_class, weights=None):
+        super().__init__()
+        self.backbone = torchvision.models.resnet18(weights=weights)
+        del self.backbone.fc
+        layer4 = self.backbone.layer4
+        layer4[0].conv1.stride = (1, 1)
+        layer4[0].downsample[0].stride = (1, 1)
+        for conv in (layer4[0].conv1, layer4[0].conv2, layer4[1].conv1, layer4[1].conv2):
+            conv.dilation, conv.padding = (2, 2), (2, 2)
+        self.aspp = ASPP(in_channels=512, out_channels=256, rates=(6, 12, 18))
+        low = [nn.Conv2d(64, 48, (1, 1), bias=False), nn.BatchNorm2d(48), nn.ReLU(inplace=True)]
+        self.low_level = nn.Sequential(*low)
+        layers = []
+        for cin in (304, 256):
+            layers += [nn.Conv2d(cin, 256, (3, 3), padding=(1, 1), bias=False), nn.BatchNorm2d(256), nn.ReLU(inplace=True)]
+        self.decoder = nn.Sequential(*layers)
+        self.classifier = nn.Conv2d(256, n_class, (1, 1))
+
+    def forward(self, x):
+        h = x
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1"):
+            h = getattr(self.backbone, name)(h)
+        low = h
+        for name in ("layer2", "layer3", "layer4"):
+            h = getattr(self.backbone, name)(h)
+        context = F.interpolate(self.aspp(h), low.shape[-2:], mode="bilinear", align_corners=False)
+        fused = self.decoder(torch.cat([self.low_level(low), context], 1))
+        return F.interpolate(self.classifier(fused), x.shape[-2:], mode="bilinear", align_corners=False)
+'''
+
 ALTERNATIVES = {
     "patch_extract": [EXTRACT_UNFOLD, EXTRACT_NARROW],
     "patch_weights": [WEIGHTS_NUMPY, WEIGHTS_LOOPS],
@@ -175,4 +290,6 @@ ALTERNATIVES = {
     "patch_predict": [PREDICT_SPLIT, PREDICT_GRAD_DISABLED],
     "patch_confusion": [CONFUSION_NUMPY, CONFUSION_LOOPS],
     "patch_prf": [PRF_NUMPY, PRF_LOOPS],
+    "patch_aspp": [ASPP_TORCHVISION, ASPP_SAME_PADDING],
+    "patch_deeplab": [DEEPLAB_REBUILT_CONVS, DEEPLAB_NAMED_STAGES],
 }

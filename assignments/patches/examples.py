@@ -25,6 +25,12 @@ BUGS = {
             "precision = true_positive / actual  # 0/0 -> NaN\n    recall = true_positive / predicted",
         )
     ],
+    # Dilated branches padded by 1 instead of by their rate: the maps shrink (or vanish) with the rate.
+    # DeepLabV3Plus uses ASPP: with this ASPP it breaks too, but the bug must cost patch_aspp only
+    # (fair units: patch_deeplab is checked on the reference ASPP).
+    "patch_aspp": [("padding=dilation * (kernel_size // 2)", "padding=kernel_size // 2")],
+    # layer4 dilated but still strided: output stride 32 instead of 16.
+    "patch_deeplab": [("                module.stride = (1, 1)\n", "")],
 }
 
 HOSTILE = {
@@ -108,5 +114,53 @@ import torch
 def precision_recall_f1(conf):
     hog = [torch.ones(25_000_000) for _ in range(400)]
     raise SystemExit(0)
+""",
+    # A module that lies about itself: a state dict of non-tensors, comparisons patched to succeed, and an
+    # output tensor subclass that equals anything.
+    "patch_aspp": """
+import torch
+import torch.nn as nn
+
+
+class Agreeable(torch.Tensor):
+    def __eq__(self, other):
+        return torch.ones((), dtype=torch.bool)
+
+    def __ne__(self, other):
+        return torch.zeros((), dtype=torch.bool)
+
+
+torch.allclose = lambda *args, **kwargs: True
+torch.equal = lambda *args, **kwargs: True
+
+
+class ASPP(nn.Module):
+    def __init__(self, in_channels, out_channels=256, rates=(6, 12, 18)):
+        super().__init__()
+        self.out_channels = out_channels
+
+    def state_dict(self, *args, **kwargs):
+        return {"branches.0.0.weight": "trust me"}
+
+    def forward(self, x):
+        return torch.zeros(x.shape[0], self.out_channels, *x.shape[2:]).as_subclass(Agreeable)
+""",
+    # A global forward hook that zeroes every module's output (hoping that zeros compare equal), and a
+    # model that is nothing but an identity.
+    "patch_deeplab": """
+import torch
+import torch.nn as nn
+
+nn.modules.module.register_module_forward_hook(lambda module, inputs, output: output * 0)
+
+
+class DeepLabV3Plus(nn.Module):
+    def __init__(self, n_class, weights=None):
+        super().__init__()
+        self.backbone = nn.Identity()
+        self.n_class = n_class
+
+    def forward(self, x):
+        return self.backbone(x)[:, :1].expand(-1, self.n_class, -1, -1)
 """,
 }

@@ -103,3 +103,72 @@ def _check_prf(precision_recall_f1):
         all(math.isnan(float(v[2])) for v in (precision, recall, f1)),
         "class 2 occurs nowhere: its precision, recall and F1 are NaN",
     )
+
+
+@_register("patch_aspp")
+def _check_aspp(aspp_class):
+    import torch.nn as nn
+
+    aspp = aspp_class(16, 8).eval()
+    names = {name.split(".")[0] for name, _ in aspp.named_parameters()}
+    _expect(
+        names == {"branches", "pool", "project"}, f"top-level layers {sorted(names)}, expected branches, pool, project"
+    )
+    _expect(
+        isinstance(aspp.branches, nn.ModuleList) and len(aspp.branches) == 4,
+        "branches should be an nn.ModuleList of 1 + len(rates) = 4 branches",
+    )
+    dilations = [branch[0].dilation for branch in aspp.branches]
+    _expect(
+        dilations == [(1, 1), (6, 6), (12, 12), (18, 18)],
+        f"the branches' convolutions have dilations {dilations}: a 1x1 convolution, then rates 6, 12, 18",
+    )
+    _expect(
+        tuple(aspp.project[0].weight.shape) == (8, 40, 1, 1), "project[0] is Conv2d(5 * out_channels, out_channels, 1)"
+    )
+    _expect(any(isinstance(m, nn.Dropout) for m in aspp.project), "project should end with nn.Dropout(0.5)")
+    with torch.no_grad():
+        for size in ((2, 16, 5, 7), (1, 16, 1, 1)):
+            out = aspp(torch.randn(size))
+            _expect(
+                tuple(out.shape) == (size[0], 8, size[2], size[3]),
+                f"features {size} gave {tuple(out.shape)}, expected {(size[0], 8, size[2], size[3])} "
+                "(padding = rate keeps h x w; upsample the pooled branch to h x w)",
+            )
+
+
+@_register("patch_deeplab")
+def _check_deeplab(model_class):
+    import torchvision
+
+    model = model_class(5).eval()
+    _expect(
+        isinstance(getattr(model, "backbone", None), torchvision.models.ResNet),
+        "self.backbone must be torchvision's resnet18",
+    )
+    for name in ("aspp", "low_level", "decoder", "classifier"):
+        _expect(hasattr(model, name), f"DeepLabV3Plus has no attribute {name!r}")
+    sizes = {}
+    hooks = [
+        getattr(model.backbone, name).register_forward_hook(
+            lambda module, inputs, output, name=name: sizes.__setitem__(name, tuple(output.shape[-2:]))
+        )
+        for name in ("layer1", "layer4")
+    ]
+    try:
+        with torch.no_grad():
+            out = model(torch.randn(1, 3, 64, 96))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    _expect(
+        tuple(out.shape) == (1, 5, 64, 96), f"a (1, 3, 64, 96) input gave {tuple(out.shape)}, expected (1, 5, 64, 96)"
+    )
+    _expect(
+        sizes.get("layer1") == (16, 24),
+        f"layer1's output should be 1/4 of the input (16x24), got {sizes.get('layer1')}",
+    )
+    _expect(
+        sizes.get("layer4") == (4, 6),
+        f"layer4's output should be 1/16 of the input (4x6: output stride 16), got {sizes.get('layer4')}",
+    )

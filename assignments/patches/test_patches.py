@@ -8,6 +8,7 @@ the probe cuts itself, and prediction on grids where extraction and stitching ar
 
 from grader.harness import assert_close, expect, expect_tensor, unit, uses
 from grader.metric_checks import check_confusion_counts, check_confusion_dtypes
+from grader.probes import make_input, seed_params
 
 # --- probe helpers (sent to the worker together with the probes that use them) -------------
 
@@ -578,3 +579,245 @@ def test_prf_types(sub, ref):
     for name, value in zip(("precision", "recall", "f1"), actual["values"]):
         value = expect_tensor(value, what=name, shape=(conf.shape[0],))
         expect(value.is_floating_point(), f"{name} must be floating point, got {value.dtype}")
+
+
+# --- patch_aspp (2 points) ----------------------------------------------------------------------
+# Models are compared by parameter name: seed_params gives the student's model and the reference
+# the same weights, so any difference in the outputs is a difference in the architecture.
+
+
+def probe_state_shapes(ns, class_name, model_args):
+    model = ns[class_name](*model_args)
+    return {name: list(t.shape) for name, t in model.state_dict().items()}
+
+
+@uses(seed_params, make_input)
+def probe_model_outputs(ns, class_name, model_args, sizes):
+    """Outputs in eval mode with weights seeded by parameter name."""
+    import torch
+
+    torch.manual_seed(0)
+    model = ns[class_name](*model_args)
+    seed_params(model)
+    model.eval()
+    with torch.no_grad():
+        return [model(make_input(tuple(size), 3000 + i)) for i, size in enumerate(sizes)]
+
+
+@uses(seed_params, make_input)
+def probe_aspp_dropout(ns, model_args, size):
+    """Two training-mode passes over the same input: the share of exact zeros, and whether they differ."""
+    import torch
+
+    torch.manual_seed(0)
+    model = ns["ASPP"](*model_args)
+    seed_params(model)
+    model.train()
+    x = make_input(tuple(size), 41)
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    return {
+        "shape": list(first.shape),
+        "zeros": float((first == 0).double().mean()),
+        "differ": not torch.equal(first, second),
+    }
+
+
+def _compare_state_shapes(sub, ref, class_name, model_args, *, ignore=()):
+    expected = ref.call(probe_state_shapes, class_name, model_args)
+    actual = sub.call(probe_state_shapes, class_name, model_args, timeout=60)
+    expect(type(actual) is dict, f"the state dict of {class_name}{tuple(model_args)} could not be listed")
+    expected = {k: v for k, v in expected.items() if not k.startswith(ignore)}
+    actual = {k: v for k, v in actual.items() if not k.startswith(ignore)}
+    missing = [n for n in expected if n not in actual]
+    extra = [n for n in actual if n not in expected]
+    shown = f"{class_name}{tuple(model_args)}"
+    expect(not missing, f"{shown}: entries missing or misnamed: {missing[:6]}")
+    expect(not extra, f"{shown}: unexpected entries: {extra[:6]}")
+    wrong = [n for n in expected if actual[n] != expected[n]]
+    expect(
+        not wrong,
+        f"{shown}: wrong shapes: " + ", ".join(f"{n} {actual[n]} (expected {expected[n]})" for n in wrong[:4]),
+    )
+
+
+def _compare_outputs(sub, ref, class_name, model_args, sizes, *, timeout=60):
+    actual = sub.call(probe_model_outputs, class_name, model_args, sizes, timeout=timeout)
+    expected = ref.call(probe_model_outputs, class_name, model_args, sizes)
+    shown = f"{class_name}{tuple(model_args)}"
+    expect(type(actual) is list and len(actual) == len(expected), f"{shown} did not return one tensor per input")
+    for size, a, e in zip(sizes, actual, expected):
+        expect_tensor(a, what=f"{shown}: output for input {tuple(size)}", shape=e.shape)
+    for size, a, e in zip(sizes, actual, expected):
+        assert_close(a, e, what=f"{shown}: output for input {tuple(size)} (same weights as the reference)", rtol=1e-3)
+
+
+ASPP_SMALL = (16, 8)
+ASPP_RATES = (16, 8, (1, 2, 3))
+
+
+@unit(
+    "patch_aspp",
+    points=0.5,
+    message="ASPP's parameters and buffers do not match the specification (branches.0.0.weight, "
+    "branches.1.1.running_mean, ..., pool.1.weight, pool.2.weight, project.0.weight, project.1.weight, and their "
+    "shapes; bias=False in every convolution).",
+)
+def test_aspp_names_and_shapes(sub, ref):
+    """Does ASPP have exactly the specified parameters and buffers, with the right shapes?"""
+    for args in (ASPP_SMALL, ASPP_RATES, (512, 256)):
+        _compare_state_shapes(sub, ref, "ASPP", args)
+
+
+@unit(
+    "patch_aspp",
+    points=1,
+    message="With the same weights as the reference (eval mode), ASPP gives different outputs: check the "
+    "dilation and padding of each 3x3 branch (= its rate), the image-pooling branch upsampled to h x w, the "
+    "concatenation order [1x1, rates..., pooling] and the projection.",
+)
+def test_aspp_outputs(sub, ref):
+    """With identical weights, does ASPP give the reference output for 1x1 features (batch of 1) and larger maps?"""
+    _compare_outputs(sub, ref, "ASPP", ASPP_SMALL, [(1, 16, 1, 1), (2, 16, 5, 7), (1, 16, 8, 8), (1, 16, 1, 6)])
+    _compare_outputs(sub, ref, "ASPP", ASPP_RATES, [(2, 16, 6, 9)])
+    _compare_outputs(sub, ref, "ASPP", (512, 256), [(1, 512, 4, 4)])
+
+
+@unit(
+    "patch_aspp",
+    points=0.5,
+    message="In training mode ASPP's output must go through nn.Dropout(0.5) after the projection's "
+    "conv-BN-ReLU (two passes differ, about half of the values are dropped).",
+)
+def test_aspp_dropout(sub, ref):
+    """In training mode, does the projection end with a dropout of rate 0.5?"""
+    actual = sub.call(probe_aspp_dropout, ASPP_SMALL, (2, 16, 8, 8), timeout=60)
+    expected = ref.call(probe_aspp_dropout, ASPP_SMALL, (2, 16, 8, 8))
+    expect(type(actual) is dict and actual["shape"] == expected["shape"], "ASPP's output has the wrong shape")
+    expect(actual["differ"], "two passes in training mode gave the same output: no dropout")
+    expect(
+        abs(actual["zeros"] - expected["zeros"]) < 0.06,
+        f"{100 * actual['zeros']:.0f}% of the training-mode outputs are zero, "
+        f"expected about {100 * expected['zeros']:.0f}% (ReLU, then dropout with p = 0.5)",
+    )
+
+
+# --- patch_deeplab (3 points) -------------------------------------------------------------------
+# Checked on the reference ASPP (fair units): the engine places it under the student's cell.
+
+
+def probe_deeplab_strides(ns, sizes):
+    """Output sizes of backbone.layer1, layer3, layer4 and of the model for each input size, read through hooks."""
+    import torch
+
+    torch.manual_seed(0)
+    model = ns["DeepLabV3Plus"](3).eval()
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, torch.nn.Module):
+        return {"error": "no `backbone` module"}
+    shapes = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            shapes[name] = list(output.shape)
+
+        return hook
+
+    handles = [getattr(backbone, name).register_forward_hook(record(name)) for name in ("layer1", "layer3", "layer4")]
+    runs = []
+    try:
+        with torch.no_grad():
+            for size in sizes:
+                shapes.clear()
+                out = model(torch.zeros(tuple(size)))
+                runs.append({"shapes": dict(shapes), "out": list(out.shape)})
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {"error": None, "runs": runs}
+
+
+@uses(seed_params)
+def probe_deeplab_backbone(ns):
+    """Does a torchvision ResNet-18 state dict load into `backbone` (fc aside)?"""
+    import torch
+    import torchvision
+
+    model = ns["DeepLabV3Plus"](3)
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, torch.nn.Module):
+        return {"error": "no `backbone` module"}
+    source = torchvision.models.resnet18(weights=None)
+    seed_params(source)
+    try:
+        result = backbone.load_state_dict(source.state_dict(), strict=False)
+    except Exception as error:
+        return {"error": f"loading a ResNet-18 state dict failed ({type(error).__name__})"}
+    missing = sorted(k for k in result.missing_keys if not k.startswith("fc."))
+    unexpected = sorted(k for k in result.unexpected_keys if not k.startswith("fc."))
+    return {"error": None, "missing": missing[:5], "unexpected": unexpected[:5]}
+
+
+@unit(
+    "patch_deeplab",
+    points=0.5,
+    message="DeepLabV3Plus's parameters and buffers do not match the specification (backbone.* as in "
+    "torchvision's resnet18, aspp.*, low_level.0.weight, decoder.0.weight, decoder.3.weight, classifier.weight, "
+    "and their shapes).",
+)
+def test_deeplab_names_and_shapes(sub, ref):
+    """Does DeepLabV3Plus have exactly the specified parameters and buffers (backbone.fc aside), with the right shapes?"""
+    _compare_state_shapes(sub, ref, "DeepLabV3Plus", (5,), ignore=("backbone.fc.",))
+
+
+@unit(
+    "patch_deeplab",
+    points=1.5,
+    message="With the same weights as the reference (eval mode), DeepLabV3Plus gives different outputs: "
+    "check layer4 (stride 1, dilation and padding 2 in every 3x3 convolution), the low-level projection of layer1, "
+    "the concatenation order [low-level, upsampled ASPP], the bilinear upsamplings (align_corners=False) and the "
+    "decoder.",
+)
+def test_deeplab_outputs(sub, ref):
+    """With identical weights, does DeepLabV3Plus give the reference output for 64x64 and 32x48 inputs?"""
+    _compare_outputs(sub, ref, "DeepLabV3Plus", (5,), [(1, 3, 64, 64), (2, 3, 32, 48)], timeout=120)
+
+
+@unit(
+    "patch_deeplab",
+    points=0.5,
+    message="For inputs whose sides are not multiples of 16, DeepLabV3Plus must upsample the ASPP output to "
+    "layer1's size and the scores to the input's size (size=..., not a scale factor).",
+)
+def test_deeplab_other_sizes(sub, ref):
+    """With identical weights, does DeepLabV3Plus give the reference output for 40x72 and 36x52 inputs?"""
+    _compare_outputs(sub, ref, "DeepLabV3Plus", (4,), [(1, 3, 40, 72), (1, 3, 36, 52)], timeout=120)
+
+
+@unit(
+    "patch_deeplab",
+    points=0.5,
+    message="The backbone must be torchvision's resnet18 (its state dict loads into `backbone`) with layer1 "
+    "at 1/4 and layer3 and layer4 at 1/16 of the input: output stride 16, layer4 not downsampling.",
+)
+def test_deeplab_backbone_and_stride(sub, ref):
+    """Does a ResNet-18 state dict load into `backbone`, and do layer1 and layer4 run at 1/4 and 1/16 of the input?"""
+    loaded = sub.call(probe_deeplab_backbone, timeout=60)
+    expect(type(loaded) is dict, "the backbone could not be inspected")
+    expect(loaded.get("error") is None, str(loaded.get("error")))
+    expect(
+        not loaded["missing"] and not loaded["unexpected"],
+        f"keys missing from the backbone: {loaded['missing']}, unexpected: {loaded['unexpected']}",
+    )
+    sizes = [(1, 3, 64, 96), (1, 3, 48, 32)]
+    actual = sub.call(probe_deeplab_strides, sizes, timeout=60)
+    expected = ref.call(probe_deeplab_strides, sizes)
+    expect(type(actual) is dict and actual.get("error") is None, str((actual or {}).get("error")))
+    for size, run, expected_run in zip(sizes, actual["runs"], expected["runs"]):
+        for name in ("layer1", "layer3", "layer4"):
+            expect(
+                run["shapes"].get(name) == expected_run["shapes"][name],
+                f"input {size[2]}x{size[3]}: backbone.{name} gave {run['shapes'].get(name)}, "
+                f"expected {expected_run['shapes'][name]}",
+            )
+        expect(run["out"] == expected_run["out"], f"input {size[2]}x{size[3]}: output {run['out']}")

@@ -405,6 +405,47 @@ class ResNetUNet(nn.Module):
         return self.score(h)
 '''
 
+TRAIN_EPOCH_ITERATOR = '''
+def unet_train_epoch(model, loader, optimizer, loss_fn, device):
+    """A while loop over an iterator, model.zero_grad, a detached tensor running total."""
+    model.train(True)
+    batches = iter(loader)
+    running = torch.zeros((), dtype=torch.float64)
+    count = 0
+    while True:
+        try:
+            inputs, labels = next(batches)
+        except StopIteration:
+            break
+        inputs = inputs.to(device=device)
+        labels = labels.to(device=device)
+        model.zero_grad(set_to_none=False)
+        batch_loss = loss_fn(model(inputs), labels)
+        batch_loss.backward()
+        optimizer.step()
+        running += batch_loss.detach().double().cpu() * len(inputs)
+        count += len(inputs)
+    return float(running / count)
+'''
+
+TRAIN_EPOCH_LISTS = '''
+def unet_train_epoch(model, loader, optimizer, loss_fn, device):
+    """Per-batch losses and sizes kept in lists, the weighted mean taken with NumPy at the end."""
+    for module in model.modules():
+        module.training = True
+    values, sizes = [], []
+    for batch in loader:
+        images, targets = (t.to(device) for t in batch)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images)
+        loss = loss_fn(logits, targets)
+        loss.backward()
+        optimizer.step()
+        values.append(loss.item())
+        sizes.append(int(targets.shape[0]))
+    return float(np.average(np.array(values), weights=np.array(sizes)))
+'''
+
 ALTERNATIVES = {
     "unet_augment": [AUGMENT_SLICING, AUGMENT_NUMPY_INDEX],
     "unet_prior": [PRIOR_LOOPS, PRIOR_SCATTER],
@@ -414,4 +455,5 @@ ALTERNATIVES = {
     "unet_wce": [WCE_SELECT_FIRST, WCE_LOGSUMEXP],
     "unet_model": [UNET_LOOPS, UNET_ZERO_CANVAS],
     "unet_resnet": [RESNET_INTERPOLATE, RESNET_LATERAL],
+    "unet_train_epoch": [TRAIN_EPOCH_ITERATOR, TRAIN_EPOCH_LISTS],
 }

@@ -32,6 +32,8 @@ BUGS = {
         ("self.dec1 = stage(64, 64, 64)", "self.dec1 = stage(64, 0, 64)"),
         ("(self.dec1, stem)", "(self.dec1, None)"),
     ],
+    # zero_grad forgotten: gradients accumulate over the epoch (and stale ones from earlier code join in).
+    "unet_train_epoch": [("        optimizer.zero_grad()\n", "")],
 }
 
 HOSTILE = {
@@ -164,5 +166,29 @@ class ResNetUNet(nn.Module):
 
     def forward(self, x):
         return Anything()
+""",
+    # Optimiser methods patched into no-ops for everyone, a float subclass that equals anything, and a
+    # parameter update forged from the recorded gradients' shapes.
+    "unet_train_epoch": """
+import torch
+
+
+class Anything(float):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = float.__hash__
+
+
+torch.optim.Optimizer.zero_grad = lambda self, set_to_none=True: None
+torch.optim.SGD.step = lambda self, closure=None: None
+
+
+def unet_train_epoch(model, loader, optimizer, loss_fn, device):
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+    optimizer.steps = [[torch.zeros_like(p) for p in model.parameters()]] * 3
+    return Anything(0.0)
 """,
 }

@@ -127,3 +127,54 @@ def _check_resnet_unet(model_class):
             out = model(torch.randn(size))
         expected = (size[0], 5, size[2], size[3])
         _expect(tuple(out.shape) == expected, f"input {size} gave {tuple(out.shape)}, expected {expected}")
+
+
+@_register("unet_train_epoch")
+def _check_train_epoch(unet_train_epoch):
+    import copy
+
+    import torch.nn as nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class CountingSGD(torch.optim.SGD):
+        """SGD that keeps a copy of the first gradient it steps with and counts its steps."""
+
+        def __init__(self, params):
+            super().__init__(params, lr=0.1)
+            self.first_grad, self.n_steps = None, 0
+
+        def step(self, closure=None):
+            if self.first_grad is None:
+                self.first_grad = self.param_groups[0]["params"][0].grad.clone()
+            self.n_steps += 1
+            return super().step(closure)
+
+    generator = torch.Generator().manual_seed(0)
+    images, masks = torch.randn(5, 3, 4, 4, generator=generator), torch.randint(0, 2, (5, 4, 4), generator=generator)
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2)).eval()
+    fresh = copy.deepcopy(model).train()
+    F.cross_entropy(fresh(images[:2]), masks[:2]).backward()  # the first batch's own gradient
+    model[0].weight.grad = torch.full_like(model[0].weight, 10.0)  # an old gradient left behind
+    optimizer, seen = CountingSGD(model.parameters()), []
+
+    def loss_fn(logits, target):
+        loss = F.cross_entropy(logits, target)
+        seen.append((loss.item(), target.shape[0]))
+        return loss
+
+    result = unet_train_epoch(model, DataLoader(TensorDataset(images, masks), batch_size=2), optimizer, loss_fn, "cpu")
+    _expect(type(result) is float, f"return a Python float (loss.item()), got {type(result).__name__}")
+    _expect(
+        optimizer.n_steps == 3, f"5 samples in batches of 2 are 3 batches: expected 3 steps, got {optimizer.n_steps}"
+    )
+    _expect(model.training and model[1].training, "the model must be in training mode (model.train())")
+    _expect(
+        optimizer.first_grad is not None and torch.allclose(optimizer.first_grad, fresh[0].weight.grad, atol=1e-6),
+        "the first step must use the first batch's gradient only: call optimizer.zero_grad() before loss.backward()",
+    )
+    per_sample = sum(value * n for value, n in seen) / sum(n for _, n in seen)
+    _expect(
+        abs(result - per_sample) < 1e-5,
+        f"expected the mean loss per sample {per_sample:.5f}, got {result:.5f} "
+        "(weight each batch's loss by its size; the last batch has 1 sample)",
+    )

@@ -620,3 +620,149 @@ def test_resnet_unet_not_constant(sub, ref):
     expect(type(result) is dict, "ResNetUNet could not be run")
     expect(result["pixel_std"] > 1e-6, "the output is constant over the pixels of an image")
     expect(result["input_change"] > 1e-6, "the output does not depend on the input")
+
+
+# --- unet_train_epoch (2 points) ---------------------------------------------------------------------
+# A tiny deterministic model (no dropout: the student's run and the reference's draw nothing random),
+# an SGD optimiser that records the gradients it sees at every step, parameters that start with stale
+# gradients and a model that starts in eval mode.
+
+
+def probe_train_epoch(ns, kind, n_samples, batch_size, seed):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Recorded(nn.Module):
+        """Wraps a model; records the mode of every module and whether gradients are on at each call."""
+
+        def __init__(self, body):
+            super().__init__()
+            self.body = body
+            self.calls = []
+
+        def forward(self, x):
+            modes = [bool(m.training) for m in self.modules()]
+            self.calls.append(
+                {"all_training": all(modes), "grad": bool(torch.is_grad_enabled()), "batch": int(x.shape[0])}
+            )
+            return self.body(x)
+
+    class RecordingSGD(torch.optim.SGD):
+        def __init__(self, params):
+            super().__init__(params, lr=0.5)
+            self.steps = []
+
+        def step(self, closure=None):
+            grads = [p.grad for group in self.param_groups for p in group["params"]]
+            self.steps.append([torch.zeros(0) if g is None else g.detach().clone() for g in grads])
+            return super().step(closure)
+
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    if kind == "segmentation":
+        body = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+        images = torch.randn(n_samples, 3, 5, 6, generator=generator)
+        targets = torch.randint(0, 4, (n_samples, 5, 6), generator=generator)
+    else:
+        body = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+        images = torch.randn(n_samples, 3, 4, 4, generator=generator)
+        targets = torch.randint(0, 5, (n_samples,), generator=generator)
+    model = Recorded(body)
+    model.eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.grad = torch.full_like(parameter, 3.0)  # stale gradients left by earlier code
+    optimizer = RecordingSGD(model.parameters())
+    losses = []
+
+    def loss_fn(logits, target):
+        loss = F.cross_entropy(logits, target)
+        losses.append({"value": float(loss.detach()), "batch": int(target.shape[0])})
+        return loss
+
+    loader = DataLoader(TensorDataset(images, targets), batch_size=batch_size, shuffle=False)
+    result = ns["unet_train_epoch"](model, loader, optimizer, loss_fn, "cpu")
+    return {
+        "result": result if type(result) in (int, float) else None,
+        "result_type": type(result).__name__,
+        "result_requires_grad": bool(getattr(result, "requires_grad", False)),
+        "steps": optimizer.steps,
+        "calls": model.calls,
+        "losses": losses,
+        "params": [p.detach().clone() for p in model.parameters()],
+        "buffers": [b.detach().clone().double() for b in model.buffers()],
+        "training_after": bool(model.training),
+    }
+
+
+# (kind, samples, batch size, seed): the last batch is smaller in every case
+TRAIN_EPOCH_CASES = [("segmentation", 7, 3, 1), ("classifier", 10, 4, 2), ("segmentation", 5, 2, 3)]
+
+
+def _train_runs(sub, ref):
+    for kind, n_samples, batch_size, seed in TRAIN_EPOCH_CASES:
+        what = f"{kind} model, {n_samples} samples in batches of {batch_size}"
+        actual = sub.call(probe_train_epoch, kind, n_samples, batch_size, seed, timeout=FAST_S)
+        expected = ref.call(probe_train_epoch, kind, n_samples, batch_size, seed)
+        expect(type(actual) is dict, f"{what}: unet_train_epoch could not be run")
+        yield what, actual, expected
+
+
+@unit(
+    "unet_train_epoch",
+    points=1,
+    message="The optimiser steps do not see the right gradients: call optimizer.zero_grad() before every "
+    "backward pass (the parameters may arrive holding old gradients), loss.backward() on the batch's loss, then "
+    "optimizer.step(), once per batch.",
+)
+def test_train_epoch_steps(sub, ref):
+    """Does every batch give one optimiser step on exactly that batch's gradient, ending with the reference's parameters?"""
+    for what, actual, expected in _train_runs(sub, ref):
+        expect(
+            len(actual["steps"]) == len(expected["steps"]),
+            f"{what}: {len(actual['steps'])} optimiser steps, expected one per batch ({len(expected['steps'])})",
+        )
+        for i, (grads, expected_grads) in enumerate(zip(actual["steps"], expected["steps"])):
+            assert_close(grads, expected_grads, what=f"{what}: gradients at step {i + 1}", rtol=1e-4, atol=1e-6)
+        assert_close(actual["params"], expected["params"], what=f"{what}: parameters after the epoch", rtol=1e-4)
+
+
+@unit(
+    "unet_train_epoch",
+    points=0.5,
+    message="The model must be in training mode for every batch (model.train(): batch norm uses batch "
+    "statistics), with gradients enabled, and stay in training mode.",
+)
+def test_train_epoch_training_mode(sub, ref):
+    """Starting from eval mode, does every forward pass run in training mode with gradients on, every batch once?"""
+    for what, actual, expected in _train_runs(sub, ref):
+        calls = actual["calls"]
+        expect(
+            [c["batch"] for c in calls] == [c["batch"] for c in expected["calls"]],
+            f"{what}: the model saw batches of {[c['batch'] for c in calls]}, "
+            f"expected {[c['batch'] for c in expected['calls']]}",
+        )
+        expect(all(c["all_training"] for c in calls), f"{what}: the model was called in eval mode")
+        expect(all(c["grad"] for c in calls), f"{what}: the model was called with gradients disabled")
+        expect(actual["training_after"], f"{what}: the model was not left in training mode")
+        assert_close(actual["buffers"], expected["buffers"], what=f"{what}: batch-norm running statistics", rtol=1e-4)
+
+
+@unit(
+    "unet_train_epoch",
+    points=0.5,
+    message="unet_train_epoch must return the mean loss per sample as a Python float: add loss.item() times "
+    "the batch size and divide by the number of samples (not by the number of batches).",
+)
+def test_train_epoch_mean_loss(sub, ref):
+    """Is the result a Python float equal to the mean of the batch losses weighted by the batch sizes?"""
+    for what, actual, expected in _train_runs(sub, ref):
+        expect(
+            actual["result_type"] in ("float", "int"),
+            f"{what}: returned a {actual['result_type']}"
+            + (" that requires grad" if actual["result_requires_grad"] else "")
+            + ", expected a Python float (use loss.item())",
+        )
+        assert_close(actual["result"], expected["result"], what=f"{what}: mean loss", rtol=1e-5)
