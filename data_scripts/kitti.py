@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from data_scripts.download import DatasetEntry, RemoteFile, extract, register
+from data_scripts.download import DatasetEntry, DownloadError, RemoteFile, extract, register
 from data_scripts.prepare import verify_manual_archive, write_splits_and_meta
 from starter.common import write_atomically
 from starter.constants import (
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         root = data_root()
     try:
         out_dir = prepare_kitti(root, args.archives, unpacked_dir=args.from_unpacked, progress=not args.no_progress)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, DownloadError, ValueError) as error:  # a message, not a traceback
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     counts = json.loads((out_dir / "meta.json").read_text())["counts"]

@@ -57,7 +57,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from data_scripts.download import DatasetEntry, RemoteFile, extract, register
+from data_scripts.download import DatasetEntry, DownloadError, RemoteFile, extract, register
 from data_scripts.prepare import (
     binary_colours_to_index,
     snap_to_binary_colours,
@@ -313,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         out_dir = prepare_landcover(
             root, args.archives, unpacked_dir=args.from_unpacked, size=args.size, progress=not args.no_progress
         )
-    except FileNotFoundError as error:
+    except (FileNotFoundError, DownloadError, ValueError) as error:  # a message, not a traceback
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     counts = json.loads((out_dir / "meta.json").read_text())["counts"]
