@@ -139,40 +139,52 @@ def watershed_instances(class_mask, min_distance=3):
 '''
 
 WATERSHED_OPENCV = '''
+import heapq
+
 import cv2
 from scipy import ndimage
 
 
 def watershed_instances(class_mask, min_distance=3):
-    """OpenCV: exact distance transform, dilation as the maximum filter, cv2.watershed, borders reassigned."""
-    mask = class_mask.cpu().numpy().astype(np.uint8)
+    """OpenCV for the peaks (dilation as the maximum filter) and components; a hand-written priority flood
+    (Meyer's algorithm, heapq) instead of a library watershed: a pixel joins the region that reaches it first
+    from higher ground, so every region is one connected piece."""
+    mask = class_mask.cpu().numpy().astype(bool)
     height, width = mask.shape
     if not mask.any():
         return torch.zeros((0, height, width), dtype=torch.bool)
-    # pad with background so that the image border is not background for the distance transform
-    distance = cv2.distanceTransform(cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_REPLICATE), cv2.DIST_L2,
-                                     cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    distance = ndimage.distance_transform_edt(mask).astype(np.float32)
     size = 2 * int(min_distance) + 1
     local_max = cv2.dilate(distance, np.ones((size, size), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    peaks = ((distance >= local_max) & (mask > 0)).astype(np.uint8)
-    n_markers, markers = cv2.connectedComponents(peaks, connectivity=8)
-    n_components, components = cv2.connectedComponents(mask, connectivity=4)
+    peaks = mask & (distance >= local_max)
+    n_markers, markers = cv2.connectedComponents(peaks.astype(np.uint8), connectivity=8)
+    n_components, components = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
+    markers = markers.astype(np.int64)
     for component in range(1, n_components):
         inside = components == component
-        if not peaks[inside].any():
+        if not peaks[inside].any():  # no peak of its own: the whole component is one instance
             markers[inside] = n_markers
             n_markers += 1
-    markers = markers.astype(np.int32) + 1  # 1 = background marker, 2.. = instances
-    markers[mask == 0] = 1
-    relief = cv2.cvtColor(np.uint8(255 - 255 * distance / max(float(distance.max()), 1.0)), cv2.COLOR_GRAY2BGR)
-    flooded = cv2.watershed(relief, markers)
-    # cv2.watershed leaves -1 on the borders between regions: give those pixels to the nearest region
-    unassigned = (flooded <= 1) & (mask > 0)
-    if unassigned.any():
-        _, (rows, cols) = ndimage.distance_transform_edt(unassigned | (flooded <= 1), return_indices=True)
-        flooded = np.where(unassigned, flooded[rows, cols], flooded)
-    ids = [r for r in np.unique(flooded[mask > 0]) if r > 1]
-    return torch.from_numpy(np.stack([(flooded == r) & (mask > 0) for r in ids]))
+    heap, order = [], 0
+
+    def push_neighbours(row, col):
+        nonlocal order
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                r, c = row + dr, col + dc
+                if 0 <= r < height and 0 <= c < width and mask[r, c] and markers[r, c] == 0:
+                    heapq.heappush(heap, (-float(distance[r, c]), order, r, c, int(markers[row, col])))
+                    order += 1
+
+    for row, col in zip(*np.nonzero(markers)):
+        push_neighbours(row, col)
+    while heap:
+        _, _, row, col, label = heapq.heappop(heap)
+        if markers[row, col] == 0:
+            markers[row, col] = label
+            push_neighbours(row, col)
+    ids = [k for k in np.unique(markers[mask]) if k > 0]
+    return torch.from_numpy(np.stack([markers == k for k in ids]))
 '''
 
 IOU_LOOPS = '''
