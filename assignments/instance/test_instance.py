@@ -355,6 +355,11 @@ def test_watershed_partition(sub, ref):
     border = torch.zeros(20, 24, dtype=torch.bool)
     border[0:9, 0:12] = border[12:20, 15:24] = border[15, 2] = border[19, 0] = True
     cases += [(border, 3), (torch.ones(6, 8, dtype=torch.bool), 2), (torch.zeros(5, 6, dtype=torch.bool), 2)]
+    # Peakless components last in raster order: two single pixels just below a square, within min_distance of
+    # its higher ground (a range over the component ids that stops short leaves them out).
+    tail = torch.zeros(16, 16, dtype=torch.bool)
+    tail[0:9, 0:9] = tail[10, 4] = tail[10, 7] = True
+    cases.append((tail, 4))
     for i, (class_mask, min_distance) in enumerate(cases):
         what = f"case {i + 1} (min_distance={min_distance})"
         _expect_partition(_watershed_masks(sub, class_mask, min_distance, what), class_mask, what)
