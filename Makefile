@@ -115,9 +115,10 @@ test: setup lint
 test-fast: setup
 	$(RUN) -m pytest -q -m "not slow and not proof" -n $(TEST_JOBS) --dist loadgroup
 
-# The expensive evidence CI leaves out to stay under 10 minutes (~6 min on 2 cores): each single
-# bug costs points on its own unit only, the hostile/malformed corpus earns nothing, and independent
-# correct implementations of every unit get full marks (assignments/<a>/alternatives.py).
+# The expensive evidence CI leaves out to stay under 10 minutes (24 min on 2 cores, 11 of them the Slurm
+# test): each single bug costs points on its own unit only, the hostile/malformed corpus earns nothing,
+# independent correct implementations of every unit get full marks (assignments/<a>/alternatives.py),
+# and sharded and Slurm grading give the bytes of a one-machine run (tests/test_shard.py, test_slurm.py).
 proof: setup
 	$(RUN) -m pytest -q --durations=15 -m proof
 
