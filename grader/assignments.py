@@ -62,11 +62,14 @@ class ResultsConfig:
 
     ``dataset`` is the prepared dataset the notebook is pointed at (``SEGKIT_DATASET``);
     ``not_run`` says why the notebook cannot run on such a machine (then nothing else is needed);
-    ``needs_weights`` lists experiments that need ImageNet weights; ``published`` the seeds' numbers.
+    ``needs_weights`` lists experiments that need ImageNet weights; ``published`` the seeds' numbers;
+    ``needs_gpu`` says which part of the notebook runs only where a GPU is present (listed as not run on a
+    machine without one).
     """
 
     dataset: str | None = None
     not_run: str | None = None
+    needs_gpu: str | None = None
     needs_weights: tuple[str, ...] = ()
     published: tuple[PublishedResult, ...] = ()
 
@@ -89,7 +92,7 @@ class AssignmentConfig:
 
 
 _KEYS = {"title", "datasets", "grading", "proof", "results"}
-_RESULTS_KEYS = {"dataset", "not_run", "needs_weights", "published"}
+_RESULTS_KEYS = {"dataset", "not_run", "needs_gpu", "needs_weights", "published"}
 _GRADING_KEYS = {"expensive_units"}
 _PROOF_KEYS = {"hostile_target", "corpus", "equivalent"}
 
@@ -115,6 +118,7 @@ def _read_results(path: str, table: dict) -> ResultsConfig:
     return ResultsConfig(
         dataset=table.get("dataset"),
         not_run=table.get("not_run"),
+        needs_gpu=table.get("needs_gpu"),
         needs_weights=tuple(table.get("needs_weights", ())),
         published=tuple(published),
     )

@@ -32,6 +32,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED_CMP = REPO_ROOT.parent / "shared" / "data" / "cmp_facade_base"
 BUILD_DIR = REPO_ROOT / "build" / "results"
 DOCS_FILE = REPO_ROOT / "docs" / "results.md"
+KEPT_NOTE = "(Kept from the previous page: this machine has no runs of this notebook.)"
+ESTIMATE_HEADING = "## Time per epoch in the full profile: estimated, not measured"
 FIGURES_DIR = REPO_ROOT / "docs" / "results"
 # A notebook that has not finished after this long is stopped (its finished experiments stay).
 CELL_TIMEOUT_S = 3600
@@ -143,8 +145,24 @@ def _figures_for(assignment: str, results: dict, runs_root: Path, classes: Seque
     return lines
 
 
-def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: str) -> str:
-    """docs/results.md from the runs folder. Inputs: runs root, notebook wall times, a description of the machine."""
+def page_sections(page: str) -> dict[str, str]:
+    """The `## ` sections of a results page by heading line, each with its body (up to the next heading)."""
+    sections: dict[str, str] = {}
+    heading = None
+    for line in page.splitlines(keepends=True):
+        if line.startswith("## "):
+            heading = line.rstrip("\n")
+            sections[heading] = ""
+        if heading is not None:
+            sections[heading] += line
+    return sections
+
+
+def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: str, previous: str = "") -> str:
+    """docs/results.md from the runs folder. Inputs: runs root, notebook wall times, a description of the machine,
+    and the previous page: a notebook with no runs on this machine (`--only` another one, a fresh clone) keeps
+    its section from there instead of losing it, and so does the estimate section."""
+    kept = page_sections(previous)
     from starter.data import dataset_spec
     from starter.runs import RunStore
 
@@ -175,12 +193,19 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
         if config.dataset is None:
             not_run.append((assignment, config.not_run))
             continue
+        if config.needs_gpu and "no GPU" in environment:
+            not_run.append((f"{assignment}, in part", config.needs_gpu))
         published = {p.experiment: p for p in config.published}
         store_dir = runs_root / assignment
         results = RunStore(store_dir).results() if store_dir.is_dir() else {}
         spec = dataset_spec(config.dataset, runs_root.parent / "data")
         wall = wall_seconds.get(assignment)
-        lines += [f"## {assignment}: solutions/{assignment}/{assignment}.ipynb on {config.dataset}", ""]
+        heading = f"## {assignment}: solutions/{assignment}/{assignment}.ipynb on {config.dataset}"
+        if not results and heading in kept:  # measured on another machine or in an earlier run: keep it, say so
+            section = "\n".join(line for line in kept[heading].splitlines() if line != KEPT_NOTE).rstrip()
+            lines += [*section.splitlines(), "", KEPT_NOTE, ""]
+            continue
+        lines += [heading, ""]
         if wall is not None:
             lines += [
                 f"Wall time of the last `make results` run of this notebook: {wall / 60:.1f} min (experiments finished in earlier runs are skipped, not re-run).",
@@ -224,7 +249,7 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
     if estimate_file.is_file():
         estimate = json.loads(estimate_file.read_text())
         lines += [
-            "## Time per epoch in the full profile: estimated, not measured",
+            ESTIMATE_HEADING,
             "",
             "No GPU was lent to the session that made this page, so the full profile's time per epoch is an",
             "estimate (`python bench/colab_estimate.py`): training FLOPs per image of the solution's model",
@@ -244,6 +269,8 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
                 f"| ~{row['t4_seconds_per_full_epoch_estimated']:.0f} s |"
             )
         lines.append("")
+    elif ESTIMATE_HEADING in kept:
+        lines += [*kept[ESTIMATE_HEADING].rstrip("\n").splitlines(), ""]
     lines += ["## Not run here", ""]
     lines += [f"- **{name}**: {why}" for name, why in not_run]
     lines.append("")
@@ -305,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    DOCS_FILE.write_text(render_report(runs_root, wall, _environment_line()))
+    previous = DOCS_FILE.read_text(encoding="utf-8") if DOCS_FILE.is_file() else ""
+    DOCS_FILE.write_text(render_report(runs_root, wall, _environment_line(), previous))
     print(f"wrote {DOCS_FILE.relative_to(REPO_ROOT)} and {FIGURES_DIR.relative_to(REPO_ROOT)}/")
     return 0
 

@@ -72,3 +72,20 @@ def test_results_card_without_runs_says_how_to_make_them(results_tree):
     shutil.rmtree(results_tree / "unet")
     text = card.render_report(results_tree, {}, "test machine")
     assert "No finished experiment in the runs folder" in text
+
+
+def test_a_notebook_without_runs_here_keeps_its_section_from_the_previous_page(results_tree):
+    """Does rebuilding the page on a machine with only one notebook's runs keep the other notebooks' sections?"""
+    previous = card.render_report(results_tree, {"unet": 600.0}, "first machine")
+    fcn_heading = next(line for line in previous.splitlines() if line.startswith("## fcn:"))
+    previous = previous.replace(fcn_heading, fcn_heading + "\n\n| FCN-32s scratch | measured elsewhere |")
+    import shutil
+
+    shutil.rmtree(results_tree / "unet")
+    text = card.render_report(results_tree, {}, "second machine", previous)
+    assert "| U-Net | cmp_facade | 96x96 | 2/8 | 42 | 0.500 | 0.210 |" in text  # unet: kept, not lost
+    assert "| FCN-32s scratch | measured elsewhere |" in text
+    assert text.count("Kept from the previous page") >= 2
+    assert "Machine: second machine" in text
+    # Without a previous page, a notebook without runs still says how to make them.
+    assert "No finished experiment in the runs folder" in card.render_report(results_tree, {}, "second machine")
