@@ -95,7 +95,8 @@ def read_results(grades_dir: Path, assignment: str, students: list[str] | None =
     folder = Path(grades_dir) / "results" / assignment
     paths = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
     if students:
-        paths = [p for p in paths if p.stem in set(students)]
+        wanted_ids = set(students)
+        paths = [p for p in paths if p.stem in wanted_ids]
     if not paths:
         wanted = f" for {', '.join(students)}" if students else ""
         raise GradebookExportError(
@@ -126,7 +127,8 @@ def _ordered(known_order: list[str], names: list[str]) -> list[str]:
     """`names` in `known_order`, then the others in their given order."""
     present = set(names)
     first = [name for name in known_order if name in present]
-    return first + [name for name in names if name not in set(first)]
+    placed = set(first)
+    return first + [name for name in names if name not in placed]
 
 
 # -- the nbgrader course ---------------------------------------------------------------------------

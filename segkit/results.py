@@ -163,6 +163,8 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
     and the previous page: a notebook with no runs on this machine (`--only` another one, a fresh clone) keeps
     its section from there instead of losing it, and so does the estimate section."""
     kept = page_sections(previous)
+    import torch
+
     from starter.data import dataset_spec
     from starter.runs import RunStore
 
@@ -193,7 +195,7 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
         if config.dataset is None:
             not_run.append((assignment, config.not_run))
             continue
-        if config.needs_gpu and "no GPU" in environment:
+        if config.needs_gpu and not torch.cuda.is_available():
             not_run.append((f"{assignment}, in part", config.needs_gpu))
         published = {p.experiment: p for p in config.published}
         store_dir = runs_root / assignment
