@@ -28,6 +28,7 @@ All replies from the worker are decoded with ``torch.load(..., weights_only=True
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import fcntl
 import io
@@ -37,6 +38,7 @@ import select
 import shlex
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -76,6 +78,8 @@ ETC_ALLOW = (
 )
 WATCHDOG_INTERVAL_S = 0.05
 ENV_BWRAP = "SEGKIT_BWRAP"  # path of a bwrap binary to use instead of the bundled one
+ENV_TEMPLATE = "SEGKIT_WORKER_TEMPLATE"  # "0": start every worker from scratch instead of forking a template
+SHM_MB = 64
 
 
 class SandboxUnavailable(RuntimeError):
@@ -393,6 +397,7 @@ class SandboxPlan:
     run_dir: Path | None = None
     uid: int | None = None
     cgroups: list[Path] = field(default_factory=list)
+    keep_caps: bool = False  # the worker template: capabilities inside its user namespace (to mount)
     _uid_lock: object = None
 
     def command(self, inner: list[str]) -> tuple[list[str], object]:
@@ -473,7 +478,7 @@ class SandboxPlan:
             "--disable-userns",
             "--die-with-parent",
             "--new-session",
-            "--cap-drop",
+            "--cap-add" if self.keep_caps else "--cap-drop",
             "ALL",
             "--uid",
             str(SANDBOX_UID),
@@ -504,7 +509,7 @@ class SandboxPlan:
             "--dev",
             "/dev",
             "--size",
-            str(64 * 2**20),
+            str(SHM_MB * 2**20),
             "--tmpfs",
             "/dev/shm",
             "--size",
@@ -790,6 +795,236 @@ def _set_pdeathsig():
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+class _ForkedProcess:
+    """A worker forked by the template: not a child of this process, so it is watched and
+    signalled through a pidfd (which cannot name another process after a pid is reused)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self._pidfd = os.pidfd_open(pid)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            self.returncode = -1  # its exit status goes to the template's child that waits for it
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            if not select.select([self._pidfd], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout)
+            self.returncode = -1
+        return self.returncode
+
+    def kill(self):
+        try:
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def close(self):
+        os.close(self._pidfd)
+
+
+class WorkerTemplate:
+    """A pre-imported worker template for one grading slot (``worker.zygote``).
+
+    Importing torch and torchvision costs a worker more CPU than most submissions' checks, so
+    each slot starts this once, in the same sandbox as a worker (allow-list, uid, caps on its
+    own cgroup), and forks a fresh worker from it per submission. The template never runs student
+    code; each worker gets fresh namespaces, scratch, /dev/shm and /proc and no capabilities
+    before its first request (worker.py says how), and the grader caps and watches it by host pid.
+    """
+
+    def __init__(self, host: HostSandbox, slot: int, forbidden: tuple[str, ...], keep_output: int):
+        self.host, self.slot, self.forbidden = host, slot, forbidden
+        self._keep_output = keep_output
+        self._plan: SandboxPlan | None = None
+        self._process: subprocess.Popen | None = None
+        self._control: socket.socket | None = None
+        self._drain: _OutputDrain | None = None
+        self.cpu_seconds = 0.0  # the template's own start-up (imports), once per slot
+        self.preload_problems: list[str] = []
+
+    def start(self, timeout: float):
+        self._plan = SandboxPlan(self.host, Limits(), slot=self.slot, forbidden=self.forbidden, keep_caps=True)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        output_read, output_write = os.pipe()
+        try:
+            command, preexec = self._plan.command(
+                [
+                    sys.executable,
+                    "-I",
+                    "-u",
+                    "-B",
+                    f"{SANDBOX_KIT}/worker.py",
+                    "--zygote",
+                    str(theirs.fileno()),
+                    "{}",
+                ]
+            )
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output_write,
+                stderr=output_write,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+                preexec_fn=preexec,
+                close_fds=True,
+            )
+        except BaseException:
+            ours.close()
+            os.close(output_read)
+            self.stop()
+            raise
+        finally:
+            theirs.close()
+            os.close(output_write)
+        self._control = ours
+        self._drain = _OutputDrain(output_read, self._keep_output)
+        self._drain.start()
+        answer = self._answer(timeout)
+        self.cpu_seconds = tree_cpu_seconds(self._process.pid)
+        self.preload_problems = list(answer.get("preload_problems", []))
+        if not answer.get("ready"):
+            reason = answer.get("error") or "it did not start"
+            self.stop()
+            raise WorkerError(f"the worker template refused: {reason}")
+
+    def _answer(self, timeout: float) -> dict:
+        ready, _, _ = select.select([self._control], [], [], timeout)
+        message = self._control.recv(1 << 16) if ready else b""
+        if not message:
+            raise WorkerError("the worker template did not answer:\n" + self.output()[-2000:])
+        try:
+            answer = json.loads(message)
+        except ValueError as exc:
+            raise WorkerError("the worker template sent a malformed answer") from exc
+        return answer if type(answer) is dict else {}
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def output(self) -> str:
+        return self._drain.text() if self._drain is not None else ""
+
+    def fork(self, rlimits: dict[str, int], scratch_mb: int, timeout: float):
+        """A fresh worker: (handle of its pid namespace's init, request write fd, reply read fd, output
+        read fd, go fd). The init forks the worker (and so may anything run) once "g" is written to go."""
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        output_read, output_write = os.pipe()
+        hello, hello_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The kernel attaches the sender's credentials, its pid translated into our pid namespace.
+        hello.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        ours = (request_write, reply_read, output_read)
+        try:
+            request = {"limits": rlimits, "scratch_mb": scratch_mb, "shm_mb": SHM_MB}
+            try:
+                socket.send_fds(
+                    self._control,
+                    [json.dumps(request).encode()],
+                    [request_read, reply_write, output_write, hello_theirs.fileno()],
+                )
+            except OSError as exc:
+                raise WorkerError(f"the worker template is gone ({exc})") from exc
+        finally:
+            for fd in (request_read, reply_write, output_write):
+                os.close(fd)
+            hello_theirs.close()
+        try:
+            answer = self._answer(timeout)
+            if not answer.get("forked"):
+                raise WorkerError(f"the worker template could not fork a worker: {answer.get('error')}")
+            pid = self._hello_pid(hello, timeout, output_read)
+            return _ForkedProcess(pid), *ours, hello.detach()
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            hello.close()
+            raise
+
+    @staticmethod
+    def _hello_pid(hello: socket.socket, timeout: float, output_read: int) -> int:
+        ready, _, _ = select.select([hello], [], [], timeout)
+        if not ready:
+            raise WorkerError("a forked worker did not start in time")
+        data, ancillary, _, _ = hello.recvmsg(1, socket.CMSG_SPACE(12))
+        credentials = [
+            d for level, kind, d in ancillary if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS)
+        ]
+        if data != b"h" or not credentials:
+            detail = b""
+            if select.select([output_read], [], [], 0.5)[0]:
+                detail = os.read(output_read, 4000)
+            raise WorkerError("a forked worker failed while it was set up:\n" + detail.decode("utf-8", "replace"))
+        pid, _, _ = struct.unpack("iII", credentials[0][:12])
+        # It must be the init of a pid namespace of its own (NSpid ends in 1), not a stray process.
+        status = _read(f"/proc/{pid}/status") or ""
+        nspids = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+        if len(nspids) < 2 or nspids[-1] != "1":
+            raise WorkerError(f"a forked worker reported pid {pid}, which is not a fresh pid namespace's init")
+        return pid
+
+    def stop(self):
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._process is not None:
+            for kill in (lambda: os.killpg(self._process.pid, signal.SIGKILL), self._process.kill):
+                try:
+                    kill()
+                except (ProcessLookupError, PermissionError):
+                    pass
+            self._process.wait()
+            self._process = None
+        if self._drain is not None:
+            self._drain.join(timeout=5)
+        if self._plan is not None:
+            self._plan.cleanup()
+            self._plan = None
+
+
+_TEMPLATES: dict[tuple, WorkerTemplate] = {}
+_TEMPLATE_FAILURES: dict[tuple, str] = {}
+
+
+def worker_template(host: HostSandbox, slot: int, forbidden: tuple[str, ...], limits: Limits) -> WorkerTemplate | None:
+    """This process's template for `slot`, started on first use and again if it died; None where
+    workers must start from scratch (disabled, a systemd scope cap, or a template that failed twice)."""
+    if os.environ.get(ENV_TEMPLATE, "1") == "0" or host.caps == "systemd":
+        return None
+    key = (host, slot, forbidden)
+    template = _TEMPLATES.get(key)
+    if template is not None and template.alive:
+        return template
+    if template is not None:
+        template.stop()
+        del _TEMPLATES[key]
+    if _TEMPLATE_FAILURES.get(key, "").count("\n") >= 2:
+        return None
+    template = WorkerTemplate(host, slot, forbidden, limits.output_keep_bytes)
+    try:
+        template.start(limits.startup_timeout)
+    except (WorkerError, OSError) as exc:
+        _TEMPLATE_FAILURES[key] = _TEMPLATE_FAILURES.get(key, "") + f"{exc}\n"
+        print(f"segkit: workers start from scratch (slower): {exc}", file=sys.stderr)
+        return None
+    _TEMPLATES[key] = template
+    return template
+
+
+def stop_worker_templates():
+    for template in _TEMPLATES.values():
+        template.stop()
+    _TEMPLATES.clear()
+
+
+atexit.register(stop_worker_templates)
+
+
 class Worker:
     """One sandboxed worker process executing one student's cells.
 
@@ -827,6 +1062,7 @@ class Worker:
         self.peak_memory_bytes: int | None = None
         self.cpu_seconds = 0.0  # CPU time of the worker tree, read when it is stopped
         self.out_of_memory = False
+        self.started_from_template = False
 
     # -- lifecycle -----------------------------------------------------------------
     def _rlimits(self) -> dict[str, int]:
@@ -845,13 +1081,27 @@ class Worker:
         }
 
     def start(self):
+        limits_json = json.dumps(
+            self._rlimits() if self.sandbox else {k: v for k, v in self._rlimits().items() if k != "RLIMIT_NPROC"}
+        )
+        if self.sandbox:
+            host = self.host or require_sandbox()
+            template = worker_template(host, self.slot, self.forbidden, self.limits)
+            if template is not None:
+                try:
+                    self._start_forked(host, template)
+                    return
+                except WorkerError as exc:  # infrastructure, never the student: nothing of theirs ran yet
+                    output = self.output()
+                    self.stop()
+                    template.stop()
+                    print(
+                        f"segkit: a forked worker failed ({exc}); starting one from scratch\n{output}", file=sys.stderr
+                    )
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
         output_read, output_write = os.pipe()
         # Plain fd numbers survive bwrap (it keeps inherited descriptors) and the uid drop.
-        limits_json = json.dumps(
-            self._rlimits() if self.sandbox else {k: v for k, v in self._rlimits().items() if k != "RLIMIT_NPROC"}
-        )
         if self.sandbox:
             self._plan = SandboxPlan(
                 self.host or require_sandbox(), self.limits, slot=self.slot, forbidden=self.forbidden
@@ -920,6 +1170,32 @@ class Worker:
         if self._plan is not None and self._plan.host.caps == "watchdog":
             self._watchdog = _MemoryWatchdog(self.process.pid, self.limits.memory_mb * 2**20)
             self._watchdog.start()
+        self._await_ready()
+
+    def _start_forked(self, host: HostSandbox, template: WorkerTemplate):
+        """Fork the worker from this slot's template, move it under its caps, then let it start."""
+        self._plan = SandboxPlan(host, self.limits, slot=self.slot, forbidden=self.forbidden)
+        self._plan._make_cgroups()
+        self.process, self._request_write, self._reply_read, output_read, self._go = template.fork(
+            self._rlimits(), self.limits.scratch_mb, self.limits.startup_timeout
+        )
+        self._drain = _OutputDrain(output_read, self.limits.output_keep_bytes)
+        self._drain.start()
+        # The worker's pid-namespace init waits for this before it forks the worker: everything
+        # that runs student code starts under the submission's caps.
+        try:
+            for group in self._plan.cgroups:
+                (group / "cgroup.procs").write_text(str(self.process.pid))
+            os.write(self._go, b"g")
+        except OSError as exc:
+            raise WorkerError(f"a forked worker could not be capped and started: {exc}") from exc
+        if host.caps == "watchdog":
+            self._watchdog = _MemoryWatchdog(self.process.pid, self.limits.memory_mb * 2**20)
+            self._watchdog.start()
+        self._await_ready()
+        self.started_from_template = True
+
+    def _await_ready(self):
         reply = self._receive(self.limits.startup_timeout)
         if reply.get("op") != "ready":
             raise WorkerError("worker did not start")
@@ -934,6 +1210,9 @@ class Worker:
                 except (ProcessLookupError, PermissionError):
                     pass
             self.process.wait()
+            if isinstance(self.process, _ForkedProcess):
+                self.process.close()
+                os.close(self._go)
             for fd in (self._request_write, self._reply_read):
                 try:
                     os.close(fd)
@@ -969,6 +1248,8 @@ class Worker:
         )
         if oom:
             return WorkerOutOfMemory(f"the worker used more than its {self.limits.memory_mb} MB memory cap")
+        if isinstance(self.process, _ForkedProcess):
+            return WorkerError("the worker process exited")
         return WorkerError(f"the worker process exited (code {code})")
 
     # -- protocol ------------------------------------------------------------------

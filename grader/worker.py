@@ -94,12 +94,22 @@ def apply_limits(limits):
 
 
 def main():
+    if sys.argv[1] == "--zygote":
+        import json
+
+        zygote(int(sys.argv[2]), json.loads(sys.argv[3]))
+        return
     fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
     if len(sys.argv) > 3:
         import json
 
         apply_limits(json.loads(sys.argv[3]))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the student-visible `starter` package
+    serve(fd_in, fd_out)
+
+
+def serve(fd_in, fd_out):
+    """Answer requests on fd_in until "quit" or end of input: the worker's whole life."""
     import torch
 
     torch.set_num_threads(1)
@@ -189,6 +199,255 @@ def to_plain(value, torch):
     if type(value) is dict:
         return {str(k): to_plain(v, torch) for k, v in value.items()}
     raise TypeError(f"probe returned a {type(value).__name__}, which is not plain data")
+
+
+# -- the zygote: one pre-imported template per grading slot, forked once per submission ---------
+#
+# Importing torch and torchvision costs more CPU than grading a whole submission, so a grading slot
+# keeps one template process inside the same bubblewrap sandbox as a worker, imports once there,
+# and forks a fresh worker per submission. The template never runs student code. Each worker
+# gets, before any student code: new mount, pid, network, ipc and uts namespaces (so nothing of an
+# earlier worker, of the template or of the host is visible), a fresh size-capped /scratch and
+# /dev/shm, its own /proc, no capabilities at all, and then its resource limits. The template
+# keeps capabilities inside the sandbox's user namespace only (they are what lets it mount);
+# it is not dumpable, so a worker of the same uid cannot read or write its memory.
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 4, 24, 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAP_SYS_ADMIN = 21
+SANDBOX_UID = 1000
+PROC_COVERED = ("sys", "sysrq-trigger", "irq", "bus")  # read-only in the worker's /proc, as bwrap does
+PRELOAD = ("torch", "torchvision", "numpy", "PIL.Image", "matplotlib", "matplotlib.pyplot", "starter")
+
+
+def _libc():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    return libc
+
+
+def _check(result, what):
+    if result != 0:
+        import ctypes
+
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(libc, source, target, fstype, flags, data=None):
+    _check(
+        libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def _effective_caps():
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def _shared_writable_mappings():
+    """Mappings a forked worker would share with the template and so with later workers."""
+    with open("/proc/self/maps") as handle:
+        return [line.strip() for line in handle if line.split()[1][1] == "w" and line.split()[1][3] == "s"]
+
+
+def _drop_all_capabilities(libc):
+    import ctypes
+
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    for cap in range(last + 1):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable (x2) all empty
+    _check(libc.capset(header, data), "capset")
+    if _effective_caps() != 0:
+        raise OSError("capabilities are still set")
+
+
+def zygote(control_fd, config):
+    """Serve fork requests on `control_fd` (a SOCK_SEQPACKET socket) until it closes.
+
+    Request: JSON {"limits": {...rlimits}, "scratch_mb": int, "shm_mb": int} with four descriptors
+    (request_read, reply_write, output_write, hello). Answer: JSON {"forked": true} or {"error": str}.
+    The worker sends one byte on `hello` before it reads its first request; the grader reads the
+    worker's host pid from that message's credentials (SO_PASSCRED) and caps it before it sends any
+    code.
+    """
+    import json
+    import socket
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    control = socket.socket(fileno=control_fd)
+    libc = _libc()
+    problems = []
+    for name in config.get("preload", PRELOAD):
+        try:
+            __import__(name)
+        except Exception as exc:  # a missing optional package only costs its import later
+            problems.append(f"{name}: {type(exc).__name__}")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    refusal = ""
+    if not _effective_caps() >> CAP_SYS_ADMIN & 1:
+        refusal = "the template has no CAP_SYS_ADMIN in its user namespace (it cannot build workers)"
+    elif _shared_writable_mappings():
+        refusal = "the template holds shared writable memory: " + "; ".join(_shared_writable_mappings()[:3])
+    elif len(os.listdir("/proc/self/task")) != 1:
+        refusal = f"the template runs {len(os.listdir('/proc/self/task'))} threads; it must fork from one"
+    _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+    control.send(json.dumps({"ready": not refusal, "error": refusal, "preload_problems": problems}).encode())
+    if refusal:
+        return
+    children = set()
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 1 << 16, 8)
+        except OSError:
+            return
+        if not message:
+            return
+        # One worker at a time: the grader kills the previous one before it asks for the next.
+        for pid in list(children):
+            os.waitpid(pid, 0)
+            children.discard(pid)
+        try:
+            request = json.loads(message)
+            if len(fds) != 4:
+                raise ValueError(f"expected 4 descriptors, got {len(fds)}")
+            if _shared_writable_mappings():
+                raise RuntimeError("the template holds shared writable memory")
+            pid = os.fork()
+            if pid == 0:
+                status = 70
+                try:
+                    control.close()
+                    _become_worker(libc, fds, request)
+                    status = 0
+                except BaseException:
+                    traceback.print_exc()
+                finally:
+                    os._exit(status)
+            children.add(pid)
+            answer = {"forked": True}
+        except Exception as exc:
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        for fd in fds:
+            os.close(fd)
+        control.send(json.dumps(answer).encode())
+
+
+def _loopback_up():
+    """The new network namespace's loopback starts down; bring it up as bwrap does (only `lo` exists)."""
+    import fcntl
+    import socket
+    import struct
+
+    iff_up, iff_loopback, iff_running, siocsifflags = 0x1, 0x8, 0x40, 0x8914
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as handle:
+        fcntl.ioctl(handle, siocsifflags, struct.pack("16sH14x", b"lo", iff_up | iff_loopback | iff_running))
+
+
+def _become_worker(libc, fds, request):
+    """In the template's child: build the worker's namespaces, fork their pid 1 (which forks the
+    worker) and wait for it. Neither this process nor that pid 1 runs student code; each dies with
+    its parent."""
+    import signal
+    import socket
+
+    request_read, reply_write, output_write, hello_fd = fds
+    _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    os.dup2(output_write, 1)
+    os.dup2(output_write, 2)
+    keep = sorted({0, 1, 2, request_read, reply_write, hello_fd})
+    for low, high in zip(keep, keep[1:] + [os.sysconf("SC_OPEN_MAX")]):
+        os.closerange(low + 1, high)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
+    _check(libc.unshare(flags), "unshare")
+    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the template
+    _loopback_up()
+    owner = f"uid={SANDBOX_UID},gid={SANDBOX_UID}"
+    _mount(
+        libc,
+        "tmpfs",
+        "/scratch",
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        f"size={int(request['scratch_mb'])}m,mode=0700,{owner}",
+    )
+    _mount(libc, "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(request['shm_mb'])}m,mode=1777")
+    pid = os.fork()
+    if pid:
+        for fd in (request_read, reply_write, hello_fd):
+            os.close(fd)
+        while True:
+            try:
+                os.waitpid(pid, 0)
+                return
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+
+    # pid 1 of the new pid namespace: mounts its /proc, drops every capability, reports its host pid
+    # (the grader puts it under the submission's caps), then forks the worker and reaps until it ends.
+    _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for name in PROC_COVERED:
+        path = f"/proc/{name}"
+        if os.path.exists(path):
+            _mount(libc, path, path, None, MS_BIND | MS_REC)
+            _mount(libc, None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.setsid()  # its own session and process group, inside the namespace
+    os.chdir("/scratch")
+    _drop_all_capabilities(libc)
+    hello = socket.socket(fileno=hello_fd)
+    hello.sendall(b"h")
+    if hello.recv(1) != b"g":  # the grader has capped this process (or gave up)
+        os._exit(0)
+    worker = os.fork()
+    if worker:
+        hello.close()
+        for fd in (request_read, reply_write):
+            os.close(fd)
+        while True:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                os._exit(0)
+            if pid == worker:
+                os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+    hello.close()
+    _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    _check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")  # the template's setting is 0
+    if "numpy" in sys.modules:  # `random` reseeds itself after fork; numpy's global state would not
+        sys.modules["numpy"].random.seed()
+    apply_limits(request["limits"])
+    serve(request_read, reply_write)
 
 
 if __name__ == "__main__":

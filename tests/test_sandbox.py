@@ -21,6 +21,7 @@ from grader.sandbox import (
     Worker,
     WorkerError,
     WorkerOutOfMemory,
+    WorkerTemplate,
     WorkerTimeout,
     host_sandbox,
 )
@@ -359,3 +360,121 @@ def test_systemd_scope_wraps_the_worker_without_root(monkeypatch):
     assert argv[:4] == ["systemd-run", "--user", "--scope", "--quiet"]
     assert "MemoryMax=900M" in argv and "TasksMax=50" in argv and "MemorySwapMax=0" in argv
     assert argv[argv.index("--") + 1] == host.bwrap
+
+
+# -- workers forked from the slot's pre-imported template ----------------------------------------
+
+LEAVE_TRACES = """
+import os, socket, time
+open('/scratch/left-behind', 'w').write('secret')
+open('/dev/shm/left-behind', 'w').write('secret')
+listener = socket.socket(socket.AF_UNIX)
+listener.bind('\\0segkit-left-behind')
+listener.listen()
+if os.fork() == 0:  # a daemon that outlives the cell, in a session of its own
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(120)
+    os._exit(0)
+"""
+
+LOOK_FOR_TRACES = """
+import os, socket
+found = [p for p in ('/scratch/left-behind', '/dev/shm/left-behind') if os.path.exists(p)]
+try:
+    socket.socket(socket.AF_UNIX).connect('\\0segkit-left-behind')
+    found.append('abstract socket')
+except OSError:
+    pass
+pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
+"""
+
+
+def _template_worker(slot: int) -> Worker:
+    w = Worker(slot=slot, limits=Limits(cell_timeout=20, probe_timeout=20, memory_mb=2048))
+    w.start()
+    assert w.started_from_template
+    return w
+
+
+def test_a_forked_worker_sees_nothing_of_the_one_before():
+    """Does a worker forked from the slot's template start clean: no file, shared-memory file, socket
+    or process left by the previous submission's worker, which forked from the same template?"""
+    first = _template_worker(11)
+    try:
+        assert first.exec_cell("traces", LEAVE_TRACES)["status"] == "ok"
+        assert first.exec_cell("look", LOOK_FOR_TRACES)["status"] == "ok"
+        seen_by_first = first.probe(_source(probe_value), "probe_value", ("found",))
+        pids_of_first = first.probe(_source(probe_value), "probe_value", ("pids",))
+    finally:
+        first.stop()
+    assert seen_by_first == ["/scratch/left-behind", "/dev/shm/left-behind", "abstract socket"]  # the probe can see
+    assert len(pids_of_first) >= 3  # init, the worker and the daemon
+    second = _template_worker(11)
+    try:
+        assert second.exec_cell("look", LOOK_FOR_TRACES)["status"] == "ok"
+        assert second.probe(_source(probe_value), "probe_value", ("found",)) == []
+        assert second.probe(_source(probe_value), "probe_value", ("pids",)) == [1, 2]
+    finally:
+        second.stop()
+
+
+def probe_reach_template(ns):
+    import os
+    import subprocess
+
+    status = dict(line.split(":\t", 1) for line in open("/proc/1/status").read().splitlines() if ":\t" in line)
+    try:
+        open("/proc/1/mem", "rb").read(1)
+        init_memory = "readable"
+    except OSError as exc:
+        init_memory = type(exc).__name__
+    userns = subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode
+    return {
+        "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "init_caps": int(status["CapEff"], 16) | int(status["CapPrm"], 16) | int(status["CapBnd"], 16),
+        "init_memory": init_memory,
+        "userns": userns,
+        "cgroup": open("/proc/self/cgroup").read(),
+    }
+
+
+def test_the_template_is_out_of_a_forked_workers_reach():
+    """Can a forked worker see the template, read its pid-namespace init's memory, hold a capability
+    anywhere in its namespace, or make a user namespace? Is it under the submission's own cgroup?"""
+    w = _template_worker(12)
+    try:
+        view = w.probe(_source(probe_reach_template), "probe_reach_template")
+    finally:
+        w.stop()
+    assert view["pids"] == [1, 2]  # its init and itself: no template, no host process
+    assert view["init_caps"] == 0
+    assert view["init_memory"] in ("PermissionError", "OSError")
+    assert view["userns"] != 0
+    if host_sandbox().caps.startswith("cgroup"):
+        assert "segkit-" in view["cgroup"]
+
+
+def test_workers_start_from_scratch_when_the_template_is_off(monkeypatch):
+    """With SEGKIT_WORKER_TEMPLATE=0, or when forking fails, is the worker started from scratch instead?"""
+    monkeypatch.setenv("SEGKIT_WORKER_TEMPLATE", "0")
+    w = Worker(slot=13, limits=Limits(cell_timeout=20))
+    w.start()
+    try:
+        assert not w.started_from_template
+        assert w.exec_cell("a", "x = 1")["status"] == "ok"
+    finally:
+        w.stop()
+    monkeypatch.delenv("SEGKIT_WORKER_TEMPLATE")
+
+    def broken_fork(self, *args, **kwargs):
+        raise WorkerError("fork refused")
+
+    monkeypatch.setattr(WorkerTemplate, "fork", broken_fork)
+    w = Worker(slot=13, limits=Limits(cell_timeout=20))
+    w.start()
+    try:
+        assert not w.started_from_template
+        assert w.exec_cell("a", "x = 1")["status"] == "ok"
+    finally:
+        w.stop()
