@@ -13,6 +13,8 @@ from /proc while it lives) plus the trusted grading process. The kernel's accoun
 children (RUSAGE_CHILDREN) misses sandboxed workers (killed with their pid namespace), so it is
 printed as the grader's side only, and in full for a run without the sandbox, which the nbgrader
 ratio uses.
+Sandboxed workers fork from a pre-imported template per grading slot (grader/sandbox.py,
+WorkerTemplate); its start-up is printed once, apart from the per-submission figures.
 Targets (issue 14): at most 5 core-seconds per UNet/CAM/patches submission, 15 per FCN submission.
 """
 
@@ -126,19 +128,42 @@ def time_nbgrader(course: Path, name: str, students: list[str]) -> tuple[float, 
     return time.perf_counter() - start, children_cpu() - cpu
 
 
-def worker_start_seconds(sandbox: bool, starts: int) -> float:
-    """Median seconds from starting a worker to its first answer (torch imported), and stopping it."""
-    from grader.sandbox import Worker
+def worker_start_seconds(sandbox: bool, starts: int, template: bool = True) -> float:
+    """Median seconds from starting a worker to its first answer (torch imported), and stopping it.
+    With the template (the default for sandboxed grading) the first start of a slot also starts the
+    template; that one is left out here and reported by template_start()."""
+    from grader.sandbox import ENV_TEMPLATE, Worker
 
-    times = []
-    for slot in range(starts):
-        started = time.perf_counter()
-        worker = Worker(slot=slot, sandbox=sandbox)
-        worker.start()
-        worker.exec_cell("t", "x = 1")
-        worker.stop()
-        times.append(time.perf_counter() - started)
-    return sorted(times)[len(times) // 2]
+    previous = os.environ.get(ENV_TEMPLATE)
+    os.environ[ENV_TEMPLATE] = "1" if template else "0"
+    try:
+        times = []
+        for index in range(starts + (1 if sandbox and template else 0)):
+            started = time.perf_counter()
+            worker = Worker(slot=0 if template else index, sandbox=sandbox)
+            worker.start()
+            worker.exec_cell("t", "x = 1")
+            worker.stop()
+            times.append(time.perf_counter() - started)
+        times = times[1:] if sandbox and template else times
+        return sorted(times)[len(times) // 2]
+    finally:
+        if previous is None:
+            os.environ.pop(ENV_TEMPLATE, None)
+        else:
+            os.environ[ENV_TEMPLATE] = previous
+
+
+def template_start() -> tuple[float, float]:
+    """Wall seconds and core-seconds of starting one slot's worker template (once per grading process)."""
+    from grader.sandbox import Limits, WorkerTemplate, host_sandbox
+
+    template = WorkerTemplate(host_sandbox(), 500, (), 4096)
+    started = time.perf_counter()
+    template.start(Limits().startup_timeout)
+    wall = time.perf_counter() - started
+    template.stop()
+    return wall, template.cpu_seconds
 
 
 def bench_assignment(name: str, root: Path, skip_nbgrader: bool) -> None:
@@ -189,16 +214,24 @@ def main():
     from grader.sandbox import host_sandbox
 
     host = host_sandbox()
-    sandboxed, unsafe = worker_start_seconds(True, args.starts), worker_start_seconds(False, args.starts)
+    forked = worker_start_seconds(True, args.starts)
+    scratch = worker_start_seconds(True, args.starts, template=False)
+    unsafe = worker_start_seconds(False, args.starts)
+    template_wall, template_core = template_start()
     print(
         f"worker start (median of {args.starts}; mechanisms: {'root' if host.as_root else 'ordinary user'}, "
         f"caps {host.caps}):"
     )
-    print(f"  sandboxed                       : {sandboxed:6.2f} s")
-    print(f"  --unsafe-no-sandbox (baseline)  : {unsafe:6.2f} s")
+    print(f"  sandboxed, forked from the template : {forked:6.2f} s")
+    print(f"  sandboxed, from scratch             : {scratch:6.2f} s (SEGKIT_WORKER_TEMPLATE=0)")
+    print(f"  --unsafe-no-sandbox (baseline)      : {unsafe:6.2f} s")
     print(
-        f"  added by the sandbox            : {sandboxed - unsafe:+6.2f} s per worker start "
-        f"(ratio {sandboxed / unsafe:.2f}x)"
+        f"  the template itself                 : {template_wall:6.2f} s, {template_core:.1f} core-s "
+        "once per grading slot (-j N: N templates per run)"
+    )
+    print(
+        f"  ratio from scratch / forked         : {scratch / forked:6.1f}x; "
+        f"from scratch / unsafe {scratch / unsafe:.2f}x"
     )
     for name in args.assignment or assignment_names():
         with tempfile.TemporaryDirectory() as tmp:

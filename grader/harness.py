@@ -21,6 +21,7 @@ needs are declared with `@uses(helper)` and sent along.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import inspect
 import io
@@ -57,7 +58,10 @@ def uses(*helpers):
     return decorate
 
 
+@functools.cache
 def probe_source(probe) -> str:
+    """The probe's source with its helpers'; cached per function (inspect.getsource re-tokenises the whole
+    check file, which costed the grading process about a second per FCN submission)."""
     parts = [textwrap.dedent(inspect.getsource(h)) for h in getattr(probe, "probe_helpers", ())]
     parts.append(textwrap.dedent(inspect.getsource(probe)))
     # Decorators are trusted-side only; the worker needs plain function definitions.

@@ -288,6 +288,12 @@ def grade(
                     str(spec.checks_path.parent),
                     "-W",
                     "ignore",
+                    # Not used by checks, and costly per submission: log capture around every
+                    # test, and a forced garbage collection at the end of each session.
+                    "-p",
+                    "no:logging",
+                    "-p",
+                    "no:unraisableexception",
                 ],
                 plugins=[plugin],
             )

@@ -300,3 +300,11 @@ def test_root_and_user_report_the_same_protections(escape_runs):
         for who, run in escape_runs.items()
     }
     assert names["root"] == names["user"]
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_workers_were_forked_from_the_slot_templates(escape_runs, who):
+    """Did every worker of both runs (root and an ordinary uid) fork from its slot's pre-imported
+    template, so that the corpus above attacked that path, and not fall back to starting from scratch?"""
+    stderr = escape_runs[who]["run"].stderr
+    assert "from scratch" not in stderr, stderr[-2000:]

@@ -5,6 +5,8 @@ back with the same probe run on the reference solution here. Points per unit add
 the unit's `points` in the solution notebook (a kit test verifies this).
 """
 
+import functools
+
 import torch
 
 from grader.harness import Feedback, assert_close, expect, expect_tensor, unit, uses
@@ -17,9 +19,10 @@ from grader.metric_checks import (
 from grader.probes import backbone_keys, fingerprint, make_input, seed_params
 
 N_CLASS = 5
-# tiny (the padding-100 trick), and a batch of two odd x even inputs (ceil-mode pools, crops). Each
-# input costs a VGG16 forward at >= 200 px (about 1 s of CPU per model), so no more than these.
-SIZES = [(1, 3, 1, 1), (2, 3, 37, 50)]
+# Tiny (the padding-100 trick), and a batch of two odd-H, even-W, non-square inputs (ceil-mode pools,
+# crops, H/W mix-ups). Padded by 100 every input is a VGG16 forward at >= 200 px (about 0.3 s of CPU
+# each), so the second is small too: 5 x 8 tells the same bugs apart as 37 x 50 did, at 70% of its cost.
+SIZES = [(1, 3, 1, 1), (2, 3, 5, 8)]
 RESNET_SIZES = [(1, 3, 64, 64), (2, 3, 32, 96), (1, 3, 50, 70), (1, 3, 7, 33)]
 
 
@@ -68,7 +71,10 @@ def probe_fcn_model(ns, class_name, model_args, sizes, key_mode=None):
             elif name.startswith("score"):
                 init["score"][name] = float(module.weight.detach().abs().sum() + module.bias.detach().abs().sum())
             elif isinstance(module, nn.Conv2d) and not name.startswith("backbone"):
-                init["trunk_std"][name] = float(module.weight.detach().std())
+                # A strided sample of at most 2**20 weights: a constant layer is constant in it too, and
+                # fc6's 102 M weights cost no more than a conv's.
+                flat = module.weight.detach().reshape(-1)
+                init["trunk_std"][name] = float(flat[:: max(1, flat.numel() >> 20)].std())
         result["init"] = init
     except Exception as exc:
         result["errors"]["inspect"] = error(exc)
@@ -941,8 +947,14 @@ def test_rgb_to_index_type_and_shape(sub, ref):
         expect(actual["input_unchanged"], "rgb_to_index changed the mask it was given")
 
 
-def _vectorised_baseline_seconds(case):
-    """Seconds this process takes to build the speed case and look it up with a plain vectorised lookup."""
+@functools.cache
+def _vectorised_baseline_seconds(case_items):
+    """Seconds this process takes to build the speed case and look it up with a plain vectorised lookup
+    (the best of two; measured once per grading process, which grades many submissions)."""
+    return min(_time_vectorised_lookup(dict(case_items)) for _ in range(2))
+
+
+def _time_vectorised_lookup(case):
     import time
 
     import numpy as np
@@ -1022,7 +1034,7 @@ def test_rgb_to_index_speed(sub, ref):
 
     small = dict(seed=51, height=SPEED_SIZE // 4, width=SPEED_SIZE // 4, n_colours=8, unknown_fraction=0.05)
     big = dict(small, seed=52, height=SPEED_SIZE, width=SPEED_SIZE)
-    limit = max(SPEED_LIMIT_S, SPEED_FACTOR * min(_vectorised_baseline_seconds(big) for _ in range(2)))
+    limit = max(SPEED_LIMIT_S, SPEED_FACTOR * _vectorised_baseline_seconds(tuple(sorted(big.items()))))
     # A 500x500 mask first: right ids, and a time that says whether the big one is worth waiting for.
     started = time.perf_counter()
     small_result = sub.call(probe_rgb_to_index_digest, small, timeout=3 * limit + 5)
