@@ -364,6 +364,8 @@ def grade_all(
                         retries.append(job)
                     else:
                         finish(job, f"the grading process died twice (exit code {code}); no grade", None)
+        for pool_slot in slots:  # done: each process stops its worker template and cleans up after it
+            retire(pool_slot)
     finally:
         for pool_slot in slots:
             if pool_slot.process is not None and pool_slot.process.is_alive():

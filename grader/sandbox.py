@@ -33,6 +33,7 @@ import ctypes
 import fcntl
 import io
 import json
+import multiprocessing.util
 import os
 import select
 import shlex
@@ -1012,6 +1013,10 @@ def worker_template(host: HostSandbox, slot: int, forbidden: tuple[str, ...], li
         _TEMPLATE_FAILURES[key] = _TEMPLATE_FAILURES.get(key, "") + f"{exc}\n"
         print(f"segkit: workers start from scratch (slower): {exc}", file=sys.stderr)
         return None
+    if not _TEMPLATES:
+        # Multiprocessing children (the grading pool) leave through os._exit, past atexit: their
+        # finalizers still run, and remove the template's cgroups, staging folder and uid claim.
+        multiprocessing.util.Finalize(None, stop_worker_templates, exitpriority=10)
     _TEMPLATES[key] = template
     return template
 
