@@ -257,6 +257,9 @@ def grade(
 ) -> SubmissionResult:
     """Grade one notebook. `units`: only run the checks of these grade_ids (others score 0 and
     are marked "not checked"; used by mutation testing)."""
+    # The reference solution is loaded once per grading process (the run's start-up, like imports),
+    # not per submission: its cost is not this submission's.
+    reference = reference_namespace(spec, cache_dir)
     started, started_cpu = time.time(), time.process_time()
     log_lines: list[str] = []
     log = log_lines.append
@@ -271,7 +274,7 @@ def grade(
         submission.dead_reason = f"the notebook could not be read: {notebook_error}"
     else:
         submission.boot()
-    plugin = GradingPlugin(submission, reference_namespace(spec, cache_dir), units)
+    plugin = GradingPlugin(submission, reference, units)
     pytest_output = io.StringIO()
     try:
         with contextlib.redirect_stdout(pytest_output), contextlib.redirect_stderr(pytest_output):
