@@ -245,6 +245,41 @@ class Submission:
             raise
 
 
+def _pytest_arguments(spec: AssignmentSpec) -> list[str]:
+    return [
+        str(spec.checks_path),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--no-header",
+        "-c",
+        os.devnull,
+        "--rootdir",
+        str(spec.checks_path.parent),
+        "-W",
+        "ignore",
+        # Not used by checks, and costly per submission: log capture around every test, and a
+        # forced garbage collection at the end of each session.
+        "-p",
+        "no:logging",
+        "-p",
+        "no:unraisableexception",
+    ]
+
+
+_CHECKS_IMPORTED: set[str] = set()
+
+
+def _import_checks(spec: AssignmentSpec):
+    """Collect the hidden checks once per process (pytest imports and rewrites the module, which then
+    stays imported), so that this start-up is not counted as the first submission's cost."""
+    if spec.name in _CHECKS_IMPORTED:
+        return
+    _CHECKS_IMPORTED.add(spec.name)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        pytest.main([*_pytest_arguments(spec), "--collect-only"])
+
+
 def grade(
     spec: AssignmentSpec,
     notebook_path: Path,
@@ -260,6 +295,7 @@ def grade(
     # The reference solution is loaded once per grading process (the run's start-up, like imports),
     # not per submission: its cost is not this submission's.
     reference = reference_namespace(spec, cache_dir)
+    _import_checks(spec)
     started, started_cpu = time.time(), time.process_time()
     log_lines: list[str] = []
     log = log_lines.append
@@ -279,25 +315,7 @@ def grade(
     try:
         with contextlib.redirect_stdout(pytest_output), contextlib.redirect_stderr(pytest_output):
             pytest.main(
-                [
-                    str(spec.checks_path),
-                    "-q",
-                    "-p",
-                    "no:cacheprovider",
-                    "--no-header",
-                    "-c",
-                    os.devnull,
-                    "--rootdir",
-                    str(spec.checks_path.parent),
-                    "-W",
-                    "ignore",
-                    # Not used by checks, and costly per submission: log capture around every
-                    # test, and a forced garbage collection at the end of each session.
-                    "-p",
-                    "no:logging",
-                    "-p",
-                    "no:unraisableexception",
-                ],
+                _pytest_arguments(spec),
                 plugins=[plugin],
             )
     finally:
