@@ -796,6 +796,16 @@ def _set_pdeathsig():
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _kill_group_and_leader(process):
+    """SIGKILL `process`'s process group (a sandbox's pid-namespace init takes the rest with it), then
+    the process itself in case it leads no group."""
+    for kill in (lambda: os.killpg(process.pid, signal.SIGKILL), process.kill):
+        try:
+            kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 class _ForkedProcess:
     """A worker forked by the template: not a child of this process, so it is watched and
     signalled through a pidfd (which cannot name another process after a pid is reused)."""
@@ -845,7 +855,6 @@ class WorkerTemplate:
         self._control: socket.socket | None = None
         self._drain: _OutputDrain | None = None
         self.cpu_seconds = 0.0  # the template's own start-up (imports), once per slot
-        self.preload_problems: list[str] = []
 
     def start(self, timeout: float):
         self._plan = SandboxPlan(self.host, Limits(), slot=self.slot, forbidden=self.forbidden, keep_caps=True)
@@ -861,7 +870,6 @@ class WorkerTemplate:
                     f"{SANDBOX_KIT}/worker.py",
                     "--zygote",
                     str(theirs.fileno()),
-                    "{}",
                 ]
             )
             self._process = subprocess.Popen(
@@ -887,7 +895,6 @@ class WorkerTemplate:
         self._drain.start()
         answer = self._answer(timeout)
         self.cpu_seconds = tree_cpu_seconds(self._process.pid)
-        self.preload_problems = list(answer.get("preload_problems", []))
         if not answer.get("ready"):
             reason = answer.get("error") or "it did not start"
             self.stop()
@@ -974,11 +981,7 @@ class WorkerTemplate:
             self._control.close()
             self._control = None
         if self._process is not None:
-            for kill in (lambda: os.killpg(self._process.pid, signal.SIGKILL), self._process.kill):
-                try:
-                    kill()
-                except (ProcessLookupError, PermissionError):
-                    pass
+            _kill_group_and_leader(self._process)
             self._process.wait()
             self._process = None
         if self._drain is not None:
@@ -989,7 +992,7 @@ class WorkerTemplate:
 
 
 _TEMPLATES: dict[tuple, WorkerTemplate] = {}
-_TEMPLATE_FAILURES: dict[tuple, str] = {}
+_TEMPLATE_FAILURES: dict[tuple, int] = {}  # failed starts per key; after two, workers start from scratch
 
 
 def worker_template(host: HostSandbox, slot: int, forbidden: tuple[str, ...], limits: Limits) -> WorkerTemplate | None:
@@ -1004,13 +1007,13 @@ def worker_template(host: HostSandbox, slot: int, forbidden: tuple[str, ...], li
     if template is not None:
         template.stop()
         del _TEMPLATES[key]
-    if _TEMPLATE_FAILURES.get(key, "").count("\n") >= 2:
+    if _TEMPLATE_FAILURES.get(key, 0) >= 2:
         return None
     template = WorkerTemplate(host, slot, forbidden, limits.output_keep_bytes)
     try:
         template.start(limits.startup_timeout)
     except (WorkerError, OSError) as exc:
-        _TEMPLATE_FAILURES[key] = _TEMPLATE_FAILURES.get(key, "") + f"{exc}\n"
+        _TEMPLATE_FAILURES[key] = _TEMPLATE_FAILURES.get(key, 0) + 1
         print(f"segkit: workers start from scratch (slower): {exc}", file=sys.stderr)
         return None
     if not _TEMPLATES:
@@ -1086,9 +1089,6 @@ class Worker:
         }
 
     def start(self):
-        limits_json = json.dumps(
-            self._rlimits() if self.sandbox else {k: v for k, v in self._rlimits().items() if k != "RLIMIT_NPROC"}
-        )
         if self.sandbox:
             host = self.host or require_sandbox()
             template = worker_template(host, self.slot, self.forbidden, self.limits)
@@ -1107,6 +1107,9 @@ class Worker:
         self._reply_read, reply_write = os.pipe()
         output_read, output_write = os.pipe()
         # Plain fd numbers survive bwrap (it keeps inherited descriptors) and the uid drop.
+        limits_json = json.dumps(
+            self._rlimits() if self.sandbox else {k: v for k, v in self._rlimits().items() if k != "RLIMIT_NPROC"}
+        )
         if self.sandbox:
             self._plan = SandboxPlan(
                 self.host or require_sandbox(), self.limits, slot=self.slot, forbidden=self.forbidden
@@ -1209,11 +1212,7 @@ class Worker:
         """Kill the worker and everything it started; remove its scratch and cgroups."""
         if self.process is not None:
             self.cpu_seconds = tree_cpu_seconds(self.process.pid)
-            for kill in (lambda: os.killpg(self.process.pid, signal.SIGKILL), self.process.kill):
-                try:
-                    kill()
-                except (ProcessLookupError, PermissionError):
-                    pass
+            _kill_group_and_leader(self.process)
             self.process.wait()
             if isinstance(self.process, _ForkedProcess):
                 self.process.close()

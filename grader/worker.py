@@ -95,9 +95,7 @@ def apply_limits(limits):
 
 def main():
     if sys.argv[1] == "--zygote":
-        import json
-
-        zygote(int(sys.argv[2]), json.loads(sys.argv[3]))
+        zygote(int(sys.argv[2]))
         return
     fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
     if len(sys.argv) > 3:
@@ -285,14 +283,13 @@ def _drop_all_capabilities(libc):
         raise OSError("capabilities are still set")
 
 
-def zygote(control_fd, config):
+def zygote(control_fd):
     """Serve fork requests on `control_fd` (a SOCK_SEQPACKET socket) until it closes.
 
     Request: JSON {"limits": {...rlimits}, "scratch_mb": int, "shm_mb": int} with four descriptors
     (request_read, reply_write, output_write, hello). Answer: JSON {"forked": true} or {"error": str}.
-    The worker sends one byte on `hello` before it reads its first request; the grader reads the
-    worker's host pid from that message's credentials (SO_PASSCRED) and caps it before it sends any
-    code.
+    The worker's pid-namespace init sends one byte on `hello`; the grader reads its host pid from that
+    message's credentials (SO_PASSCRED), caps it, and answers "g", upon which the init forks the worker.
     """
     import json
     import socket
@@ -300,23 +297,24 @@ def zygote(control_fd, config):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     control = socket.socket(fileno=control_fd)
     libc = _libc()
-    problems = []
-    for name in config.get("preload", PRELOAD):
+    for name in PRELOAD:
         try:
             __import__(name)
-        except Exception as exc:  # a missing optional package only costs its import later
-            problems.append(f"{name}: {type(exc).__name__}")
+        except Exception:  # a missing optional package only costs its import later, in the worker
+            pass
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+    shared = _shared_writable_mappings()
+    threads = len(os.listdir("/proc/self/task"))
     refusal = ""
     if not _effective_caps() >> CAP_SYS_ADMIN & 1:
         refusal = "the template has no CAP_SYS_ADMIN in its user namespace (it cannot build workers)"
-    elif _shared_writable_mappings():
-        refusal = "the template holds shared writable memory: " + "; ".join(_shared_writable_mappings()[:3])
-    elif len(os.listdir("/proc/self/task")) != 1:
-        refusal = f"the template runs {len(os.listdir('/proc/self/task'))} threads; it must fork from one"
+    elif shared:
+        refusal = "the template holds shared writable memory: " + "; ".join(shared[:3])
+    elif threads != 1:
+        refusal = f"the template runs {threads} threads; it must fork from one"
     _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
-    control.send(json.dumps({"ready": not refusal, "error": refusal, "preload_problems": problems}).encode())
+    control.send(json.dumps({"ready": not refusal, "error": refusal}).encode())
     if refusal:
         return
     children = set()

@@ -457,24 +457,22 @@ def test_the_template_is_out_of_a_forked_workers_reach():
 
 def test_workers_start_from_scratch_when_the_template_is_off(monkeypatch):
     """With SEGKIT_WORKER_TEMPLATE=0, or when forking fails, is the worker started from scratch instead?"""
+
+    def assert_starts_from_scratch():
+        w = Worker(slot=13, limits=Limits(cell_timeout=20))
+        w.start()
+        try:
+            assert not w.started_from_template
+            assert w.exec_cell("a", "x = 1")["status"] == "ok"
+        finally:
+            w.stop()
+
     monkeypatch.setenv("SEGKIT_WORKER_TEMPLATE", "0")
-    w = Worker(slot=13, limits=Limits(cell_timeout=20))
-    w.start()
-    try:
-        assert not w.started_from_template
-        assert w.exec_cell("a", "x = 1")["status"] == "ok"
-    finally:
-        w.stop()
+    assert_starts_from_scratch()
     monkeypatch.delenv("SEGKIT_WORKER_TEMPLATE")
 
     def broken_fork(self, *args, **kwargs):
         raise WorkerError("fork refused")
 
     monkeypatch.setattr(WorkerTemplate, "fork", broken_fork)
-    w = Worker(slot=13, limits=Limits(cell_timeout=20))
-    w.start()
-    try:
-        assert not w.started_from_template
-        assert w.exec_cell("a", "x = 1")["status"] == "ok"
-    finally:
-        w.stop()
+    assert_starts_from_scratch()
