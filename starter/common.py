@@ -15,6 +15,7 @@ import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,7 +23,8 @@ from starter.constants import DEFAULT_PROFILE, ENV_DATA, ENV_FAST, ENV_PROFILE, 
 
 T = TypeVar("T")
 
-MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024  # the text of a notebook's cells (their sources; outputs not counted)
+MAX_NOTEBOOK_FILE_BYTES = 512 * 1024 * 1024  # raw bytes read into memory at most, outputs included
 ZIP_EPOCH = (2024, 1, 1, 0, 0, 0)  # fixed member timestamps: the same inputs give the same zip bytes
 _TRUE_VALUES = frozenset({"1", "true", "yes"})
 
@@ -93,26 +95,40 @@ class NotebookError(ValueError):
     """A file that cannot be read as a notebook; the message says how to fix it (student-facing)."""
 
 
-def read_notebook(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> dict:
-    """Parse a notebook file defensively.
+@dataclass(frozen=True)
+class NotebookRead:
+    """A parsed notebook and what reading it cost: its file size and the bytes of outputs dropped."""
 
-    A stray non-UTF-8 byte is replaced rather than fatal, and non-dict cells are dropped,
-    so one damaged cell cannot cost every unit. Raises NotebookError with what to do.
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise NotebookError(
-            f"the notebook is {size / 1e6:.0f} MB; clear large outputs (Edit > Clear all outputs) "
-            f"and save it again (limit {max_bytes // 1024**2} MB)"
-        )
-    text = path.read_bytes().decode("utf-8", "replace")
+    notebook: dict
+    file_bytes: int
+    dropped_output_bytes: int = 0
+
+
+def _drop_outputs(item: dict) -> dict | None:
+    """json object_hook: outputs are dropped as soon as they are parsed (grading never needs them),
+    so a notebook with hundreds of MB of outputs costs its sources' memory, not its outputs'."""
+    if "output_type" in item:
+        return None
+    if "cell_type" in item:
+        if "outputs" in item:
+            item["outputs"] = []
+        item.pop("attachments", None)
+    return item
+
+
+def parse_notebook(data: bytes, max_bytes: int = MAX_NOTEBOOK_BYTES) -> NotebookRead:
+    """Parse notebook bytes defensively (see ``read_notebook``). Up to ``max_bytes`` the notebook is
+    kept whole; a larger one has its outputs dropped, and then only the sources of its cells must
+    fit ``max_bytes``. Raises NotebookError with what to do."""
+    text = data.decode("utf-8", "replace")
+    big = len(data) > max_bytes
     try:
-        notebook = json.loads(text)
+        notebook = json.loads(text, object_hook=_drop_outputs if big else None)
     except json.JSONDecodeError as exc:
         raise NotebookError(
             f"the file is not valid notebook JSON ({exc.msg} at line {exc.lineno}); save it from Jupyter/Colab again"
         ) from None
+    del text
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         version = notebook.get("nbformat") if isinstance(notebook, dict) else None
         if isinstance(version, int) and version < 4:
@@ -122,7 +138,47 @@ def read_notebook(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> dict:
             )
         raise NotebookError("the file has no notebook cells (is it a notebook?)")
     notebook["cells"] = [cell for cell in notebook["cells"] if isinstance(cell, dict)]
-    return notebook
+    if not big:
+        return NotebookRead(notebook, len(data))
+    if isinstance(notebook.get("metadata"), dict):
+        notebook["metadata"].pop("widgets", None)
+    # Markdown counts too: the limit is on what a notebook's author wrote, not on what its cells printed.
+    text_bytes = sum(len(cell_source(c).encode("utf-8")) for c in notebook["cells"])
+    if text_bytes > max_bytes:
+        raise NotebookError(
+            f"the notebook's cells hold {text_bytes / 1e6:.0f} MB of text (limit {max_bytes // 1024**2} MB, "
+            "outputs not counted): remove the large data pasted into its cells and save it again"
+        )
+    kept = len(json.dumps(notebook, ensure_ascii=False).encode("utf-8"))
+    return NotebookRead(notebook, len(data), max(0, len(data) - kept))
+
+
+def load_notebook(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> NotebookRead:
+    """``parse_notebook`` of a file, which is never read into memory past ``MAX_NOTEBOOK_FILE_BYTES``
+    (or ``max_bytes``, when larger)."""
+    path = Path(path)
+    cap = max(max_bytes, MAX_NOTEBOOK_FILE_BYTES)
+    with open(path, "rb") as handle:
+        data = handle.read(cap + 1)
+    if len(data) > cap:
+        size = max(path.stat().st_size, len(data))
+        raise NotebookError(
+            f"the notebook is {size / 1e6:.0f} MB, more than the {cap // 1024**2} MB the grader reads; clear "
+            "large outputs (Edit > Clear all outputs) and save it again"
+        )
+    return parse_notebook(data, max_bytes)
+
+
+def read_notebook(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> dict:
+    """Parse a notebook file defensively.
+
+    A stray non-UTF-8 byte is replaced rather than fatal, and non-dict cells are dropped,
+    so one damaged cell cannot cost every unit. A file larger than ``max_bytes`` is read with
+    its outputs dropped (grading runs code, never reads outputs); only a notebook whose cells'
+    sources are that large, or whose file is beyond ``MAX_NOTEBOOK_FILE_BYTES``, is refused.
+    Raises NotebookError with what to do.
+    """
+    return load_notebook(path, max_bytes).notebook
 
 
 def cell_source(cell: dict) -> str:
