@@ -74,6 +74,34 @@ class ResultsConfig:
     published: tuple[PublishedResult, ...] = ()
 
 
+# Gradescope's visibility levels (its autograder specification), from most to least shown.
+VISIBILITY_LEVELS = ("visible", "after_due_date", "after_published", "hidden")
+
+
+@dataclass(frozen=True)
+class VisibilityConfig:
+    """``[visibility]``: what students see of their results, and when (Gradescope's levels).
+
+    ``hidden_checks``: every hidden check, unless its unit or itself is listed below;
+    ``public_checks``: results that reveal no hidden check (the notebook was found, each graded cell
+    ran or the error it raised: what the student sees running the notebook);
+    ``total``: the autograded score (Gradescope's top-level ``visibility``);
+    ``stdout``: the autograder's log on Gradescope (``stdout_visibility``; it names hidden checks);
+    ``units`` / ``checks``: grade_id / check name (its test function) -> level, overriding ``hidden_checks``.
+    """
+
+    hidden_checks: str = "after_due_date"
+    public_checks: str = "visible"
+    total: str = "after_published"
+    stdout: str = "hidden"
+    units: tuple[tuple[str, str], ...] = ()
+    checks: tuple[tuple[str, str], ...] = ()
+
+    def for_check(self, grade_id: str, test: str) -> str:
+        """The level of one hidden check: its own entry, else its unit's, else ``hidden_checks``."""
+        return dict(self.checks).get(test) or dict(self.units).get(grade_id) or self.hidden_checks
+
+
 @dataclass(frozen=True)
 class AssignmentConfig:
     """What ``assignments/<name>/assignment.toml`` declares."""
@@ -85,13 +113,15 @@ class AssignmentConfig:
     corpus: bool = False  # the assignment make test / make proof grade the hostile corpus on
     equivalent: tuple[EquivalentMutant, ...] = ()
     results: ResultsConfig = ResultsConfig()
+    visibility: VisibilityConfig = VisibilityConfig()
 
     @property
     def equivalent_reasons(self) -> dict[tuple[str, str], str]:
         return {(e.unit, e.mutant): e.reason for e in self.equivalent}
 
 
-_KEYS = {"title", "datasets", "grading", "proof", "results"}
+_KEYS = {"title", "datasets", "grading", "proof", "results", "visibility"}
+_VISIBILITY_KEYS = {"hidden_checks", "public_checks", "total", "stdout", "units", "checks"}
 _RESULTS_KEYS = {"dataset", "not_run", "needs_gpu", "needs_weights", "published"}
 _GRADING_KEYS = {"expensive_units"}
 _PROOF_KEYS = {"hostile_target", "corpus", "equivalent"}
@@ -124,6 +154,30 @@ def _read_results(path: str, table: dict) -> ResultsConfig:
     )
 
 
+def _level(where: str, value) -> str:
+    if value not in VISIBILITY_LEVELS:
+        raise AssignmentConfigError(f"{where}: {value!r} is not a visibility level ({', '.join(VISIBILITY_LEVELS)})")
+    return value
+
+
+def _read_visibility(path: str, table: dict) -> VisibilityConfig:
+    _unknown(f"{path} [visibility]", table, _VISIBILITY_KEYS)
+    levels = {
+        key: _level(f"{path} [visibility] {key}", table[key])
+        for key in ("hidden_checks", "public_checks", "total", "stdout")
+        if key in table
+    }
+    named = {}
+    for key in ("units", "checks"):
+        entries = table.get(key, {})
+        if not isinstance(entries, dict):
+            raise AssignmentConfigError(f"{path} [visibility.{key}]: a table of name = level")
+        named[key] = tuple(
+            (name, _level(f"{path} [visibility.{key}] {name}", value)) for name, value in sorted(entries.items())
+        )
+    return VisibilityConfig(**levels, **named)
+
+
 def read_config(path: Path) -> AssignmentConfig:
     """Parse and validate one assignment.toml (strict: an unknown key is an error, not ignored)."""
     try:
@@ -144,6 +198,7 @@ def read_config(path: Path) -> AssignmentConfig:
         equivalent.append(EquivalentMutant(entry["unit"], entry["mutant"], entry["reason"]))
     return AssignmentConfig(
         results=_read_results(str(path), data.get("results", {})),
+        visibility=_read_visibility(str(path), data.get("visibility", {})),
         title=data["title"],
         datasets=tuple(data.get("datasets", ())),
         expensive_units=frozenset(grading.get("expensive_units", ())),
