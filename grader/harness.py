@@ -196,6 +196,45 @@ class GradingPlugin:
         self.reference = reference
         self.units = units  # None: every unit; else only checks of these grade_ids run
         self.results: list[dict] = []
+        # Failed checks of units that use other graded units: {unit: [(result index, check, arguments)]},
+        # checked again over the reference helpers once the student's worker is gone.
+        self.deferred: dict[str, list[tuple[int, object, dict]]] = {}
+
+    def recheck_on_reference_dependencies(self, dependency_run) -> dict[str, tuple[int, int]]:
+        """Fair units: a failed check of a unit that uses other graded units runs again with the
+        reference versions of those (`dependency_run(unit)`, a context manager: a worker of its own),
+        and passes if the unit's own code works there, so one bug costs one unit. Only the outcome is
+        kept: the feedback of a check that still fails is the trusted text of the student's own run,
+        plus a trusted sentence. Returns {unit: (checks that now pass, checks tried)}."""
+        summary = {}
+        for unit, failed in self.deferred.items():
+            helpers = ", ".join(self.submission.dependencies(unit))
+            passed = 0
+            with dependency_run(unit) as run:
+                self.submission.current_unit = unit
+                self.submission.dependency_run = run
+                try:
+                    for index, check, arguments in failed:
+                        try:
+                            check(**arguments)
+                        except BaseException as failure:  # nothing of this run may reach the student
+                            if isinstance(failure, KeyboardInterrupt):
+                                raise
+                            record = self.results[index]
+                            record["detail"] = (
+                                (record["detail"] + " " if record["detail"] else "")
+                                + f"It also fails when {unit} uses the reference {helpers}, so the problem is in {unit} itself."
+                            )
+                            continue
+                        passed += 1
+                        self.results[index].update(
+                            points=self.results[index]["max_points"], passed=True, message="", detail=""
+                        )
+                finally:
+                    self.submission.dependency_run = None
+            summary[unit] = (passed, len(failed))
+        self.deferred = {}
+        return summary
 
     def pytest_collection_modifyitems(self, config, items):
         if self.units is None:
@@ -228,31 +267,6 @@ class GradingPlugin:
         if problem:
             raise Feedback(problem)
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_pyfunc_call(self, pyfuncitem):
-        """Fair units: a check of a unit that uses other graded units runs first on the reference
-        versions of those, so a bug there costs only its own unit. When that fails, the check runs
-        again on the student's own versions and passes if they work together (a student whose
-        units deviate from the notebook's contract consistently is not punished); if both fail, the
-        feedback is the first run's, which is about this unit's own code."""
-        marker = pyfuncitem.get_closest_marker("unit")
-        if marker is None or not self.submission.dependencies(marker.args[0]):
-            return None
-        arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-        self.submission.isolate = True
-        try:
-            pyfuncitem.obj(**arguments)
-            return True
-        except Exception as isolated_failure:
-            self.submission.isolate = False
-            try:
-                pyfuncitem.obj(**arguments)
-            except Exception:
-                raise isolated_failure from None
-            return True
-        finally:
-            self.submission.isolate = False
-
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
@@ -266,6 +280,9 @@ class GradingPlugin:
         detail = ""
         if not passed and call.excinfo is not None:
             detail = student_detail(call.excinfo.value)
+        if not passed and report.when == "call" and self.submission.dependencies(marker.args[0]):
+            arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
+            self.deferred.setdefault(marker.args[0], []).append((len(self.results), item.obj, arguments))
         self.results.append(
             {
                 "test": item.name,
@@ -284,14 +301,24 @@ class GradingPlugin:
 NOT_IMPLEMENTED = "not implemented yet (your code still raises NotImplementedError)"
 
 
+MAX_DETAIL_CHARS = 2000  # one check's student-facing detail; worker text never sets its own size
+
+
+def cap_text(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """`text` cut to `limit` characters by the trusted side, saying how much was dropped."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f" ... [{len(text) - limit} more characters not shown]"
+
+
 def student_detail(exc: BaseException) -> str:
     """What a failed check may tell the student: never hidden test code or expected values."""
-    if isinstance(exc, (Feedback, ProbeFailed)) and "NotImplementedError" in str(exc):
+    if isinstance(exc, (Feedback, ProbeFailed)) and "NotImplementedError" in str(exc)[:MAX_DETAIL_CHARS]:
         return NOT_IMPLEMENTED
     if isinstance(exc, Feedback):
-        return str(exc)
+        return cap_text(str(exc))
     if isinstance(exc, ProbeFailed):
-        return f"your code raised {exc}"
+        return cap_text(f"your code raised {exc}")
     if isinstance(exc, WorkerError):
-        return f"your code stopped the grader's worker: {exc}"
+        return cap_text(f"your code stopped the grader's worker: {exc}")
     return ""  # a plain assertion: the check's own message says what is wrong

@@ -29,7 +29,7 @@ from grader.assignments import (
     load_assignment,
     read_notebook,
 )
-from grader.harness import NOT_IMPLEMENTED, GradingPlugin, ReferenceNamespace
+from grader.harness import NOT_IMPLEMENTED, GradingPlugin, ReferenceNamespace, call_key, probe_source
 from grader.results import CheckResult, SubmissionResult, UnitResult
 from grader.sandbox import Limits, Worker, WorkerError, WorkerOutOfMemory, WorkerTimeout
 from starter.common import write_atomic
@@ -75,11 +75,12 @@ class Submission:
         self.protections: list[str] = []
         self._memo: dict[str, tuple] = {}
         self.current_unit: str | None = None  # set by the grading plugin before each check
-        # Set by the grading plugin: probes of a unit that uses other graded units run on the reference
-        # versions of those (one bug costs one unit); False: on the student's own.
-        self.isolate = False
+        # While set, probes go to a dependency run: a worker of its own holding the reference versions
+        # of the units the current unit uses (see DependencyRun); nothing it answers reaches feedback.
+        self.dependency_run: DependencyRun | None = None
         self._reference_sources = {u.grade_id: u.source for u in spec.auto_units}
         self.hung_units: set[str] = set()
+        self.largest_reply_bytes = 0
         self.deadline = time.monotonic() + worker_options["limits"].submission_timeout
         if notebook is not None:
             self._select_cells(notebook)
@@ -154,11 +155,13 @@ class Submission:
                 self.worker = worker
                 return
 
-    def _retire(self, worker: Worker):
-        self.log("worker output (head/tail):\n" + worker.output())
+    def _retire(self, worker: Worker, *, log_output: bool = True):
+        if log_output:
+            self.log("worker output (head/tail):\n" + worker.output())
         worker.stop()
         self.peak_memory_bytes = max(self.peak_memory_bytes, worker.peak_memory_bytes or 0)
         self.worker_cpu_seconds += worker.cpu_seconds
+        self.largest_reply_bytes = max(self.largest_reply_bytes, worker.largest_reply_bytes)
 
     def close(self):
         if self.worker is not None:
@@ -182,20 +185,19 @@ class Submission:
     def call(self, probe, *args, timeout: float | None = None, memo: bool = False, **kwargs):
         """Run `probe(ns, *args, **kwargs)` in the worker. memo=True: reuse the outcome of an
         identical earlier call (several checks reading one expensive probe)."""
-        from grader.harness import call_key, probe_source
-
         source = probe_source(probe)
-        isolate = self._isolation()
+        if self.dependency_run is not None:
+            return self.dependency_run.call(source, probe.__name__, args, kwargs, timeout)
         key = None
         if memo:
-            key = call_key(source + repr(isolate is not None and isolate["unit"]), args, kwargs)
+            key = call_key(source, args, kwargs)
             if key in self._memo:
                 outcome, value = self._memo[key]
                 if outcome == "error":
                     raise value
                 return value
         try:
-            value = self._call(source, probe.__name__, args, kwargs, timeout, isolate)
+            value = self._call(source, probe.__name__, args, kwargs, timeout)
         except Exception as exc:
             if key is not None:
                 self._memo[key] = ("error", exc)
@@ -207,31 +209,23 @@ class Submission:
     def dependencies(self, grade_id: str | None) -> tuple[str, ...]:
         return self.spec.dependencies.get(grade_id, ()) if grade_id else ()
 
-    def _isolation(self) -> dict | None:
-        """What the worker needs to run the current unit over the reference versions of the units
-        it uses (their solution source, sent for this probe only), or None."""
-        dependencies = self.dependencies(self.current_unit)
-        if not (self.isolate and dependencies):
-            return None
-        return {
-            "unit": self.current_unit,
-            "reference": [(gid, self._reference_sources[gid]) for gid in dependencies],
-        }
+    def probe_timeout(self, timeout: float | None, limits: Limits) -> float:
+        """A check's time limit: what it asks for, within the cap and the submission's time left."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise WorkerTimeout("the submission used up its total time limit")
+        return min(timeout or limits.probe_timeout, remaining, limits.probe_timeout_cap or remaining)
 
-    def _call(self, source, name, args, kwargs, timeout, isolate=None):
+    def _call(self, source, name, args, kwargs, timeout):
         if self.worker is None:
             raise WorkerError(self.dead_reason or "the worker is not running")
         if self.current_unit in self.hung_units:
             # One hang per unit is enough evidence; waiting out every later check of the same
             # unit would only let one submission eat the whole run's time.
             raise WorkerTimeout("your code ran past its time limit in an earlier check of this unit")
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise WorkerTimeout("the submission used up its total time limit")
-        limits = self.worker.limits
-        timeout = min(timeout or limits.probe_timeout, remaining, limits.probe_timeout_cap or remaining)
+        timeout = self.probe_timeout(timeout, self.worker.limits)
         try:
-            return self.worker.probe(source, name, args, kwargs, timeout=timeout, isolate=isolate)
+            return self.worker.probe(source, name, args, kwargs, timeout=timeout)
         except WorkerError as exc:
             self.log(f"probe {name} killed the worker: {exc}; restarting")
             self._retire(self.worker)
@@ -243,6 +237,64 @@ class Submission:
             if isinstance(exc, WorkerTimeout):
                 raise WorkerTimeout("your code ran past its time limit") from None
             raise
+
+
+class DependencyRun:
+    """One unit of one submission checked over the reference versions of the graded units it uses
+    (fair units: a bug in a helper costs the helper's points only).
+
+    The reference code goes to a worker of its own, forked for this unit after the student's main
+    worker has stopped, and stopped after the unit's checks: no process whose output can reach the
+    student ever holds reference code. Nothing it says comes back: its cells' statuses and output,
+    probe errors and values are only compared by trusted checks, whose outcome is reduced to
+    passed or failed (the caller discards every exception text). At most one bit per check leaks.
+    """
+
+    def __init__(self, submission: Submission, unit: str):
+        self.submission = submission
+        self.unit = unit
+        self.worker: Worker | None = None
+        self.usable = False
+
+    def __enter__(self) -> DependencyRun:
+        sub = self.submission
+        worker = Worker(**sub.worker_options)
+        try:
+            worker.start()
+        except WorkerError:
+            sub._retire(worker, log_output=False)
+            return self
+        self.worker = worker
+        own = [(gid, source) for gid, source in sub.cells if gid == self.unit]
+        if not own:
+            return self
+        # The student's notebook as it ran, then the reference helpers over their own, then the unit's
+        # cell again so that its functions and classes bind to the reference helpers.
+        sources = [(gid, source) for gid, source in sub.cells if gid not in sub.skip]
+        sources += [(f"reference {gid}", sub._reference_sources[gid]) for gid in sub.dependencies(self.unit)]
+        try:
+            for grade_id, source in sources:
+                worker.exec_cell(grade_id, source)
+            self.usable = worker.exec_cell(*own[0])["status"] == "ok"
+        except WorkerError:
+            self.usable = False
+        return self
+
+    def call(self, source, name, args, kwargs, timeout):
+        if not self.usable or self.worker is None:
+            raise WorkerError("the dependency run is not usable")
+        try:
+            return self.worker.probe(
+                source, name, args, kwargs, timeout=self.submission.probe_timeout(timeout, self.worker.limits)
+            )
+        except WorkerError:
+            self.usable = False
+            raise
+
+    def __exit__(self, *exc_info):
+        if self.worker is not None:
+            self.submission._retire(self.worker, log_output=False)
+            self.worker = None
 
 
 def _pytest_arguments(spec: AssignmentSpec) -> list[str]:
@@ -321,6 +373,11 @@ def grade(
     finally:
         submission.close()
     log("pytest output:\n" + pytest_output.getvalue()[-20000:])
+    # Only now, with the student's main worker gone, may reference code enter a worker.
+    rechecked = plugin.recheck_on_reference_dependencies(lambda unit: DependencyRun(submission, unit))
+    for unit, (passed, tried) in rechecked.items():
+        log(f"dependency run of {unit}: {passed}/{tried} failed checks pass over the reference helpers")
+    log(f"largest worker reply: {submission.largest_reply_bytes} bytes")
     unit_results = _unit_results(spec, [CheckResult.from_dict(record) for record in plugin.results], units)
     result = SubmissionResult(
         student_id=student,

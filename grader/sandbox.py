@@ -59,7 +59,10 @@ STUDENT_PACKAGES = ("starter",)  # what a student notebook may import from the k
 BASE_UID = 61000  # as root, workers take a free uid in [BASE_UID, BASE_UID + UID_RANGE)
 UID_RANGE = 1000
 UID_LOCK_DIR = Path("/run/segkit-uids") if Path("/run").is_dir() else Path("/tmp/segkit-uids")
-MAX_REPLY_BYTES = 256 * 1024 * 1024
+# The largest reply an honest submission sends is a few MB (the runner logs each submission's
+# largest; docs/instructor-guide.md has the figures); a reply is decoded in the trusted process.
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+MAX_ERROR_CHARS = 2000  # a worker's error text, cut by the trusted side before anything else reads it
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Paths inside the sandbox.
 SANDBOX_KIT = "/segkit"
@@ -492,7 +495,9 @@ class SandboxPlan:
             "/usr",
         ]
         if os.path.isdir("/usr/local"):
-            args += ["--tmpfs", "/usr/local"]  # site installs: only the runtime's own prefix comes back below
+            # Site installs are hidden (only the runtime's own prefix comes back below); the empty
+            # tmpfs that hides them is made read-only further down, so no worker can park files there.
+            args += ["--tmpfs", "/usr/local"]
         for name in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
             path = f"/{name}"
             if os.path.islink(path):
@@ -522,6 +527,12 @@ class SandboxPlan:
             "--symlink",
             SANDBOX_SCRATCH,
             "/tmp",
+            # Every writable mount is fresh per worker and size-capped (/scratch, /dev/shm; a forked
+            # worker mounts its own over the template's): bwrap's /dev tmpfs and the /usr/local cover
+            # are shared by every worker forked from one template, so they must be read-only.
+            "--remount-ro",
+            "/dev",
+            *(["--remount-ro", "/usr/local"] if os.path.isdir("/usr/local") else []),
             "--remount-ro",
             "/",
             "--chdir",
@@ -692,19 +703,65 @@ def _process_table() -> dict[int, tuple[int, int]]:
     return table
 
 
-def tree_resident_bytes(root_pid: int) -> int:
-    """Resident memory of `root_pid` and all its descendants."""
-    table = _process_table()
+WORKER_TMPFS = (SANDBOX_SCRATCH, "/dev/shm")  # the only writable mounts a worker has
+
+
+def _host_devices() -> set[int]:
+    """Devices of the grader's own view of the worker's tmpfs paths: never counted as the worker's."""
+    devices = set()
+    for path in WORKER_TMPFS:
+        try:
+            devices.add(os.stat(path).st_dev)
+        except OSError:
+            pass
+    return devices
+
+
+def tree_tmpfs_bytes(pids: list[int], host_devices: set[int]) -> int:
+    """Bytes held in the worker's own tmpfs mounts (/scratch, /dev/shm), read through the mount
+    namespace of each process of its tree (each mount counted once). tmpfs pages are memory that
+    no process's resident size shows, so the watchdog adds them to the tree's."""
+    seen: set[int] = set()
+    total = 0
+    for pid in pids:
+        for path in WORKER_TMPFS:
+            where = f"/proc/{pid}/root{path}"
+            try:
+                device = os.stat(where).st_dev
+                if device in seen or device in host_devices:
+                    continue
+                stats = os.statvfs(where)
+            except OSError:
+                continue
+            seen.add(device)
+            total += (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+    return total
+
+
+def tree_pids(root_pid: int, table: dict[int, tuple[int, int]]) -> list[int]:
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in table.items():
         children.setdefault(parent, []).append(pid)
-    total, stack = 0, [root_pid]
+    found, stack = [], [root_pid]
     while stack:
         pid = stack.pop()
         if pid in table:
-            total += table[pid][1]
+            found.append(pid)
         stack += children.get(pid, [])
-    return total
+    return found
+
+
+def tree_resident_bytes(root_pid: int) -> int:
+    """Resident memory of `root_pid` and all its descendants."""
+    table = _process_table()
+    return sum(table[pid][1] for pid in tree_pids(root_pid, table))
+
+
+def tree_memory_bytes(root_pid: int, host_devices: set[int]) -> int:
+    """What the watchdog caps: the tree's resident memory plus what it parked in its tmpfs mounts."""
+    table = _process_table()
+    pids = tree_pids(root_pid, table)
+    return sum(table[pid][1] for pid in pids) + tree_tmpfs_bytes(pids, host_devices)
 
 
 def tree_cpu_seconds(root_pid: int) -> float:
@@ -732,17 +789,19 @@ def tree_cpu_seconds(root_pid: int) -> float:
 
 
 class _MemoryWatchdog(threading.Thread):
-    """Kills the worker's whole process tree when its resident memory passes the cap (no cgroup)."""
+    """Kills the worker's whole process tree when its resident memory plus its tmpfs contents pass
+    the cap (no cgroup)."""
 
     def __init__(self, root_pid: int, limit_bytes: int):
         super().__init__(daemon=True)
         self.root_pid, self.limit = root_pid, limit_bytes
         self.peak, self.fired = 0, False
         self._stop = threading.Event()
+        self._host_devices = _host_devices()
 
     def run(self):
         while not self._stop.wait(WATCHDOG_INTERVAL_S):
-            used = tree_resident_bytes(self.root_pid)
+            used = tree_memory_bytes(self.root_pid, self._host_devices)
             self.peak = max(self.peak, used)
             if used > self.limit:
                 self.fired = True
@@ -1071,6 +1130,7 @@ class Worker:
         self.cpu_seconds = 0.0  # CPU time of the worker tree, read when it is stopped
         self.out_of_memory = False
         self.started_from_template = False
+        self.largest_reply_bytes = 0
 
     # -- lifecycle -----------------------------------------------------------------
     def _rlimits(self) -> dict[str, int]:
@@ -1295,7 +1355,8 @@ class Worker:
         deadline = time.monotonic() + timeout
         (length,) = struct.unpack(">Q", self._read_exact(8, deadline))
         if length > MAX_REPLY_BYTES:
-            raise WorkerError("the worker sent an oversized reply")
+            raise WorkerError(f"the worker sent a reply over {MAX_REPLY_BYTES // 2**20} MB")
+        self.largest_reply_bytes = max(self.largest_reply_bytes, length)
         payload = self._read_exact(length, deadline)
         try:
             reply = torch.load(io.BytesIO(payload), weights_only=True)
@@ -1311,7 +1372,7 @@ class Worker:
         reply = self._receive(timeout or self.limits.cell_timeout)
         if reply.get("op") != "exec" or reply.get("grade_id") != grade_id:
             raise WorkerError("the worker answered out of turn")
-        return {"status": "ok" if reply.get("status") == "ok" else "error", "error": str(reply.get("error", ""))}
+        return {"status": "ok" if reply.get("status") == "ok" else "error", "error": _worker_text(reply.get("error"))}
 
     def probe(
         self,
@@ -1320,11 +1381,8 @@ class Worker:
         args: tuple = (),
         kwargs: dict | None = None,
         timeout: float | None = None,
-        isolate: dict | None = None,
     ):
-        """Run a probe function `name(namespace, *args, **kwargs)` in the worker; return its plain result.
-        `isolate` ({"unit", "reference": [(grade_id, source)]}): run it on that unit's cell placed over
-        the reference versions of the units it uses (`worker.isolated_namespace`)."""
+        """Run a probe function `name(namespace, *args, **kwargs)` in the worker; return its plain result."""
         self._next_id += 1
         request_id = self._next_id
         self._send(
@@ -1335,15 +1393,22 @@ class Worker:
                 "name": name,
                 "args": list(args),
                 "kwargs": dict(kwargs or {}),
-                "isolate": isolate,
             }
         )
         reply = self._receive(timeout or self.limits.probe_timeout)
         if reply.get("op") != "probe" or reply.get("id") != request_id:
             raise WorkerError("the worker answered out of turn")
         if reply.get("status") != "ok":
-            raise ProbeFailed(str(reply.get("error", "error")))
+            raise ProbeFailed(_worker_text(reply.get("error", "error")))
         return reply.get("value")
+
+
+def _worker_text(value) -> str:
+    """A text field of a worker's reply, as the trusted side keeps it: a string, capped."""
+    text = value if type(value) is str else ""
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS] + f" ... [{len(text) - MAX_ERROR_CHARS} more characters not shown]"
+    return text
 
 
 class ProbeFailed(Exception):

@@ -9,11 +9,7 @@ sandbox and run there as an unprivileged user. It must not import anything from 
 Requests (parent -> worker):
     {"op": "exec", "grade_id": str, "source": str}            run one notebook cell
     {"op": "probe", "id": int, "source": str, "name": str,
-     "args": list, "kwargs": dict,
-     "isolate": None | {"unit": str, "reference": [[grade_id, source], ...]}}
-                                                                call a probe function (isolate: on
-                                                                the reference versions of the units
-                                                                that unit uses; see isolated_namespace)
+     "args": list, "kwargs": dict}                              call a probe function
     {"op": "quit"}
 Replies (worker -> parent):
     {"op": "ready"} once at start-up
@@ -132,8 +128,6 @@ def serve(fd_in, fd_out):
         write_frame(fd_out, buffer.getvalue())
 
     namespace = {"__name__": "__main__"}
-    cells = {}  # grade_id -> the source this worker ran for it
-    isolated = {}  # (unit, reference sources) -> namespace with the reference dependencies under it
     reply({"op": "ready"})
     while True:
         frame = read_frame(fd_in)
@@ -145,7 +139,6 @@ def serve(fd_in, fd_out):
             return
         if op == "exec":
             gid = request["grade_id"]
-            cells[gid] = request["source"]
             try:
                 code = compile(strip_magics(request["source"]), f"<cell {gid}>", "exec")
                 exec(code, namespace)
@@ -154,32 +147,12 @@ def serve(fd_in, fd_out):
                 reply({"op": "exec", "grade_id": gid, "status": "error", "error": short_error(exc)})
         elif op == "probe":
             try:
-                probe_namespace = namespace
-                if request.get("isolate"):
-                    probe_namespace = isolated_namespace(namespace, cells, isolated, request["isolate"])
                 probe_globals = {"__name__": "probe"}
                 exec(compile(request["source"], "<probe>", "exec"), probe_globals)
-                value = probe_globals[request["name"]](probe_namespace, *request["args"], **request["kwargs"])
+                value = probe_globals[request["name"]](namespace, *request["args"], **request["kwargs"])
                 reply({"op": "probe", "id": request["id"], "status": "ok", "value": to_plain(value, torch)})
             except BaseException as exc:
                 reply({"op": "probe", "id": request["id"], "status": "error", "error": short_error(exc)})
-
-
-def isolated_namespace(namespace, cells, cache, isolate):
-    """The namespace a check of one unit sees when the unit must be graded on its own: a copy of
-    the student's, with the reference versions of the graded units it uses run on top, then the
-    student's own cell of that unit run again so that its functions and classes bind to those.
-    A bug in a helper unit then costs that helper's points only. Built once per unit."""
-    unit = isolate["unit"]
-    reference = [(gid, source) for gid, source in isolate["reference"]]
-    key = (unit, tuple(reference))
-    if key not in cache:
-        overlay = dict(namespace)
-        for gid, source in reference:
-            exec(compile(strip_magics(source), f"<reference {gid}>", "exec"), overlay)
-        exec(compile(strip_magics(cells[unit]), f"<cell {unit}>", "exec"), overlay)
-        cache[key] = overlay
-    return cache[key]
 
 
 def to_plain(value, torch):

@@ -9,8 +9,8 @@ import textwrap
 import pytest
 
 from grader.assignments import Unit, load_assignment, unit_dependencies
-from grader.harness import GradingPlugin
-from grader.sandbox import Limits, ProbeFailed, Worker
+from grader.harness import GradingPlugin, probe_source
+from grader.sandbox import Limits, WorkerError
 
 
 def _units(**sources: str) -> list[Unit]:
@@ -41,53 +41,14 @@ def test_the_real_assignments_dependencies():
     assert fcn["fcn_resnet"] == ("fcn_bilinear",)
 
 
-def probe_user(ns, x):
-    return ns["user"](x)
-
-
-def probe_helper(ns, x):
-    return ns["helper"](x)
-
-
-@pytest.fixture(scope="module")
-def worker():
-    w = Worker(slot=8, limits=Limits(cell_timeout=20, probe_timeout=20, memory_mb=2048))
-    w.start()
-    w.exec_cell("helper_unit", "def helper(x):\n    return x + 1000  # the student's bug\n")
-    w.exec_cell("user_unit", "def user(x):\n    return helper(x) * 2\n")
-    yield w
-    w.stop()
-
-
-def test_isolated_probe_runs_the_students_unit_on_the_reference_helper(worker):
-    """With isolation, does the student's `user` call the reference `helper`, and without, their own?"""
-    from grader.harness import probe_source
-
-    isolate = {"unit": "user_unit", "reference": [("helper_unit", "def helper(x):\n    return x + 1\n")]}
-    assert worker.probe(probe_source(probe_user), "probe_user", (1,), isolate=isolate) == 4
-    assert worker.probe(probe_source(probe_user), "probe_user", (1,)) == 2002
-    # The student's own namespace is untouched by the overlay.
-    assert worker.probe(probe_source(probe_helper), "probe_helper", (1,)) == 1001
-
-
-def test_a_reference_helper_that_fails_reports_like_student_code(worker):
-    """Does a broken overlay come back as a probe failure, not a dead worker?"""
-    from grader.harness import probe_source
-
-    isolate = {"unit": "user_unit", "reference": [("helper_unit", "raise ValueError('no')\n")]}
-    with pytest.raises(ProbeFailed, match="ValueError"):
-        worker.probe(probe_source(probe_user), "probe_user", (1,), isolate=isolate)
-    assert worker.probe(probe_source(probe_user), "probe_user", (1,)) == 2002
-
-
 class _FakeSubmission:
-    """Just what the plugin reads: dependencies, the isolation flag, and no problems."""
+    """Just what the plugin reads: dependencies, the dependency run in use, and no problems."""
 
     def __init__(self, dependencies):
         self._dependencies = dependencies
-        self.isolate = False
+        self.dependency_run = None
         self.current_unit = None
-        self.seen: list[bool] = []
+        self.seen: list[str] = []
 
     def dependencies(self, grade_id):
         return self._dependencies.get(grade_id, ())
@@ -96,33 +57,122 @@ class _FakeSubmission:
         return ""
 
 
+class _FakeRun:
+    """A dependency run that only records that it was entered and left."""
+
+    def __init__(self, log, unit):
+        self.log, self.unit = log, unit
+
+    def __enter__(self):
+        self.log.append(("enter", self.unit))
+        return self
+
+    def __exit__(self, *exc_info):
+        self.log.append(("exit", self.unit))
+
+
 CHECKS = """
 import pytest
 
+def _mode(sub):
+    return "reference" if sub.dependency_run is not None else "own"
+
 @pytest.mark.unit("user_unit", points=1, message="m")
-def test_passes_only_on_own_helpers(sub):
-    sub.seen.append(sub.isolate)
-    assert not sub.isolate
+def test_passes_only_over_reference_helpers(sub):
+    sub.seen.append(_mode(sub))
+    assert sub.dependency_run is not None, "own helpers are broken"
 
 @pytest.mark.unit("user_unit", points=1, message="m")
 def test_fails_on_both(sub):
-    sub.seen.append(sub.isolate)
-    assert False, "isolated" if sub.isolate else "own"
+    sub.seen.append(_mode(sub))
+    raise AssertionError("SECRET " + _mode(sub))
+
+@pytest.mark.unit("user_unit", points=1, message="m")
+def test_passes_on_own(sub):
+    sub.seen.append(_mode(sub))
 
 @pytest.mark.unit("helper_unit", points=1, message="m")
 def test_plain_unit(sub):
-    sub.seen.append(sub.isolate)
+    sub.seen.append(_mode(sub))
+    assert False
 """
 
 
-def test_plugin_tries_reference_helpers_first_then_the_students_own(tmp_path):
-    """Does a check pass when the student's units work together, and report the isolated failure otherwise?"""
+def test_plugin_rechecks_failed_dependent_checks_over_reference_helpers_and_keeps_only_the_outcome(tmp_path):
+    """Does a failed check of a dependent unit pass when the unit works over the reference helpers, keep the
+    feedback of the student's own run when it does not, and never run a passing or independent check twice?"""
     (tmp_path / "test_fake.py").write_text(CHECKS)
     submission = _FakeSubmission({"user_unit": ("helper_unit",)})
     plugin = GradingPlugin(submission, reference=None)
     pytest.main([str(tmp_path / "test_fake.py"), "-q", "-p", "no:cacheprovider", "-c", "/dev/null"], plugins=[plugin])
-    outcome = {r["test"]: (r["passed"], r["detail"]) for r in plugin.results}
-    assert outcome["test_passes_only_on_own_helpers"][0] is True
-    assert outcome["test_fails_on_both"][0] is False
-    assert submission.seen == [True, False, True, False, False]
-    assert submission.isolate is False
+    assert submission.seen == ["own", "own", "own", "own"]
+    runs: list[tuple[str, str]] = []
+    summary = plugin.recheck_on_reference_dependencies(lambda unit: _FakeRun(runs, unit))
+    assert runs == [("enter", "user_unit"), ("exit", "user_unit")]
+    assert summary == {"user_unit": (1, 2)}
+    assert submission.seen[4:] == ["reference", "reference"]
+    assert submission.dependency_run is None
+    outcome = {r["test"]: r for r in plugin.results}
+    assert outcome["test_passes_only_over_reference_helpers"]["passed"] is True
+    assert outcome["test_passes_only_over_reference_helpers"]["points"] == 1.0
+    failed = outcome["test_fails_on_both"]
+    assert failed["passed"] is False and failed["points"] == 0.0
+    assert "reference" not in failed["detail"].replace("uses the reference helper_unit", "")
+    assert "uses the reference helper_unit, so the problem is in user_unit itself" in failed["detail"]
+    assert outcome["test_plain_unit"]["passed"] is False
+
+
+SOURCES_HELPER_BUG = {
+    "helper_unit": "def helper(x):\n    return x + 1000  # the student's bug\n",
+    "user_unit": "def user(x):\n    return helper(x) * 2\n",
+}
+
+
+def probe_user(ns, x):
+    return ns["user"](x)
+
+
+class _Spec:
+    """An assignment of two units where user_unit uses helper_unit."""
+
+    name = "fake"
+    setup_cells: list = []
+    auto_units = _units(
+        helper_unit="def helper(x):\n    return x + 1\n", user_unit="def user(x):\n    return helper(x) * 2\n"
+    )
+    dependencies = {"user_unit": ("helper_unit",)}
+
+
+def test_a_dependency_run_holds_the_reference_helpers_in_a_worker_of_its_own():
+    """Does the unit run over the reference helper in a fresh worker, while the student's own worker never
+    receives reference code?"""
+    from grader.runner import DependencyRun, Submission
+
+    options = {"slot": 8, "limits": Limits(cell_timeout=20, probe_timeout=20, memory_mb=2048)}
+    submission = Submission(_Spec(), None, worker_options=options, log=lambda line: None)
+    submission.cells = list(SOURCES_HELPER_BUG.items())
+    submission.boot()
+    sent: list[str] = []
+    own_worker = submission.worker
+    original_exec = own_worker.exec_cell
+    own_worker.exec_cell = lambda gid, source, timeout=None: sent.append(source) or original_exec(gid, source, timeout)
+    assert submission.call(probe_user, 1) == 2002  # the student's own helper
+    submission.close()
+    with DependencyRun(submission, "user_unit") as run:
+        assert run.usable and run.worker is not own_worker
+        assert run.call(probe_source(probe_user), "probe_user", (1,), {}, None) == 4
+    assert run.worker is None  # stopped with the unit
+    assert not any("x + 1\n" in source for source in sent)
+
+
+def test_a_reference_helper_that_fails_makes_the_run_unusable_not_an_error_text():
+    """Does a dependency run whose unit cell fails refuse every call instead of returning its error?"""
+    from grader.runner import DependencyRun, Submission
+
+    options = {"slot": 8, "limits": Limits(cell_timeout=20, probe_timeout=20, memory_mb=2048)}
+    submission = Submission(_Spec(), None, worker_options=options, log=lambda line: None)
+    submission.cells = [("helper_unit", SOURCES_HELPER_BUG["helper_unit"]), ("user_unit", "raise ValueError('leak')\n")]
+    with DependencyRun(submission, "user_unit") as run:
+        assert not run.usable
+        with pytest.raises(WorkerError, match="not usable"):
+            run.call(probe_source(probe_user), "probe_user", (1,), {}, None)
