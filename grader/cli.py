@@ -31,7 +31,6 @@ import os
 import socket
 import sys
 import time
-import zipfile
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -42,6 +41,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from grader.assignments import REPO_ROOT, NotebookError, assignment_names, grading_files, load_assignment, read_notebook
+from grader.intake import Intake, Job, MissingSubmission, Outcome, take_in, write_table
 from grader.report import (
     UNSAFE_FLAG,
     protections_text,
@@ -50,20 +50,13 @@ from grader.report import (
     write_run_report,
     write_submission_reports,
 )
-from grader.results import ResultFormatError, SubmissionResult
+from grader.results import ResultFormatError, SubmissionResult, UnitResult
 from grader.sandbox import Limits, Protection, SandboxUnavailable, active_protections
 from starter import common
 from starter.common import write_atomic
 
 SUBMISSION_TIMEOUT_S = 900  # all checks of one submission together
 RUN_MANIFEST = "run.json"  # what a run graded, reused and failed, and the protections it had
-
-
-@dataclass(frozen=True)
-class Job:
-    student: str
-    assignment: str
-    notebook: Path
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -94,31 +87,21 @@ def infer_assignment(path: Path, known: list[str]) -> str | None:
     return common.infer_assignment(notebook, units)
 
 
-MAX_ZIP_MEMBER_BYTES = 64 * 1024 * 1024
-
-
 def unpack_submission_zip(archive: Path, unpack_root: Path, known: list[str]) -> list[Job]:
-    """A zip made by `python -m starter.submit`: <assignment>/<assignment>.ipynb entries.
+    """The notebooks of one zip, wherever they are in it (grader.intake: caps, no traversal,
+    one level of zip in a zip), written to unpack_root/<student>/<a>/<a>.ipynb."""
+    return take_in([archive], known, None, unpack_root).jobs
 
-    Only notebook members with a known assignment folder are read, each size-capped; nothing
-    is extracted by the archive's own paths (no traversal)."""
-    student = archive.stem
-    jobs = []
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            for info in bundle.infolist():
-                parts = Path(info.filename).parts
-                if len(parts) != 2 or parts[0] not in known or not parts[1].endswith(".ipynb"):
-                    continue
-                if info.file_size > MAX_ZIP_MEMBER_BYTES:
-                    raise SystemExit(f"error: {archive}: {info.filename} is larger than {MAX_ZIP_MEMBER_BYTES} bytes")
-                target = unpack_root / student / parts[0] / f"{parts[0]}.ipynb"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(bundle.read(info))
-                jobs.append(Job(student, parts[0], target))
-    except zipfile.BadZipFile:
-        print(f"warning: {archive} is not a valid zip file; skipped", file=sys.stderr)
-    return jobs
+
+def take_in_submissions(
+    paths: list[Path],
+    assignment: str | None,
+    unpack_root: Path | None = None,
+    keep_student: Callable[[str], bool] | None = None,
+) -> Intake:
+    """The intake step (grader.intake) over `paths`: the table of every file, and the jobs.
+    `keep_student(id)` False: that student's files are not even opened (a shard skips the others')."""
+    return take_in(paths, assignment_names(), assignment, unpack_root, keep_student)
 
 
 def discover(
@@ -127,45 +110,24 @@ def discover(
     unpack_root: Path | None = None,
     keep_student: Callable[[str], bool] | None = None,
 ) -> list[Job]:
-    """Every submission under `paths`. `keep_student(id)` False: that student's zip is not even
-    unpacked (a shard skips the others'); the caller still filters the returned jobs."""
-    known = assignment_names()
-    keep_student = keep_student or (lambda student: True)
-    jobs: list[Job] = []
-    loose: list[Path] = []
-    for path in paths:
-        if path.is_file() and path.suffix == ".ipynb":
-            loose.append(path)
-            continue
-        if path.is_file() and path.suffix == ".zip":
-            if keep_student(path.stem):
-                jobs += unpack_submission_zip(path, unpack_root, known)
-            continue
-        if not path.is_dir():
-            raise SystemExit(f"error: {path} is neither a folder, a .zip nor a .ipynb file")
-        loose += sorted(path.glob("*.ipynb"))
-        for archive in sorted(archive for archive in path.glob("*.zip") if keep_student(archive.stem)):
-            jobs += [
-                j
-                for j in unpack_submission_zip(archive, unpack_root, known)
-                if not assignment or j.assignment == assignment
-            ]
-        for student_dir in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for assignment_dir in sorted(p for p in student_dir.iterdir() if p.is_dir() and p.name in known):
-                if assignment and assignment_dir.name != assignment:
-                    continue
-                preferred = assignment_dir / f"{assignment_dir.name}.ipynb"
-                notebooks = [preferred] if preferred.exists() else sorted(assignment_dir.glob("*.ipynb"))
-                if notebooks:
-                    jobs.append(Job(student_dir.name, assignment_dir.name, notebooks[0]))
-    inferred = {p: assignment or infer_assignment(p, known) for p in loose}
-    majority = max(set(inferred.values()) - {None}, key=list(inferred.values()).count, default=None)
-    for path in loose:
-        name = inferred[path] or majority
-        if name is None:
-            raise SystemExit(f"error: cannot tell which assignment {path} is; pass --assignment")
-        jobs.append(Job(path.stem, name, path))
-    return jobs
+    """Every submission under `paths` (the jobs of `take_in_submissions`)."""
+    return take_in_submissions(paths, assignment, unpack_root, keep_student).jobs
+
+
+def missing_result(missing: MissingSubmission) -> SubmissionResult:
+    """The 0 row of a student whose files were all rejected: every unit 0, the reason as the
+    notebook error, as for a notebook that cannot be read, so grades.csv, report.md and the
+    student's feedback say why."""
+    spec = _assignment(missing.assignment)
+    return SubmissionResult(
+        student_id=missing.student,
+        assignment=missing.assignment,
+        total=0,
+        max_points=spec.max_points,
+        units={u.grade_id: UnitResult(u.grade_id, points=0, max_points=u.points) for u in spec.auto_units},
+        manual_points={u.grade_id: u.points for u in spec.manual_units},
+        notebook_error=missing.reason,
+    )
 
 
 def grader_files(assignment: str) -> list[Path]:
@@ -487,13 +449,19 @@ def main(argv=None, prog: str = "python -m grader") -> int:
         )
     out_dir = options.out.resolve()
     in_shard = (lambda student: shard_of(student, shard[1]) == shard[0]) if shard else None
-    jobs = discover([p.resolve() for p in options.paths], options.assignment, out_dir / "submissions", in_shard)
+    intake = take_in_submissions(
+        [p.resolve() for p in options.paths], options.assignment, out_dir / "submissions", in_shard
+    )
+    jobs = intake.jobs
+    if intake.records:
+        write_table(intake, out_dir)
+        print(intake.summary())
     if options.student:
         # With --shard, zips of other slices are not even opened: only this slice's ids can be checked.
         unknown = {s for s in set(options.student) - {j.student for j in jobs} if not shard or in_shard(s)}
         if unknown:
             raise SystemExit(f"error: no submission from {', '.join(sorted(unknown))}")
-    if not jobs:
+    if not jobs and not intake.missing:
         print("No submissions found.")
         return 1
     if shard:
@@ -550,7 +518,11 @@ def main(argv=None, prog: str = "python -m grader") -> int:
     reused = len(results)
     failures = grade_all(pending, out_dir, settings, options.jobs, on_result)
 
-    all_results = list(results.values())
+    # A student whose files were all rejected gets a 0 row saying why (and feedback saying so).
+    rejected = [missing_result(missing) for missing in intake.missing]
+    for result in rejected:
+        write_submission_reports(result, out_dir)
+    all_results = list(results.values()) + rejected
     gradebook = render_outputs(all_results, out_dir, protections, unsafe=options.unsafe_no_sandbox)
     graded = [results[job] for job, _ in pending if job in results]
     write_run_manifest(
@@ -559,6 +531,8 @@ def main(argv=None, prog: str = "python -m grader") -> int:
             "shard": f"{shard[0]}/{shard[1]}" if shard else None,
             "students": sorted({j.student for j in jobs}),
             "submissions": sorted([j.student, j.assignment] for j in jobs),
+            "intake": {outcome.value: intake.count(outcome) for outcome in Outcome},
+            "rejected_without_grade": sorted([m.student, m.assignment] for m in intake.missing),
             "graded": len(graded),
             "reused": reused,
             "failures": failures,
