@@ -43,6 +43,8 @@ from tqdm.auto import tqdm
 from grader.assignments import REPO_ROOT, NotebookError, assignment_names, grading_files, load_assignment, read_notebook
 from grader.intake import Intake, Job, MissingSubmission, Outcome, take_in, write_table
 from grader.report import (
+    DEFAULT_RELEASE_STAGE,
+    RELEASE_STAGES,
     UNSAFE_FLAG,
     protections_text,
     summary_table,
@@ -343,13 +345,15 @@ def render_outputs(
     *,
     unsafe: bool,
     refresh_feedback: bool = False,
+    release_stage: str = DEFAULT_RELEASE_STAGE,
 ) -> Path:
     """grades.csv, report.md and every result's feedback (Markdown, HTML, Gradescope JSON) in
     `out_dir`; a normal run and `segkit collect` both render through here, so the same results
-    give the same bytes. Feedback already on disk is kept unless `refresh_feedback`."""
+    give the same bytes. Feedback already on disk is kept unless `refresh_feedback`. The .md and
+    .html show what students see at `release_stage` (grader.report: before or after the due date)."""
     for result in results:  # reports of reused results may be missing (e.g. deleted by hand)
         if refresh_feedback or not (out_dir / "feedback" / result.student_id / f"{result.assignment}.md").exists():
-            write_submission_reports(result, out_dir)
+            write_submission_reports(result, out_dir, release_stage)
     columns = [u.grade_id for name in sorted({r.assignment for r in results}) for u in _assignment(name).auto_units]
     gradebook = write_gradebook(results, columns, out_dir)
     write_run_report(results, out_dir, protections, unsafe=unsafe)
@@ -403,6 +407,13 @@ def build_parser(prog: str = "python -m grader") -> argparse.ArgumentParser:
         type=float,
         default=SUBMISSION_TIMEOUT_S,
         help="seconds before one submission's grading is abandoned",
+    )
+    parser.add_argument(
+        "--release-stage",
+        choices=RELEASE_STAGES,
+        help="write the feedback (.md, .html) as students see it before the due date (only results set "
+        "`visible` in the assignment's [visibility]) or after it, grades published (all but `hidden`; the "
+        "default); given, every feedback file is rewritten, reused results' too",
     )
     parser.add_argument("--cell-timeout", type=float, help="seconds one notebook cell may run (default 120)")
     parser.add_argument("--probe-timeout-cap", type=float, help="cap on every check's time limit, in seconds")
@@ -512,7 +523,7 @@ def main(argv=None, prog: str = "python -m grader") -> int:
 
     def on_result(job: Job, result: SubmissionResult):
         write_atomic(out_dir / "results" / job.assignment / f"{job.student}.json", result.to_json())
-        write_submission_reports(result, out_dir)
+        write_submission_reports(result, out_dir, options.release_stage or DEFAULT_RELEASE_STAGE)
         results[job] = result
 
     reused = len(results)
@@ -523,7 +534,14 @@ def main(argv=None, prog: str = "python -m grader") -> int:
     for result in rejected:
         write_submission_reports(result, out_dir)
     all_results = list(results.values()) + rejected
-    gradebook = render_outputs(all_results, out_dir, protections, unsafe=options.unsafe_no_sandbox)
+    gradebook = render_outputs(
+        all_results,
+        out_dir,
+        protections,
+        unsafe=options.unsafe_no_sandbox,
+        refresh_feedback=options.release_stage is not None,
+        release_stage=options.release_stage or DEFAULT_RELEASE_STAGE,
+    )
     graded = [results[job] for job, _ in pending if job in results]
     write_run_manifest(
         out_dir,

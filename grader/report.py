@@ -1,16 +1,54 @@
-"""Turn per-submission results into grades.csv, feedback (Markdown + HTML) and Gradescope JSON."""
+"""Turn per-submission results into grades.csv, feedback (Markdown + HTML) and Gradescope JSON.
+
+Every string that came from a student (a check's `detail`, a cell's error, `notebook_error`, the
+student id, the student's own notebook) is untrusted here, whatever the worker or the grader did
+to it before: it is cut to `MAX_TEXT_CHARS` (head and tail kept), stripped of control characters,
+and written so that it can only render as text: a Markdown code span or fenced block in `.md`
+(and nbgrader comments, through `md_code`), `html.escape` in `.html`, and Gradescope's `text`
+output format in `results.json`. One submission's feedback stays under `MAX_FEEDBACK_BYTES` per
+format (the HTML's view of the student's own notebook has its own bound, `MAX_NOTEBOOK_VIEW_BYTES`).
+
+What a student sees also depends on when (issue 29): each check has a visibility level from the
+assignment's `[visibility]` table (`grader.assignments.VisibilityConfig`), carried as is into
+Gradescope's `results.json` (Gradescope applies it) and applied to the `.md`/`.html` for one release
+stage: `before` (the due date: only `visible` results) or `after` (grades published: everything
+but `hidden`).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
+import functools
+import hashlib
 import html
 import io
 import json
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.results import CheckResult, SubmissionResult
+from grader.assignments import (
+    ASSIGNMENTS_DIR,
+    CONFIG_NAME,
+    SOLUTIONS_DIR,
+    AssignmentConfigError,
+    VisibilityConfig,
+    read_config,
+)
+from grader.results import CheckResult, SubmissionResult, UnitResult
 from grader.sandbox import PROTECTION_TEXT, Protection
-from starter.common import write_atomic
+from starter.common import (
+    NotebookError,
+    cell_source,
+    grade_id,
+    load_notebook,
+    nbgrader_meta,
+    parse_notebook,
+    write_atomic,
+)
 
 UNSAFE_FLAG = "--unsafe-no-sandbox"
 UNSAFE_NOTE = (
@@ -18,11 +56,213 @@ UNSAFE_NOTE = (
     "everything the grading user can, use the network and signal other processes)."
 )
 
+# -- bounds on what one submission's feedback holds ------------------------------------------------
+MAX_TEXT_CHARS = 2000  # one detail, cell error or notebook error (then cut, head and tail kept)
+MAX_ID_CHARS = 120  # a student id or grade_id shown in a heading
+MAX_FEEDBACK_BYTES = 64 * 1024  # the .md, the results part of the .html, Gradescope's results.json
+FEEDBACK_RESERVE_BYTES = 6 * 1024  # kept for the lines after the checks (written answers, notes)
+MAX_NOTEBOOK_VIEW_BYTES = 2 * 1024 * 1024  # the student's own cells in the .html, images included
+MAX_CELL_CHARS = 20_000  # one cell's source in that view
+MAX_IMAGE_BYTES = 256 * 1024  # one PNG output shown in that view (base64 text)
+MAX_NOTEBOOK_READ_BYTES = 16 * 1024 * 1024  # read whole (outputs kept) up to this; above, sources only
+LEFT_OUT = "(left out: the feedback of one submission is limited to {kb} kB)"
+
+RELEASE_STAGES = ("before", "after")
+DEFAULT_RELEASE_STAGE = "after"
+
+# C0/C1 controls (not tab or newline) and the bidirectional overrides that can make text read
+# differently from what it is.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 def _fmt(points: float) -> str:
     return f"{points:g}"
 
 
+# -- untrusted text ------------------------------------------------------------------------------------
+def safe_text(text: object, limit: int = MAX_TEXT_CHARS) -> str:
+    """An untrusted string cut to `limit` characters (its head and tail, saying how much was left
+    out), without control characters; line ends become \\n. Only the kept part is ever copied."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    if len(text) > limit:
+        tail = limit // 3
+        head = limit - tail
+        text = f"{text[:head]}\n… [{len(text) - head - tail} characters left out] …\n{text[-tail:]}"
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def safe_line(text: object, limit: int = MAX_ID_CHARS) -> str:
+    """An untrusted string as one line (ids, names)."""
+    return " ".join(safe_text(text, limit).split("\n")).strip()
+
+
+def _longest_run(text: str, char: str) -> int:
+    runs = re.findall(f"{re.escape(char)}+", text)
+    return max((len(run) for run in runs), default=0)
+
+
+def md_code_span(text: str) -> str:
+    """One line of untrusted text as a Markdown code span: rendered verbatim, never as markup."""
+    text = safe_line(text, MAX_TEXT_CHARS)
+    if not text:
+        return ""
+    fence = "`" * (_longest_run(text, "`") + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_code_block(text: str, indent: str = "") -> list[str]:
+    """Untrusted (multi-line) text as a fenced Markdown code block, each line indented by `indent`
+    (to sit inside a list item). The fence is longer than any backtick run in the text, so no line
+    of it can close the block early."""
+    text = safe_text(text)
+    fence = "`" * max(3, _longest_run(text, "`") + 1)
+    return [f"{indent}{fence}", *(f"{indent}{line}" if line else "" for line in text.split("\n")), f"{indent}{fence}"]
+
+
+def md_code(text: str, indent: str = "") -> list[str]:
+    """Untrusted text as inert Markdown: a code span when it is one line, else a fenced block."""
+    text = safe_text(text)
+    if "\n" in text.strip("\n"):
+        return md_code_block(text.strip("\n"), indent)
+    return [md_code_span(text)]
+
+
+def md_table_cell(text: str) -> str:
+    """An id as a code span inside a GFM table row (a pipe would end the cell, even in a span)."""
+    return md_code_span(text).replace("|", "\\|")
+
+
+def html_text(text: object, limit: int = MAX_TEXT_CHARS) -> str:
+    """Untrusted text as HTML text: cut, cleaned, escaped; several lines keep their breaks in a <pre>."""
+    cleaned = safe_text(text, limit)
+    if "\n" in cleaned.strip("\n"):
+        return f"<pre>{html.escape(cleaned.strip(chr(10)))}</pre>"
+    return html.escape(cleaned)
+
+
+# -- visibility -----------------------------------------------------------------------------------------
+@functools.cache
+def visibility_of(assignment: str) -> VisibilityConfig:
+    """The assignment's `[visibility]` table (defaults for an assignment the kit does not know)."""
+    path = ASSIGNMENTS_DIR / assignment / CONFIG_NAME
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", assignment) or not path.is_file():
+        return VisibilityConfig()
+    try:
+        return read_config(path).visibility
+    except AssignmentConfigError:
+        return VisibilityConfig()
+
+
+def shown_at(level: str, stage: str) -> bool:
+    """Whether a result of this visibility level is shown at this release stage."""
+    if stage == "before":
+        return level == "visible"
+    return level != "hidden"
+
+
+def _release_note(level: str) -> str:
+    return {
+        "after_due_date": "shown after the due date",
+        "after_published": "shown once the grades are published",
+        "hidden": "not shown to students",
+    }.get(level, "not shown yet")
+
+
+@dataclass
+class UnitView:
+    """One unit as a student sees it at one stage: the checks shown and what is withheld."""
+
+    unit: UnitResult
+    shown: list[CheckResult]
+    withheld: dict[str, int]  # level -> how many of its checks are withheld
+    cell_error: str  # the error its cell raised when run ("" when it ran), or "" when withheld
+
+    @property
+    def points_shown(self) -> bool:
+        return not self.withheld
+
+
+@dataclass
+class FeedbackView:
+    """What of a submission's result a student sees at one release stage."""
+
+    result: SubmissionResult
+    stage: str
+    visibility: VisibilityConfig
+    units: dict[str, UnitView] = field(default_factory=dict)
+
+    @property
+    def total_shown(self) -> bool:
+        # Gradescope shows the total only when the student sees every test that carries points.
+        return shown_at(self.visibility.total, self.stage) and all(view.points_shown for view in self.units.values())
+
+
+def feedback_view(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STAGE) -> FeedbackView:
+    if stage not in RELEASE_STAGES:
+        raise ValueError(f"release stage {stage!r}: one of {', '.join(RELEASE_STAGES)}")
+    visibility = visibility_of(result.assignment)
+    view = FeedbackView(result, stage, visibility)
+    public = shown_at(visibility.public_checks, stage)
+    for gid, unit in result.units.items():
+        shown, withheld = [], {}
+        for check in unit.checks:
+            level = visibility.for_check(gid, check.test)
+            if shown_at(level, stage):
+                shown.append(check)
+            else:
+                withheld[level] = withheld.get(level, 0) + 1
+        status = result.cell_status.get(gid, "ok")
+        view.units[gid] = UnitView(unit, shown, withheld, status if public and status != "ok" else "")
+    return view
+
+
+def _withheld_text(withheld: dict[str, int]) -> str:
+    return "; ".join(
+        f"{count} check{'s' if count > 1 else ''}: {_release_note(level)}" for level, count in withheld.items()
+    )
+
+
+# -- one budget per feedback file ---------------------------------------------------------------------
+class Budget:
+    """Bytes left for untrusted text in one output file; once spent, details are left out."""
+
+    def __init__(self, total: int = MAX_FEEDBACK_BYTES - FEEDBACK_RESERVE_BYTES):
+        self.left = total
+
+    def take(self, text: str) -> bool:
+        size = len(text.encode("utf-8"))
+        if size > self.left:
+            self.left = 0
+            return False
+        self.left -= size
+        return True
+
+
+def _left_out() -> str:
+    return LEFT_OUT.format(kb=MAX_FEEDBACK_BYTES // 1024)
+
+
+def _detail_key(text: str) -> tuple[int, str]:
+    # Equal details (a unit's error copied into each of its checks) are recognised without keeping them.
+    return len(text), hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+
+
+def _repeats(unit_view: UnitView, check: CheckResult, seen: dict) -> str:
+    """'' when the check's detail is new; else a sentence pointing to where it was shown."""
+    status = unit_view.cell_error
+    if status and check.detail.endswith(f": {status}"):
+        return "the error your cell raised, shown under the unit's heading."
+    key = _detail_key(check.detail)
+    if key in seen:
+        return f"the same as for check {seen[key]} above."
+    return ""
+
+
+# -- Markdown ---------------------------------------------------------------------------------------------
 def write_gradebook(results: list[SubmissionResult], unit_columns: list[str], out_dir: Path) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -37,108 +277,425 @@ def write_gradebook(results: list[SubmissionResult], unit_columns: list[str], ou
     return path
 
 
-def feedback_markdown(result: SubmissionResult) -> str:
+def _md_score_line(view: FeedbackView) -> str:
+    result = view.result
+    if view.total_shown:
+        return f"**Autograded score: {_fmt(result.total)} / {_fmt(result.max_points)}**"
+    return f"**Autograded score: {_release_note(view.visibility.total)} (out of {_fmt(result.max_points)})**"
+
+
+def _md_unit_points(unit_view: UnitView) -> str:
+    unit = unit_view.unit
+    if unit_view.points_shown:
+        return f"{_fmt(unit.points)} / {_fmt(unit.max_points)}"
+    return f"? / {_fmt(unit.max_points)}"
+
+
+NOT_IMPLEMENTED_CELL = "Your cell is not implemented yet (it still raises NotImplementedError)."
+CELL_ERROR = "Your cell raised an error when the grader ran it:"
+
+
+def _md_cell_error(status: str, budget: Budget) -> list[str]:
+    if status.startswith("NotImplementedError"):
+        return [NOT_IMPLEMENTED_CELL]
+    error = md_code_block(status) if budget.take(safe_text(status)) else [_left_out()]
+    return [CELL_ERROR, "", *error]
+
+
+def _md_unit(gid: str, unit_view: UnitView, budget: Budget) -> list[str]:
+    lines = [f"## {md_code_span(gid)} — {_md_unit_points(unit_view)}", ""]
+    if unit_view.cell_error:
+        lines += [*_md_cell_error(unit_view.cell_error, budget), ""]
+    seen: dict = {}
+    for number, check in enumerate(unit_view.shown, start=1):
+        status = "passed" if check.passed else "failed"
+        lines.append(f"- **{status}** ({_fmt(check.points)} / {_fmt(check.max_points)}): {check.question}")
+        if check.passed:
+            continue
+        lines.append(f"  - {check.message}")
+        if not check.detail:
+            continue
+        repeat = _repeats(unit_view, check, seen)
+        if repeat:
+            lines.append(f"  - Detail: {repeat}")
+            continue
+        seen[_detail_key(check.detail)] = number
+        detail = md_code(check.detail, indent="    ")
+        if not budget.take("\n".join(detail)):
+            lines.append(f"  - Detail: {_left_out()}")
+        elif len(detail) == 1:
+            lines.append(f"  - Detail: {detail[0]}")
+        else:
+            lines += ["  - Detail:", *detail]
+    if unit_view.withheld:
+        lines.append(f"- {_withheld_text(unit_view.withheld)}")
+    lines.append("")
+    return lines
+
+
+def feedback_markdown(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STAGE) -> str:
+    view = feedback_view(result, stage)
+    budget = Budget()
     lines = [
-        f"# Feedback: {result.assignment} — {result.student_id}",
+        f"# Feedback: {md_code_span(result.assignment)} — {md_code_span(result.student_id)}",
         "",
-        f"**Autograded score: {_fmt(result.total)} / {_fmt(result.max_points)}**",
+        _md_score_line(view),
         "",
     ]
     if result.unsafe_no_sandbox:
         lines += [f"> **{UNSAFE_NOTE}**", ""]
     if result.notebook_error:
-        lines += [f"> Your notebook could not be graded: {result.notebook_error}", ""]
+        lines += ["Your notebook could not be graded:", "", *md_code_block(result.notebook_error), ""]
+        budget.take(safe_text(result.notebook_error))
     lines += ["| unit | points | |", "|---|---|---|"]
-    for grade_id, unit in result.units.items():
-        mark = "✓" if unit.full_marks else "✗"
-        lines.append(f"| `{grade_id}` | {_fmt(unit.points)} / {_fmt(unit.max_points)} | {mark} |")
+    for gid, unit_view in view.units.items():
+        mark = ("✓" if unit_view.unit.full_marks else "✗") if unit_view.points_shown else "…"
+        lines.append(f"| {md_table_cell(gid)} | {_md_unit_points(unit_view)} | {mark} |")
     lines.append("")
-    for grade_id, unit in result.units.items():
-        lines += [f"## `{grade_id}` — {_fmt(unit.points)} / {_fmt(unit.max_points)}", ""]
-        for check in unit.checks:
-            status = "passed" if check.passed else "failed"
-            lines.append(f"- **{status}** ({_fmt(check.points)} / {_fmt(check.max_points)}): {check.question}")
-            if not check.passed:
-                lines.append(f"  - {check.message}")
-                if check.detail:
-                    lines.append(f"  - Detail: {check.detail}")
-        lines.append("")
+    for gid, unit_view in view.units.items():
+        if budget.left == 0:
+            lines += [f"## {md_code_span(gid)} — {_md_unit_points(unit_view)}", "", _left_out(), ""]
+            continue
+        lines += _md_unit(gid, unit_view, budget)
     if result.manual_points:
         lines += [
             "## Written answers",
             "",
             "Graded by hand by the course staff: "
-            + ", ".join(f"`{gid}` ({_fmt(p)} pts)" for gid, p in result.manual_points.items()),
+            + ", ".join(f"{md_code_span(gid)} ({_fmt(p)} pts)" for gid, p in list(result.manual_points.items())[:50]),
             "",
         ]
     return "\n".join(lines)
 
 
-def _check_html(check: CheckResult) -> str:
-    failure = (
-        ""
-        if check.passed
-        else f"<br><em>{html.escape(check.message)}</em>"
-        + (f"<br><small>{html.escape(check.detail)}</small>" if check.detail else "")
-    )
+# -- HTML ----------------------------------------------------------------------------------------------------
+STYLE = (
+    "<style>body{font-family:sans-serif;max-width:56em;margin:2em auto;padding:0 1em}.ok{color:#176}"
+    ".bad{color:#a11}li{margin:.3em 0}pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f6f6;"
+    "padding:.5em}.cell{border:1px solid #ccc;border-radius:4px;margin:1em 0;padding:0 .8em}"
+    ".cell-label{color:#777;font-size:.8em;margin:.4em 0 0}.results{border-left:4px solid #888;"
+    "padding:.2em 1em;margin:-.6em 0 1.2em;background:#fafafa}.results.full{border-color:#176}"
+    ".results.part{border-color:#a11}.cell img{max-width:100%}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:.2em .6em}</style>"
+)
+
+
+def _check_html(check: CheckResult, repeat: str, budget: Budget) -> str:
+    failure = ""
+    if not check.passed:
+        failure = f"<br><em>{html.escape(check.message)}</em>"
+        if repeat:
+            failure += f"<br><small>Detail: {html.escape(repeat)}</small>"
+        elif check.detail:
+            detail = html_text(check.detail)
+            failure += f"<br><small>{detail if budget.take(detail) else html.escape(_left_out())}</small>"
     return (
         f"<li class='{'ok' if check.passed else 'bad'}'>{'✓' if check.passed else '✗'} "
         f"{html.escape(check.question)} ({_fmt(check.points)}/{_fmt(check.max_points)})" + failure + "</li>"
     )
 
 
-def feedback_html(result: SubmissionResult) -> str:
-    rows = []
-    for grade_id, unit in result.units.items():
-        checks = "".join(_check_html(check) for check in unit.checks)
-        rows.append(
-            f"<h2><code>{html.escape(grade_id)}</code>: {_fmt(unit.points)} / {_fmt(unit.max_points)}</h2>"
-            f"<ul>{checks}</ul>"
-        )
-    error = (
-        f"<p class='bad'>Your notebook could not be graded: {html.escape(result.notebook_error)}</p>"
-        if result.notebook_error
-        else ""
-    )
+def _unit_html(gid: str, unit_view: UnitView, budget: Budget) -> str:
+    """A unit's points, its cell's error and its checks (what sits under the cell in the notebook view)."""
+    unit = unit_view.unit
+    points = _md_unit_points(unit_view)
+    parts = [f"<h2 id='unit-{_anchor(gid)}'><code>{html.escape(safe_line(gid))}</code>: {points}</h2>"]
+    if unit_view.cell_error.startswith("NotImplementedError"):
+        parts.append(f"<p class='bad'>{html.escape(NOT_IMPLEMENTED_CELL)}</p>")
+    elif unit_view.cell_error:
+        error = html_text(unit_view.cell_error)
+        shown = error if budget.take(error) else html.escape(_left_out())
+        parts.append(f"<p class='bad'>{html.escape(CELL_ERROR)} {shown}</p>")
+    seen: dict = {}
+    items = []
+    for number, check in enumerate(unit_view.shown, start=1):
+        repeat = "" if check.passed or not check.detail else _repeats(unit_view, check, seen)
+        if not check.passed and check.detail and not repeat:
+            seen[_detail_key(check.detail)] = number
+        items.append(_check_html(check, repeat, budget))
+    if unit_view.withheld:
+        items.append(f"<li>{html.escape(_withheld_text(unit_view.withheld))}</li>")
+    parts.append(f"<ul>{''.join(items)}</ul>")
+    state = "full" if unit_view.points_shown and unit.full_marks else "part" if unit_view.points_shown else ""
+    return f"<section class='results {state}'>{''.join(parts)}</section>"
+
+
+def _anchor(gid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", safe_line(gid, 80))
+
+
+def _html_head(view: FeedbackView) -> str:
+    result = view.result
+    assignment, student = html.escape(safe_line(result.assignment)), html.escape(safe_line(result.student_id))
+    if view.total_shown:
+        score = f"Autograded score: {_fmt(result.total)} / {_fmt(result.max_points)}"
+    else:
+        score = f"Autograded score: {_release_note(view.visibility.total)} (out of {_fmt(result.max_points)})"
+    notes = ""
     if result.unsafe_no_sandbox:
-        error = f"<p class='bad'><strong>{html.escape(UNSAFE_NOTE)}</strong></p>" + error
+        notes += f"<p class='bad'><strong>{html.escape(UNSAFE_NOTE)}</strong></p>"
+    if result.notebook_error:
+        notes += f"<p class='bad'>Your notebook could not be graded: {html_text(result.notebook_error)}</p>"
     return (
-        "<!doctype html><meta charset='utf-8'>"
-        f"<title>{html.escape(result.assignment)}: {html.escape(result.student_id)}</title>"
-        "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto}.ok{color:#176}.bad{color:#a11}"
-        "li{margin:.3em 0}</style>"
-        f"<h1>{html.escape(result.assignment)} — {html.escape(result.student_id)}</h1>"
-        f"<p><strong>Autograded score: {_fmt(result.total)} / {_fmt(result.max_points)}</strong></p>{error}"
-        + "".join(rows)
+        f"<!doctype html><meta charset='utf-8'><title>{assignment}: {student}</title>{STYLE}"
+        f"<h1>{assignment} — {student}</h1><p><strong>{html.escape(score)}</strong></p>{notes}"
     )
 
 
-def gradescope_json(result: SubmissionResult) -> dict:
-    """Gradescope's results.json format: score, tests[] with name/score/max_score/output/visibility."""
-    tests = []
-    for grade_id, unit in result.units.items():
-        for check in unit.checks:
-            output = "" if check.passed else check.message + (f"\n{check.detail}" if check.detail else "")
-            tests.append(
-                {
-                    "name": f"{grade_id}: {check.question}",
-                    "score": check.points,
-                    "max_score": check.max_points,
-                    "output": output,
-                    "visibility": "visible",
-                }
+def _summary_table(view: FeedbackView) -> str:
+    rows = "".join(
+        f"<tr><td><a href='#unit-{_anchor(gid)}'><code>{html.escape(safe_line(gid))}</code></a></td>"
+        f"<td>{_md_unit_points(unit_view)}</td></tr>"
+        for gid, unit_view in view.units.items()
+    )
+    return f"<table><tr><th>unit</th><th>points</th></tr>{rows}</table>" if rows else ""
+
+
+def feedback_html(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STAGE, notebook: dict | None = None) -> str:
+    """The feedback page. With the student's notebook (`notebook`, as read by `read_student_notebook`)
+    it shows the notebook's cells in order, each graded cell followed by its unit's results; without,
+    the units one after the other."""
+    view = feedback_view(result, stage)
+    budget = Budget()
+    if notebook is None:
+        return _html_head(view) + "".join(_unit_html(gid, uv, budget) for gid, uv in view.units.items())
+    return _html_head(view) + _summary_table(view) + notebook_view_html(view, notebook, budget)
+
+
+# -- the student's own notebook in the feedback page --------------------------------------------------------
+def read_student_notebook(result: SubmissionResult) -> dict | None:
+    """The graded notebook (SubmissionResult.notebook) for the feedback page, or None when it cannot be
+    read. Never follows a symlink at the file itself, never reads a file of the kit's solutions, and
+    never holds more than MAX_NOTEBOOK_READ_BYTES of it with its outputs (a larger one is read as
+    grading reads it: outputs dropped as they are parsed)."""
+    if not result.notebook:
+        return None
+    path = Path(result.notebook)
+    try:
+        if path.resolve().is_relative_to(SOLUTIONS_DIR.resolve()):
+            return None
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except (OSError, ValueError):
+        return None
+    try:
+        with os.fdopen(descriptor, "rb") as handle:
+            data = handle.read(MAX_NOTEBOOK_READ_BYTES + 1)
+        if len(data) <= MAX_NOTEBOOK_READ_BYTES:
+            return parse_notebook(data).notebook
+        del data
+        return load_notebook(path).notebook
+    except (OSError, NotebookError, ValueError, RecursionError):
+        return None
+
+
+def _markdown_renderer():
+    """Markdown to HTML for the student's own markdown cells: raw HTML escaped, links and images shown
+    as text, headings moved below the page's own; None when mistune (nbconvert's) is missing."""
+    try:
+        import mistune
+        from mistune.renderers.html import HTMLRenderer
+    except ImportError:
+        return None
+
+    class InertRenderer(HTMLRenderer):
+        def heading(self, text, level, **attrs):
+            level = min(6, level + 2)
+            return f"<h{level}>{text}</h{level}>\n"
+
+        def link(self, text, url, title=None):
+            return f"{text} ({html.escape(url)})"
+
+        def image(self, text, url, title=None):
+            return f"[image: {text}]"
+
+    return mistune.create_markdown(escape=True, renderer=InertRenderer(escape=True), plugins=["strikethrough", "table"])
+
+
+_ALLOWED_TAGS = frozenset(
+    "p h3 h4 h5 h6 em strong code pre ul ol li blockquote table thead tbody tr th td hr br del".split()
+)
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)([^>]*)>")
+
+
+def _only_allowed_tags(rendered: str) -> str:
+    """Second line behind the renderer: any tag outside a small allow-list, and every attribute, is
+    escaped or dropped, so even a renderer bug cannot put a script, an image or a link in the page."""
+
+    def keep(match: re.Match) -> str:
+        closing, name = match.group(1), match.group(2).lower()
+        if name in _ALLOWED_TAGS:
+            return f"<{closing}{name}>"
+        return html.escape(match.group(0))
+
+    return _TAG.sub(keep, rendered)
+
+
+def markdown_cell_html(source: str) -> str:
+    text = safe_text(source, MAX_CELL_CHARS)
+    render = _markdown_renderer()
+    if render is None:
+        return f"<pre>{html.escape(text)}</pre>"
+    return _only_allowed_tags(render(text))
+
+
+def _png_outputs(cell: dict, budget: Budget) -> list[str]:
+    """The cell's image/png outputs that are plain base64 of a PNG, within the size bounds."""
+    images = []
+    outputs = cell.get("outputs")
+    for output in outputs if isinstance(outputs, list) else []:
+        data = output.get("data") if isinstance(output, dict) else None
+        png = data.get("image/png") if isinstance(data, dict) else None
+        if isinstance(png, list):
+            png = "".join(part for part in png if isinstance(part, str))
+        if not isinstance(png, str) or len(png) > MAX_IMAGE_BYTES or not _BASE64.match(png):
+            continue
+        compact = "".join(png.split())
+        try:
+            if not base64.b64decode(compact[:16], validate=True).startswith(_PNG_SIGNATURE):
+                continue
+            base64.b64decode(compact, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        tag = f"<img alt='output of this cell' src='data:image/png;base64,{compact}'>"
+        if budget.take(tag):
+            images.append(tag)
+    return images
+
+
+def _cell_html(number: int, cell: dict, budget: Budget) -> str:
+    kind = cell.get("cell_type")
+    source = cell_source(cell)
+    if kind == "markdown":
+        body = markdown_cell_html(source)
+    else:
+        body = f"<pre><code>{html.escape(safe_text(source, MAX_CELL_CHARS))}</code></pre>"
+    label = f"<p class='cell-label'>cell {number} ({'markdown' if kind == 'markdown' else 'code'})</p>"
+    if not budget.take(body):
+        return f"<div class='cell'>{label}<p>{html.escape(_left_out_view())}</p></div>"
+    images = "".join(_png_outputs(cell, budget)) if kind == "code" else ""
+    return f"<div class='cell'>{label}{body}{images}</div>"
+
+
+def _left_out_view() -> str:
+    return f"(not shown: the view of your notebook is limited to {MAX_NOTEBOOK_VIEW_BYTES // 1024**2} MB)"
+
+
+def notebook_view_html(view: FeedbackView, notebook: dict, results_budget: Budget) -> str:
+    """The student's cells in order; under each graded cell, its unit's results. Units whose cell is
+    not in the notebook are listed after it."""
+    cells_budget = Budget(MAX_NOTEBOOK_VIEW_BYTES)
+    result = view.result
+    parts, placed = ["<h2>Your notebook, with the results of each graded cell</h2>"], set()
+    cells = notebook.get("cells") if isinstance(notebook.get("cells"), list) else []
+    for number, cell in enumerate(cells, start=1):
+        if not isinstance(cell, dict):
+            continue
+        parts.append(_cell_html(number, cell, cells_budget))
+        gid = grade_id(cell)
+        if gid in view.units and gid not in placed:
+            placed.add(gid)
+            parts.append(_unit_html(gid, view.units[gid], results_budget))
+        elif gid in result.manual_points or (
+            gid and cell.get("cell_type") == "markdown" and nbgrader_meta(cell).get("solution")
+        ):
+            points = result.manual_points.get(gid)
+            note = f": {_fmt(points)} pts" if points is not None else ""
+            parts.append(
+                f"<section class='results'><p>Written answer <code>{html.escape(safe_line(gid))}</code>, "
+                f"graded by hand by the course staff{note}.</p></section>"
             )
+    missing = [gid for gid in view.units if gid not in placed]
+    if missing:
+        parts.append("<h2>Graded cells not found in your notebook</h2>")
+        parts += [_unit_html(gid, view.units[gid], results_budget) for gid in missing]
+    return "".join(parts)
+
+
+# -- Gradescope ------------------------------------------------------------------------------------------------
+GRADESCOPE_TEXT = "text"  # Gradescope's output format that shows a string as it is, in a <pre>
+PUBLIC_TEST_NAME = "{assignment}: your notebook was found and its graded cells ran"
+
+
+def _public_test(result: SubmissionResult, visibility: VisibilityConfig) -> dict:
+    """A 0-point test every student sees (public_checks): the notebook was read, each graded cell
+    ran or the error it raised (what running the notebook shows them anyway)."""
+    lines = []
+    if result.notebook_error:
+        lines.append(f"Your notebook could not be graded: {safe_text(result.notebook_error)}")
+    failed = {gid: status for gid, status in result.cell_status.items() if status != "ok"}
+    for gid in result.units:
+        if gid in failed:
+            lines.append(
+                f"{safe_line(gid)}: your cell raised an error when the grader ran it:\n{safe_text(failed[gid])}"
+            )
+        elif gid in result.cell_status:
+            lines.append(f"{safe_line(gid)}: ran without an error")
     return {
-        "score": result.total,
-        "tests": tests,
-        "output": result.notebook_error or "Autograded units; written answers are graded by hand.",
+        "name": PUBLIC_TEST_NAME.format(assignment=safe_line(result.assignment)),
+        "name_format": GRADESCOPE_TEXT,
+        "score": 0.0,
+        "max_score": 0.0,
+        "status": "failed" if result.notebook_error or failed else "passed",
+        "output": "\n".join(lines),
+        "output_format": GRADESCOPE_TEXT,
+        "visibility": visibility.public_checks,
     }
 
 
-def write_submission_reports(result: SubmissionResult, out_dir: Path):
+def gradescope_json(result: SubmissionResult) -> dict:
+    """Gradescope's results.json (their autograder specification): one test per hidden check with its
+    visibility from `[visibility]`, numbered <unit>.<check> and tagged with its unit; a 0-point public
+    test for the notebook and its cells; every string in the `text` output format (shown as is), every
+    untrusted one cut, the whole within MAX_FEEDBACK_BYTES."""
+    visibility = visibility_of(result.assignment)
+    budget = Budget()
+    public = _public_test(result, visibility)
+    budget.take(public["output"])
+    tests = [public]
+    for unit_number, (gid, unit) in enumerate(result.units.items(), start=1):
+        status = result.cell_status.get(gid, "ok")
+        for check_number, check in enumerate(unit.checks, start=1):
+            output = ""
+            if not check.passed:
+                output = check.message
+                if status != "ok" and check.detail.endswith(f": {status}"):
+                    output += f"\nYour cell raised an error: see the test '{public['name']}'."
+                elif check.detail:
+                    detail = safe_text(check.detail)
+                    output += "\n" + (detail if budget.take(detail) else _left_out())
+            tests.append(
+                {
+                    "name": f"{safe_line(gid)}: {check.question}",
+                    "name_format": GRADESCOPE_TEXT,
+                    "number": f"{unit_number}.{check_number}",
+                    "tags": [safe_line(gid)],
+                    "score": check.points,
+                    "max_score": check.max_points,
+                    "status": "passed" if check.passed else "failed",
+                    "output": output,
+                    "output_format": GRADESCOPE_TEXT,
+                    "visibility": visibility.for_check(gid, check.test),
+                }
+            )
+    summary = "Autograded units; written answers are graded by hand."
+    if result.notebook_error:
+        summary = f"Your notebook could not be graded: {safe_text(result.notebook_error)}"
+    return {
+        "score": result.total,
+        "output": summary,
+        "output_format": GRADESCOPE_TEXT,
+        "test_output_format": GRADESCOPE_TEXT,
+        "test_name_format": GRADESCOPE_TEXT,
+        "visibility": visibility.total,
+        "stdout_visibility": visibility.stdout,
+        "tests": tests,
+    }
+
+
+def write_submission_reports(result: SubmissionResult, out_dir: Path, stage: str = DEFAULT_RELEASE_STAGE):
     base = out_dir / "feedback" / result.student_id
-    write_atomic(base / f"{result.assignment}.md", feedback_markdown(result))
-    write_atomic(base / f"{result.assignment}.html", feedback_html(result))
+    write_atomic(base / f"{result.assignment}.md", feedback_markdown(result, stage))
+    write_atomic(base / f"{result.assignment}.html", feedback_html(result, stage, read_student_notebook(result)))
     write_atomic(
         out_dir / "gradescope" / result.assignment / result.student_id / "results.json",
         json.dumps(gradescope_json(result), indent=1),
@@ -148,10 +705,12 @@ def write_submission_reports(result: SubmissionResult, out_dir: Path):
 def summary_table(results: list[SubmissionResult]) -> str:
     lines = [f"{'student':<24} {'assignment':<12} {'score':>12}  notes"]
     for r in sorted(results, key=lambda r: (r.assignment, r.student_id)):
-        notes = r.notebook_error[:50]
+        notes = safe_line(r.notebook_error, 50)
         if not notes and r.worker_restarts:
             notes = f"worker restarted {r.worker_restarts}x"
-        lines.append(f"{r.student_id:<24} {r.assignment:<12} {_fmt(r.total):>6} / {_fmt(r.max_points):<5}  {notes}")
+        lines.append(
+            f"{safe_line(r.student_id):<24} {r.assignment:<12} {_fmt(r.total):>6} / {_fmt(r.max_points):<5}  {notes}"
+        )
     return "\n".join(lines)
 
 
@@ -179,7 +738,7 @@ def write_run_report(
         "## Scores",
         "",
         "```",
-        summary_table(results),
+        summary_table(results).replace("`", "'"),
         "```",
         "",
     ]
