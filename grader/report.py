@@ -104,6 +104,21 @@ def _longest_run(text: str, char: str) -> int:
     return max((len(run) for run in runs), default=0)
 
 
+# Text made only of these characters means nothing to Markdown (CommonMark and GitHub's extensions) when
+# it follows other text on a line: no emphasis, link, image, HTML, entity, code, table cell or autolink.
+_MD_PLAIN = re.compile(r"[A-Za-z0-9 .,:;()'\"=+/?!%-]*")
+_MD_AUTOLINK = re.compile(r"://|www\.", re.IGNORECASE)
+
+
+def md_inline(text: str) -> str:
+    """One line of untrusted text, after other text on its line: as it is when it cannot be markup
+    (so ordinary messages read naturally in the raw file), else as a code span."""
+    line = safe_line(text, MAX_TEXT_CHARS)
+    if _MD_PLAIN.fullmatch(line) and not _MD_AUTOLINK.search(line):
+        return line
+    return md_code_span(line)
+
+
 def md_code_span(text: str) -> str:
     """One line of untrusted text as a Markdown code span: rendered verbatim, never as markup."""
     text = safe_line(text, MAX_TEXT_CHARS)
@@ -124,11 +139,11 @@ def md_code_block(text: str, indent: str = "") -> list[str]:
 
 
 def md_code(text: str, indent: str = "") -> list[str]:
-    """Untrusted text as inert Markdown: a code span when it is one line, else a fenced block."""
+    """Untrusted text as inert Markdown: inline (`md_inline`) when it is one line, else a fenced block."""
     text = safe_text(text)
     if "\n" in text.strip("\n"):
         return md_code_block(text.strip("\n"), indent)
-    return [md_code_span(text)]
+    return [md_inline(text)]
 
 
 def md_table_cell(text: str) -> str:
@@ -337,7 +352,7 @@ def feedback_markdown(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STA
     view = feedback_view(result, stage)
     budget = Budget()
     lines = [
-        f"# Feedback: {md_code_span(result.assignment)} — {md_code_span(result.student_id)}",
+        f"# Feedback: {md_inline(result.assignment)} — {md_inline(result.student_id)}",
         "",
         _md_score_line(view),
         "",
@@ -345,8 +360,12 @@ def feedback_markdown(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STA
     if result.unsafe_no_sandbox:
         lines += [f"> **{UNSAFE_NOTE}**", ""]
     if result.notebook_error:
-        lines += ["Your notebook could not be graded:", "", *md_code_block(result.notebook_error), ""]
-        budget.take(safe_text(result.notebook_error))
+        error = md_code(result.notebook_error)
+        budget.take("\n".join(error))
+        if len(error) == 1:
+            lines += [f"> Your notebook could not be graded: {error[0]}", ""]
+        else:
+            lines += ["> Your notebook could not be graded:", "", *error, ""]
     lines += ["| unit | points | |", "|---|---|---|"]
     for gid, unit_view in view.units.items():
         mark = ("✓" if unit_view.unit.full_marks else "✗") if unit_view.points_shown else "…"
@@ -370,9 +389,12 @@ def feedback_markdown(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STA
 
 # -- HTML ----------------------------------------------------------------------------------------------------
 STYLE = (
-    "<style>body{font-family:sans-serif;max-width:56em;margin:2em auto;padding:0 1em}.ok{color:#176}"
-    ".bad{color:#a11}li{margin:.3em 0}pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f6f6;"
-    "padding:.5em}.cell{border:1px solid #ccc;border-radius:4px;margin:1em 0;padding:0 .8em}"
+    "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto}.ok{color:#176}.bad{color:#a11}"
+    "li{margin:.3em 0}</style>"
+)
+NOTEBOOK_STYLE = (  # added to STYLE by the notebook view
+    "<style>body{max-width:56em;padding:0 1em}pre{white-space:pre-wrap;overflow-wrap:anywhere;"
+    "background:#f6f6f6;padding:.5em}.cell{border:1px solid #ccc;border-radius:4px;margin:1em 0;padding:0 .8em}"
     ".cell-label{color:#777;font-size:.8em;margin:.4em 0 0}.results{border-left:4px solid #888;"
     "padding:.2em 1em;margin:-.6em 0 1.2em;background:#fafafa}.results.full{border-color:#176}"
     ".results.part{border-color:#a11}.cell img{max-width:100%}table{border-collapse:collapse}"
@@ -395,11 +417,13 @@ def _check_html(check: CheckResult, repeat: str, budget: Budget) -> str:
     )
 
 
-def _unit_html(gid: str, unit_view: UnitView, budget: Budget) -> str:
-    """A unit's points, its cell's error and its checks (what sits under the cell in the notebook view)."""
+def _unit_html(gid: str, unit_view: UnitView, budget: Budget, *, under_cell: bool = False) -> str:
+    """A unit's points, its cell's error and its checks; `under_cell`: as a box under the cell in the
+    notebook view (with an anchor the summary table links to)."""
     unit = unit_view.unit
     points = _md_unit_points(unit_view)
-    parts = [f"<h2 id='unit-{_anchor(gid)}'><code>{html.escape(safe_line(gid))}</code>: {points}</h2>"]
+    anchor = f" id='unit-{_anchor(gid)}'" if under_cell else ""
+    parts = [f"<h2{anchor}><code>{html.escape(safe_line(gid))}</code>: {points}</h2>"]
     if unit_view.cell_error.startswith("NotImplementedError"):
         parts.append(f"<p class='bad'>{html.escape(NOT_IMPLEMENTED_CELL)}</p>")
     elif unit_view.cell_error:
@@ -416,6 +440,8 @@ def _unit_html(gid: str, unit_view: UnitView, budget: Budget) -> str:
     if unit_view.withheld:
         items.append(f"<li>{html.escape(_withheld_text(unit_view.withheld))}</li>")
     parts.append(f"<ul>{''.join(items)}</ul>")
+    if not under_cell:
+        return "".join(parts)
     state = "full" if unit_view.points_shown and unit.full_marks else "part" if unit_view.points_shown else ""
     return f"<section class='results {state}'>{''.join(parts)}</section>"
 
@@ -459,7 +485,7 @@ def feedback_html(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STAGE, 
     budget = Budget()
     if notebook is None:
         return _html_head(view) + "".join(_unit_html(gid, uv, budget) for gid, uv in view.units.items())
-    return _html_head(view) + _summary_table(view) + notebook_view_html(view, notebook, budget)
+    return _html_head(view) + NOTEBOOK_STYLE + _summary_table(view) + notebook_view_html(view, notebook, budget)
 
 
 # -- the student's own notebook in the feedback page --------------------------------------------------------
@@ -594,7 +620,7 @@ def notebook_view_html(view: FeedbackView, notebook: dict, results_budget: Budge
         gid = grade_id(cell)
         if gid in view.units and gid not in placed:
             placed.add(gid)
-            parts.append(_unit_html(gid, view.units[gid], results_budget))
+            parts.append(_unit_html(gid, view.units[gid], results_budget, under_cell=True))
         elif gid in result.manual_points or (
             gid and cell.get("cell_type") == "markdown" and nbgrader_meta(cell).get("solution")
         ):
@@ -607,7 +633,7 @@ def notebook_view_html(view: FeedbackView, notebook: dict, results_budget: Budge
     missing = [gid for gid in view.units if gid not in placed]
     if missing:
         parts.append("<h2>Graded cells not found in your notebook</h2>")
-        parts += [_unit_html(gid, view.units[gid], results_budget) for gid in missing]
+        parts += [_unit_html(gid, view.units[gid], results_budget, under_cell=True) for gid in missing]
     return "".join(parts)
 
 
