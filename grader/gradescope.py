@@ -3,9 +3,10 @@
     python -m grader.gradescope stage   --submission DIR --assignments fcn --dest STAGE --report stage.json
     python -m grader.gradescope results --grades OUT --assignments fcn --report stage.json --out results.json
 
-`stage` finds the student's notebook(s) in Gradescope's submission folder (a single `.ipynb`,
-the unpacked or still zipped archive of `python -m starter.submit`, or any folder; symlinks
-are never followed) and copies each into nbgrader's layout `STAGE/submission/<a>/<a>.ipynb`,
+`stage` finds the student's notebook(s) in Gradescope's submission folder with the intake step
+of `make grade` (grader.intake: a single `.ipynb`, the unpacked or still zipped archive of
+`python -m starter.submit`, any zip or folder; recognised by their graded cells; symlinks never
+followed) and copies each into nbgrader's layout `STAGE/submission/<a>/<a>.ipynb`,
 which `python -m grader STAGE --out OUT -j 1` grades. `results` turns what the grader wrote
 (`OUT/gradescope/<a>/submission/results.json`) into `/autograder/results/results.json`, with
 score 0 and a clear message for a missing notebook or a grading run that failed.
@@ -17,19 +18,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from grader.assignments import assignment_names, load_assignment
-from starter.common import MAX_NOTEBOOK_BYTES, infer_assignment, write_atomic
+from grader.assignments import VISIBILITY_LEVELS, assignment_names, load_assignment
+from grader.intake import Intake, IntakeRecord, Job, Outcome, Owner, take_in
+from grader.report import (
+    GRADESCOPE_TEXT,
+    LEFT_OUT,
+    MAX_FEEDBACK_BYTES,
+    MAX_ID_CHARS,
+    MAX_TEXT_CHARS,
+    Budget,
+    safe_line,
+    safe_text,
+)
+from starter.common import write_atomic
 
 STAGE_STUDENT = "submission"  # the one "student" of a Gradescope run (results are per upload)
-MAX_CANDIDATES = 200  # a submission folder with more files than this is not a notebook upload
-SKIPPED_DIRS = {"__MACOSX", ".ipynb_checkpoints", ".git", "__pycache__"}
 
 
 # -- assignments -------------------------------------------------------------------------------------
@@ -47,158 +53,150 @@ def parse_assignments(text: str | list[str]) -> list[str]:
 
 
 # -- staging a submission --------------------------------------------------------------------------
-@dataclass
-class Candidate:
-    label: str  # path shown to the student, relative to the submission folder
-    parts: tuple  # path components (for matching folder names)
-    size: int
-    read: Callable[[], bytes]
-
-
-def _walk(root: Path) -> list[Candidate]:
-    """Notebooks in the submission folder and inside zips there; never follows symlinks."""
-    found: list[Candidate] = []
-    for directory, subdirs, files in os.walk(root, followlinks=False):
-        subdirs[:] = sorted(d for d in subdirs if d not in SKIPPED_DIRS and not d.startswith("."))
-        for name in sorted(files):
-            path = Path(directory) / name
-            if name.startswith(".") or path.is_symlink() or not path.is_file():
-                continue  # a symlink could point at the solutions: never read through one
-            relative = path.relative_to(root)
-            if name.endswith(".ipynb"):
-                found.append(Candidate(relative.as_posix(), relative.parts, path.stat().st_size, path.read_bytes))
-            elif name.endswith(".zip"):
-                found += _zip_members(path, relative)
-            if len(found) > MAX_CANDIDATES:
-                return found
-    return found
-
-
-def _zip_members(path: Path, relative: Path) -> list[Candidate]:
-    try:
-        bundle = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
-        return []
-    members = []
-    for info in bundle.infolist():
-        parts = tuple(p for p in info.filename.split("/") if p)
-        if (
-            info.is_dir()
-            or not parts
-            or not parts[-1].endswith(".ipynb")
-            or parts[-1].startswith(".")
-            or any(p in SKIPPED_DIRS or p == ".." for p in parts)
-        ):
-            continue
-        members.append(
-            Candidate(
-                f"{relative.as_posix()}:{'/'.join(parts)}", parts, info.file_size, lambda info=info: bundle.read(info)
-            )
-        )
-    return members
-
-
-def _match(candidate: Candidate, assignment: str) -> int:
-    """How clearly a candidate is this assignment's notebook: 2 by name, 1 by folder, 0 not."""
-    if candidate.parts[-1] == f"{assignment}.ipynb":
-        return 2
-    return 1 if assignment in candidate.parts[:-1] else 0
-
-
-def choose_notebooks(candidates: list[Candidate], assignments: list[str]) -> dict[str, tuple[Candidate, str]]:
-    """assignment -> (chosen candidate, note for the student). By file name, then folder name,
-    then (one assignment, one notebook) whatever the student called it, then by its graded cells."""
-    chosen: dict[str, tuple[Candidate, str]] = {}
-    usable = [c for c in candidates if c.size <= MAX_NOTEBOOK_BYTES]
-    for assignment in assignments:
-        ranked = sorted(
-            (c for c in usable if _match(c, assignment)), key=lambda c: (-_match(c, assignment), len(c.parts), c.label)
-        )
-        if ranked:
-            others = [c.label for c in ranked[1:]]
-            note = f"; also found and ignored: {', '.join(others)}" if others else ""
-            chosen[assignment] = (ranked[0], note)
-    unclaimed = [c for c in usable if not any(_match(c, a) for a in assignments)]
-    missing = [a for a in assignments if a not in chosen]
-    if len(missing) == 1 and len(assignments) == 1 and len(unclaimed) == 1:
-        chosen[missing[0]] = (unclaimed[0], f" (expected the name {missing[0]}.ipynb; graded it anyway)")
-    elif missing and unclaimed:
-        for candidate in unclaimed:
-            assignment = _infer_by_cells(candidate, missing)
-            if assignment and assignment not in chosen:
-                chosen[assignment] = (candidate, f" (recognised by its graded cells; expected {assignment}.ipynb)")
-    return chosen
-
-
-def _infer_by_cells(candidate: Candidate, assignments: list[str]) -> str | None:
-    try:
-        notebook = json.loads(candidate.read().decode("utf-8", "replace"))
-        notebook["cells"] = [c for c in notebook["cells"] if isinstance(c, dict)]
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-    return infer_assignment(notebook, {a: [u.grade_id for u in load_assignment(a).units] for a in assignments})
-
-
 def stage(submission: Path, assignments: list[str], dest: Path) -> dict:
-    """Copy the chosen notebooks to dest/submission/<a>/<a>.ipynb; return the staging report."""
-    candidates = _walk(submission) if submission.is_dir() else []
-    chosen = choose_notebooks(candidates, assignments)
-    report = {"found": [c.label for c in candidates[:50]], "assignments": {}}
+    """Stage one upload through the intake step `make grade` uses (grader.intake): the whole upload
+    is the student's, a notebook anywhere in it (in a zip, or a zip in a zip, too) is recognised by
+    its graded cells, the newest of an assignment wins, symlinks are never followed. Each is copied
+    to dest/submission/<a>/<a>.ipynb; returns the staging report, with the intake table."""
+    owner = Owner((STAGE_STUDENT,), "upload", "gradescope upload")
+    intake = (
+        take_in([submission], assignment_names(), assignments, dest, owner=owner) if submission.is_dir() else Intake()
+    )
+    by_assignment = {job.assignment: job for job in intake.jobs}
+    shown = [r for r in intake.records if r.outcome is not Outcome.IGNORED]
+    report = {
+        "found": [f"{r.file} ({r.outcome.value}: {r.reason})" if r.reason else r.file for r in shown[:50]],
+        "assignments": {},
+        "intake": [dict(zip(IntakeRecord.FIELDS, record.row())) for record in intake.records[:500]],
+    }
     for assignment in assignments:
-        if assignment not in chosen:
+        job = by_assignment.get(assignment)
+        if job is None:
             report["assignments"][assignment] = {"staged": False}
             continue
-        candidate, note = chosen[assignment]
+        source = intake.graded_from[job]
         target = dest / STAGE_STUDENT / assignment / f"{assignment}.ipynb"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(candidate.read())
-        report["assignments"][assignment] = {"staged": True, "source": candidate.label, "note": note}
+        if job.notebook != target:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, job.notebook.read_bytes())
+        report["assignments"][assignment] = {"staged": True, "source": source, "note": _stage_note(intake, job, source)}
     return report
 
 
+def _stage_note(intake: Intake, job: Job, source: str) -> str:
+    """What the student reads after "graded <source>": how it was recognised, what else was found."""
+    note = ""
+    if source.rsplit("/", 1)[-1].rsplit(":", 1)[-1] != f"{job.assignment}.ipynb":
+        note += f" (recognised by its graded cells; expected {job.assignment}.ipynb)"
+    records = [r for r in intake.records if r.assignment == job.assignment]
+    note += "".join(f"; {r.reason}" for r in records if r.file == source and r.reason)
+    older = [r.file for r in records if r.outcome is Outcome.SUPERSEDED]
+    if older:
+        note += f"; also found, older, not graded: {', '.join(older[:10])}"
+    return note
+
+
 # -- results.json --------------------------------------------------------------------------------
+MAX_RESULT_FILE_BYTES = 4 * 1024 * 1024  # a per-assignment results.json the grader wrote (it holds < 64 kB)
+
+
 def missing_notebook_message(assignment: str, found: list[str]) -> str:
-    seen = f" Files found: {', '.join(found[:10])}." if found else " The submission contained no notebook."
+    names = [safe_line(name) for name in found[:10]]
+    seen = f" Files found: {', '.join(names)}." if names else " The submission contained no notebook."
     return (
         f"No notebook for '{assignment}' was found in your submission.{seen} Upload {assignment}.ipynb "
         f"(File > Download > .ipynb in Jupyter or Colab), or the zip made by `python -m starter.submit`."
     )
 
 
+def _read_grader_result(path: Path) -> dict | None:
+    """The grader's per-assignment results.json, read with a bound; None when absent or not one."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RESULT_FILE_BYTES + 1)
+        result = json.loads(data) if len(data) <= MAX_RESULT_FILE_BYTES else None
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and isinstance(result.get("tests", []), list) else None
+
+
+def _bounded_tests(tests: list, budget: Budget) -> list[dict]:
+    """Tests as the grader wrote them, each output cut again and all within the budget (a second line
+    behind grader.report.gradescope_json, whose file this process did not necessarily write)."""
+    kept = []
+    for test in tests:
+        if not isinstance(test, dict):
+            continue
+        test = dict(test)
+        output = safe_text(test.get("output", ""), 2 * MAX_TEXT_CHARS)
+        test["output"] = output if budget.take(output) else LEFT_OUT.format(kb=MAX_FEEDBACK_BYTES // 1024)
+        test["name"] = safe_line(test.get("name", ""), 2 * MAX_ID_CHARS)
+        test["output_format"] = test["name_format"] = GRADESCOPE_TEXT
+        kept.append(test)
+    return kept
+
+
+def _least_shown(levels: list[str], default: str) -> str:
+    """The most restrictive of several visibility levels (several assignments in one upload)."""
+    known = [level for level in levels if level in VISIBILITY_LEVELS]
+    return max(known, key=VISIBILITY_LEVELS.index) if known else default
+
+
 def gradescope_results(grades: Path, assignments: list[str], report: dict) -> dict:
     """Combine the grader's per-assignment results.json into one, with score 0 and a message
-    for every assignment that has no notebook or no result."""
-    score, tests, messages = 0.0, [], []
+    for every assignment that has no notebook or no result. Every string is Gradescope's `text`
+    format (shown as it is); each assignment's tests keep the visibility `[visibility]` gave them; the
+    top-level `visibility` (the total) and `stdout_visibility` are the most restrictive of the
+    assignments'."""
+    score, tests, messages, totals, stdouts = 0.0, [], [], [], []
+    budget = Budget(MAX_FEEDBACK_BYTES * max(1, len(assignments)))
     for assignment in assignments:
         staged = report.get("assignments", {}).get(assignment, {})
-        max_points = load_assignment(assignment).max_points
+        spec = load_assignment(assignment)
+        visibility = spec.config.visibility
+        totals.append(visibility.total)
+        stdouts.append(visibility.stdout)
         result_path = grades / "gradescope" / assignment / STAGE_STUDENT / "results.json"
+        result = _read_grader_result(result_path) if staged.get("staged") else None
+        source = safe_line(staged.get("source", ""))
         if not staged.get("staged"):
             message = missing_notebook_message(assignment, report.get("found", []))
-        elif not result_path.exists():
+        elif result is None:
             message = (
-                f"'{assignment}': the autograder could not grade {staged['source']} (an internal error, "
+                f"'{assignment}': the autograder could not grade {source} (an internal error, "
                 "not a low score). Please resubmit; if this persists, contact course staff."
             )
         else:
-            result = json.loads(result_path.read_text(encoding="utf-8"))
-            score += float(result.get("score", 0))
-            tests += result.get("tests", [])
+            score += float(result.get("score", 0) or 0)
+            tests += _bounded_tests(result.get("tests", []), budget)
+            note = safe_text(staged.get("note", ""), MAX_TEXT_CHARS)
             messages.append(
-                f"'{assignment}': graded {staged['source']}{staged.get('note', '')}. " + result.get("output", "")
+                f"'{assignment}': graded {source}{note}. " + safe_text(result.get("output", ""), MAX_TEXT_CHARS)
             )
             continue
         messages.append(message)
         tests.append(
             {
                 "name": f"{assignment}: notebook found and graded",
+                "name_format": GRADESCOPE_TEXT,
                 "score": 0.0,
-                "max_score": max_points,
+                "max_score": spec.max_points,
+                "status": "failed",
                 "output": message,
-                "visibility": "visible",
+                "output_format": GRADESCOPE_TEXT,
+                "visibility": visibility.public_checks,
             }
         )
-    return {"score": round(score, 4), "output": "\n".join(messages), "tests": tests, "stdout_visibility": "hidden"}
+    return {
+        "score": round(score, 4),
+        "output": "\n".join(messages),
+        "output_format": GRADESCOPE_TEXT,
+        "test_output_format": GRADESCOPE_TEXT,
+        "test_name_format": GRADESCOPE_TEXT,
+        "visibility": _least_shown(totals, "after_published"),
+        "stdout_visibility": _least_shown(stdouts, "hidden"),
+        "tests": tests,
+    }
 
 
 # -- command line -----------------------------------------------------------------------------------

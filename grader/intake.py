@@ -466,6 +466,12 @@ class _Identified:
     assignment: str
     data: bytes
     note: str = ""
+    readable: bool = True
+
+    @property
+    def rank(self) -> tuple:
+        """Which of a student's notebooks of one assignment is graded: a readable one, the newest."""
+        return (self.readable, self.candidate.order)
 
 
 def _identify(candidate: Candidate, known: list[str], wanted: list[str]) -> tuple[_Identified | None, str, str]:
@@ -480,10 +486,10 @@ def _identify(candidate: Candidate, known: list[str], wanted: list[str]) -> tupl
         read = common.parse_notebook(data)
     except common.NotebookError as exc:
         assignment = hint or (wanted[0] if len(wanted) == 1 else None)
-        if assignment is None:
-            return None, f"not a readable notebook: {exc}", ""
-        # Graded all the same: the grader's 0 carries this message to the student's feedback.
-        return _Identified(candidate, assignment, data, f"unreadable, scores 0: {exc}"), "", assignment
+        if assignment is None or assignment not in wanted:
+            return None, f"not a readable notebook: {exc}", hint or ""
+        # Graded all the same (unless a readable one is found): the grader's 0 carries the message.
+        return _Identified(candidate, assignment, data, f"unreadable, scores 0: {exc}", False), "", assignment
     if read.dropped_output_bytes:
         note = f"{read.dropped_output_bytes / 1e6:.0f} MB of outputs dropped (grading never reads outputs)"
     assignment = common.infer_assignment(read.notebook, {name: _graded_ids(name) for name in known}) or hint
@@ -541,14 +547,15 @@ def take_in(
         identified.append(result)
         for student in candidate.owner.students:
             key = (student, result.assignment)
-            if key not in chosen or chosen[key].candidate.order < candidate.order:
+            if key not in chosen or chosen[key].rank < result.rank:
                 chosen[key] = result
     for item in identified:
         owner_ = item.candidate.owner
         wins = [s for s in owner_.students if chosen[(s, item.assignment)] is item]
         if not wins:
             newer = chosen[(owner_.students[0], item.assignment)].candidate.label
-            record = IntakeRecord(item.candidate.label, Outcome.SUPERSEDED, f"a newer notebook was graded: {newer}")
+            why = "a newer" if item.readable else "a readable"
+            record = IntakeRecord(item.candidate.label, Outcome.SUPERSEDED, f"{why} notebook was graded: {newer}")
         else:
             record = IntakeRecord(item.candidate.label, Outcome.GRADED, item.note)
         record.student, record.name = "+".join(owner_.students), owner_.name

@@ -113,7 +113,10 @@ def test_stage_finds_notebooks_in_every_upload_shape(tmp_path):
     assert (dest / "submission" / CHEAP / f"{CHEAP}.ipynb").read_bytes() == body
 
     report, _ = staged({f"{CHEAP} (1).ipynb": body})  # browsers rename re-downloads
-    assert report["assignments"][CHEAP]["staged"] and "graded it anyway" in report["assignments"][CHEAP]["note"]
+    assert (
+        report["assignments"][CHEAP]["staged"]
+        and "recognised by its graded cells" in report["assignments"][CHEAP]["note"]
+    )
 
     report, _ = staged({f"{CHEAP}/{CHEAP}.ipynb": body, f"{CHEAP}/.ipynb_checkpoints/{CHEAP}-checkpoint.ipynb": b"x"})
     assert report["assignments"][CHEAP]["source"] == f"{CHEAP}/{CHEAP}.ipynb"
