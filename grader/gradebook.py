@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import html
 import io
 import logging
@@ -60,6 +61,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader.report import (
+    LEFT_OUT,
+    MAX_FEEDBACK_BYTES,
+    MAX_NOTEBOOK_VIEW_BYTES,
+    Budget,
+    feedback_html,
+    md_code,
+)
 from grader.results import ResultFormatError, SubmissionResult, UnitResult
 from starter.common import write_atomic
 
@@ -303,16 +312,38 @@ def _assign_late_penalties(course: Course, assignment: str, student: str, notebo
 
 
 # -- our scores into the gradebook --------------------------------------------------------------------
+MAX_COMMENT_BYTES = 16 * 1024  # one unit's comment in the gradebook
+
+
 def unit_comment(unit: UnitResult) -> str:
-    """The comment formgrader shows under an autograded unit: its points and each failed check."""
+    """The comment formgrader shows under an autograded unit: its points and each failed check.
+
+    nbgrader renders comments as Markdown, so each check's detail (untrusted: it may carry what the
+    student's code raised) is cut and written as a code span or block (grader.report.md_code); a
+    detail repeated by several checks (a unit's error) is written once; the whole stays under
+    MAX_COMMENT_BYTES."""
     lines = [f"Autograded by segkit: {_fmt(unit.points)} / {_fmt(unit.max_points)} points."]
     passed = len(unit.checks) - len(unit.failed_checks)
     if unit.checks:
         lines.append(f"{passed} of {len(unit.checks)} checks passed.")
-    for check in unit.failed_checks:
+    budget = Budget(MAX_COMMENT_BYTES - 1024)
+    seen: dict[tuple[int, str], int] = {}
+    for number, check in enumerate(unit.failed_checks, start=1):
         lines.append(f"- failed: {check.question} {check.message}".rstrip())
-        if check.detail:
-            lines.append(f"  {check.detail}")
+        if not check.detail:
+            continue
+        key = (len(check.detail), hashlib.sha256(check.detail.encode("utf-8", "replace")).hexdigest())
+        if key in seen:
+            lines.append(f"  - the same detail as failed check {seen[key]} above")
+            continue
+        seen[key] = number
+        detail = md_code(check.detail, indent="    ")
+        if not budget.take("\n".join(detail)):
+            lines.append(f"  - {LEFT_OUT.format(kb=MAX_COMMENT_BYTES // 1024)}")
+        elif len(detail) == 1:
+            lines.append(f"  - {detail[0]}")
+        else:
+            lines += ["  - detail:", *detail]
     return "\n".join(lines)
 
 
@@ -411,27 +442,17 @@ def _written_html(answers: list[WrittenAnswer]) -> str:
     )
 
 
+# The grader's page holds at most 64 kB of results and a 2 MB view of the notebook; a larger file is not one.
+MAX_FEEDBACK_PAGE_BYTES = MAX_FEEDBACK_BYTES + MAX_NOTEBOOK_VIEW_BYTES + 64 * 1024
+
+
 def grader_feedback_html(grades_dir: Path, result: SubmissionResult) -> str:
     """The feedback page the grader wrote for this submission (<grades>/feedback/<student>/<assignment>.html);
     a plain rendering of the result's units when that file is gone."""
     path = Path(grades_dir) / "feedback" / result.student_id / f"{result.assignment}.html"
-    if path.is_file():
-        return path.read_text(encoding="utf-8")
-    rows = []
-    for grade_id, unit in result.units.items():
-        failed = "".join(
-            f"<li class='bad'>✗ {html.escape(c.question)}<br><em>{html.escape(c.message)}</em></li>"
-            for c in unit.failed_checks
-        )
-        rows.append(
-            f"<h2><code>{html.escape(grade_id)}</code>: {_fmt(unit.points)} / {_fmt(unit.max_points)}</h2><ul>{failed}</ul>"
-        )
-    return (
-        f"<!doctype html><meta charset='utf-8'><title>{html.escape(result.assignment)}: "
-        f"{html.escape(result.student_id)}</title><h1>{html.escape(result.assignment)} — "
-        f"{html.escape(result.student_id)}</h1><p><strong>Autograded score: {_fmt(result.total)} / "
-        f"{_fmt(result.max_points)}</strong></p>" + "".join(rows)
-    )
+    if path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_FEEDBACK_PAGE_BYTES:
+        return path.read_text(encoding="utf-8", errors="replace")
+    return feedback_html(result)
 
 
 def feedback_page(
