@@ -26,7 +26,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -35,9 +34,9 @@ from pathlib import Path
 from starter import __version__, common
 from starter.common import cell_source, cells_by_grade_id, write_atomic
 from starter.environment import ASSIGNMENTS_FILE, KIT_ROOT, in_colab, load_assignments
+from starter.ids import StudentIdError, check_student_id
 
 ENV_STUDENT = "SEGKIT_STUDENT_ID"
-STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STUB = "raise NotImplementedError()"
 UNANSWERED = "YOUR ANSWER HERE"
 MAX_OUTPUT_BYTES = 1_000_000  # one cell output larger than this is replaced by a note
@@ -56,6 +55,7 @@ class Checked:
     warnings: list[str] = field(default_factory=list)
     unimplemented: list[str] = field(default_factory=list)
     implemented: list[str] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)  # graded cells missing, duplicated or not valid Python
     stripped: int = 0
     content: bytes = b""  # the notebook as packed (huge outputs removed)
 
@@ -145,6 +145,8 @@ def check_notebook(path: Path, assignment: str, spec: dict) -> Checked:
     for unit in spec["graded"]:
         grade_id = unit["grade_id"]
         cells = [cell for cell in by_id.get(grade_id, []) if cell.get("cell_type") == "code"]
+        if len(cells) != 1:
+            result.broken.append(grade_id)
         if not cells:
             result.errors.append(
                 f"graded cell '{grade_id}' is missing (deleted, turned into markdown, or your code was pasted into a "
@@ -158,12 +160,13 @@ def check_notebook(path: Path, assignment: str, spec: dict) -> Checked:
             )
             continue
         source = cell_source(cells[0])
+        problem = _syntax_error(source)
         if STUB in source:
             result.unimplemented.append(grade_id)
-        else:
+        elif not problem:
             result.implemented.append(grade_id)
-        problem = _syntax_error(source)
         if problem:
+            result.broken.append(grade_id)
             result.errors.append(f"graded cell '{grade_id}' is not valid Python ({problem}): the grader cannot run it")
     for grade_id in spec.get("setup", []):
         if grade_id not in by_id:
@@ -313,6 +316,28 @@ def write_zip(student: str, checked: list[Checked], out_dir: Path) -> Path:
     return write_atomic(out_dir / f"{student}.zip", buffer.getvalue())
 
 
+def set_aside_stale_zip(student: str, out_dir: Path) -> Path | None:
+    """After a failed check: an older <student>.zip in `out_dir` is renamed to
+    <student>.zip.old, so that it cannot be uploaded by mistake for the notebook just refused."""
+    stale = out_dir / f"{student}.zip"
+    if not stale.is_file():
+        return None
+    aside = stale.with_name(f"{stale.name}.old")
+    os.replace(stale, aside)
+    return aside
+
+
+def status_line(item: Checked) -> str:
+    """One notebook's line: only graded cells present once, valid and implemented are counted."""
+    total = len(item.implemented) + len(item.unimplemented) + len(item.broken)
+    line = f"{item.assignment}: {_display(item.path)}: {len(item.implemented)}/{total} graded cells implemented"
+    if item.broken:
+        line += f" ({len(item.broken)} missing, duplicated or not valid Python)"
+    if item.stripped:
+        line += f", {item.stripped} large output(s) removed from the packed copy"
+    return line
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m starter.submit",
@@ -320,7 +345,9 @@ def main(argv=None) -> int:
         epilog="Save your notebooks first (File > Save).",
     )
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to pack (default: those found, see above)")
-    parser.add_argument("--student", help=f"your student id (letters, digits, '.', '_', '-'; default ${ENV_STUDENT})")
+    parser.add_argument(
+        "--student", help=f"your student id (letters, digits, '.', '_', '-', '@'; default ${ENV_STUDENT})"
+    )
     parser.add_argument("--assignment", action="append", default=[], help="only this assignment (repeatable)")
     parser.add_argument("--out", type=Path, help="folder for the zip (default: the kit's folder, or the current one)")
     parser.add_argument("--check", action="store_true", help="only validate; write no zip")
@@ -342,21 +369,16 @@ def main(argv=None) -> int:
     if not options.check:
         if not student:
             parser.error("pass your student id: python -m starter.submit --student YOUR_ID")
-        if not STUDENT_ID.fullmatch(student):
-            parser.error(
-                f"student id {student!r} may only hold letters, digits, '.', '_' and '-' "
-                "(at most 64, starting with a letter or digit)"
-            )
+        try:
+            check_student_id(student)
+        except StudentIdError as exc:
+            parser.error(str(exc))
 
     checked, errors, notes = select(options.notebooks, options.assignment, assignments)
     for note in notes:
         print(f"note: {note}")
     for item in checked:
-        total = len(item.implemented) + len(item.unimplemented)
-        print(
-            f"{item.assignment}: {_display(item.path)}: {len(item.implemented)}/{total} graded cells implemented"
-            + (f", {item.stripped} large output(s) removed from the packed copy" if item.stripped else "")
-        )
+        print(status_line(item))
         for warning in item.warnings:
             print(f"  warning: {warning}")
         for error in item.errors:
@@ -376,6 +398,14 @@ def main(argv=None) -> int:
         print("\nNOT submitted. Fix these and run again:", file=sys.stderr)
         for error in errors:
             print(f"  - {error}", file=sys.stderr)
+        if student and not options.check:
+            aside = set_aside_stale_zip(student, options.out or default_out_dir(checked))
+            if aside:
+                print(
+                    f"  (an older {student}.zip was renamed to {aside.name}: it does not hold these notebooks; "
+                    "do not upload it)",
+                    file=sys.stderr,
+                )
         return 1
     if options.check:
         print("\nAll checks passed (--check: no zip written).")

@@ -202,3 +202,31 @@ def test_check_only_writes_nothing(tmp_path, capsys):
     """Does --check validate without a student id and without writing a zip?"""
     code, out, _ = run(capsys, "--check", "--out", tmp_path, SOLUTION)
     assert code == 0 and "no zip written" in out and not list(tmp_path.iterdir())
+
+
+def test_a_failed_submit_sets_an_older_zip_aside_and_counts_only_sound_cells(tmp_path, capsys):
+    """After a refused notebook, is an older <student>.zip renamed aside (so it cannot be uploaded by
+    mistake), and does the status line count only graded cells present once and implemented?"""
+    out = tmp_path / "out"
+    assert run(capsys, "--student", "alice", "--out", out, SOLUTION)[0] == 0
+    notebook = load(SOLUTION)
+    index = next(i for i, c in enumerate(notebook["cells"]) if nbgrader_meta(c).get("grade_id") == "fcn16s")
+    notebook["cells"].insert(index, copy.deepcopy(notebook["cells"][index]))
+    code, stdout, err = run(capsys, "--student", "alice", "--out", out, save(notebook, tmp_path / "fcn.ipynb"))
+    assert code == 1 and "NOT submitted" in err and "alice.zip.old" in err
+    assert not (out / "alice.zip").exists() and (out / "alice.zip.old").is_file()
+    assert f"{len(FCN_UNITS) - 1}/{len(FCN_UNITS)} graded cells implemented" in stdout
+    assert "1 missing, duplicated or not valid Python" in stdout
+
+
+def test_student_ids_follow_the_one_shared_rule():
+    """Do starter.submit and the grader's intake share one id rule: e-mail-like ids pass, paths and spaces do not?"""
+    from starter.ids import StudentIdError, check_student_id, normalise_student_id
+
+    for good in ("alice", "henry.h-1", "jane@uni.edu", "s_1234"):
+        assert check_student_id(good) == good
+    for bad in ("", "..", ".hidden", "a b", "../evil", "-rf", "x" * 65, "caf\u00e9"):
+        with pytest.raises(StudentIdError):
+            check_student_id(bad)
+    assert normalise_student_id("Zo\u00eb O'Neil_4711") == "Zoe_O_Neil_4711"
+    assert normalise_student_id("..") is None
