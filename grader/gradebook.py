@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import html
 import io
 import logging
@@ -66,6 +65,7 @@ from grader.report import (
     MAX_FEEDBACK_BYTES,
     MAX_NOTEBOOK_VIEW_BYTES,
     Budget,
+    detail_key,
     feedback_html,
     md_code,
 )
@@ -332,7 +332,7 @@ def unit_comment(unit: UnitResult) -> str:
         lines.append(f"- failed: {check.question} {check.message}".rstrip())
         if not check.detail:
             continue
-        key = (len(check.detail), hashlib.sha256(check.detail.encode("utf-8", "replace")).hexdigest())
+        key = detail_key(check.detail)
         if key in seen:
             lines.append(f"  - the same detail as failed check {seen[key]} above")
             continue

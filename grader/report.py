@@ -261,17 +261,25 @@ def _left_out() -> str:
     return LEFT_OUT.format(kb=MAX_FEEDBACK_BYTES // 1024)
 
 
-def _detail_key(text: str) -> tuple[int, str]:
-    # Equal details (a unit's error copied into each of its checks) are recognised without keeping them.
-    return len(text), hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+def detail_key(text: str) -> tuple[int, str]:
+    """What identifies a detail as shown: its length and a digest of the part that is shown (never a
+    copy of a huge text). Equal details (a unit's error copied into each of its checks) are written once."""
+    return len(text), hashlib.sha256(safe_text(text).encode("utf-8", "replace")).hexdigest()
+
+
+def ends_with_error(detail: str, error: str) -> bool:
+    """Whether a check's detail is '...: <error>' (the runner's text for a unit whose cell failed),
+    compared in place: no copy of either text."""
+    size = len(error)
+    return bool(error) and len(detail) > size + 1 and detail.endswith(error) and detail[-size - 2 : -size] == ": "
 
 
 def _repeats(unit_view: UnitView, check: CheckResult, seen: dict) -> str:
     """'' when the check's detail is new; else a sentence pointing to where it was shown."""
     status = unit_view.cell_error
-    if status and check.detail.endswith(f": {status}"):
+    if ends_with_error(check.detail, status):
         return "the error your cell raised, shown under the unit's heading."
-    key = _detail_key(check.detail)
+    key = detail_key(check.detail)
     if key in seen:
         return f"the same as for check {seen[key]} above."
     return ""
@@ -334,7 +342,7 @@ def _md_unit(gid: str, unit_view: UnitView, budget: Budget) -> list[str]:
         if repeat:
             lines.append(f"  - Detail: {repeat}")
             continue
-        seen[_detail_key(check.detail)] = number
+        seen[detail_key(check.detail)] = number
         detail = md_code(check.detail, indent="    ")
         if not budget.take("\n".join(detail)):
             lines.append(f"  - Detail: {_left_out()}")
@@ -435,7 +443,7 @@ def _unit_html(gid: str, unit_view: UnitView, budget: Budget, *, under_cell: boo
     for number, check in enumerate(unit_view.shown, start=1):
         repeat = "" if check.passed or not check.detail else _repeats(unit_view, check, seen)
         if not check.passed and check.detail and not repeat:
-            seen[_detail_key(check.detail)] = number
+            seen[detail_key(check.detail)] = number
         items.append(_check_html(check, repeat, budget))
     if unit_view.withheld:
         items.append(f"<li>{html.escape(_withheld_text(unit_view.withheld))}</li>")
@@ -684,7 +692,7 @@ def gradescope_json(result: SubmissionResult) -> dict:
             output = ""
             if not check.passed:
                 output = check.message
-                if status != "ok" and check.detail.endswith(f": {status}"):
+                if status != "ok" and ends_with_error(check.detail, status):
                     output += f"\nYour cell raised an error: see the test '{public['name']}'."
                 elif check.detail:
                     detail = safe_text(check.detail)
