@@ -233,7 +233,7 @@ def read_gradescope_metadata(path: Path) -> dict[str, Owner]:
         owner = Owner(tuple(dict.fromkeys(students)), ", ".join(names) or str(folder), "gradescope", order=order)
         if not students:
             owner = Owner((), owner.name, "gradescope", f"{GRADESCOPE_METADATA} names no submitter of {folder}")
-        owners[str(folder)] = owner
+        owners[str(folder).lstrip(":")] = owner
     return owners
 
 
@@ -351,6 +351,7 @@ def _scan_zip(scan: _Scan, source, label: str, owner: Owner, order: tuple, depth
     if len(files) > MAX_MEMBERS:
         scan.decide(label, Outcome.REJECTED, f"holds {len(files)} files, more than {MAX_MEMBERS}", owner)
         return
+    decided, found = len(scan.records), len(scan.candidates)
     for index, info in enumerate(files):
         name = _member_name(info)
         shown = f"{label}:{name if name is not None else info.filename.encode('cp437', 'replace').hex()}"
@@ -379,6 +380,10 @@ def _scan_zip(scan: _Scan, source, label: str, owner: Owner, order: tuple, depth
             scan.decide(shown, Outcome.REJECTED, "a zip inside a zip inside a zip: only one level is unpacked", owner)
         else:
             scan.decide(shown, Outcome.REJECTED, "not a notebook (.ipynb) or a zip: only notebooks are graded", owner)
+    rejected = any(r.outcome is Outcome.REJECTED for r in scan.records[decided:])
+    if len(scan.candidates) == found and not rejected:
+        # Only system files inside (e.g. __MACOSX/): the zip itself says that nothing was handed in.
+        scan.decide(label, Outcome.REJECTED, "holds no notebook, only files that are ignored", owner)
 
 
 def _scan_file(scan: _Scan, path: Path, label: str, parts: tuple[str, ...], owner: Owner | None) -> None:
@@ -396,6 +401,8 @@ def _scan_file(scan: _Scan, path: Path, label: str, parts: tuple[str, ...], owne
         if owner is None:
             scan.decide(label, Outcome.IGNORED, "Blackboard's receipt of a submission attempt")
             return
+        if owner.layout == "file" and not inner_name.endswith((".ipynb", ".zip")):
+            owner = None  # notes.txt beside the submissions is nobody's: no student "notes" with a 0
     if not inner_name.endswith((".ipynb", ".zip")):
         scan.decide(label, Outcome.REJECTED, "not a notebook (.ipynb) or a zip: only notebooks are graded", owner)
         return
@@ -437,11 +444,13 @@ def _scan_folder(scan: _Scan, root: Path, label_root: Path, owner: Owner | None)
                 scan.decide(label, Outcome.IGNORED, "Gradescope's export metadata (read for the student ids)")
             else:
                 _scan_file(scan, path, label, relative.parts, None)
-        elif _ignored_reason(relative.parts):
-            scan.decide(label, Outcome.IGNORED, _ignored_reason(relative.parts))
         else:
             folder_owner = owner_from_folder_name(relative.parts[0], gradescope)
-            _scan_file(scan, path, label, relative.parts[1:], folder_owner)
+            ignored = _ignored_reason(relative.parts)
+            if ignored:
+                scan.decide(label, Outcome.IGNORED, ignored, folder_owner if folder_owner.students else None)
+            else:
+                _scan_file(scan, path, label, relative.parts[1:], folder_owner)
 
 
 # -- identification: which assignment a notebook is -----------------------------------------------
