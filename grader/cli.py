@@ -7,6 +7,11 @@
     python -m grader ... --shard 2/4         # grade only the second of 4 slices of the students
     options: --out grades  -j N  --force  --unsafe-no-sandbox
 
+What is graded comes from the intake step (grader.intake): every file under the submissions ends
+graded, superseded, ignored or rejected with its reason, in <out>/intake.csv (summarised on the
+terminal); zips in any layout, LMS exports and Gradescope's export are accepted, notebooks are
+recognised by their graded cells, and a student whose files were all rejected gets a 0 row.
+
 Submissions are graded by a pool of trusted processes (`grader.runner.grade`), each starting
 a sandboxed worker per submission for the student's code. A pool process that dies, whatever
 killed it, costs only the submission it was grading, which is retried once in a process of its own.
