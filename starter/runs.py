@@ -119,6 +119,15 @@ class ExperimentResult:
     history: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # One line: a notebook cell ending in a result shows this, not every confusion count and epoch.
+        shown = ", ".join(f"{key} {value:.3f}" for key, value in self.extra.items() if isinstance(value, (int, float)))
+        metrics = f"pixel accuracy {self.pixel_acc:.3f}, mIoU {self.miou:.3f}" + (f", {shown}" if shown else "")
+        return (
+            f"ExperimentResult({self.name!r}: {metrics}; {self.epochs_run}/{self.epochs_planned} epochs, "
+            f"{self.profile} profile, {self.data})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Returns: plain JSON-ready data (NaN -> None, tuples -> lists, tensors/arrays in confusion -> ints)."""
         d = asdict(self)

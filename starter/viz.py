@@ -131,7 +131,7 @@ def _legend_handles(palette: Palette, classes: Sequence[str], with_ignore: bool)
 def show_predictions(
     images: Any,
     masks: Any,
-    preds: Any,
+    preds: Any | None,
     *,
     palette: Palette,
     classes: Sequence[str],
@@ -143,26 +143,31 @@ def show_predictions(
     Inputs:
         images: (N, 3, H, W); ImageNet-normalised when denormalize=True, else uint8 or
             float in [0, 1] (also (N, H, W, 3)).
-        masks, preds: (N, H, W) class ids (masks may hold IGNORE_INDEX).
+        masks, preds: (N, H, W) class ids (masks may hold IGNORE_INDEX). preds=None: no
+            prediction column (training samples; `show_samples` says so by its name).
         palette, classes: colours and names, one per class.
         n: number of rows (at most N).
     Returns:
-        Figure with min(n, N) * 3 axes.
+        Figure with min(n, N) * 3 axes (* 2 without predictions).
     """
     if len(palette) != len(classes):
         raise ValueError(f"palette has {len(palette)} colours but classes has {len(classes)} names")
-    masks_np, preds_np = _numpy(masks), _numpy(preds)
+    masks_np = _numpy(masks)
+    preds_np = None if preds is None else _numpy(preds)
     rows = min(n, len(masks_np))
     if rows < 1:
         raise ValueError("nothing to show: no images, or n < 1")
-    if len(images) < rows or len(preds_np) < rows:
+    if len(images) < rows or (preds_np is not None and len(preds_np) < rows):
         raise ValueError(f"got {len(images)} images, {len(masks_np)} masks and {len(preds_np)} predictions")
     imgs = _denormalize(images[:rows]) if denormalize else [_hwc_uint8(im) for im in images[:rows]]
 
-    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    titles = ("image", "ground truth") if preds_np is None else ("image", "ground truth", "prediction")
+    fig, axes = plt.subplots(rows, len(titles), figsize=(3 * len(titles), 3 * rows), squeeze=False)
     for r in range(rows):
-        panels = (imgs[r], colorize(masks_np[r], palette), colorize(preds_np[r], palette))
-        for ax, panel, title in zip(axes[r], panels, ("image", "ground truth", "prediction")):
+        panels = [imgs[r], colorize(masks_np[r], palette)]
+        if preds_np is not None:
+            panels.append(colorize(preds_np[r], palette))
+        for ax, panel, title in zip(axes[r], panels, titles):
             ax.imshow(panel, interpolation="nearest")
             ax.set_axis_off()
             if r == 0:
@@ -175,6 +180,13 @@ def show_predictions(
     fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False)
     fig.tight_layout(rect=(0, legend_in / (3 * rows), 1, 1))
     return _detached(fig)
+
+
+def show_samples(
+    images: Any, masks: Any, *, palette: Palette, classes: Sequence[str], n: int = 4, denormalize: bool = True
+) -> Figure:
+    """Grid of image / ground truth, one row per sample (training data, before any prediction)."""
+    return show_predictions(images, masks, None, palette=palette, classes=classes, n=n, denormalize=denormalize)
 
 
 def _history_dict(h: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from starter.checks.core import expect as _expect
+from starter.checks.core import expect_differentiable as _expect_differentiable
 from starter.checks.core import register as _register
 from starter.checks.shared import class_weights_check, confusion_matrix_check, iou_check
 
@@ -81,6 +82,7 @@ def _check_wce(weighted_cross_entropy):
     target[0, 0] = 255
     weight = torch.tensor([0.5, 2.0, 1.0])
     loss = weighted_cross_entropy(logits, target, weight)
+    _expect_differentiable(loss)
     _expect(isinstance(loss, torch.Tensor) and loss.dim() == 0, "return a scalar tensor")
     expected = F.cross_entropy(logits, target, weight=weight, ignore_index=255)
     _expect(

@@ -4,6 +4,10 @@ These are deliberately small (shapes, names, tiny known values taken from the as
 text). They never contain the answer to a TODO, and passing them does not guarantee full
 marks: the hidden checks the grader runs are more thorough.
 
+`check()` prints what passed or what to fix and returns a `CheckResult`; it never raises, so
+"Run All" reaches the end of a notebook with units left undone. `check_all("unet")` at the end of
+a notebook summarises every graded unit (implemented? passed?).
+
 Each assignment's checks are written in its folder, `assignments/<assignment>/public_checks.py`,
 and imported on first use: from there in the kit's repository, and from
 `starter/checks/<assignment>.py` in the student bundle, where `segkit release` copies them.
@@ -18,11 +22,24 @@ import sys
 from pathlib import Path
 
 from starter.checks.core import CHECKS, CheckFailed
+from starter.checks.report import (
+    CheckResult,
+    CheckSummary,
+    describe_error,
+    format_student_traceback,
+    hint_for,
+    install_traceback_filter,
+)
 
-__all__ = ["check", "CheckFailed", "CHECKS"]
+__all__ = ["check", "check_all", "CheckFailed", "CheckResult", "CheckSummary", "CHECKS", "RESULTS"]
 
 # In the kit's repository: <kit>/starter/checks/__init__.py -> <kit>/assignments/*/public_checks.py.
 ASSIGNMENTS_DIR = Path(__file__).resolve().parents[2] / "assignments"
+# The latest result of each unit's check in this kernel, for check_all().
+RESULTS: dict[str, CheckResult] = {}
+NOT_IMPLEMENTED = (
+    "not implemented yet — fill in the cell marked YOUR CODE HERE above, run it, then run this check again."
+)
 
 
 def _load_all():
@@ -42,18 +59,79 @@ def _load_all():
             raise
 
 
-def check(unit: str, *objects) -> None:
-    """Run the public checks of one graded unit on your objects; raise CheckFailed with a hint."""
-    _load_all()
-    if unit not in CHECKS:
-        raise KeyError(f"no public checks for {unit!r}; known units: {', '.join(sorted(CHECKS))}")
+def _run(unit: str, objects: tuple) -> tuple[CheckResult, list[str]]:
+    """The unit's result and the lines that explain it (an error's frames and hint)."""
     try:
         CHECKS[unit](*objects)
     except NotImplementedError:
-        raise CheckFailed(
-            f"✗ {unit}: not implemented yet — fill in the cell marked YOUR CODE HERE above, "
-            "run it, then run this check again."
-        ) from None
+        return CheckResult(unit, implemented=False, passed=False, message=NOT_IMPLEMENTED), []
     except CheckFailed as exc:
-        raise CheckFailed(f"✗ {unit}: {exc}") from None
-    print(f"✓ {unit}: public checks passed (the hidden checks used for grading test more cases).")
+        return CheckResult(unit, implemented=True, passed=False, message=str(exc)), []
+    except Exception as exc:  # the student's code raised: lead with that error, from the student's frames
+        error = describe_error(exc)
+        lines = format_student_traceback(exc)
+        hint = hint_for(exc)
+        if hint:
+            lines.append(f"  Hint: {hint}")
+        return CheckResult(
+            unit, implemented=True, passed=False, message=f"your code raised {error}", error=error
+        ), lines
+    return CheckResult(unit, implemented=True, passed=True), []
+
+
+def check(unit: str, *objects) -> CheckResult:
+    """Run the public checks of one graded unit on your objects; print what passed or what to fix.
+
+    Returns a CheckResult (true when every public check passed); never raises for a failing
+    unit, so the rest of the notebook still runs.
+    """
+    _load_all()
+    if unit not in CHECKS:
+        raise KeyError(f"no public checks for {unit!r}; known units: {', '.join(sorted(CHECKS))}")
+    result, lines = _run(unit, objects)
+    RESULTS[unit] = result
+    if result.passed:
+        print(f"✓ {unit}: public checks passed (the hidden checks used for grading test more cases).")
+    else:
+        print("\n".join([f"✗ {unit}: {result.message}", *lines]))
+    return result
+
+
+def _units(assignment: str) -> list[tuple[str, float]]:
+    from starter.environment import load_assignments
+
+    graded = load_assignments().get(assignment, {}).get("graded", [])
+    return [(entry["grade_id"], entry["points"]) for entry in graded]
+
+
+def check_all(assignment: str) -> CheckSummary:
+    """Print one line per graded unit of `assignment`: passed, failed (what to fix), not implemented, not checked.
+
+    Reads the results of the `check(...)` cells run in this kernel. Returns a CheckSummary
+    ({unit: CheckResult, or None when its check has not run}, and the units still undone).
+    """
+    units = _units(assignment)
+    if not units:
+        raise KeyError(f"unknown assignment {assignment!r}")
+    summary = {unit: RESULTS.get(unit) for unit, _ in units}
+    width = max(len(unit) for unit in summary)
+    passed = [unit for unit, result in summary.items() if result is not None and result.passed]
+    print(f"Public checks of {assignment}: {len(passed)} of {len(units)} units pass.")
+    for unit, points in units:
+        result = summary[unit]
+        if result is None:
+            status = "? not checked yet: run its cell and the check cell below it"
+        elif result.passed:
+            status = "✓ passed"
+        elif not result.implemented:
+            status = "✗ not implemented yet"
+        else:
+            status = f"✗ {result.message.splitlines()[0]}"
+        print(f"  {unit:<{width}}  {points:g} pt  {status}")
+    if len(passed) == len(units):
+        print("Every unit passes its public checks (the hidden checks used for grading test more cases).")
+    return CheckSummary(assignment, summary)
+
+
+# A notebook shows errors that pass through the kit from the student's own frames, with hints.
+install_traceback_filter()

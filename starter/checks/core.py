@@ -26,3 +26,14 @@ def register(name: str):
 def expect(condition, message: str):
     if not condition:
         raise CheckFailed(message)
+
+
+def expect_differentiable(value, what: str = "the loss"):
+    """`value` must be a tensor PyTorch can backpropagate through (it has a grad_fn)."""
+    from starter.checks.report import NOT_DIFFERENTIABLE
+
+    expect(
+        getattr(value, "grad_fn", None) is not None,
+        f"{what} has no gradient (got {type(value).__name__}"
+        f"{'' if not hasattr(value, 'grad_fn') else ' without grad_fn'}): {NOT_DIFFERENTIABLE}",
+    )
