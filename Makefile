@@ -101,7 +101,7 @@ SHARDS ?= 10
 .PHONY: slurm
 slurm: setup
 	$(RUN) -m segkit slurm $(SUBMISSIONS) --shards $(SHARDS) --out $(OUT) \
-		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(GRADER_ARGS),--grader-args "$(GRADER_ARGS)") \
+		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(GRADER_ARGS),--grader-args="$(GRADER_ARGS)") \
 		$(if $(SUBMIT),--submit)
 
 # Tests run on TEST_JOBS processes (pytest-xdist); tests/conftest.py keeps the files with costly
@@ -160,7 +160,7 @@ clean:
 gradescope: setup
 	@set -e; for a in $(if $(ASSIGNMENT),$(ASSIGNMENT),$$($(RUN) -c "from grader.assignments import assignment_names; print(' '.join(assignment_names()))")); do \
 		$(RUN) -m segkit gradescope --assignment $$a --out dist/gradescope-$$(echo $$a | tr , -).zip \
-			$(if $(GRADER_ARGS),--grader-args "$(GRADER_ARGS)"); \
+			$(if $(GRADER_ARGS),--grader-args="$(GRADER_ARGS)"); \
 	done
 
 # nbgrader: the autograded scores of $(OUT) into COURSE's gradebook.db (formgrader then lists only the

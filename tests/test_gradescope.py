@@ -12,12 +12,15 @@ import sys
 import zipfile
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from grader.assignments import REPO_ROOT, load_assignment
-from grader.gradescope import gradescope_results, stage
+from grader.gradescope import MAX_RESULT_FILE_BYTES, gradescope_results, stage
+from segkit.build import gradescope_zip
 from segkit.build.gradescope_zip import KIT_FILES, main
 
+RESULTS_SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
 CHEAP = "patches"  # the cheapest assignment to grade (~10-20 s)
 
 
@@ -144,13 +147,62 @@ def test_stage_finds_notebooks_in_every_upload_shape(tmp_path):
     assert report["assignments"][CHEAP]["source"] == "b.ipynb"
 
 
+def _valid_results(results: dict) -> dict:
+    """results.json as Gradescope's specification describes it (tests/gradescope_results.schema.json)."""
+    jsonschema.Draft202012Validator(RESULTS_SCHEMA).validate(results)
+    return results
+
+
 def test_results_for_missing_notebook_and_failed_grading(tmp_path):
     """Score 0 with a message saying what to upload, or that grading failed (not a low score)."""
     results = gradescope_results(tmp_path, [CHEAP], {"found": ["notes.txt.ipynb"], "assignments": {}})
-    assert results["score"] == 0 and f"{CHEAP}.ipynb" in results["output"]
+    assert results["score"] == 0 and f"{CHEAP}.ipynb" in _valid_results(results)["output"]
     assert results["tests"][0]["max_score"] == load_assignment(CHEAP).max_points
     failed = gradescope_results(tmp_path, [CHEAP], {"assignments": {CHEAP: {"staged": True, "source": "x.ipynb"}}})
-    assert failed["score"] == 0 and "could not grade" in failed["output"]
+    assert failed["score"] == 0 and "could not grade" in _valid_results(failed)["output"]
+
+
+def test_oversized_grader_results_are_not_read(tmp_path):
+    """Is a per-assignment results.json larger than any the grader writes treated as no result (read
+    with a bound, never whole), and is each test output of a real one cut again?"""
+    path = tmp_path / "gradescope" / CHEAP / "submission" / "results.json"
+    path.parent.mkdir(parents=True)
+    staged = {"assignments": {CHEAP: {"staged": True, "source": "x.ipynb"}}}
+    path.write_text(json.dumps({"score": 1, "tests": [{"score": 1, "max_score": 1, "output": "x" * 10**6}]}))
+    test = _valid_results(gradescope_results(tmp_path, [CHEAP], staged))["tests"][0]
+    assert len(test["output"]) < 5000 and test["output_format"] == "text"
+    path.write_text(json.dumps({"score": 16, "tests": [], "output": "x" * (MAX_RESULT_FILE_BYTES + 1)}))
+    assert gradescope_results(tmp_path, [CHEAP], staged)["score"] == 0
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        ["--grader-args", "--unsafe-no-sandbox"],
+        ["--grader-args=--unsafe-no-sandbox"],
+        ["--grader-args", "--memory-mb 3000"],
+    ],
+)
+def test_every_grader_args_spelling_is_taken(spelling, monkeypatch, tmp_path):
+    """Does `segkit gradescope` take the documented spellings of --grader-args, a lone dashed option too
+    (argparse alone stops with "expected one argument")?"""
+    taken = {}
+
+    def build_zip(assignments, out, venv, grader_args):  # records the options instead of zipping
+        taken["args"] = grader_args
+        Path(out).write_bytes(b"")
+        return {"total_max_points": 1, "manual_points": {}}
+
+    monkeypatch.setattr(gradescope_zip, "build_zip", build_zip)
+    assert main(["--assignment", CHEAP, "--out", str(tmp_path / "x.zip"), *spelling]) == 0
+    assert taken["args"] == spelling[-1].removeprefix("--grader-args=")
+
+
+def test_make_passes_grader_args_joined():
+    """Do `make gradescope` and `make slurm` pass GRADER_ARGS as --grader-args=..., so that
+    GRADER_ARGS=--unsafe-no-sandbox (the guide's spelling) reaches the option?"""
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert makefile.count('--grader-args="$(GRADER_ARGS)"') == 2 and '--grader-args "$(GRADER_ARGS)"' not in makefile
 
 
 def _fake_autograder(tmp_path: Path, autograder_zip: Path, files: dict[str, bytes]) -> Path:
@@ -174,7 +226,7 @@ def _run_autograder(root: Path, **env_extra) -> dict:
         ["bash", str(root / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    results = json.loads((root / "results" / "results.json").read_text())
+    results = _valid_results(json.loads((root / "results" / "results.json").read_text()))
     assert isinstance(results["score"], (int, float)) and isinstance(results["output"], str)
     for test in results["tests"]:
         assert {"name", "score", "max_score", "output"} <= set(test)

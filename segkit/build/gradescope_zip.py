@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from grader.assignments import REPO_ROOT, load_assignment
@@ -181,7 +182,19 @@ def build_zip(assignments: list[str], out: Path, venv: str = VENV_DEFAULT, grade
     return manifest
 
 
+def joined_grader_args(argv: list[str]) -> list[str]:
+    """`--grader-args --unsafe-no-sandbox` as `--grader-args=--unsafe-no-sandbox`: argparse takes a
+    value that starts with a dash (and has no space) for an option of its own and stops with
+    "expected one argument", so every documented spelling is joined before parsing."""
+    joined, rest = [], iter(argv)
+    for arg in rest:
+        value = next(rest, None) if arg == "--grader-args" else None
+        joined.append(arg if value is None else f"{arg}={value}")
+    return joined
+
+
 def main(argv=None) -> int:
+    argv = joined_grader_args(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(prog="segkit gradescope", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--assignment",
@@ -194,7 +207,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--grader-args",
         default="",
-        help="extra `python -m grader` options for every submission, e.g. '--memory-mb 3000'",
+        help="extra `python -m grader` options for every submission, e.g. '--memory-mb 3000' or "
+        "--unsafe-no-sandbox (also spelt --grader-args=...)",
     )
     args = parser.parse_args(argv)
     assignments = parse_assignments(args.assignment)
