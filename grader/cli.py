@@ -481,7 +481,7 @@ def main(argv=None, prog: str = "python -m grader") -> int:
         print("No submissions found.")
         return 1
     if shard:
-        students = sorted({j.student for j in jobs})
+        students = sorted({j.student for j in jobs} | intake.other_shards)
         jobs = [j for j in jobs if in_shard(j.student)]
         taken = sorted({j.student for j in jobs})
         print(

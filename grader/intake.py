@@ -127,6 +127,7 @@ class Intake:
     records: list[IntakeRecord] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
     missing: list[MissingSubmission] = field(default_factory=list)
+    other_shards: set[str] = field(default_factory=set)  # students left to other shards (not opened)
     graded_from: dict[Job, str] = field(default_factory=dict)  # job -> the file (label) it grades
 
     def count(self, outcome: Outcome) -> int:
@@ -255,9 +256,11 @@ class _Scan:
     records: list[IntakeRecord] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
     keep_student: Callable[[str], bool] = lambda student: True
+    skipped: set[str] = field(default_factory=set)  # students of other shards, seen but not opened
 
     def decide(self, label: str, outcome: Outcome, reason: str, owner: Owner | None = None, assignment: str = ""):
         if owner is not None and owner.students and not any(self.keep_student(s) for s in owner.students):
+            self.skipped.update(owner.students)
             return  # another shard's student: that shard accounts for it
         self.records.append(
             IntakeRecord(
@@ -410,6 +413,7 @@ def _scan_file(scan: _Scan, path: Path, label: str, parts: tuple[str, ...], owne
         scan.decide(label, Outcome.REJECTED, owner.problem, owner)
         return
     if not any(scan.keep_student(s) for s in owner.students):
+        scan.skipped.update(owner.students)
         return  # another shard's student: not even opened
     order = (path.lstat().st_mtime, owner.order)
     if inner_name.endswith(".ipynb"):
@@ -544,7 +548,7 @@ def take_in(
     graded where it is. `owner`: the one owner of everything (a Gradescope upload)."""
     wanted = [assignment] if isinstance(assignment, str) else list(assignment or known)
     found = scan(paths, keep_student, owner)
-    intake = Intake(records=list(found.records))
+    intake = Intake(records=list(found.records), other_shards=found.skipped)
     chosen: dict[tuple[str, str], _Identified] = {}
     identified: list[_Identified] = []
     rejected: list[tuple[Candidate, str, str]] = []
