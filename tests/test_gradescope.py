@@ -153,6 +153,29 @@ def _valid_results(results: dict) -> dict:
     return results
 
 
+def test_stage_uses_the_intake_rules_of_make_grade(tmp_path):
+    """Does staging open a zip inside a zip, grade the newest of two notebooks, and name the wrong
+    assignment (the intake step of `make grade`, grader/intake.py)?"""
+    body, older = _solution_bytes(), (REPO_ROOT / "notebooks" / CHEAP / f"{CHEAP}.ipynb").read_bytes()
+    submission = tmp_path / "submission"
+    submission.mkdir()
+    inner = tmp_path / "inner.zip"
+    with zipfile.ZipFile(inner, "w") as bundle:
+        bundle.writestr(f"work/{CHEAP}.ipynb", body)
+    with zipfile.ZipFile(submission / "upload.zip", "w") as bundle:
+        bundle.writestr(f"old/{CHEAP}.ipynb", older)  # earlier in the zip: older
+        bundle.writestr("inner.zip", inner.read_bytes())
+        bundle.writestr("__MACOSX/._inner.zip", b"\0")
+    (submission / "mine.ipynb").write_bytes((REPO_ROOT / "solutions" / "fcn" / "fcn.ipynb").read_bytes())
+    report = stage(submission, [CHEAP], tmp_path / "stage")
+    entry = report["assignments"][CHEAP]
+    assert entry["source"] == f"upload.zip:inner.zip:work/{CHEAP}.ipynb"
+    assert f"upload.zip:old/{CHEAP}.ipynb" in entry["note"]
+    assert (tmp_path / "stage" / "submission" / CHEAP / f"{CHEAP}.ipynb").read_bytes() == body
+    assert any("this is the fcn notebook" in found for found in report["found"])
+    assert {row["outcome"] for row in report["intake"]} == {"graded", "superseded", "ignored", "rejected"}
+
+
 def test_results_for_missing_notebook_and_failed_grading(tmp_path):
     """Score 0 with a message saying what to upload, or that grading failed (not a low score)."""
     results = gradescope_results(tmp_path, [CHEAP], {"found": ["notes.txt.ipynb"], "assignments": {}})
