@@ -108,7 +108,7 @@ def test_independent_implementations_are_not_flagged(class_report):
     assert flagged_units(class_report, INDEPENDENT, SOURCE) == set()
     assert flagged_units(class_report, COPIER, SOURCE) == set()
     whole = [p for p in class_report.pairs if p.unit == similarity.WHOLE and {p.name_a, p.name_b} == {"alice", "bob"}]
-    assert all(p.score < class_report.threshold for p in whole)
+    assert all(p.score <= class_report.unit_threshold(similarity.WHOLE) for p in whole)
 
 
 def test_untouched_stubs_share_nothing(class_report):
@@ -166,8 +166,7 @@ def test_highlights_fall_exactly_on_the_shared_code():
     fingerprints = similarity.Fingerprinter([])
     code_a = similarity.normalise_code("\n\n" + OWN + SHARED + "\n")
     code_b = similarity.normalise_code(("\n" + SHARED + "\n\nprint(helper([1, 2]))\n").replace("\n", "\r\n"))
-    student = similarity.Source("a", similarity.STUDENT)
-    pair = fingerprints.compare("unit", student, code_a, student, code_b)
+    pair = fingerprints.compare(code_a, code_b)
     for code, slices in ((code_a, pair.slices_a), (code_b, pair.slices_b)):
         marked = np.flatnonzero(similarity._match_mask(code, slices))
         assert code[marked[0] : marked[-1] + 1].rstrip() == SHARED  # (the mark may run on over blank space)
@@ -204,10 +203,8 @@ def test_the_command_writes_a_ranked_report_and_csv(tmp_path):
     with (out / name / "pairs.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == list(similarity.CSV_COLUMNS)
-    scores = [float(row["score"]) for row in rows]
-    assert scores == sorted(scores, reverse=True) and [int(row["rank"]) for row in rows] == list(
-        range(1, len(rows) + 1)
-    )
+    p_values = [float(row["p_value"]) for row in rows]
+    assert p_values == sorted(p_values) and [int(row["rank"]) for row in rows] == list(range(1, len(rows) + 1))
     flagged = {(row["student_a"], row["student_b"], row["unit"]) for row in rows if row["flagged"] == "1"}
     assert (INDEPENDENT, COPIER, similarity.WHOLE) in flagged
     assert (SOURCE, "corpus:github/public_impl", unit) in flagged  # bob's code, found in the extra corpus file
@@ -221,3 +218,100 @@ def test_the_command_writes_a_ranked_report_and_csv(tmp_path):
     assert page.count('<div class="pair"') == len(flagged)
     assert "corpus:github/public_impl" in page and 'class="badge corpus"' in page and "<mark>" in page
     assert page.index(f"{INDEPENDENT} <span") < page.index('id="pair-1"')  # the ranked table comes before the code
+
+
+# --- calibration (issue 29: a similarity report that flags copying, not the spec) ---------
+
+# An independently written unet_wce, the obvious way from the docstring (written for this test; not in
+# the corpus nor in similarity_corpus/independent/): the issue's complaint, flagged by a fixed 0.6.
+HONEST_WCE = '''def weighted_cross_entropy(logits, target, weight, ignore_index=IGNORE_INDEX):
+    """Class-weighted cross-entropy, averaged by the sum of the weights."""
+    log_probs = torch.log_softmax(logits, dim=1)
+    keep = target != ignore_index
+    tgt = torch.where(keep, target, torch.zeros_like(target))
+    picked = log_probs.gather(1, tgt.unsqueeze(1)).squeeze(1)
+    w = weight[tgt] * keep
+    return -(w * picked).sum() / w.sum()
+'''
+
+
+def test_an_honest_obvious_implementation_is_flagged_by_a_fixed_threshold_but_not_calibrated():
+    """Is the issue's complaint reproduced (an independent 6-line unet_wce flagged against the solution at
+    the old fixed 0.6) and gone with the calibrated threshold, while a renamed copy of it is still flagged?"""
+    spec = load_assignment("unet")
+    table = alternatives("unet")
+    cells = {gid: codes[0] for gid, codes in table.items()}
+    honest = similarity.Source("honest", similarity.STUDENT, {**cells, "unet_wce": HONEST_WCE})
+    copier = similarity.Source("copier", similarity.STUDENT, {"unet_wce": disguise(HONEST_WCE)})
+    fixed = similarity.analyse(spec, [honest], threshold=0.6)
+    assert "unet_wce" in flagged_units(fixed, "honest", similarity.SOLUTION_NAME)
+    calibrated = similarity.analyse(spec, [honest, copier])
+    assert "unet_wce" not in flagged_units(calibrated, "honest", similarity.SOLUTION_NAME)
+    assert "unet_wce" in flagged_units(calibrated, "copier", "honest")
+    ranked = [(p.name_a, p.name_b) for p in calibrated.pairs if p.unit == "unet_wce"]
+    assert ranked.index(("copier", "honest")) < ranked.index(("honest", similarity.SOLUTION_NAME))
+
+
+def test_at_most_the_allowed_share_of_independent_pairs_is_flagged(class_report):
+    """Does each unit's default threshold flag at most 5 % of its independent pairs, and stay below what a
+    renamed copy scores (so copies can be flagged)?"""
+    for unit, null in class_report.calibration.units.items():
+        scores = null.effective(class_report.min_overlap)
+        threshold = class_report.unit_threshold(unit)
+        assert len(scores) >= 20, unit
+        assert np.mean(scores > threshold + similarity.ROUNDING) <= 0.05, unit
+        assert threshold < 0.95, unit
+
+
+def test_the_null_holds_enough_generated_variants_and_no_copies():
+    """Are there at least 20 generated variants per unit, do they parse and differ from their source, and
+    are two variants of the same implementation never counted as an independent pair?"""
+    spec = load_assignment("unet")
+    families = similarity.unit_families(spec, [])
+    variants = similarity.variant_families("unet", "unet_wce", families["unet_wce"], similarity.VARIANTS_PER_UNIT)
+    generated = [text for family in variants for text in family[1:]]
+    assert len(generated) >= 20
+    for text in generated:
+        ast.parse(text)
+    assert len(set(generated)) == len(generated)
+    owner = [f for f, family in enumerate(variants) for _ in family]
+    pairs = similarity.independent_pairs(variants)
+    assert pairs and all(owner[i] != owner[j] for i, j in pairs)
+
+
+def test_the_variants_restyle_the_code():
+    """Does the variant generator reorder independent statements, swap loops and comprehensions, and
+    rename local names, so that the null holds more than renamed copies?"""
+    source = "def f(xs):\n    a = 1\n    b = 2\n    out = [x + a for x in xs]\n    return out, b\n"
+    seen = {similarity.independent_variant(source, f"test/{i}") for i in range(30)}
+    assert any(".append(" in v for v in seen)
+    assert any(v.index(" = 2") < v.index(" = 1") for v in seen)
+    assert any("out =" not in v for v in seen) and all("def f(xs):" in v for v in seen)
+
+
+def test_the_coverage_matrix_matches_copydetect():
+    """Is the all-pairs coverage exactly copydetect's token overlap, both ways, on the kit's own code?"""
+    fingerprints = similarity.Fingerprinter([])
+    table = alternatives("unet")
+    texts = [similarity.normalise_code(t) for t in (*table["unet_wce"], HONEST_WCE, disguise(HONEST_WCE))]
+    matrix = similarity.coverage_matrix([fingerprints.prints(t) for t in texts], fingerprints.noise)
+    for i, a in enumerate(texts):
+        for j, b in enumerate(texts):
+            if i != j:
+                match = fingerprints.compare(a, b)
+                assert matrix[i, j] == (match.tokens_overlap if match else 0), (i, j)
+
+
+def test_the_calibration_is_cached_and_recomputed_when_an_input_changes(tmp_path, monkeypatch):
+    """Is the null read back from build/ on the second run, and computed again under another key when an
+    independent implementation is added?"""
+    spec = load_assignment("cam")
+    boilerplate = similarity.boilerplate_texts(spec)
+    fingerprints = similarity.Fingerprinter(boilerplate.values())
+    first = similarity.load_or_compute_calibration(spec, [], boilerplate, fingerprints, tmp_path)
+    again = similarity.load_or_compute_calibration(spec, [], boilerplate, fingerprints, tmp_path)
+    assert again.source == first.source and Path(first.source).is_file()
+    assert {u: n.pairs for u, n in again.units.items()} == {u: n.pairs for u, n in first.units.items()}
+    monkeypatch.setattr(similarity, "independent_texts", lambda spec: [alternatives("cam")["cam_top1"][0]])
+    changed = similarity.calibration_key(spec, [], boilerplate, fingerprints.noise)
+    assert changed not in first.source
