@@ -247,12 +247,16 @@ class Confined:
     missing: tuple[str, ...] = field(default=())
 
 
-def _drop_capabilities(libc, *, bounding: bool):
-    """Empty the bounding (as root), ambient, effective, permitted and inheritable sets."""
-    if bounding:
-        last = int(open("/proc/sys/kernel/cap_last_cap").read())
-        for cap in range(last + 1):
-            libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+def _drop_bounding_set(libc):
+    """Empty the bounding set (needs CAP_SETPCAP, so before the uid switch): nothing executed
+    later can regain a capability, whatever file capabilities it carries."""
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    for cap in range(last + 1):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+
+
+def _drop_capabilities(libc):
+    """Empty the ambient, effective, permitted and inheritable sets."""
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     data = (ctypes.c_uint32 * 6)()
@@ -301,10 +305,10 @@ def apply(plan: Plan) -> Confined:
     libc = ctypes.CDLL(None, use_errno=True)
     is_root = os.geteuid() == 0
     if is_root:
-        _drop_capabilities(libc, bounding=True)  # needs CAP_SETPCAP: before the uid switch
+        _drop_bounding_set(libc)
     if plan.uid is not None:
         _switch_uid(plan)
-    _drop_capabilities(libc, bounding=False)
+    _drop_capabilities(libc)
     try:
         restriction = landlock.restrict(
             plan.read_only,

@@ -153,7 +153,7 @@ def handled_rights(abi: int) -> tuple[int, int, int]:
     """(filesystem, network, scope) rights this ABI can restrict, as the kernel's sandboxer.c masks them."""
     if abi < 1:
         return 0, 0, 0
-    fs = FS_BY_ABI.get(abi, FS_ALL)
+    fs = FS_BY_ABI.get(abi, FS_ALL if abi >= 5 else FS_BY_ABI[3])  # ABI 4 brought no filesystem right
     net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
     scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
     return fs, net, scoped
