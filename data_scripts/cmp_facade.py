@@ -9,8 +9,7 @@ Result, ``DIR/cmp_facade/``::
     images/<name>.jpg     the official photographs, copied
     masks/<name>.png      single-channel PNG, 0..11 = CMP_CLASSES, 255 = unlabelled
     splits/{train,val,test}.txt
-    objects/<name>.xml    the official object rectangles, copied
-    instances/{train,val,test}.json   instance annotations, COCO "instances" layout (below)
+    objects/<name>.xml    the official object rectangles, copied (instances: below)
     meta.json             classes, counts, source, licence (written last: the "ready" marker)
 
 The official masks are palette ("P") PNGs storing 1..12; the kit stores value - 1, and any
@@ -21,17 +20,12 @@ base-only data is split 288 / 30 / 60 by sorted name instead (``CMP_BASE_ONLY_SP
 ``meta.json`` says which rule was applied.
 
 Instance annotations. Every official image comes with ``cmp_bNNNN.xml``, the rectangles of its
-windows, doors, balconies, ... (label id and corners as fractions of the image size). An instance of
-a class of ``CMP_INSTANCE_CLASSES`` (window, door, balcony, shop) is the set of that class's pixels
-in the label mask inside its rectangle; the rectangle spans the pixel columns ``round(x1 * W)`` to
-``round(x2 * W) - 1`` and the rows ``round(y1 * H)`` to ``round(y2 * H) - 1`` (clipped to the image).
-Empty rectangles and instances without a pixel of their class (e.g. a window hidden behind a blind)
-are left out. ``instances/<split>.json`` holds them in COCO's layout, readable by pycocotools'
-``COCO`` and ``COCOeval(..., "segm")``: category id k = 1 + the class's position in
-``CMP_INSTANCE_CLASSES``; per annotation ``bbox`` [x, y, w, h] tight around the mask (pixels),
-``area`` (pixels), ``segmentation`` as compressed RLE (``starter.instance.rle_decode`` or
-``pycocotools.mask.decode``), ``rectangle`` the XML rectangle in pixels and ``iscrowd`` 0. Images
-without an XML file get no annotation (a warning counts them).
+windows, doors, balconies, ... (label id and corners as fractions of the image size). This script only
+copies them to ``objects/``: turning rectangles and label masks into instances is a graded exercise
+of the instance notebook (``instance_targets``), so no code shipped to students implements that rule.
+The notebook writes ``instances/<split>.json`` (COCO's "instances" layout) with the student's own
+function, through ``starter.instance.write_instance_annotations``. Images without an XML file get no
+object file (a warning counts them).
 
 Re-running is safe: finished pairs are skipped, every file is written under a temporary
 name and renamed into place, and the split/meta files are rewritten atomically.
@@ -54,7 +48,7 @@ from tqdm.auto import tqdm
 
 from data_scripts.download import REGISTRY, DownloadError, download, extract
 from data_scripts.prepare import prepare_pair, write_splits_and_meta
-from starter.common import write_atomic, write_atomically
+from starter.common import write_atomically
 from starter.constants import (
     CMP_BASE_ONLY_SPLIT_SIZES,
     CMP_CLASSES,
@@ -63,11 +57,11 @@ from starter.constants import (
     CMP_SPLIT_SIZES,
     IGNORE_INDEX,
 )
-from starter.instance import INSTANCES_DIR, OBJECTS_DIR, parse_cmp_objects, rle_encode_crop
 
 DATASET = "cmp_facade"
-# Bumped when the instance annotations change: a re-run rewrites files of an older version.
-INSTANCE_FORMAT_VERSION = 1
+# <dataset>/objects/<name>.xml, where starter.instance.CMPFacadeInstances looks for them (the same
+# value as starter.instance.OBJECTS_DIR, which imports torch: this script must not need it).
+OBJECTS_DIR = "objects"
 # The extended set only adds images; without it the kit still works on base (with a warning).
 OPTIONAL_ARCHIVES = frozenset({"CMP_facade_DB_extended.zip"})
 # Official names: cmp_b0001 (base), cmp_x0001 (extended).
@@ -162,7 +156,7 @@ def split_sizes_for(names: Sequence[str]) -> tuple[int, int]:
     return CMP_SPLIT_SIZES if has_extended else CMP_BASE_ONLY_SPLIT_SIZES
 
 
-def _meta(sources: dict[str, int], sizes: tuple[int, int], dataset: str, instances: dict[str, int]) -> dict:
+def _meta(sources: dict[str, int], sizes: tuple[int, int], dataset: str, objects: dict[str, int]) -> dict:
     entry = REGISTRY[DATASET]
     rule = "base + extended" if sizes == CMP_SPLIT_SIZES else "base only"
     return {
@@ -175,72 +169,14 @@ def _meta(sources: dict[str, int], sizes: tuple[int, int], dataset: str, instanc
         "split_rule": f"{rule}: names sorted; first {sizes[0]} train, next {sizes[1]} val, rest test",
         "instances": {
             "classes": list(CMP_INSTANCE_CLASSES),
-            "files": f"{INSTANCES_DIR}/<split>.json (COCO instances layout, compressed RLE masks)",
-            "counts": instances,
-            "format_version": INSTANCE_FORMAT_VERSION,
+            "files": f"{OBJECTS_DIR}/<name>.xml: the official object rectangles; the instance notebook derives "
+            "instances/<split>.json from them with the student's instance_targets",
+            "images_with_objects": objects,
         },
         "licence": entry.licence,
         "citation": entry.citation,
         "homepage": entry.homepage,
     }
-
-
-def pixel_rectangle(box: Sequence[float], height: int, width: int) -> tuple[int, int, int, int]:
-    """The pixels an XML rectangle covers.
-
-    Inputs:
-        box: (x1, y1, x2, y2) as fractions of the image width/height (x1 <= x2, y1 <= y2).
-        height, width: the image size.
-    Returns:
-        (top, left, bottom, right): rows top..bottom-1 and columns left..right-1, clipped to the
-        image; empty when bottom <= top or right <= left.
-    """
-    # np.rint rounds halves to even, as Python's round does
-    edges = np.rint(np.asarray(box, dtype=np.float64) * np.array([width, height, width, height]))
-    left, top, right, bottom = np.clip(edges, 0, [width, height, width, height]).astype(int).tolist()
-    return top, left, bottom, right
-
-
-def instance_annotations(
-    objects: Sequence[dict], label_mask: np.ndarray, classes: Sequence[str] = CMP_INSTANCE_CLASSES
-) -> list[dict]:
-    """COCO annotations (without ids) of one image's instances.
-
-    Inputs:
-        objects: ``starter.instance.parse_cmp_objects`` of the image's XML (labels = kit class indices).
-        label_mask: uint8 (H, W) kit class indices (0..11, 255 = unlabelled).
-        classes: instance class names; category id = 1 + position.
-    Returns:
-        [{"category_id", "bbox" [x, y, w, h], "area", "segmentation" (compressed RLE),
-          "rectangle" [left, top, right, bottom], "iscrowd": 0}, ...] in the order of ``objects``,
-        empty rectangles and instances without a pixel of their class left out.
-    """
-    image_size = label_mask.shape
-    category = {CMP_CLASSES.index(name): position + 1 for position, name in enumerate(classes)}
-    annotations = []
-    for item in objects:
-        if item["label"] not in category:
-            continue
-        top, left, bottom, right = pixel_rectangle(item["box"], *image_size)
-        if bottom <= top or right <= left:
-            continue
-        inside = label_mask[top:bottom, left:right] == item["label"]
-        rows, cols = np.nonzero(inside)
-        if rows.size == 0:
-            continue
-        y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        crop = inside[y0:y1, x0:x1]
-        annotations.append(
-            {
-                "category_id": category[item["label"]],
-                "bbox": [int(left + x0), int(top + y0), int(x1 - x0), int(y1 - y0)],
-                "area": int(rows.size),
-                "segmentation": rle_encode_crop(crop, int(top + y0), int(left + x0), *image_size),
-                "rectangle": [left, top, right, bottom],
-                "iscrowd": 0,
-            }
-        )
-    return annotations
 
 
 def _copy_objects(name: str, xml_src: Path | None, out_dir: Path) -> Path | None:
@@ -253,78 +189,22 @@ def _copy_objects(name: str, xml_src: Path | None, out_dir: Path) -> Path | None
     return destination
 
 
-def _split_is_current(path: Path, names: list[str]) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return False
-    info = existing.get("info", {})
-    return info.get("format_version") == INSTANCE_FORMAT_VERSION and [i["name"] for i in existing["images"]] == names
-
-
-def write_instances(
-    out_dir: Path,
-    splits: dict[str, list[str]],
-    xml_sources: dict[str, Path | None],
-    *,
-    progress: bool = True,
+def copy_object_files(
+    out_dir: Path, splits: dict[str, list[str]], xml_sources: dict[str, Path | None]
 ) -> dict[str, int]:
-    """Write ``objects/<name>.xml`` and ``instances/<split>.json`` (a split already written for the
-    same images by this version is kept). Reads the prepared ``masks/``.
+    """Copy the official XML of every image into ``objects/`` (a copy already there is kept).
 
     Returns:
-        {split: number of instances}.
+        {split: number of images with an object file}.
     """
     (out_dir / OBJECTS_DIR).mkdir(parents=True, exist_ok=True)
-    (out_dir / INSTANCES_DIR).mkdir(parents=True, exist_ok=True)
-    image_ids = {name: number for number, name in enumerate(sorted(xml_sources), start=1)}
-    categories = [
-        {"id": position + 1, "name": name, "supercategory": "facade", "cmp_class": CMP_CLASSES.index(name)}
-        for position, name in enumerate(CMP_INSTANCE_CLASSES)
-    ]
     counts, without_xml = {}, 0
     for split, names in splits.items():
-        path = out_dir / INSTANCES_DIR / f"{split}.json"
-        objects_paths = {name: _copy_objects(name, xml_sources.get(name), out_dir) for name in names}
-        without_xml += sum(p is None for p in objects_paths.values())
-        if _split_is_current(path, names):
-            counts[split] = len(json.loads(path.read_text(encoding="utf-8"))["annotations"])
-            continue
-        images, annotations = [], []
-        for name in tqdm(names, desc=f"instances {split}", disable=not progress, leave=False):
-            with Image.open(out_dir / "masks" / f"{name}.png") as mask_file:
-                label_mask = np.asarray(mask_file)
-            images.append(
-                {
-                    "id": image_ids[name],
-                    "file_name": f"images/{name}.jpg",
-                    "name": name,
-                    "height": label_mask.shape[0],
-                    "width": label_mask.shape[1],
-                }
-            )
-            objects = parse_cmp_objects(objects_paths[name]) if objects_paths[name] is not None else []
-            for annotation in instance_annotations(objects, label_mask):
-                annotations.append({"id": len(annotations) + 1, "image_id": image_ids[name], **annotation})
-        coco = {
-            "info": {
-                "description": f"CMP Facade instances ({split}): {', '.join(CMP_INSTANCE_CLASSES)}",
-                "format_version": INSTANCE_FORMAT_VERSION,
-                "rule": "instance = pixels of the class inside its XML rectangle; bbox tight, [x, y, w, h]",
-            },
-            "licenses": [],
-            "categories": categories,
-            "images": images,
-            "annotations": annotations,
-        }
-        write_atomic(path, json.dumps(coco, separators=(",", ":")) + "\n")
-        counts[split] = len(annotations)
+        copied = [_copy_objects(name, xml_sources.get(name), out_dir) for name in names]
+        counts[split] = sum(path is not None for path in copied)
+        without_xml += len(names) - counts[split]
     if without_xml:
-        print(
-            f"warning: {without_xml} images have no XML object file: no instance annotations for them", file=sys.stderr
-        )
+        print(f"warning: {without_xml} images have no XML object file: no instances for them", file=sys.stderr)
     return counts
 
 
@@ -381,8 +261,8 @@ def prepare_cmp_facade(
             file=sys.stderr,
         )
     xml_sources = {name: _xml_next_to(pairs[name][0]) for name in pairs}
-    instances = write_instances(out_dir, splits, xml_sources, progress=progress)
-    write_splits_and_meta(out_dir, splits, _meta(sources, sizes, dataset, instances))
+    objects = copy_object_files(out_dir, splits, xml_sources)
+    write_splits_and_meta(out_dir, splits, _meta(sources, sizes, dataset, objects))
     return out_dir
 
 

@@ -1,10 +1,13 @@
 """Instance segmentation of facade elements: annotations, dataset, Mask R-CNN loop, evaluation plumbing, figures.
 
 The CMP Facade base set ships, next to every image and label PNG, an XML file of object rectangles.
-``python -m data_scripts.cmp_facade`` turns them into instance annotations (see "Annotation format"
-below); this module reads them back for the notebook:
+``python -m data_scripts.cmp_facade`` copies them to ``objects/``; the notebook turns them into
+instance annotations with the student's own ``instance_targets`` (a graded unit: no code here or in
+the data scripts implements that rule) and ``write_instance_annotations`` stores the result (see
+"Annotation format" below); this module reads them back for the notebook:
 
 * ``parse_cmp_objects``: the official XML as a list of {label, name, box} (fractions of the image size);
+* ``write_instance_annotations``: ``instances/<split>.json`` from the targets a given function derives;
 * ``rle_encode`` / ``rle_decode``: COCO's compressed run-length encoding of a binary mask;
 * ``CMPFacadeInstances``: (image, target) pairs as torchvision's detection models expect them, with
   ``tv_tensors`` so that ``torchvision.transforms.v2`` keeps boxes and masks aligned;
@@ -24,9 +27,8 @@ Annotation format (``<dataset>/instances/<split>.json``, COCO's "instances" layo
      "images": [{"id": 1, "file_name": "images/cmp_b0001.jpg", "name": "cmp_b0001",
                  "height": H, "width": W}, ...],
      "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": pixels,
-                      "bbox": [x, y, w, h],               # tight around the mask, pixels, COCO's xywh
-                      "segmentation": {"size": [H, W], "counts": "..."},  # compressed RLE
-                      "rectangle": [x1, y1, x2, y2]}, ...]}  # the XML rectangle in pixels
+                      "bbox": [x, y, w, h],               # the targets' box, pixels, COCO's xywh
+                      "segmentation": {"size": [H, W], "counts": "..."}}, ...]}  # compressed RLE
 
 Category id k is instance label k: 1 + the class's position in ``CMP_INSTANCE_CLASSES`` (0 is
 background for torchvision's detection models); ``cmp_class`` is its index in the kit's masks.
@@ -35,6 +37,8 @@ background for torchvision's detection models); ``cmp_class`` is its index in th
 from __future__ import annotations
 
 import colorsys
+import hashlib
+import inspect
 import json
 import math
 import os
@@ -54,7 +58,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from starter.common import data_root
+from starter.common import data_root, write_atomic
 from starter.constants import CMP_INSTANCE_CLASSES, ENV_DATA, IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -79,6 +83,7 @@ __all__ = [
     "show_instances",
     "show_matches",
     "train_detection_one_epoch",
+    "write_instance_annotations",
 ]
 
 INSTANCES_DIR = "instances"  # <dataset>/instances/<split>.json
@@ -332,11 +337,13 @@ class CMPFacadeInstances(Dataset):
             if (candidate / INSTANCES_DIR / "train.json").is_file():
                 return candidate
         if (root / dataset / "meta.json").is_file():
-            problem = f"{root / dataset} was prepared before the kit wrote instance annotations"
-        else:
-            problem = f"{dataset} is not prepared under {root}"
+            raise FileNotFoundError(
+                f"{root / dataset} has no instance annotations yet: derive them from its object rectangles "
+                "with your instance_targets first,\n"
+                f"    write_instance_annotations({str(root / dataset)!r}, instance_targets, INSTANCE_CLASS_IDS)"
+            )
         raise FileNotFoundError(
-            f"{problem}. Prepare it (again: finished images are skipped) with\n"
+            f"{dataset} is not prepared under {root}. Prepare it (again: finished images are skipped) with\n"
             f"    python -m data_scripts.cmp_facade --root {root}\n"
             f"(or set {ENV_DATA} to the folder that holds {dataset}/)."
         )
@@ -421,6 +428,156 @@ class CMPFacadeInstances(Dataset):
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
+
+
+# --------------------------------------------------------------------------------------
+# instances/<split>.json from a targets function (the notebook passes the student's)
+# --------------------------------------------------------------------------------------
+
+TargetsFn = Callable[[list, torch.Tensor, Sequence[int]], Mapping[str, torch.Tensor]]
+
+
+def _code_text(code: Any) -> str:
+    """The bytecode, names and constants of a code object, nested code objects included (their repr
+    holds a memory address, which differs between two definitions of the same function)."""
+    consts = [_code_text(c) if inspect.iscode(c) else repr(c) for c in code.co_consts]
+    return repr((code.co_code, code.co_names, code.co_varnames, consts))
+
+
+def function_fingerprint(function: Callable) -> str:
+    """A short hash of a function's source (of its bytecode and constants where the source is unknown):
+    annotations derived by another version of the function are derived again."""
+    try:
+        text = inspect.getsource(function)
+    except (OSError, TypeError):
+        code = getattr(function, "__code__", None)
+        text = _code_text(code) if code is not None else repr(function)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _split_names(folder: Path, split: str) -> list[str]:
+    path = folder / "splits" / f"{split}.txt"
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _checked_targets(targets: Any, name: str, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(masks bool (N, H, W), labels int (N,), boxes float (N, 4)) of what a targets function returned, or a
+    ValueError that says what is wrong with it."""
+    where = f"instance_targets on {name}"
+    if not isinstance(targets, Mapping) or not {"boxes", "labels", "masks"} <= set(targets):
+        raise ValueError(f"{where} returned {type(targets).__name__}, not a dict with boxes, labels and masks")
+    masks, labels, boxes = (torch.as_tensor(targets[key]).detach().cpu() for key in ("masks", "labels", "boxes"))
+    n = len(labels)
+    if masks.shape != (n, height, width) or boxes.shape != (n, 4) or labels.dim() != 1:
+        raise ValueError(
+            f"{where}: masks {tuple(masks.shape)}, labels {tuple(labels.shape)}, boxes {tuple(boxes.shape)}; "
+            f"expected ({n}, {height}, {width}), ({n},), ({n}, 4)"
+        )
+    return masks.numpy().astype(bool), labels.numpy().astype(np.int64), boxes.numpy().astype(np.float64)
+
+
+def _annotations_of(masks: np.ndarray, labels: np.ndarray, boxes: np.ndarray) -> list[dict[str, Any]]:
+    """COCO annotations (without ids) of one image's targets; the RLE is encoded from the columns a mask spans."""
+    height, width = masks.shape[1:]
+    annotations = []
+    for mask, label, (x1, y1, x2, y2) in zip(masks, labels, boxes):
+        columns = np.flatnonzero(mask.any(axis=0))
+        first, stop = (int(columns[0]), int(columns[-1]) + 1) if columns.size else (0, 0)
+        annotations.append(
+            {
+                "category_id": int(label),
+                "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                "area": int(mask.sum()),
+                "segmentation": rle_encode_crop(mask[:, first:stop], 0, first, height, width),
+                "iscrowd": 0,
+            }
+        )
+    return annotations
+
+
+def write_instance_annotations(
+    folder: str | os.PathLike,
+    targets_fn: TargetsFn,
+    classes: Sequence[int],
+    *,
+    splits: Sequence[str] = ("train", "val", "test"),
+    progress: bool = True,
+) -> dict[str, int]:
+    """Write ``instances/<split>.json`` of a prepared CMP folder with the targets ``targets_fn`` derives.
+
+    For every image of a split: ``targets_fn(parse_cmp_objects(objects/<name>.xml), label mask, classes)``
+    (the label mask int64 (H, W) at the image's own size; no XML file: no objects), stored in COCO's
+    layout (module docstring). A split already written by the same function (same source) for the same
+    images and classes is kept; anything else is written again.
+
+    Inputs:
+        folder: the prepared dataset (``<data root>/cmp_facade``); targets_fn: the notebook's
+            ``instance_targets``; classes: the class indices with instances (label k = classes[k - 1]).
+    Returns:
+        {split: number of instances}.
+    Raises:
+        ValueError: targets_fn returned something that is not a dict of boxes, labels and masks of
+        matching shapes (the message names the image).
+    """
+    folder = Path(folder)
+    classes = [int(c) for c in classes]
+    derived_by = function_fingerprint(targets_fn)
+    names_by_split = {split: _split_names(folder, split) for split in splits}
+    image_ids = {name: number for number, name in enumerate(sorted(n for v in names_by_split.values() for n in v), 1)}
+    class_names = json.loads((folder / "meta.json").read_text(encoding="utf-8")).get("classes", [])
+    categories = [
+        {
+            "id": k + 1,
+            "name": class_names[c] if c < len(class_names) else str(c),
+            "supercategory": "facade",
+            "cmp_class": c,
+        }
+        for k, c in enumerate(classes)
+    ]
+    counts = {}
+    for split, names in names_by_split.items():
+        path = folder / INSTANCES_DIR / f"{split}.json"
+        info = {"derived_by": derived_by, "classes": classes, "names": names}
+        existing = _read_json(path)
+        if existing is not None and existing.get("info", {}).get("source") == info:
+            counts[split] = len(existing["annotations"])
+            continue
+        images, annotations = [], []
+        for name in tqdm(names, desc=f"instances {split}", disable=not progress, leave=False):
+            with Image.open(folder / "masks" / f"{name}.png") as mask_file:
+                label_mask = torch.from_numpy(np.asarray(mask_file).astype(np.int64))
+            height, width = label_mask.shape
+            images.append(
+                {
+                    "id": image_ids[name],
+                    "file_name": f"images/{name}.jpg",
+                    "name": name,
+                    "height": height,
+                    "width": width,
+                }
+            )
+            xml = folder / OBJECTS_DIR / f"{name}.xml"
+            objects = parse_cmp_objects(xml) if xml.is_file() else []
+            checked = _checked_targets(targets_fn(objects, label_mask, classes), name, height, width)
+            for annotation in _annotations_of(*checked):
+                annotations.append({"id": len(annotations) + 1, "image_id": image_ids[name], **annotation})
+        coco = {
+            "info": {"description": f"instances ({split}) derived by instance_targets", "source": info},
+            "licenses": [],
+            "categories": categories,
+            "images": images,
+            "annotations": annotations,
+        }
+        write_atomic(path, json.dumps(coco, separators=(",", ":")) + "\n")
+        counts[split] = len(annotations)
+    return counts
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------------------

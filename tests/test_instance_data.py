@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from PIL import Image
 
 from data_scripts import cmp_facade
 from data_scripts.synthetic_facades import official_xml, synthetic_facade, write_synthetic_facades
+from grader.assignments import REPO_ROOT, load_assignment
 from starter.constants import CMP_CLASSES, CMP_INSTANCE_CLASSES
 from starter.instance import (
     CMPFacadeInstances,
@@ -26,9 +29,20 @@ from starter.instance import (
     rle_encode,
     rle_encode_crop,
     train_detection_one_epoch,
+    write_instance_annotations,
 )
 
 SHARED_CMP_BASE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cmp_facade_base"
+INSTANCE_CLASS_IDS = [CMP_CLASSES.index(name) for name in CMP_INSTANCE_CLASSES]
+
+
+def reference_instance_targets():
+    """The solution notebook's instance_targets (the rule lives only there: nothing shipped implements it)."""
+    unit = next(u for u in load_assignment("instance").auto_units if u.grade_id == "inst_targets")
+    namespace = {"torch": torch}
+    exec(unit.source, namespace)
+    return namespace["instance_targets"]
+
 
 OFFICIAL_XML = (
     "<object>\r<points>\r<x>\r0.25\r</x>\r<x>\r0.5\r</x>\r<y>\r0.1\r</y>\r<y>\r0.3\r</y>\r</points>\r"
@@ -101,58 +115,93 @@ def test_rle_matches_pycocotools_and_round_trips():
     assert np.array_equal(rle_decode({"size": [2, 3], "counts": [1, 2, 3]}), [[0, 1, 0], [1, 0, 0]])
 
 
-# --- the CMP script's instance annotations, on synthetic facades ---------------------------------
+# --- instance annotations derived by a targets function, on synthetic facades ---------------------
 
 
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("facades")
     write_synthetic_facades(root, n=7, size=(96, 72), seed=1, n_val=1, n_test=2)
+    write_instance_annotations(
+        root / "synthetic_facade", reference_instance_targets(), INSTANCE_CLASS_IDS, progress=False
+    )
     return root
 
 
 def test_synthetic_facades_are_prepared_like_cmp(synthetic_root):
-    """Does the synthetic set end up in the CMP layout: splits, objects/, instances/, meta.json with the generator?"""
+    """Does the synthetic set end up in the CMP layout: splits, objects/, meta.json with the generator, and
+    instances/ once the notebook's function derived them?"""
     out = synthetic_root / "synthetic_facade"
     splits = {s: (out / "splits" / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
     assert [len(splits[s]) for s in ("train", "val", "test")] == [4, 1, 2]
     assert sorted(p.stem for p in (out / "objects").glob("*.xml")) == sorted(sum(splits.values(), []))
     meta = json.loads((out / "meta.json").read_text())
     assert meta["generator"]["n"] == 7 and meta["instances"]["classes"] == list(CMP_INSTANCE_CLASSES)
-    assert sum(meta["instances"]["counts"].values()) > 7
+    assert meta["instances"]["images_with_objects"] == {"train": 4, "val": 1, "test": 2}
     coco = json.loads((out / "instances" / "train.json").read_text())
     assert [c["name"] for c in coco["categories"]] == list(CMP_INSTANCE_CLASSES)
     assert [i["name"] for i in coco["images"]] == splits["train"]
 
 
-def test_annotations_follow_the_instance_rule(synthetic_root):
-    """Is every annotation the pixels of its class inside its XML rectangle, with a tight [x, y, w, h] box and its area?"""
+def test_the_data_script_writes_no_instances_and_needs_no_torch(tmp_path, synthetic_root):
+    """Does the CMP script stop at the rectangles (no instance rule shipped) and import neither torch nor matplotlib?"""
+    out = cmp_facade.prepare_cmp_facade(
+        tmp_path, unpacked_dirs=[synthetic_root / "downloads" / "synthetic_facade"], split_sizes=(5, 1), progress=False
+    )
+    assert (out / "objects").is_dir() and not (out / "instances").exists()
+    assert not hasattr(cmp_facade, "instance_annotations") and not hasattr(cmp_facade, "pixel_rectangle")
+    code = "import sys, data_scripts.cmp_facade; print(sorted({'torch', 'matplotlib'} & set(sys.modules)))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    assert run.stdout.strip() == "[]"
+
+
+def test_annotations_store_what_the_targets_function_returns(synthetic_root):
+    """Is every annotation exactly the function's mask, label and box ([x, y, w, h]), with the mask's area?"""
     out = synthetic_root / "synthetic_facade"
     coco = json.loads((out / "instances" / "test.json").read_text())
+    targets_fn = reference_instance_targets()
     for image in coco["images"]:
-        labels = np.asarray(Image.open(out / "masks" / f"{image['name']}.png"))
-        objects = [
-            o
-            for o in parse_cmp_objects(out / "objects" / f"{image['name']}.xml")
-            if CMP_CLASSES[o["label"]] in CMP_INSTANCE_CLASSES
-        ]
+        labels = torch.from_numpy(np.asarray(Image.open(out / "masks" / f"{image['name']}.png")).astype(np.int64))
+        targets = targets_fn(parse_cmp_objects(out / "objects" / f"{image['name']}.xml"), labels, INSTANCE_CLASS_IDS)
         annotations = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
-        assert len(annotations) == len(objects)  # the synthetic rectangles are never empty
-        for annotation, item in zip(annotations, objects):
-            mask = rle_decode(annotation["segmentation"])
-            left, top, right, bottom = annotation["rectangle"]
-            expected = np.zeros_like(mask)
-            expected[top:bottom, left:right] = labels[top:bottom, left:right] == item["label"]
-            assert np.array_equal(mask, expected)
-            rows, cols = np.nonzero(mask)
-            assert annotation["bbox"] == [
-                cols.min(),
-                rows.min(),
-                cols.max() + 1 - cols.min(),
-                rows.max() + 1 - rows.min(),
-            ]
-            assert annotation["area"] == int(mask.sum())
-            assert CMP_INSTANCE_CLASSES[annotation["category_id"] - 1] == CMP_CLASSES[item["label"]]
+        assert len(annotations) == len(targets["labels"]) > 0
+        for annotation, mask, label, box in zip(annotations, targets["masks"], targets["labels"], targets["boxes"]):
+            assert np.array_equal(rle_decode(annotation["segmentation"]), mask.numpy())
+            x1, y1, x2, y2 = box.tolist()
+            assert annotation["bbox"] == [x1, y1, x2 - x1, y2 - y1]
+            assert annotation["area"] == int(mask.sum()) and annotation["category_id"] == int(label)
+
+
+def test_annotations_are_derived_again_when_the_function_changes(tmp_path, synthetic_root):
+    """Does the same function keep the written files, and another one (a bug fixed) rewrite them?"""
+    out = tmp_path / "synthetic_facade"
+    shutil.copytree(synthetic_root / "synthetic_facade", out)
+    before = {p: p.stat().st_mtime_ns for p in (out / "instances").glob("*.json")}
+    counts = write_instance_annotations(out, reference_instance_targets(), INSTANCE_CLASS_IDS, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (out / "instances").glob("*.json")} == before and counts["train"] > 0
+
+    def nothing_found(objects, label_mask, classes):
+        height, width = label_mask.shape
+        empty = torch.zeros(0, height, width, dtype=torch.uint8)
+        return {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "masks": empty}
+
+    counts = write_instance_annotations(out, nothing_found, INSTANCE_CLASS_IDS, progress=False)
+    assert counts == {"train": 0, "val": 0, "test": 0}
+    assert json.loads((out / "instances" / "train.json").read_text())["annotations"] == []
+
+
+def test_a_wrong_targets_function_is_named_with_the_image(tmp_path, synthetic_root):
+    """Does a function returning the wrong thing fail with a message naming the image and what is wrong?"""
+    out = tmp_path / "synthetic_facade"
+    shutil.copytree(synthetic_root / "synthetic_facade", out)
+    with pytest.raises(ValueError, match="instance_targets on cmp_b0001 returned list"):
+        write_instance_annotations(out, lambda objects, mask, classes: [], INSTANCE_CLASS_IDS, progress=False)
+
+    def wrong_shape(objects, label_mask, classes):
+        return {"boxes": torch.zeros(1, 4), "labels": torch.ones(1), "masks": torch.zeros(1, 2, 2)}
+
+    with pytest.raises(ValueError, match=r"masks \(1, 2, 2\).*expected \(1, 96, 72\)"):
+        write_instance_annotations(out, wrong_shape, INSTANCE_CLASS_IDS, progress=False)
 
 
 def test_prepared_annotations_are_read_by_pycocotools(synthetic_root):
@@ -172,7 +221,7 @@ def test_rerun_rewrites_nothing(synthetic_root):
 
 
 def test_images_without_xml_get_no_annotation(tmp_path, synthetic_root, capsys):
-    """Does the CMP script still prepare pairs without an XML file, with a warning and no instances for them?"""
+    """Does the CMP script still prepare pairs without an XML file, with a warning, and do they get no instances?"""
     raw = tmp_path / "raw" / "base"
     shutil.copytree(synthetic_root / "downloads" / "synthetic_facade" / "base", raw)
     (raw / "cmp_b0001.xml").unlink()
@@ -180,10 +229,12 @@ def test_images_without_xml_get_no_annotation(tmp_path, synthetic_root, capsys):
         tmp_path / "data", unpacked_dirs=[raw.parent], split_sizes=(5, 1), progress=False
     )
     assert "1 images have no XML object file" in capsys.readouterr().err
+    assert not (out / "objects" / "cmp_b0001.xml").exists()
+    write_instance_annotations(out, reference_instance_targets(), INSTANCE_CLASS_IDS, progress=False)
     coco = json.loads((out / "instances" / "train.json").read_text())
     first = next(i["id"] for i in coco["images"] if i["name"] == "cmp_b0001")
     assert not [a for a in coco["annotations"] if a["image_id"] == first]
-    assert not (out / "objects" / "cmp_b0001.xml").exists()
+    assert [a for a in coco["annotations"] if a["image_id"] != first]
 
 
 # --- the dataset --------------------------------------------------------------------------------
@@ -224,12 +275,12 @@ def test_flip_keeps_boxes_and_masks_aligned(synthetic_root):
 
 
 def test_a_dataset_prepared_before_instances_says_what_to_do(tmp_path):
-    """Does a CMP folder without instances/ fail with the command that adds them?"""
+    """Does a CMP folder without instances/ fail with the call that derives them, and a missing one with the script?"""
+    with pytest.raises(FileNotFoundError, match=r"python -m data_scripts\.cmp_facade --root"):
+        CMPFacadeInstances(tmp_path, "train")
     (tmp_path / "cmp_facade").mkdir()
     (tmp_path / "cmp_facade" / "meta.json").write_text("{}")
-    with pytest.raises(
-        FileNotFoundError, match="(?s)before the kit wrote instance annotations.*data_scripts.cmp_facade"
-    ):
+    with pytest.raises(FileNotFoundError, match="(?s)no instance annotations yet.*write_instance_annotations"):
         CMPFacadeInstances(tmp_path, "train")
 
 
@@ -325,6 +376,19 @@ def test_detection_epoch_steps_per_batch_and_averages_the_loss_dict():
 # --- the real base set -------------------------------------------------------------------------------
 
 
+def _pixel_rectangle(box, height, width):
+    """(top, left, bottom, right, pixels) of a rectangle given in fractions of the image (the notebook's rule)."""
+    left, right = (min(max(round(v * width), 0), width) for v in (box[0], box[2]))
+    top, bottom = (min(max(round(v * height), 0), height) for v in (box[1], box[3]))
+    return top, left, bottom, right, max(bottom - top, 0) * max(right - left, 0)
+
+
+def _class_share(labels, item):
+    """Share of an object's rectangle that holds its own class in the label mask."""
+    top, left, bottom, right, pixels = _pixel_rectangle(item["box"], *labels.shape)
+    return float((labels[top:bottom, left:right] == item["label"]).sum()) / pixels
+
+
 def test_real_rectangles_lie_on_their_objects(tmp_path):
     """On a few real CMP facades, are the instance masks mostly their class (the <x>/<y> reading is right)?"""
     if not (SHARED_CMP_BASE / "base").is_dir():
@@ -337,6 +401,7 @@ def test_real_rectangles_lie_on_their_objects(tmp_path):
     out = cmp_facade.prepare_cmp_facade(
         tmp_path / "data", unpacked_dirs=[raw.parent], split_sizes=(2, 1), progress=False
     )
+    write_instance_annotations(out, reference_instance_targets(), INSTANCE_CLASS_IDS, progress=False)
     for split in ("train", "val", "test"):
         coco = json.loads((out / "instances" / f"{split}.json").read_text())
         for image in coco["images"]:
@@ -347,8 +412,6 @@ def test_real_rectangles_lie_on_their_objects(tmp_path):
                 if CMP_CLASSES[o["label"]] in CMP_INSTANCE_CLASSES
             ]
             assert len(annotations) >= 0.9 * len(objects) > 0, image["name"]  # few rectangles miss their class
-            fill = [
-                a["area"] / max(1, (a["rectangle"][2] - a["rectangle"][0]) * (a["rectangle"][3] - a["rectangle"][1]))
-                for a in annotations
-            ]
+            labels = np.asarray(Image.open(out / "masks" / f"{image['name']}.png"))
+            fill = [_class_share(labels, o) for o in objects if _pixel_rectangle(o["box"], *labels.shape)[4]]
             assert np.median(fill) > 0.6, image["name"]
