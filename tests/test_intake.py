@@ -304,7 +304,7 @@ def _grade(who: str) -> dict:
             "report": (out / "report.md").read_text() if (out / "report.md").exists() else "",
             "written": sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()),
             "input_changed": _checksums(paths) != before,
-            "top_changed": sorted(p.name for p in base.iterdir()) != top_before + ["grades"],
+            "top_changed": sorted(p.name for p in base.iterdir()) != sorted([*top_before, "grades"]),
         }
     finally:
         shutil.rmtree(base, ignore_errors=True)
