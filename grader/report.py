@@ -286,14 +286,62 @@ def _repeats(unit_view: UnitView, check: CheckResult, seen: dict) -> str:
 
 
 # -- Markdown ---------------------------------------------------------------------------------------------
+# Written answers graded by hand: `segkit written` writes <out>/written/<assignment>/rubric.csv (student_id,
+# then one column per written answer's grade_id, empty until a TA fills it in); grades.csv and the LMS CSV
+# add its scores. The reader lives here because the grading engine imports no tool (segkit/).
+class RubricError(ValueError):
+    """A rubric file that cannot be read; the message names the file, the row and the column."""
+
+
+def rubric_path(out_dir: Path, assignment: str) -> Path:
+    return Path(out_dir) / "written" / assignment / "rubric.csv"
+
+
+def read_rubric(path: Path, max_points: dict[str, float] | None = None) -> dict[str, dict[str, float | None]]:
+    """{student: {grade_id: score, None where the cell is empty}} of a rubric CSV ({} when there is none).
+    A score that is not a number, or lies outside 0..max_points[grade_id], raises RubricError."""
+    if not Path(path).is_file():
+        return {}
+    with Path(path).open(newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    scores = {}
+    for number, row in enumerate(rows, start=2):
+        student = (row.pop("student_id", None) or "").strip()
+        if not student:
+            continue
+        scores[student] = {}
+        for gid, text in row.items():
+            text = (text or "").strip()
+            if gid is None or not gid.strip():
+                continue
+            try:
+                value = float(text) if text else None
+            except ValueError:
+                raise RubricError(f"{path}, line {number}, column {gid}: {text!r} is not a number") from None
+            limit = (max_points or {}).get(gid)
+            if value is not None and not (0 <= value <= (limit if limit is not None else float("inf"))):
+                raise RubricError(f"{path}, line {number}, column {gid}: {text} is outside 0..{_fmt(limit)}")
+            scores[student][gid.strip()] = value
+    return scores
+
+
 def write_gradebook(results: list[SubmissionResult], unit_columns: list[str], out_dir: Path) -> Path:
+    rubrics = {}  # assignment -> the rubric's scores, for assignments whose written answers have a rubric file
+    for result in results:
+        if result.assignment not in rubrics:
+            rubrics[result.assignment] = read_rubric(rubric_path(out_dir, result.assignment), result.manual_points)
+    written = list(dict.fromkeys(gid for rubric in rubrics.values() for row in rubric.values() for gid in row))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student_id", "assignment", *unit_columns, "total", "max"])
+    writer.writerow(["student_id", "assignment", *unit_columns, *written, "total", "max"])
     for result in sorted(results, key=lambda r: (r.assignment, r.student_id)):
         row = [result.student_id, result.assignment]
         row += [_fmt(result.units[gid].points) if gid in result.units else "" for gid in unit_columns]
-        row += [_fmt(result.total), _fmt(result.max_points)]
+        hand = rubrics[result.assignment].get(result.student_id, {})
+        row += ["" if hand.get(gid) is None else _fmt(hand[gid]) for gid in written]
+        graded = sum(v for v in hand.values() if v is not None)
+        hand_max = sum(result.manual_points.get(gid, 0.0) for gid in written) if rubrics[result.assignment] else 0.0
+        row += [_fmt(result.total + graded), _fmt(result.max_points + hand_max)]
         writer.writerow(row)
     path = out_dir / "grades.csv"
     write_atomic(path, buffer.getvalue())
