@@ -344,6 +344,10 @@ def test_confined_worker_reaches_nothing_outside_its_allow_list(setup, listeners
     another unix socket; and does a worker confined to its own scratch subfolder fail to read, ptrace
     or kill its sibling, while it can still write its own scratch and run torch? And does every one
     of those attacks work without the confinement?"""
+    if os.geteuid() != 0:
+        pytest.skip("the setups switch uids and disable user namespaces, which needs root")
+    if not confine.available().usable:
+        pytest.skip("this kernel offers no Landlock or seccomp (python -m grader.confine says why)")
     user, spare, no_userns, abi_limit, torch = SETUPS[setup]
     control = _run_probe(setup, False, listeners)
     confined = _run_probe(setup, True, listeners)

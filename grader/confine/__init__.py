@@ -95,8 +95,8 @@ class Layer:
     def gives_up(self) -> tuple[str, ...]:
         """What this layer does not provide that bubblewrap does (for report.md)."""
         items = [
-            "no private /proc: other processes' command lines and status are visible (not their memory, "
-            "environment or files)",
+            "no /proc of its own: with /proc in the plan, every process's command line and status are visible "
+            "(not its memory, environment or files); without it, /proc is absent",
             "no private network namespace: the host's interfaces exist, but no IP socket can be made",
             "file metadata outside the allow-list can be read (stat: existence, size, times), not listed or opened",
             "no private /tmp or /dev/shm: the worker is pointed at its scratch folder instead",
@@ -104,7 +104,10 @@ class Layer:
         if self.landlock_abi < 6:
             items.append("abstract unix sockets are not scoped (connect() is refused instead)")
         if not self.root:
-            items.append("the worker runs as the grading user's uid (Landlock, not file modes, keeps it out)")
+            items.append(
+                "the worker runs as the grading user's uid (Landlock, not file modes, keeps it out); "
+                "RLIMIT_NPROC counts all of that uid's processes, so the process cap needs a cgroup"
+            )
         return tuple(items)
 
 
