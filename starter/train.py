@@ -4,12 +4,18 @@ Modelled on torchvision's references/segmentation: small explicit functions
 (`train_one_epoch`, `evaluate`) and a `fit` driver that adds validation, checkpoints,
 early stopping and learning-rate schedules.
 
-The metrics are not implemented here: they are graded exercises. `evaluate` and `fit`
-take the student's own functions as arguments::
+The metrics and the training loop's epoch are not implemented here as students write them: they
+are graded exercises. `evaluate` and `fit` take the student's own functions as arguments::
 
     history = fit(model, train_loader, val_loader, n_class=12, epochs=30,
-                  confusion_fn=confusion_matrix, miou_fn=mean_iou,
+                  confusion_fn=confusion_matrix, miou_fn=mean_iou, epoch_fn=unet_train_epoch,
                   checkpoint_path="checkpoints/fcn32.pt", early_stopping_patience=5)
+
+``epoch_fn`` (the U-Net notebook's ``unet_train_epoch``) trains one epoch; `fit` hands it a view of
+the loader (at most ``max_steps_per_epoch`` batches, a progress bar, batches already on the device)
+and a view of the model (mixed precision, torchvision's dict outputs unwrapped). Notebooks that come
+before the students write their loop (FCN) leave it out and get the kit's own steps, built from
+small helpers (`_forward_loss`, `_apply_gradients`, `_SampleMean`) with a contract of their own.
 
 Batches are `(images, masks, ...)` tuples or dicts with "image" and "mask" keys:
 images (B, 3, H, W) float, masks (B, H, W) int64 with IGNORE_INDEX for unlabelled pixels.
@@ -212,6 +218,96 @@ def _save_atomic(state: dict[str, Any], path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
+EpochFn = Callable[[nn.Module, Iterable, torch.optim.Optimizer, Callable, torch.device], float]
+
+
+def _forward_loss(model, images, masks, loss_fn, device, amp_dtype) -> torch.Tensor:
+    """The loss of one batch, the forward pass autocast on CUDA when amp_dtype is set."""
+    with _autocast(device, amp_dtype):
+        return loss_fn(_logits(model, images, masks), masks)
+
+
+def _apply_gradients(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None) -> None:
+    """Clear stale gradients, back-propagate `loss` and step, through the GradScaler for float16."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+@dataclass
+class _SampleMean:
+    """A running mean over samples of per-batch means (a batch of b samples weighs b)."""
+
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, batch_mean: float, batch_size: int) -> float:
+        self.total += batch_mean * batch_size
+        self.count += batch_size
+        return self.total / self.count
+
+
+class _BatchesOnDevice:
+    """A view of a loader for a student's epoch function: (images, masks) pairs already on `device`
+    (dict batches unpacked), at most `max_steps` of them, behind a progress bar. Its len() is the
+    number of batches it yields, when the loader has a length."""
+
+    def __init__(self, loader, device, *, channels_last, max_steps, progress, desc):
+        self.loader, self.device, self.channels_last = loader, device, channels_last
+        self.max_steps, self.progress, self.desc = max_steps, progress, desc
+
+    def __len__(self) -> int:
+        total = _total_steps(self.loader, self.max_steps)
+        if total is None:
+            raise TypeError("this loader has no length")
+        return total
+
+    def __iter__(self):
+        bar = _progress_bar(self.loader, self.max_steps, self.desc, self.progress)
+        try:
+            for step, batch in enumerate(bar):
+                if self.max_steps is not None and step >= self.max_steps:
+                    break
+                yield _to_device(*_unpack(batch), self.device, self.channels_last)
+        finally:
+            bar.close()
+
+
+class _ModelForEpoch(nn.Module):
+    """A view of the model for a student's epoch function: the forward pass autocast on CUDA (when
+    amp_dtype is set) and torchvision's {"out": ...} outputs unwrapped to the logits. train()/eval()
+    and the parameters are the model's own."""
+
+    def __init__(self, model: nn.Module, device: torch.device, amp_dtype: torch.dtype | None):
+        super().__init__()
+        self.model, self.device, self.amp_dtype = model, device, amp_dtype
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with _autocast(self.device, self.amp_dtype):
+            out = self.model(images)
+        out = out["out"] if isinstance(out, dict) else out
+        return out.float() if self.amp_dtype is not None and out.is_floating_point() else out
+
+
+def _checked_mean(value: Any, what: str) -> float:
+    """The mean loss an epoch function returned, as a float; a clear error when it is not a finite number."""
+    try:
+        mean = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} returned {type(value).__name__}; it must return the mean loss as a float") from None
+    if not math.isfinite(mean):
+        raise FloatingPointError(
+            f"{what} returned a mean loss of {mean}: lower the learning rate, and check that masks only hold "
+            "class ids 0..n_class-1 or the ignore index"
+        )
+    return mean
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable,
@@ -219,6 +315,7 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     device: torch.device | str,
     *,
+    epoch_fn: EpochFn | None = None,
     scaler: torch.amp.GradScaler | None = None,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
@@ -226,14 +323,19 @@ def train_one_epoch(
     progress: bool = True,
     desc: str = "train",
 ) -> float:
-    """Train for one pass over `loader` (or `max_steps` batches).
+    """One epoch as `fit` runs it: `epoch_fn` when given (your loop), else the kit's own steps.
 
     Inputs:
-        model: returns logits (B, n_class, H, W); already on `device`.
-        loader: yields (images (B,3,H,W) float, masks (B,H,W) int64, ...).
+        model: returns logits (B, n_class, H, W) (or a dict with "out"); already on `device`.
+        loader: yields (images (B,3,H,W) float, masks (B,H,W) int64, ...) or dicts with "image"/"mask".
         loss_fn: loss_fn(logits, masks) -> scalar tensor.
         optimizer: steps the model's parameters.
         device: where batches are moved.
+        epoch_fn: your epoch function, ``epoch_fn(model, batches, optimizer, loss_fn, device) -> mean loss
+            per sample`` (the U-Net notebook's ``unet_train_epoch``). It gets views: batches are
+            (images, masks) already on `device`, at most `max_steps` of them; the model autocasts on
+            CUDA when `amp_dtype` is set (float16 needs a GradScaler inside the loop: with `epoch_fn`
+            and a scaler, the epoch runs in float32) and returns plain logits.
         scaler: GradScaler for float16 autocast on CUDA (None for bfloat16 or float32).
         amp_dtype: torch.bfloat16 or torch.float16 to autocast on CUDA; None for float32.
             Defaults to float16 when an enabled scaler is given. Ignored off CUDA.
@@ -242,40 +344,37 @@ def train_one_epoch(
         progress: show a tqdm bar.
     Returns:
         float: mean training loss per image over the batches seen.
+    Raises:
+        FloatingPointError: the loss is not finite; ValueError: no batch.
     """
     device = torch.device(device)
     if amp_dtype is None and scaler is not None and scaler.is_enabled():
         amp_dtype = torch.float16
+    if epoch_fn is not None:
+        batches = _BatchesOnDevice(
+            loader, device, channels_last=channels_last, max_steps=max_steps, progress=progress, desc=desc
+        )
+        view = _ModelForEpoch(model, device, amp_dtype if scaler is None else None)
+        return _checked_mean(epoch_fn(view, batches, optimizer, loss_fn, device), "your epoch function")
     model.train()
-    total, n_images = 0.0, 0
+    seen = _SampleMean()
     bar = _progress_bar(loader, max_steps, desc, progress)
     for step, batch in enumerate(bar):
         if max_steps is not None and step >= max_steps:
             break
         images, masks = _to_device(*_unpack(batch), device, channels_last)
-        with _autocast(device, amp_dtype):
-            loss = loss_fn(_logits(model, images, masks), masks)
+        loss = _forward_loss(model, images, masks, loss_fn, device, amp_dtype)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss is {loss.item()} at step {step}: lower the learning rate, and check "
                 "that masks only hold class ids 0..n_class-1 or the ignore index"
             )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        b = images.shape[0]
-        total += loss.item() * b
-        n_images += b
-        bar.set_postfix(loss=f"{total / n_images:.4f}")
+        _apply_gradients(loss, optimizer, scaler)
+        bar.set_postfix(loss=f"{seen.add(loss.item(), images.shape[0]):.4f}")
     bar.close()
-    if n_images == 0:
+    if seen.count == 0:
         raise ValueError("the training loader yielded no batches (empty dataset, or max_steps=0?)")
-    return total / n_images
+    return seen.total / seen.count
 
 
 @torch.no_grad()
@@ -584,6 +683,7 @@ def fit(
     confusion_fn: ConfusionFn | None = None,
     miou_fn: MiouFn | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    epoch_fn: EpochFn | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     lr: float = 1e-3,
     momentum: float = 0.9,
@@ -612,6 +712,9 @@ def fit(
         confusion_fn, miou_fn: your metric functions (see `evaluate`). Validation runs only
             when val_loader, confusion_fn and miou_fn are all given.
         loss_fn: default nn.CrossEntropyLoss(ignore_index=ignore_index).
+        epoch_fn: your epoch function, epoch_fn(model, batches, optimizer, loss_fn, device) -> mean
+            loss per sample (the U-Net notebook's unet_train_epoch): it trains every epoch (see
+            `train_one_epoch` for the views it gets). None: the kit's own steps.
         optimizer: default SGD(lr, momentum, weight_decay) over trainable parameters;
             lr/momentum/weight_decay are ignored when you pass your own.
         scheduler: "plateau" (ReduceLROnPlateau on val mIoU, factor 0.1, patience 2),
@@ -691,6 +794,7 @@ def fit(
             loss_fn,
             optimizer,
             device,
+            epoch_fn=epoch_fn,
             scaler=scaler,
             amp_dtype=amp_dtype,
             channels_last=channels_last,
@@ -839,11 +943,36 @@ def _check_mask_values(masks: torch.Tensor, n_class: int, ignore_index: int) -> 
         )
 
 
+def _kit_overfit_step(model, images, masks, loss_fn, optimizer, device) -> float:
+    """One Adam step of the kit's own on the batch. Returns: the loss before the update."""
+    loss = _forward_loss(model, images, masks, loss_fn, device, None)
+    if loss.requires_grad and torch.isfinite(loss):  # a detached output has no graph: the target check reports it
+        _apply_gradients(loss, optimizer)
+    return loss.item()
+
+
+def _epoch_fn_step(epoch_fn: EpochFn) -> Callable[..., float]:
+    """One step = one epoch of the student's function over the single batch. Returns: its mean loss."""
+
+    def step_once(model, images, masks, loss_fn, optimizer, device) -> float:
+        try:
+            value = epoch_fn(_ModelForEpoch(model, device, None), [(images, masks)], optimizer, loss_fn, device)
+        except RuntimeError as error:  # e.g. backward() through a detached output
+            raise _overfit_error(f"your epoch function failed: {error}") from error
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise _overfit_error(f"your epoch function returned {type(value).__name__}, not the mean loss") from None
+
+    return step_once
+
+
 def overfit_one_batch(
     model: nn.Module,
     batch: Any,
     *,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    epoch_fn: EpochFn | None = None,
     steps: int = OVERFIT_STEPS,
     lr: float = OVERFIT_LR,
     device: torch.device | str | None = None,
@@ -859,6 +988,8 @@ def overfit_one_batch(
         model: returns logits (B, n_class, H, W) (or a dict with "out").
         batch: (images (B,3,H,W), masks (B,H,W), ...) or a dict with "image" and "mask".
         loss_fn: loss_fn(logits, masks) -> scalar; default CrossEntropyLoss(ignore_index).
+        epoch_fn: your epoch function (``unet_train_epoch``): every step is one epoch of it over the
+            one batch, so it checks your loop too. None: the kit's own step.
         steps: optimisation steps; lr: Adam's learning rate.
         device: default get_device().
         target_loss: pass when the final loss is below this; None (default): below
@@ -885,23 +1016,20 @@ def overfit_one_batch(
         loss_fn = copy.deepcopy(loss_fn).to(device)  # class weights on the logits' device, caller's copy untouched
     images, masks = _to_device(*_unpack(batch), device, channels_last=False)
     optimizer = torch.optim.Adam(params, lr=lr)
+    step_once = _kit_overfit_step if epoch_fn is None else _epoch_fn_step(epoch_fn)
     losses: list[float] = []
     bar = tqdm(range(steps), desc="overfit one batch", leave=False, disable=not progress)
+    try:  # the output's shape first, in eval mode without gradients: no batch statistic or random draw spent
+        with torch.no_grad(), _eval_mode(trial):
+            n_class = _logits(trial, images, masks).shape[1]
+    except ValueError as error:  # wrong output size: keep the precise message, add the checklist
+        raise _overfit_error(str(error)) from error
+    _check_mask_values(masks, n_class, ignore_index)
     for step in bar:
-        try:
-            logits = _logits(trial, images, masks)
-        except ValueError as error:  # wrong output size: keep the precise message, add the checklist
-            raise _overfit_error(str(error)) from error
-        if step == 0:
-            _check_mask_values(masks, logits.shape[1], ignore_index)
-        loss = loss_fn(logits, masks)
-        if not torch.isfinite(loss):
-            raise _overfit_error(f"the loss is {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        if loss.requires_grad:  # a fully detached output has no graph; the target check below reports it
-            loss.backward()
-            optimizer.step()
-        losses.append(loss.item())
+        loss = step_once(trial, images, masks, loss_fn, optimizer, device)
+        if not math.isfinite(loss):
+            raise _overfit_error(f"the loss is {loss} at step {step}")
+        losses.append(loss)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
     bar.close()
     target = OVERFIT_LOSS_RATIO * losses[0] if target_loss is None else target_loss

@@ -86,3 +86,45 @@ def test_bad_masks_and_wrong_size_are_named():
     shrinking = nn.Sequential(tiny_net(), nn.MaxPool2d(2))
     with pytest.raises(OverfitError, match="upsample"):
         overfit_one_batch(shrinking, batch(), steps=3, device="cpu", progress=False)
+
+
+def reference_epoch_fn():
+    """The U-Net notebook's unet_train_epoch (the solution: tests only; nothing shipped holds it)."""
+    from grader.assignments import load_assignment
+
+    unit = next(u for u in load_assignment("unet").auto_units if u.grade_id == "unet_train_epoch")
+    namespace: dict = {}
+    exec(unit.source, namespace)
+    return namespace["unet_train_epoch"]
+
+
+def test_overfit_with_the_students_epoch_function():
+    """With a correct unet_train_epoch as epoch_fn, does every step run it once on the batch and the loss fall?"""
+    calls = []
+    epoch_fn = reference_epoch_fn()
+
+    def counted(model, loader, optimizer, loss_fn, device):
+        calls.append(len(loader))
+        return epoch_fn(model, loader, optimizer, loss_fn, device)
+
+    losses = overfit_one_batch(tiny_net(), batch(), epoch_fn=counted, steps=40, lr=1e-2, device="cpu", progress=False)
+    assert calls == [1] * 40 and len(losses) == 40 and losses[-1] < 0.2 * losses[0]
+
+
+def test_overfit_reports_a_broken_epoch_function():
+    """Does a loop that never steps, or one that fails, raise OverfitError with the checklist?"""
+
+    def never_steps(model, loader, optimizer, loss_fn, device):
+        model.train()
+        images, masks = next(iter(loader))
+        return loss_fn(model(images), masks).item()
+
+    with pytest.raises(OverfitError, match="(?s)not below.*usual causes"):
+        overfit_one_batch(tiny_net(), batch(), epoch_fn=never_steps, steps=5, device="cpu", progress=False)
+
+    def detached(model, loader, optimizer, loss_fn, device):
+        images, masks = next(iter(loader))
+        loss_fn(model(images).detach(), masks).backward()
+
+    with pytest.raises(OverfitError, match="your epoch function failed"):
+        overfit_one_batch(tiny_net(), batch(), epoch_fn=detached, steps=5, device="cpu", progress=False)

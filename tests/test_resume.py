@@ -364,3 +364,25 @@ def test_history_round_trip():
     assert math.isnan(empty.best_miou) and empty.best_checkpoint is None and empty.train_loss == []
     with pytest.raises(TypeError):
         History.from_dict({"no_such_field": 1})
+
+
+def test_a_run_with_the_students_epoch_function_resumes_identically(tmp_path):
+    """With unet_train_epoch as epoch_fn, does a run cut off in epoch 3 match an uninterrupted one exactly?"""
+    from grader.assignments import load_assignment
+
+    unit = next(u for u in load_assignment("unet").auto_units if u.grade_id == "unet_train_epoch")
+    namespace: dict = {}
+    exec(unit.source, namespace)
+    kw = dict(scheduler="poly", epoch_fn=namespace["unet_train_epoch"])
+    reference_model = make_model()
+    reference = run(reference_model, *loaders(), checkpoint_path=tmp_path / "ref" / "ckpt.pt", **kw)
+    assert reference.train_loss[-1] < reference.train_loss[0]
+    ckpt = tmp_path / "cut" / "ckpt.pt"
+    train, val = loaders()
+    with pytest.raises(KeyboardInterrupt):
+        run(make_model(), DiesDuring(train, epoch=3), val, checkpoint_path=ckpt, resume=True, **kw)
+    scramble_rng()
+    resumed_model = make_model(offset=0.7)
+    resumed = run(resumed_model, *loaders(), checkpoint_path=ckpt, resume=True, **kw)
+    assert_same_run(resumed, reference)
+    assert_same_weights(resumed_model, reference_model)

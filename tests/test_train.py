@@ -340,3 +340,120 @@ def test_predict_returns_cpu_tensors():
     assert masks.shape == preds.shape == (8, 16, 16)
     assert preds.dtype == torch.int64 and preds.device.type == "cpu"
     assert torch.equal(masks, ds.tensors[1][:8])
+
+
+# --- fit with the student's epoch function --------------------------------------------------------
+
+
+def reference_epoch_fn():
+    """The U-Net notebook's unet_train_epoch (the solution: tests only; nothing shipped holds it)."""
+    from grader.assignments import load_assignment
+
+    unit = next(u for u in load_assignment("unet").auto_units if u.grade_id == "unet_train_epoch")
+    namespace: dict = {}
+    exec(unit.source, namespace)
+    return namespace["unet_train_epoch"]
+
+
+def test_fit_trains_every_epoch_with_the_epoch_function_it_is_given():
+    """Does fit run epoch_fn once per epoch on (images, masks) already on the device, capped by max_steps, and
+    record what it returns, without touching the weights itself?"""
+    dataset = toy_data()
+    loader = DataLoader(dataset, batch_size=4)
+    model = tiny_model()
+    before = copy.deepcopy(model.state_dict())
+    seen = []
+
+    def epoch_fn(model_view, batches, optimizer, loss_fn, device):
+        model_view.train()
+        got = [(tuple(x.shape), tuple(y.shape), x.device.type, y.dtype) for x, y in batches]
+        seen.append((len(batches), got, type(loss_fn).__name__, str(device)))
+        return 0.25 * len(seen)
+
+    history = fit(
+        model,
+        loader,
+        n_class=N_CLASS,
+        epochs=3,
+        epoch_fn=epoch_fn,
+        max_steps_per_epoch=2,
+        device="cpu",
+        progress=False,
+        verbose=False,
+    )
+    assert history.train_loss == [0.25, 0.5, 0.75]
+    assert [s[0] for s in seen] == [2, 2, 2] and all(len(s[1]) == 2 for s in seen)
+    assert seen[0][1][0] == ((4, 3, 16, 16), (4, 16, 16), "cpu", torch.int64)
+    assert seen[0][2:] == ("CrossEntropyLoss", "cpu")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_correct_epoch_function_trains_like_the_kit_steps():
+    """With SGD, does fit with a correct unet_train_epoch end with the kit steps' weights and losses?"""
+    dataset = toy_data()
+    runs = {}
+    for name, epoch_fn in (("kit", None), ("yours", reference_epoch_fn())):
+        torch.manual_seed(0)
+        model = tiny_model()
+        loader = DataLoader(dataset, batch_size=5)  # a smaller last batch
+        history = fit(
+            model,
+            loader,
+            n_class=N_CLASS,
+            epochs=2,
+            epoch_fn=epoch_fn,
+            lr=0.1,
+            device="cpu",
+            progress=False,
+            verbose=False,
+        )
+        runs[name] = (history.train_loss, model.state_dict())
+    assert runs["yours"][0] == pytest.approx(runs["kit"][0], rel=1e-6)
+    assert runs["kit"][0][1] < runs["kit"][0][0]
+    for key, value in runs["kit"][1].items():
+        assert torch.allclose(runs["yours"][1][key], value, atol=1e-6), key
+
+
+def test_the_epoch_function_gets_logits_from_dict_models():
+    """Does a torchvision-style model returning {"out": logits} reach epoch_fn as a plain logits model?"""
+
+    class DictModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = tiny_model()
+
+        def forward(self, x):
+            return {"out": self.net(x), "aux": None}
+
+    dataset = toy_data(n=8)
+    history = fit(
+        DictModel(),
+        DataLoader(dataset, batch_size=4),
+        n_class=N_CLASS,
+        epochs=1,
+        epoch_fn=reference_epoch_fn(),
+        device="cpu",
+        progress=False,
+        verbose=False,
+    )
+    assert len(history.train_loss) == 1 and history.train_loss[0] > 0
+
+
+@pytest.mark.parametrize(
+    ("returned", "error", "message"),
+    [(float("nan"), FloatingPointError, "returned a mean loss of nan"), ([1.0, 2.0], TypeError, "returned list")],
+)
+def test_an_epoch_function_returning_no_finite_number_is_reported(returned, error, message):
+    """Does fit say what is wrong when the epoch function returns NaN or something that is not a number?"""
+    dataset = toy_data(n=8)
+    with pytest.raises(error, match=message):
+        fit(
+            tiny_model(),
+            DataLoader(dataset, batch_size=4),
+            n_class=N_CLASS,
+            epochs=1,
+            epoch_fn=lambda *args: returned,
+            device="cpu",
+            progress=False,
+            verbose=False,
+        )
