@@ -85,14 +85,7 @@ def _connect_unix(address: str):
 
 
 def _worker_plan(config: dict, folder: str) -> confine.Plan:
-    return confine.Plan(**_plan_fields(config)).nested(confine.standard_read_write(folder))
-
-
-def _plan_fields(config: dict) -> dict:
-    fields = dict(config["plan"])
-    fields["read_only"] = tuple(fields["read_only"])
-    fields["read_write"] = tuple(fields["read_write"])
-    return fields
+    return confine.Plan.from_json(config["plan"]).nested(confine.standard_read_write(folder))
 
 
 def _worker_attacks(config: dict, target: int, secret: str) -> dict:
@@ -179,9 +172,9 @@ def probe(config: dict) -> dict:
         "uid before": os.getuid(),
     }
     if config["confine"]:
-        results["confined"] = confine.apply(confine.Plan(**_plan_fields(config))).__dict__
-    elif config["plan"].get("uid") is not None:  # the control of the spare-uid setup: the uid only
-        uid = config["plan"]["uid"]
+        results["confined"] = confine.apply(confine.Plan.from_json(config["plan"])).__dict__
+    elif confine.Plan.from_json(config["plan"]).uid is not None:  # the spare-uid setup's control: the uid only
+        uid = confine.Plan.from_json(config["plan"]).uid
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
@@ -313,7 +306,7 @@ def _run_probe(name: str, confined: bool, listeners: dict) -> dict:
     )
     config = {
         "confine": confined,
-        "plan": {**plan.__dict__},
+        "plan": plan.to_json(),
         "decoys": decoys,
         "outside": decoy_dir,
         "scratch": scratch,
@@ -528,6 +521,8 @@ def test_nested_plan_keeps_read_only_and_drops_the_uid_switch():
     assert nested.read_only == ("/usr",) and nested.read_write == ("/scratch/w1",)
     assert nested.uid is None and nested.rlimits == plan.rlimits
     assert plan.nested(("/scratch/w2",), read_only=()).read_only == ()
+    assert confine.Plan.from_json(nested.to_json()) == nested
+    assert confine.Plan.from_json(plan.to_json()) == plan
     assert stat.S_ISDIR(os.stat("/usr").st_mode)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import json
 import os
 import resource
 import sys
@@ -217,6 +218,19 @@ class Plan:
     rlimits: tuple[tuple[str, int], ...] = ()
     new_session: bool = True
     abi_limit: int | None = None
+
+    def to_json(self) -> str:
+        """Plain JSON, e.g. to send a worker's plan to the template that forks it."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        """The plan `to_json` wrote (lists back to tuples); unknown keys are refused."""
+        fields = json.loads(text)
+        for name in ("read_only", "read_write", "require"):
+            fields[name] = tuple(fields[name])
+        fields["rlimits"] = tuple((str(name), int(value)) for name, value in fields.get("rlimits", ()))
+        return cls(**fields)
 
     def nested(
         self,
