@@ -525,7 +525,8 @@ def scan(paths: list[Path], keep_student: Callable[[str], bool] | None = None, o
     found = _Scan(keep_student=keep_student or (lambda student: True))
     for path in paths:
         if path.is_dir():
-            _scan_folder(found, path, path, owner)
+            # Several folders: each file is named with its folder's, so that no two rows share a name.
+            _scan_folder(found, path, path.parent if len(paths) > 1 else path, owner)
         elif path.is_file() and path.suffix in (".ipynb", ".zip"):
             _scan_file(found, path, path.name, (path.name,), owner)
         else:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from sandbox_helpers import TEST_UID, as_user_command, copy_kit
 
+import starter.submit as submit
 from grader.assignments import REPO_ROOT, assignment_names
 from grader.intake import INTAKE_CSV, take_in
 from starter.common import parse_notebook
@@ -75,8 +76,11 @@ def build_fixture(base: Path, big_outputs: bool = False) -> tuple[list[Path], di
     """Submission folders in every layout, and what must become of each file:
     {label: (outcome, student, reason or assignment to find in the record)}."""
     subs, export = base / "submissions", base / "gradescope-export"
+    # The canonical hand-ins, made by starter.submit: alice the solution, frank the released notebook.
+    for student, notebook in (("alice", "solutions"), ("frank", "notebooks")):
+        path = REPO_ROOT / notebook / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        assert submit.main(["--student", student, "--out", str(subs), "--allow-incomplete", str(path)]) == 0
     files: dict[Path, bytes] = {
-        subs / "alice.zip": _zip({f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb": SOLUTION, "MANIFEST.json": b"{}"}),
         subs / "root.zip": _zip({f"{ASSIGNMENT}.ipynb": SOLUTION}),
         subs / "leo.zip": _zip({f"leo/{ASSIGNMENT}.ipynb": SOLUTION}),
         subs / "mac.zip": _zip({f"{ASSIGNMENT} (1).ipynb": SOLUTION, f"__MACOSX/._{ASSIGNMENT} (1).ipynb": b"\0\5"}),
@@ -88,7 +92,6 @@ def build_fixture(base: Path, big_outputs: bool = False) -> tuple[list[Path], di
         subs / "dave.zip": _zip({f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb": RELEASED}),  # older: superseded
         subs / "dave.ipynb": SOLUTION,
         subs / "erin.zip": _zip({"frank.ipynb": SOLUTION}),  # named after another student: still erin's
-        subs / "frank.zip": _zip({f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb": RELEASED}),
         subs / "...ipynb": SOLUTION,
         subs / "bob smith.ipynb": SOLUTION,
         subs / "carol.ipynb": OTHER,
@@ -133,6 +136,7 @@ def build_fixture(base: Path, big_outputs: bool = False) -> tuple[list[Path], di
         "dave.ipynb": ("graded", "dave", a),
         "erin.zip:frank.ipynb": ("graded", "erin", a),
         "frank.zip:unet/unet.ipynb": ("graded", "frank", a),
+        "frank.zip:MANIFEST.json": ("ignored", "frank", "manifest"),
         "...ipynb": ("rejected", "", "'..'"),
         "bob smith.ipynb": ("rejected", "", "'bob smith'"),
         "carol.ipynb": ("rejected", "carol", "this is the instance notebook"),
@@ -154,6 +158,9 @@ def build_fixture(base: Path, big_outputs: bool = False) -> tuple[list[Path], di
     }
     if big_outputs:
         expected["hugo.ipynb"] = ("graded", "hugo", "outputs dropped")
+    # Two folders are taken in: each file is named with its folder's.
+    gradescope = {"submission_metadata.yml", "submission_111/unet.ipynb"}
+    expected = {f"{export.name if k in gradescope else subs.name}/{k}": v for k, v in expected.items()}
     return [subs, export], expected
 
 
@@ -171,8 +178,8 @@ def _check_records(records, expected: dict[str, tuple[str, str, str]]):
     assert len(by_file) == len(records), "a file has more than one record"
     for label, (outcome, student, text) in expected.items():
         record = by_file.get(label)
-        if label.startswith("nonutf8.zip:"):
-            record = next(r for f, r in by_file.items() if f.startswith("nonutf8.zip:"))
+        if "nonutf8.zip:" in label:
+            record = next(r for f, r in by_file.items() if "nonutf8.zip:" in f)
         assert record is not None, f"{label} has no record: {sorted(by_file)}"
         assert record.outcome.value == outcome, (label, record)
         assert record.student == student, (label, record)
