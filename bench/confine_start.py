@@ -9,8 +9,9 @@ Prints medians in milliseconds of:
 - fork from a pre-imported template: a parent that imported torch (as the kit's worker template
   does), confined itself to a scratch root, forks a worker that confines itself to its own
   subfolder and answers on a pipe; against the same fork without any confinement;
-- from scratch: `python -I -S -c pass` started plainly, with the plan applied in preexec_fn, and
-  inside the kit's bubblewrap sandbox (grader.sandbox's SandboxPlan, as a grading run builds it;
+- from scratch: `python -I -S -c pass` started plainly, with the plan applied in preexec_fn or by
+  grader/confine/launch.py (a small Python start that applies it, then executes), and inside the
+  kit's bubblewrap sandbox (grader.sandbox's SandboxPlan, as a grading run builds it;
   a minimal bwrap command where that is not available). --torch adds `import torch` to each start.
 """
 
@@ -189,6 +190,8 @@ def main() -> int:
         preexec = confine.preexec(plan)
         confined_starts = _timed_runs(inner, args.runs, preexec_fn=preexec, start_new_session=True)
         print(f"  Landlock + seccomp in preexec_fn             {_median_ms(confined_starts)}")
+        launched = _timed_runs(confine.command(plan, inner), args.runs, start_new_session=True)
+        print(f"  Landlock + seccomp by grader/confine/launch  {_median_ms(launched)}")
         what, times = bubblewrap_starts(inner, args.runs)
         print(f"  bubblewrap                                   {_median_ms(times)}  ({what})")
     finally:

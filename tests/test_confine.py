@@ -373,9 +373,9 @@ def test_host_offers_the_layer():
     assert "filesystem" in layer.features() and layer.protections() and layer.gives_up()
 
 
-def test_preexec_confines_an_executed_program_and_reports_a_refusal(tmp_path):
-    """Does a plan applied in preexec_fn survive exec (the program cannot read outside the allow-list,
-    and could without it), and does a plan the host cannot meet stop the child with its reason?"""
+def test_preexec_and_launcher_confine_an_executed_program_and_report_a_refusal(tmp_path):
+    """Does a plan applied in preexec_fn or by launch.py survive exec (the program cannot read outside
+    the allow-list, and could without it), and does a plan the host cannot meet stop it with its reason?"""
     secret = tmp_path / "answer.txt"
     secret.write_text("42")
     reader = [sys.executable, "-I", "-S", "-c", f"print(open({str(secret)!r}).read())"]
@@ -386,8 +386,12 @@ def test_preexec_confines_an_executed_program_and_reports_a_refusal(tmp_path):
         reader, capture_output=True, text=True, timeout=60, preexec_fn=confine.preexec(plan), start_new_session=True
     )
     assert confined.returncode == 1 and "PermissionError" in confined.stderr, confined.stderr
+    launched = subprocess.run(confine.command(plan, reader), capture_output=True, text=True, timeout=60)
+    assert launched.returncode == 1 and "PermissionError" in launched.stderr, launched.stderr
     impossible = confine.Plan(plan.read_only, plan.read_write, require=("scopes",), abi_limit=4)
     refused = subprocess.run(reader, capture_output=True, text=True, timeout=60, preexec_fn=confine.preexec(impossible))
+    assert refused.returncode == confine.PREEXEC_FAILED and "missing Landlock features scopes" in refused.stderr
+    refused = subprocess.run(confine.command(impossible, reader), capture_output=True, text=True, timeout=60)
     assert refused.returncode == confine.PREEXEC_FAILED and "missing Landlock features scopes" in refused.stderr
 
 

@@ -354,6 +354,15 @@ def apply(plan: Plan) -> Confined:
     return Confined(restriction.abi, restriction.tcp_denied, signals, instructions, os.getuid(), restriction.missing)
 
 
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
+
+
+def command(plan: Plan, argv: list[str]) -> list[str]:
+    """`argv` started through launch.py, which applies `plan` and then executes it: no preexec_fn
+    (unsafe in a process with threads). Costs a small Python start (-I -S) before `argv`'s own."""
+    return [sys.executable, "-I", "-S", LAUNCHER, plan.to_json(), *argv]
+
+
 def preexec(plan: Plan):
     """A ``preexec_fn`` for subprocess.Popen that applies `plan`, or writes why not to stderr and
     exits with PREEXEC_FAILED (an exception there would lose the reason). Use with
@@ -378,6 +387,7 @@ __all__ = [
     "Plan",
     "apply",
     "available",
+    "command",
     "preexec",
     "standard_read_only",
     "standard_read_write",
