@@ -44,6 +44,7 @@ help:
 	@echo "make results   solution notebooks on real data (cpu profile) -> docs/results.md [ONLY=fcn] [REPORT_ONLY=1]"
 	@echo "make similarity  submissions that share code (with each other, with a corpus) -> grades/similarity/<a>/"
 	@echo "               [SUBMISSIONS=dir] [ASSIGNMENT=fcn] [THRESHOLD=0.6] (default: the bundled examples)"
+	@echo "make written     written answers per student (HTML) and rubric.csv -> grades/written/<a>/; MERGE=1 adds the scores"
 	@echo "make bench     print the benchmarks' figures"
 	@echo "make quality   regenerate docs/quality.md (mutants, hostile corpus, benchmarks, CI time)"
 	@echo "make new-assignment NAME=x [TITLE=...]  scaffold assignments/x and a one-unit solution"
@@ -140,6 +141,13 @@ THRESHOLD ?=
 similarity: setup
 	$(RUN) -m segkit similarity $(SUBMISSIONS) --out $(OUT)/similarity \
 		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(THRESHOLD),--threshold $(THRESHOLD))
+
+# Written answers for grading by hand: $(OUT)/written/<a>/<student>.html (one question per printed page) and
+# rubric.csv for a TA to fill in; MERGE=1 then adds its scores to $(OUT)/grades.csv and lms-<a>.csv.
+MERGE ?=
+.PHONY: written
+written: setup
+	$(RUN) -m segkit written $(if $(MERGE),--merge,$(SUBMISSIONS) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))) --out $(OUT)
 
 bench: setup
 	$(RUN) bench/train_speed.py

@@ -68,6 +68,8 @@ from grader.report import (
     detail_key,
     feedback_html,
     md_code,
+    read_rubric,
+    rubric_path,
 )
 from grader.results import ResultFormatError, SubmissionResult, UnitResult
 from starter.common import write_atomic
@@ -354,14 +356,22 @@ def _exported_units(result: SubmissionResult) -> dict[str, UnitResult]:
     return {gid: unit for gid, unit in result.units.items() if gid in set(result.checked_units)}
 
 
-def record_scores(gradebook: Any, result: SubmissionResult, cells: dict[str, CellInfo], *, missing_notebook: bool):
+def record_scores(
+    gradebook: Any,
+    result: SubmissionResult,
+    cells: dict[str, CellInfo],
+    *,
+    missing_notebook: bool,
+    hand_scores: dict[str, float | None] | None = None,
+):
     """Our unit scores into the student's Grades (and Comments), through nbgrader's API.
 
     Autograded units: auto_score = points; needs_manual_grade False (True only when a TA's manual
     score exists and our score changed). Other grade cells are left as nbgrader's autograde step set
     them (written answers), except: a notebook that could not be found gets 0 for its written answers
     (nbgrader's rule for a missing notebook), and a cell that nbgrader would have graded by executing
-    tests is flagged for manual grading (this exporter never executes). Returns warnings."""
+    tests is flagged for manual grading (this exporter never executes). A written answer's score in
+    `hand_scores` (the rubric file of `segkit written`) becomes its manual score. Returns warnings."""
     assignment, student = result.assignment, result.student_id
     gradebook.update_or_create_student(student)
     gradebook.update_or_create_submission(assignment, student)
@@ -383,6 +393,9 @@ def record_scores(gradebook: Any, result: SubmissionResult, cells: dict[str, Cel
         if grade_id in result.units:
             continue
         grade = gradebook.find_grade(grade_id, info.notebook, assignment, student)
+        if (hand_scores or {}).get(grade_id) is not None:
+            grade.manual_score, grade.needs_manual_grade = hand_scores[grade_id], False
+            continue
         if grade.manual_score is not None:
             continue
         if missing_notebook:
@@ -571,6 +584,8 @@ def export_nbgrader(
         cells = assignment_cells(gradebook, assignment, course)
     _check_units(results, cells, assignment, course)
     notebooks = sorted({info.notebook for info in cells.values()})
+    manual_max = {gid: p for result in results for gid, p in result.manual_points.items()}
+    rubric = read_rubric(rubric_path(grades_dir, assignment), manual_max)
     summary = ExportSummary(assignment, course.root)
     for result in results:
         entry = StudentExport(result.student_id)
@@ -585,7 +600,13 @@ def export_nbgrader(
             entry.warnings.append("no notebook in submitted/ or at the graded path: formgrader cannot show it")
         entry.missing_notebook = not found
         with course.gradebook() as gradebook:
-            entry.warnings += record_scores(gradebook, result, cells, missing_notebook=entry.missing_notebook)
+            entry.warnings += record_scores(
+                gradebook,
+                result,
+                cells,
+                missing_notebook=entry.missing_notebook,
+                hand_scores=rubric.get(result.student_id),
+            )
         _assign_late_penalties(course, assignment, result.student_id, notebooks)
         with course.gradebook() as gradebook:
             entry.feedback = write_feedback(course, gradebook, result, cells, grades_dir)
@@ -645,6 +666,15 @@ def lms_csv_text(grades_dir: Path, assignment: str, *, course_root: Path | None 
     if course_root is not None:
         written, written_max, written_scores, penalties = _written_scores(course_root, assignment, results)
         written = _ordered(manual_order, written)
+    manual_max = {gid: p for result in results for gid, p in result.manual_points.items()}
+    rubric = read_rubric(rubric_path(grades_dir, assignment), manual_max)
+    if rubric:  # a filled rubric cell (segkit written) wins over the gradebook's state
+        columns = [gid for row in rubric.values() for gid in row]
+        written = _ordered(manual_order, list(dict.fromkeys([*written, *columns])))
+        for gid in written:
+            written_max.setdefault(gid, manual_max.get(gid, 0.0))
+        for student, row in rubric.items():
+            written_scores.setdefault(student, {}).update({g: v for g, v in row.items() if v is not None})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["student_id", "total", "max", *units, *written])

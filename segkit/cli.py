@@ -14,6 +14,7 @@
     segkit results [--only fcn] [--report-only]            solution notebooks on real data -> docs/results.md
     segkit gradebook --grades DIR --course C [--lms-csv]   scores into nbgrader's gradebook/feedback; LMS CSV
     segkit similarity [SUBMISSIONS ...] [--assignment A]   code similarity report -> grades/similarity/<a>/
+    segkit written [SUBMISSIONS ...] [--merge]             written answers per student (HTML) + rubric.csv to fill
 
 Installed as a console script by `pip install -e .[grader]`; `python -m segkit VERB` and the
 Make targets are the same thing. Options after the verb go to the underlying tool
@@ -87,6 +88,10 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "similarity": (
         _delegate("segkit.similarity"),
         "rank pairs of submissions (and corpus entries) that share code; HTML + CSV report",
+    ),
+    "written": (
+        _delegate("segkit.written"),
+        "written answers per student as HTML for grading by hand, a rubric CSV; --merge adds its scores",
     ),
 }
 
