@@ -68,8 +68,8 @@ def false_positive_rates(alpha: float) -> None:
         spec = load_assignment(name)
         boilerplate = similarity.boilerplate_texts(spec)
         fingerprints = similarity.Fingerprinter(boilerplate.values())
-        calibration = similarity.load_or_compute_calibration(spec, [], boilerplate, fingerprints)
-        held_out = similarity.compute_null(spec, [], fingerprints, salt="/held-out")
+        calibration = similarity.load_or_compute_calibration(spec, boilerplate, fingerprints)
+        held_out = similarity.compute_null(spec, fingerprints, salt="/held-out")
         for unit, null in calibration.units.items():
             threshold = null.threshold(alpha, similarity.MIN_OVERLAP)
             fresh = held_out[unit]
@@ -86,7 +86,7 @@ def false_positive_rates(alpha: float) -> None:
 
 def synthetic_class(spec, students: int, copies: int, seed: int = 0) -> list[similarity.Source]:
     rng = random.Random(seed)
-    families = similarity.unit_families(spec, [])
+    families = similarity.unit_families(spec)
     pools = {}
     for unit, implementations in families.items():
         made = similarity.variant_families(spec.name, unit, implementations, POOL, salt="/bench")
@@ -112,7 +112,7 @@ def scale(assignment: str, students: int, copies: int) -> None:
     boilerplate = similarity.boilerplate_texts(spec)
     fingerprints = similarity.Fingerprinter(boilerplate.values())
     corpus = similarity.corpus_sources(spec)
-    calibration = similarity.load_or_compute_calibration(spec, corpus, boilerplate, fingerprints)
+    calibration = similarity.load_or_compute_calibration(spec, boilerplate, fingerprints)
     baseline = peak_rss_mb()
     grade_ids = [u.grade_id for u in spec.auto_units]
     start = time.perf_counter()

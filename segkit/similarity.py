@@ -3,7 +3,7 @@
     segkit similarity                                  # the bundled example submissions
     segkit similarity submitted/                       # nbgrader layout: <student>/<assignment>/<nb>.ipynb
     segkit similarity hw1/ --assignment fcn            # a folder of <student_id>.ipynb or <student_id>.zip
-    segkit similarity ... --threshold 0.5 --out grades/similarity
+    segkit similarity ... --alpha 0.01 --out grades/similarity   # (--threshold 0.6: one fixed threshold)
 
 Submissions are found exactly as `segkit grade` finds them (`grader.cli.discover`). For every
 assignment, each graded cell (the assignment's `grade_id`s) of every submission is compared with
@@ -18,18 +18,31 @@ with their signatures and docstrings, and every given cell), the ``starter`` pac
 checks are copydetect *boilerplate*: their fingerprints are removed from every submission's before
 comparing, and from the denominators.
 
+Calibration (issue 29: flag copying, not the spec): each unit has its own threshold, from its *null
+distribution*, the scores of pairs of independent correct implementations: the solution, the alternatives
+of ``assignments/<a>/alternatives.py`` and the files of ``similarity_corpus/independent/`` (each with the
+docstrings students receive), and VARIANTS_PER_UNIT generated variants (``independent_variant``: names,
+order of independent statements, loops/comprehensions, temporaries, comments); only variants of
+different implementations form a pair. A pair is flagged when its score lies above the score that at
+most ``--alpha`` of the unit's independent pairs exceed (never below MIN_THRESHOLD), and pairs are ranked
+by their empirical p-value in that distribution. The null is computed at report time and cached in
+``build/similarity-calibration/`` under a hash of its inputs (``load_or_compute_calibration``).
+
 Output, per assignment, in ``<out>/<assignment>/`` (default ``grades/similarity/<assignment>/``):
-``report.html`` (flagged pairs ranked, each side by side with the matching code highlighted; the
-corpus side is labelled as such) and ``pairs.csv`` (every pair that shares any code, ranked, with
-a ``flagged`` column, so a threshold can be chosen from the whole distribution).
+``report.html`` (each unit's calibration, the flagged pairs ranked, each side by side with the matching
+code highlighted; the corpus side is labelled as such) and ``pairs.csv`` (every pair that shares any
+code, ranked, with ``flagged``, ``p_value`` and ``unit_threshold`` columns).
 
 How similarity is measured (copydetect, the winnowing algorithm of MOSS): code is tokenized with
 pygments and normalised (every identifier becomes ``V``, function names ``F``, class names ``O``,
 strings ``S``; comments and whitespace are dropped), so renaming variables or rewriting comments
 changes nothing. Fingerprints are hashes of every run of ``NOISE_CHARS`` normalised characters.
 For a pair (A, B), ``similarity_a`` is the share of A's own code (boilerplate excluded) covered by
-fingerprints that also occur in B, and ``similarity_b`` the same for B. A pair is flagged when the
-larger share reaches ``--threshold`` and at least ``--min-overlap`` normalised characters match.
+fingerprints that also occur in B, and ``similarity_b`` the same for B; the score is the larger share.
+A pair is flagged when its score lies above its unit's calibrated threshold (or reaches a fixed
+``--threshold``) and at least ``--min-overlap`` normalised characters match. All pairs of a unit are
+scored at once (``coverage_matrix``: an inverted index of k-gram hashes, exactly copydetect's overlap);
+copydetect's own comparison runs only for the pairs shown, for their highlighted ranges.
 
 Why copydetect (compared on this kit's own code, 28 units of 4 assignments: every unit's two
 independent alternatives, ``assignments/<a>/alternatives.py``, against each other and against the
@@ -82,7 +95,7 @@ from grader.assignments import (
     read_notebook,
 )
 
-DEFAULT_THRESHOLD = 0.6  # this kit's independent alternatives: <= 0.55 (one 0.74); disguised copies >= 0.99
+DEFAULT_THRESHOLD = 0.6  # a unit without a null distribution (one implementation): the fixed threshold of old
 NOISE_CHARS = 25  # copydetect's noise threshold k: the shortest normalised run that counts as a match
 MIN_OVERLAP = 40  # a pair sharing fewer normalised characters (about two lines) is never flagged
 WHOLE = "whole submission"  # the unit name of the comparison of all graded cells together
@@ -702,7 +715,7 @@ ROUNDING = 0.5 * 10**-SCORE_DECIMALS  # a score within this of a stored one equa
 CALIBRATION_DIR = REPO_ROOT / "build" / "similarity-calibration"
 
 
-def unit_families(spec: AssignmentSpec, corpus: list[Source]) -> dict[str, list[str]]:
+def unit_families(spec: AssignmentSpec) -> dict[str, list[str]]:
     """Per graded unit, its independent correct implementations: the solution's cell, every
     alternative of ``assignments/<a>/alternatives.py``, and from each file of
     ``similarity_corpus/independent/`` the top-level definitions the unit's contract names (a file
@@ -880,24 +893,22 @@ def null_for_whole(
     return UnitNull(WHOLE, implementations, len(prints), pairs)
 
 
-def compute_null(
-    spec: AssignmentSpec, corpus: list[Source], fingerprints: Fingerprinter, salt: str = ""
-) -> dict[str, UnitNull]:
+def compute_null(spec: AssignmentSpec, fingerprints: Fingerprinter, salt: str = "") -> dict[str, UnitNull]:
     """Every unit's null distribution (and the whole submission's), from `unit_families` and
     VARIANTS_PER_UNIT generated variants per unit. `salt` draws other variants (a held-out set)."""
     grade_ids = [u.grade_id for u in spec.auto_units]
     nulls, variants = {}, {}
-    for gid, implementations in unit_families(spec, corpus).items():
+    for gid, implementations in unit_families(spec).items():
         nulls[gid], variants[gid] = null_for_unit(spec.name, gid, implementations, fingerprints, salt)
     nulls[WHOLE] = null_for_whole(spec.name, grade_ids, variants, fingerprints, salt)
     return nulls
 
 
-def calibration_key(spec: AssignmentSpec, corpus: list[Source], boilerplate: dict[str, str], noise: int) -> str:
+def calibration_key(spec: AssignmentSpec, boilerplate: dict[str, str], noise: int) -> str:
     """A hash of everything the null depends on: a changed solution, alternative, corpus file or release
     (or a new version of this code) computes it again."""
     digest = hashlib.sha256()
-    families = unit_families(spec, corpus)
+    families = unit_families(spec)
     parts = [CALIBRATION_VERSION, VARIANTS_PER_UNIT, WHOLE_NULL_PAIRS, noise, sorted(families.items())]
     parts.append(sorted(boilerplate.items()))
     digest.update(json.dumps(parts, sort_keys=True).encode("utf-8"))
@@ -906,14 +917,13 @@ def calibration_key(spec: AssignmentSpec, corpus: list[Source], boilerplate: dic
 
 def load_or_compute_calibration(
     spec: AssignmentSpec,
-    corpus: list[Source],
     boilerplate: dict[str, str],
     fingerprints: Fingerprinter,
     cache_dir: Path | None = CALIBRATION_DIR,
 ) -> Calibration:
     """The assignment's null distributions, from ``build/similarity-calibration/<a>-<key>.json`` when
     that holds them for exactly these inputs, else computed (seconds) and written there."""
-    key = calibration_key(spec, corpus, boilerplate, fingerprints.noise)
+    key = calibration_key(spec, boilerplate, fingerprints.noise)
     path = None if cache_dir is None else Path(cache_dir) / f"{spec.name}-{key}.json"
     if path is not None and path.is_file():
         try:
@@ -925,7 +935,7 @@ def load_or_compute_calibration(
             return Calibration(spec.name, units, str(path))
         except (ValueError, KeyError, TypeError):
             pass  # a damaged cache is computed again
-    units = compute_null(spec, corpus, fingerprints)
+    units = compute_null(spec, fingerprints)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"assignment": spec.name, "key": key, "units": [vars(u) for u in units.values()]}
@@ -1056,7 +1066,7 @@ def analyse(
     if fingerprints is None:  # (a benchmark passes its own, to time tokenizing apart from comparing)
         fingerprints = Fingerprinter(boilerplate.values(), noise)
     if calibration is None:
-        calibration = load_or_compute_calibration(spec, corpus, boilerplate, fingerprints, cache_dir)
+        calibration = load_or_compute_calibration(spec, boilerplate, fingerprints, cache_dir)
     students = sorted(students, key=lambda s: s.name)
     pairs = []
     for unit in tqdm(units, desc=f"similarity {spec.name}", unit="unit", disable=None):

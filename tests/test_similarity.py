@@ -267,7 +267,7 @@ def test_the_null_holds_enough_generated_variants_and_no_copies():
     """Are there at least 20 generated variants per unit, do they parse and differ from their source, and
     are two variants of the same implementation never counted as an independent pair?"""
     spec = load_assignment("unet")
-    families = similarity.unit_families(spec, [])
+    families = similarity.unit_families(spec)
     variants = similarity.variant_families("unet", "unet_wce", families["unet_wce"], similarity.VARIANTS_PER_UNIT)
     generated = [text for family in variants for text in family[1:]]
     assert len(generated) >= 20
@@ -308,10 +308,10 @@ def test_the_calibration_is_cached_and_recomputed_when_an_input_changes(tmp_path
     spec = load_assignment("cam")
     boilerplate = similarity.boilerplate_texts(spec)
     fingerprints = similarity.Fingerprinter(boilerplate.values())
-    first = similarity.load_or_compute_calibration(spec, [], boilerplate, fingerprints, tmp_path)
-    again = similarity.load_or_compute_calibration(spec, [], boilerplate, fingerprints, tmp_path)
+    first = similarity.load_or_compute_calibration(spec, boilerplate, fingerprints, tmp_path)
+    again = similarity.load_or_compute_calibration(spec, boilerplate, fingerprints, tmp_path)
     assert again.source == first.source and Path(first.source).is_file()
     assert {u: n.pairs for u, n in again.units.items()} == {u: n.pairs for u, n in first.units.items()}
     monkeypatch.setattr(similarity, "independent_texts", lambda spec: [alternatives("cam")["cam_top1"][0]])
-    changed = similarity.calibration_key(spec, [], boilerplate, fingerprints.noise)
+    changed = similarity.calibration_key(spec, boilerplate, fingerprints.noise)
     assert changed not in first.source
