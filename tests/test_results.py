@@ -270,36 +270,67 @@ def test_feedback_html_is_unchanged():
 
 
 def test_gradescope_json_is_unchanged():
+    """Is the Gradescope JSON of a known result exactly as pinned (visibility per check: hidden checks after the
+    due date, the public notebook test visible; every text plain)?"""
     assert gradescope_json(_alice()) == {
         "score": 1.0,
+        "output": "Autograded units; written answers are graded by hand.",
+        "output_format": "text",
+        "test_output_format": "text",
+        "test_name_format": "text",
+        "visibility": "after_published",
+        "stdout_visibility": "hidden",
         "tests": [
             {
+                "name": "patches: your notebook was found and its graded cells ran",
+                "name_format": "text",
+                "score": 0.0,
+                "max_score": 0.0,
+                "status": "passed",
+                "output": "patch_weights: ran without an error\npatch_merge: ran without an error",
+                "output_format": "text",
+                "visibility": "visible",
+            },
+            {
                 "name": "patch_weights: Do the weights sum to one?",
+                "name_format": "text",
+                "number": "1.1",
+                "tags": ["patch_weights"],
                 "score": 1.0,
                 "max_score": 1.0,
+                "status": "passed",
                 "output": "",
-                "visibility": "visible",
+                "output_format": "text",
+                "visibility": "after_due_date",
             },
             {
                 "name": "patch_weights: Is the weight map <H, W>?",
+                "name_format": "text",
+                "number": "1.2",
+                "tags": ["patch_weights"],
                 "score": 0.0,
                 "max_score": 1.0,
+                "status": "failed",
                 "output": "The weight map has the wrong shape.\nthe result has shape (3, 3), expected (4, 4)",
-                "visibility": "visible",
+                "output_format": "text",
+                "visibility": "after_due_date",
             },
             {
                 "name": "patch_merge: Does merging patches & averaging overlaps work?",
+                "name_format": "text",
+                "number": "2.1",
+                "tags": ["patch_merge"],
                 "score": 0.0,
                 "max_score": 1.5,
+                "status": "failed",
                 "output": "Merged patches differ.",
-                "visibility": "visible",
+                "output_format": "text",
+                "visibility": "after_due_date",
             },
         ],
-        "output": "Autograded units; written answers are graded by hand.",
     }
-    assert (
-        json.dumps(gradescope_json(SubmissionResult.from_dict(BROKEN)))
-        == '{"score": 0, "tests": [], "output": "not valid notebook JSON (line 1)"}'
+    assert json.dumps(gradescope_json(SubmissionResult.from_dict(BROKEN))) == (
+        '{"score": 0, "output": "Your notebook could not be graded: not valid notebook JSON (line 1)", "output_format": "text", "test_output_format": "text", "test_name_format": "text", "visibility": "after_published", "stdout_visibility": "hidden", "tests": [{"name": "patches: your notebook was found and its graded cells ran", "name_format": "text", "score": 0.0, "max_score": 0.0, "status": "failed", "output": "Your notebook could not be graded: not valid notebook JSON (line 1)", "output_format": "text", "visibility": "visible"}]}'
     )
 
 
