@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from grader.assignments import REPO_ROOT
+from segkit.build.gradescope_zip import joined_grader_args
 from starter.common import write_atomic
 
 NODE_LOCAL_REFERENCE_CACHE = '"${TMPDIR:-/tmp}/segkit-reference-cache-$(id -u)"'
@@ -200,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    options = build_parser().parse_args(argv)
+    options = build_parser().parse_args(joined_grader_args(list(sys.argv[1:] if argv is None else argv)))
     if options.shards < 1:
         raise SystemExit("error: --shards must be at least 1")
     folder = write_scripts(options)

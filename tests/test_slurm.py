@@ -294,3 +294,18 @@ def test_slurm_array_matches_one_machine(local_slurm, tmp_path):
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(timings, indent=1) + "\n")
     print(json.dumps(timings, indent=1))
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [["--grader-args", "--unsafe-no-sandbox"], ["--grader-args=--unsafe-no-sandbox"]],
+    ids=["space", "equals"],
+)
+def test_every_grader_args_spelling_reaches_the_job_script(spelling, tmp_path):
+    """Does `segkit slurm --grader-args --unsafe-no-sandbox` (the guide's spelling) write job scripts that pass the
+    option on, as the `=` spelling does?"""
+    from segkit.slurm import main
+
+    assert main([str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--shards", "2", *spelling]) == 0
+    script = (tmp_path / "out" / "slurm" / "grade.sbatch").read_text()
+    assert "--unsafe-no-sandbox" in script
