@@ -374,9 +374,12 @@ def grade(
         submission.close()
     log("pytest output:\n" + pytest_output.getvalue()[-20000:])
     # Only now, with the student's main worker gone, may reference code enter a worker.
+    rechecked_at = time.monotonic()
     rechecked = plugin.recheck_on_reference_dependencies(lambda unit: DependencyRun(submission, unit))
     for unit, (passed, tried) in rechecked.items():
         log(f"dependency run of {unit}: {passed}/{tried} failed checks pass over the reference helpers")
+    if rechecked:
+        log(f"dependency runs: {len(rechecked)} in {time.monotonic() - rechecked_at:.2f} s")
     log(f"largest worker reply: {submission.largest_reply_bytes} bytes")
     unit_results = _unit_results(spec, [CheckResult.from_dict(record) for record in plugin.results], units)
     result = SubmissionResult(
