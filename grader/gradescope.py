@@ -63,7 +63,12 @@ def stage(submission: Path, assignments: list[str], dest: Path) -> dict:
         take_in([submission], assignment_names(), assignments, dest, owner=owner) if submission.is_dir() else Intake()
     )
     by_assignment = {job.assignment: job for job in intake.jobs}
-    shown = [r for r in intake.records if r.outcome is not Outcome.IGNORED]
+    # Notebooks and zips only: other files' names are not repeated back to the student.
+    shown = [
+        r
+        for r in intake.records
+        if r.outcome is not Outcome.IGNORED and r.file.rsplit(":", 1)[-1].endswith((".ipynb", ".zip"))
+    ]
     report = {
         "found": [f"{r.file} ({r.outcome.value}: {r.reason})" if r.reason else r.file for r in shown[:50]],
         "assignments": {},
