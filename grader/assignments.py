@@ -15,6 +15,7 @@ written answers are markdown cells with ``solution: true`` (graded by hand).
 from __future__ import annotations
 
 import ast
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,6 +226,8 @@ class AssignmentSpec:
     config: AssignmentConfig
     units: list[Unit] = field(default_factory=list)
     setup_cells: list[tuple[str, str]] = field(default_factory=list)  # (grade_id, released source)
+    reference_setup_cells: list[tuple[str, str]] = field(default_factory=list)  # (grade_id, solution source)
+    solution_sha256: str = ""  # of the solution notebook's bytes: keys the cache of reference probe results
     # grade_id -> the graded units its reference code uses, transitively, in notebook order. A check
     # of such a unit runs the student's cell on top of the reference versions of these (fair units).
     dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -272,6 +275,7 @@ def load_assignment(name: str, root: Path = REPO_ROOT) -> AssignmentSpec:
         name, folder, solution_path, root / "notebooks" / name / f"{name}.ipynb", read_config(folder / CONFIG_NAME)
     )
     notebook = read_notebook(solution_path)
+    spec.solution_sha256 = hashlib.sha256(solution_path.read_bytes()).hexdigest()
     release_cells = {}
     if spec.release_path.exists():
         release_cells = {gid: cells[0] for gid, cells in cells_by_grade_id(read_notebook(spec.release_path)).items()}
@@ -281,6 +285,7 @@ def load_assignment(name: str, root: Path = REPO_ROOT) -> AssignmentSpec:
         if segkit_role(cell) == "setup":
             released = release_cells.get(grade_id, cell)
             spec.setup_cells.append((grade_id, cell_source(released)))
+            spec.reference_setup_cells.append((grade_id, cell_source(cell)))
         elif meta.get("solution"):
             kind = "auto" if cell.get("cell_type") == "code" else "manual"
             spec.units.append(Unit(grade_id, float(meta.get("points", 0)), kind, cell_source(cell)))

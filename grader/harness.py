@@ -20,6 +20,7 @@ needs are declared with `@uses(helper)` and sent along.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -208,33 +209,25 @@ class GradingPlugin:
         plus a trusted sentence. Returns {unit: (checks that now pass, checks tried)}."""
         summary = {}
         for unit, failed in self.deferred.items():
-            helpers = ", ".join(self.submission.dependencies(unit))
-            passed = 0
-            with dependency_run(unit) as run:
-                self.submission.current_unit = unit
-                self.submission.dependency_run = run
-                try:
-                    for index, check, arguments in failed:
-                        try:
-                            check(**arguments)
-                        except BaseException as failure:  # nothing of this run may reach the student
-                            if isinstance(failure, KeyboardInterrupt):
-                                raise
-                            record = self.results[index]
-                            record["detail"] = (
-                                (record["detail"] + " " if record["detail"] else "")
-                                + f"It also fails when {unit} uses the reference {helpers}, so the problem is in {unit} itself."
-                            )
-                            continue
-                        passed += 1
-                        self.results[index].update(
-                            points=self.results[index]["max_points"], passed=True, message="", detail=""
-                        )
-                finally:
-                    self.submission.dependency_run = None
+            with dependency_run(unit) as run, self.submission.checking(unit, run):
+                passed = sum(self._recheck(unit, *entry) for entry in failed)
             summary[unit] = (passed, len(failed))
         self.deferred = {}
         return summary
+
+    def _recheck(self, unit: str, index: int, check, arguments: dict) -> bool:
+        record = self.results[index]
+        try:
+            check(**arguments)
+        except BaseException as failure:  # nothing of this run may reach the student: not even its type
+            if isinstance(failure, KeyboardInterrupt):
+                raise
+            helpers = ", ".join(self.submission.dependencies(unit))
+            sentence = f"It also fails when {unit} uses the reference {helpers}, so the problem is in {unit} itself."
+            record["detail"] = f"{record['detail']} {sentence}" if record["detail"] else sentence
+            return False
+        record.update(points=record["max_points"], passed=True, message="", detail="")
+        return True
 
     def pytest_collection_modifyitems(self, config, items):
         if self.units is None:
@@ -258,11 +251,17 @@ class GradingPlugin:
     def ref(self):
         return self.reference
 
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        """Each check runs inside its unit's context (a hang is remembered per unit)."""
+        marker = item.get_closest_marker("unit")
+        with self.submission.checking(marker.args[0]) if marker else contextlib.nullcontext():
+            yield
+
     def pytest_runtest_setup(self, item):
         marker = item.get_closest_marker("unit")
         if marker is None:
             raise RuntimeError(f"hidden check {item.name} has no @unit marker")
-        self.submission.current_unit = marker.args[0]
         problem = self.submission.problem(marker.args[0])
         if problem:
             raise Feedback(problem)

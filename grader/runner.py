@@ -1,7 +1,4 @@
-"""Grade ONE submission of one assignment; runs in a trusted process of its own.
-
-    python -m grader.runner --assignment fcn --notebook path.ipynb --student alice \
-        --result out.json [--slot 0] [--forbid DIR ...] [--unsafe-no-sandbox]
+"""Grade ONE submission of one assignment (`grade`); runs in a trusted process of the grading pool.
 
 The student's cells run only in the sandboxed worker (`grader.sandbox.Worker`); this
 process runs the hidden checks (pytest) against plain data the worker sends back, and the
@@ -10,13 +7,11 @@ reference solution executed here. The result is written atomically as JSON.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import hashlib
 import io
 import os
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +21,6 @@ from grader.assignments import (
     NotebookError,
     cell_source,
     cells_by_grade_id,
-    load_assignment,
     read_notebook,
 )
 from grader.harness import NOT_IMPLEMENTED, GradingPlugin, ReferenceNamespace, call_key, probe_source
@@ -41,17 +35,14 @@ _REFERENCES: dict[str, ReferenceNamespace] = {}
 def reference_namespace(spec: AssignmentSpec, cache_dir: Path | None = None) -> ReferenceNamespace:
     """Execute the solution's setup and graded cells here (trusted code), once per process."""
     if spec.name not in _REFERENCES:
-        notebook = read_notebook(spec.solution_path)
-        by_id = cells_by_grade_id(notebook)
         namespace = {"__name__": f"reference_{spec.name}"}
         os.environ.setdefault("SEGKIT_FAST", "1")
         with contextlib.redirect_stdout(io.StringIO()):
-            for grade_id, _ in spec.setup_cells:
-                exec(compile(cell_source(by_id[grade_id][0]), f"<reference {grade_id}>", "exec"), namespace)
+            for grade_id, source in spec.reference_setup_cells:
+                exec(compile(source, f"<reference {grade_id}>", "exec"), namespace)
             for unit in spec.auto_units:
                 exec(compile(unit.source, f"<reference {unit.grade_id}>", "exec"), namespace)
-        salt = hashlib.sha256(spec.solution_path.read_bytes()).hexdigest()
-        _REFERENCES[spec.name] = ReferenceNamespace(namespace, cache_dir=cache_dir, salt=salt)
+        _REFERENCES[spec.name] = ReferenceNamespace(namespace, cache_dir=cache_dir, salt=spec.solution_sha256)
     return _REFERENCES[spec.name]
 
 
@@ -208,6 +199,16 @@ class Submission:
 
     def dependencies(self, grade_id: str | None) -> tuple[str, ...]:
         return self.spec.dependencies.get(grade_id, ()) if grade_id else ()
+
+    @contextlib.contextmanager
+    def checking(self, grade_id: str, dependency_run: DependencyRun | None = None) -> Iterator[None]:
+        """The unit the checks inside are about (a hang is remembered per unit), and, given, the
+        dependency run their probes go to instead of the student's own worker."""
+        self.current_unit, self.dependency_run = grade_id, dependency_run
+        try:
+            yield
+        finally:
+            self.current_unit, self.dependency_run = None, None
 
     def probe_timeout(self, timeout: float | None, limits: Limits) -> float:
         """A check's time limit: what it asks for, within the cap and the submission's time left."""
@@ -425,50 +426,3 @@ def _unit_results(spec: AssignmentSpec, checks: list[CheckResult], units: set[st
             )
         results[unit.grade_id] = UnitResult(unit.grade_id, points=points, max_points=unit.points, checks=unit_checks)
     return results
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="grade one submission (used by `python -m grader`)")
-    parser.add_argument("--assignment", required=True)
-    parser.add_argument("--notebook", required=True, type=Path)
-    parser.add_argument("--student", required=True)
-    parser.add_argument("--result", required=True, type=Path)
-    parser.add_argument("--log", type=Path)
-    parser.add_argument("--cache", type=Path, help="folder for cached reference probe results")
-    parser.add_argument("--slot", type=int, default=0)
-    parser.add_argument("--forbid", action="append", default=[], help="a folder the worker must never see")
-    parser.add_argument("--unsafe-no-sandbox", action="store_true")
-    parser.add_argument("--unit", action="append", help="only run the checks of this grade_id (repeatable)")
-    parser.add_argument("--probe-timeout", type=float, default=Limits.probe_timeout)
-    parser.add_argument("--probe-timeout-cap", type=float, help="cap every check's time limit (seconds)")
-    parser.add_argument("--cell-timeout", type=float, default=Limits.cell_timeout)
-    parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
-    args = parser.parse_args(argv)
-    spec = load_assignment(args.assignment)
-    limits = Limits(
-        probe_timeout=args.probe_timeout,
-        cell_timeout=args.cell_timeout,
-        memory_mb=args.memory_mb,
-        probe_timeout_cap=args.probe_timeout_cap,
-    )
-    options = {
-        "slot": args.slot,
-        "limits": limits,
-        "forbidden": tuple(args.forbid),
-        "sandbox": not args.unsafe_no_sandbox,
-    }
-    result = grade(
-        spec,
-        args.notebook,
-        args.student,
-        worker_options=options,
-        log_path=args.log,
-        cache_dir=args.cache,
-        units=set(args.unit) if args.unit else None,
-    )
-    write_atomic(args.result, result.to_json())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

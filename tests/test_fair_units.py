@@ -4,6 +4,7 @@ a bug in a helper unit for every assignment that has one)."""
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 
 import pytest
@@ -55,6 +56,12 @@ class _FakeSubmission:
 
     def problem(self, grade_id):
         return ""
+
+    @contextlib.contextmanager
+    def checking(self, grade_id, dependency_run=None):
+        self.current_unit, self.dependency_run = grade_id, dependency_run
+        yield
+        self.current_unit, self.dependency_run = None, None
 
 
 class _FakeRun:
