@@ -1,4 +1,4 @@
-"""What confinement without namespaces (grader/confine: Landlock, seccomp, no_new_privs) costs a worker
+"""What confinement without namespaces (grader/sandbox/confine.py: Landlock, seccomp, no_new_privs) costs a worker
 start, against bubblewrap's start, in the same run.
 
     python bench/confine_start.py [--runs 10] [--torch]
@@ -10,7 +10,7 @@ Prints medians in milliseconds of:
   does), confined itself to a scratch root, forks a worker that confines itself to its own
   subfolder and answers on a pipe; against the same fork without any confinement;
 - from scratch: `python -I -S -c pass` started plainly, with the plan applied in preexec_fn or by
-  grader/confine/launch.py (a small Python start that applies it, then executes), and inside the
+  grader/sandbox/launch.py (a small Python start that applies it, then executes), and inside the
   kit's bubblewrap sandbox (grader.sandbox's SandboxPlan, as a grading run builds it;
   a minimal bwrap command where that is not available). --torch adds `import torch` to each start.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from grader import confine  # noqa: E402
+from grader.sandbox import confine  # noqa: E402
 
 
 def _median_ms(values: list[float]) -> str:
@@ -191,7 +191,7 @@ def main() -> int:
         confined_starts = _timed_runs(inner, args.runs, preexec_fn=preexec, start_new_session=True)
         print(f"  Landlock + seccomp in preexec_fn             {_median_ms(confined_starts)}")
         launched = _timed_runs(confine.command(plan, inner), args.runs, start_new_session=True)
-        print(f"  Landlock + seccomp by grader/confine/launch  {_median_ms(launched)}")
+        print(f"  Landlock + seccomp by grader/sandbox/launch  {_median_ms(launched)}")
         what, times = bubblewrap_starts(inner, args.runs)
         print(f"  bubblewrap                                   {_median_ms(times)}  ({what})")
     finally:

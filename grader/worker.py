@@ -1,20 +1,10 @@
 """The untrusted side of grading: runs ONE student's notebook cells and answers probes.
 
-This file is bound on its own (read-only, next to the `starter` package) into the worker's
-sandbox and run there as an unprivileged user. It must not import anything from `grader`
-(the worker cannot see that folder). It speaks a tiny framed protocol on two file descriptors:
-
-    frame = 8-byte big-endian length + payload (torch.save of plain data)
-
-Requests (parent -> worker):
-    {"op": "exec", "grade_id": str, "source": str}            run one notebook cell
-    {"op": "probe", "id": int, "source": str, "name": str,
-     "args": list, "kwargs": dict}                              call a probe function
-    {"op": "quit"}
-Replies (worker -> parent):
-    {"op": "ready"} once at start-up
-    {"op": "exec", "grade_id", "status": "ok"|"error", "error": str}
-    {"op": "probe", "id", "status": "ok"|"error", "value": plain data, "error": str}
+This file is copied or bound (read-only, next to the `starter` package and `sandbox/`, the worker
+side of grader/sandbox: protocol.py, and for the Landlock layer confine.py, landlock.py,
+seccomp.py) into the worker's sandbox and runs there as an unprivileged user. It must not import
+anything from `grader` (the worker cannot see that folder): it loads `sandbox/protocol.py` by path.
+The frames and messages are described there.
 
 Nothing here is trusted by the parent: it loads every reply with
 `torch.load(..., weights_only=True)` and compares values itself. Student code can
@@ -22,44 +12,27 @@ forge replies, but a forged reply is no more than a return value it could have
 produced anyway; the parent chooses the inputs and computes the expected outputs.
 """
 
-import io
 import os
 import re
-import struct
 import sys
 import traceback
 
-MAX_FRAME = 512 * 1024 * 1024
+HERE = os.path.dirname(os.path.abspath(__file__))
 _MAGIC_LINE = re.compile(r"^(\s*)[%!].*$")
 
 
-def read_frame(fd):
-    header = _read_exact(fd, 8)
-    if header is None:
-        return None
-    (length,) = struct.unpack(">Q", header)
-    if length > MAX_FRAME:
-        raise ValueError("request too large")
-    return _read_exact(fd, length)
+def load_sandbox_side(name):
+    """sandbox/<name>.py of the kit folder, by path (launch.load keeps one package name for it)."""
+    import importlib.util
+
+    path = os.path.join(HERE, "sandbox", "launch.py")
+    spec = importlib.util.spec_from_file_location("segkit_sandbox_launch", path)
+    launch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launch)
+    return launch.load(name, os.path.join(HERE, "sandbox"))
 
 
-def _read_exact(fd, n):
-    chunks = []
-    while n:
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
-
-
-def write_frame(fd, payload):
-    data = struct.pack(">Q", len(payload)) + payload
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+protocol = load_sandbox_side("protocol")
 
 
 def strip_magics(source):
@@ -90,15 +63,15 @@ def apply_limits(limits):
 
 
 def main():
-    if sys.argv[1] == "--zygote":
-        zygote(int(sys.argv[2]))
+    if sys.argv[1] == "--template":
+        template(int(sys.argv[2]))
         return
     fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
     if len(sys.argv) > 3:
         import json
 
         apply_limits(json.loads(sys.argv[3]))
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the student-visible `starter` package
+    sys.path.insert(0, HERE)  # the student-visible `starter` package
     serve(fd_in, fd_out)
 
 
@@ -109,31 +82,25 @@ def serve(fd_in, fd_out):
     torch.set_num_threads(1)
     save = torch.save  # keep our own reference: student code may replace torch.save
 
+    load = torch.load
+    write_frame, encode = protocol.write_frame, protocol.encode
+
     def reply(obj):
-        buffer = io.BytesIO()
         try:
-            save(obj, buffer)
+            payload = encode(obj, save)
         except Exception as exc:  # unpicklable student object: report, do not crash
-            buffer = io.BytesIO()
-            save(
-                {
-                    "op": obj.get("op"),
-                    "id": obj.get("id"),
-                    "grade_id": obj.get("grade_id"),
-                    "status": "error",
-                    "error": f"result is not plain data: {type(exc).__name__}",
-                },
-                buffer,
-            )
-        write_frame(fd_out, buffer.getvalue())
+            error = f"result is not plain data: {type(exc).__name__}"
+            keys = {"op": obj.get("op"), "id": obj.get("id"), "grade_id": obj.get("grade_id")}
+            payload = encode({**keys, "status": "error", "error": error}, save)
+        write_frame(fd_out, payload)
 
     namespace = {"__name__": "__main__"}
     reply({"op": "ready"})
     while True:
-        frame = read_frame(fd_in)
+        frame = protocol.read_frame(fd_in, protocol.MAX_REQUEST_BYTES)
         if frame is None:
             return
-        request = torch.load(io.BytesIO(frame), weights_only=True)
+        request = protocol.decode(frame, load)
         op = request.get("op")
         if op == "quit":
             return
@@ -172,16 +139,18 @@ def to_plain(value, torch):
     raise TypeError(f"probe returned a {type(value).__name__}, which is not plain data")
 
 
-# -- the zygote: one pre-imported template per grading slot, forked once per submission ---------
+# -- the template: one pre-imported per grading slot, forked once per submission ----------------
 #
 # Importing torch and torchvision costs more CPU than grading a whole submission, so a grading slot
 # keeps one template process inside the same bubblewrap sandbox as a worker, imports once there,
-# and forks a fresh worker per submission. The template never runs student code. Each worker
-# gets, before any student code: new mount, pid, network, ipc and uts namespaces (so nothing of an
-# earlier worker, of the template or of the host is visible), a fresh size-capped /scratch and
-# /dev/shm, its own /proc, no capabilities at all, and then its resource limits. The template
-# keeps capabilities inside the sandbox's user namespace only (they are what lets it mount);
-# it is not dumpable, so a worker of the same uid cannot read or write its memory.
+# and forks a fresh worker per submission. The template never runs student code.
+# bubblewrap layer: each worker gets, before any student code, new mount, pid, network, ipc and
+# uts namespaces (so nothing of an earlier worker, of the template or of the host is visible), a
+# fresh size-capped /scratch and /dev/shm, its own /proc, no capabilities at all, and then its
+# resource limits. The template keeps capabilities inside the sandbox's user namespace only (they
+# are what lets it mount). Landlock layer: the worker confines itself (Landlock, seccomp) to its
+# own folder of the template's scratch root, in a session of its own, as a child subreaper.
+# Either way the template is not dumpable, so a worker of the same uid cannot read or write its memory.
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -192,6 +161,7 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 4, 24, 47
+PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 CAP_SYS_ADMIN = 21
 SANDBOX_UID = 1000
@@ -256,10 +226,11 @@ def _drop_all_capabilities(libc):
         raise OSError("capabilities are still set")
 
 
-def zygote(control_fd):
+def template(control_fd):
     """Serve fork requests on `control_fd` (a SOCK_SEQPACKET socket) until it closes.
 
-    Request: JSON {"limits": {...rlimits}, "scratch_mb": int, "shm_mb": int} with four descriptors
+    Request: JSON {"limits": {...rlimits}, "scratch_mb": int, "shm_mb": int, "layer": str, and for
+    the Landlock layer "folder": the worker's folder, "plan": its confine.Plan} with four descriptors
     (request_read, reply_write, output_write, hello). Answer: JSON {"forked": true} or {"error": str}.
     The worker's pid-namespace init sends one byte on `hello`; the grader reads its host pid from that
     message's credentials (SO_PASSCRED), caps it, and answers "g", upon which the init forks the worker.
@@ -267,7 +238,7 @@ def zygote(control_fd):
     import json
     import socket
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, HERE)
     control = socket.socket(fileno=control_fd)
     libc = _libc()
     for name in PRELOAD:
@@ -280,7 +251,11 @@ def zygote(control_fd):
     shared = _shared_writable_mappings()
     threads = len(os.listdir("/proc/self/task"))
     refusal = ""
-    if not _effective_caps() >> CAP_SYS_ADMIN & 1:
+    confined = os.path.exists(os.path.join(HERE, "sandbox", "confine.py"))  # the Landlock layer's kit
+    if confined:
+        load_sandbox_side("confine")  # imported before forking: a worker's plan needs it, not its files
+        _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+    if not confined and not _effective_caps() >> CAP_SYS_ADMIN & 1:
         refusal = "the template has no CAP_SYS_ADMIN in its user namespace (it cannot build workers)"
     elif shared:
         refusal = "the template holds shared writable memory: " + "; ".join(shared[:3])
@@ -302,6 +277,7 @@ def zygote(control_fd):
         for pid in list(children):
             os.waitpid(pid, 0)
             children.discard(pid)
+        _reap_orphans()
         try:
             request = json.loads(message)
             if len(fds) != 4:
@@ -313,7 +289,10 @@ def zygote(control_fd):
                 status = 70
                 try:
                     control.close()
-                    _become_worker(libc, fds, request)
+                    if request.get("layer") == "landlock":
+                        _become_confined_worker(libc, fds, request)
+                    else:
+                        _become_worker(libc, fds, request)
                     status = 0
                 except BaseException:
                     traceback.print_exc()
@@ -344,18 +323,9 @@ def _become_worker(libc, fds, request):
     worker) and wait for it. Neither this process nor that pid 1 runs student code; each dies with
     its parent."""
     import signal
-    import socket
 
-    request_read, reply_write, output_write, hello_fd = fds
-    _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
-    os.dup2(output_write, 1)
-    os.dup2(output_write, 2)
-    keep = sorted({0, 1, 2, request_read, reply_write, hello_fd})
-    for low, high in zip(keep, keep[1:] + [os.sysconf("SC_OPEN_MAX")]):
-        os.closerange(low + 1, high)
-    null = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+    request_read, reply_write, _, hello_fd = fds
+    _setup_child(libc, fds)
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
     _check(libc.unshare(flags), "unshare")
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the template
@@ -395,6 +365,56 @@ def _become_worker(libc, fds, request):
     os.setsid()  # its own session and process group, inside the namespace
     os.chdir("/scratch")
     _drop_all_capabilities(libc)
+    _init_then_worker(libc, request, request_read, reply_write, hello_fd)
+
+
+def _reap_orphans():
+    """Reap whatever a worker left to the template (Landlock layer: the grader killed it)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _setup_child(libc, fds):
+    """In the template's child: die with the template; only the worker's descriptors stay open."""
+    import signal
+
+    request_read, reply_write, output_write, hello_fd = fds
+    _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    os.dup2(output_write, 1)
+    os.dup2(output_write, 2)
+    keep = sorted({0, 1, 2, request_read, reply_write, hello_fd})
+    for low, high in zip(keep, keep[1:] + [os.sysconf("SC_OPEN_MAX")]):
+        os.closerange(low + 1, high)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+
+
+def _become_confined_worker(libc, fds, request):
+    """Landlock layer, in the template's child: confine this process to the worker's own folder
+    (its own session, no /proc, Landlock and seccomp nested in the template's), become a child
+    subreaper (every process the worker starts stays in this tree, which the grader kills whole),
+    report the host pid, wait for the caps, then fork the worker."""
+    confine = load_sandbox_side("confine")
+    request_read, reply_write, _, hello_fd = fds
+    _setup_child(libc, fds)
+    _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+    os.chdir(request["folder"])
+    confine.apply(confine.Plan.from_json(request["plan"]))
+    _init_then_worker(libc, request, request_read, reply_write, hello_fd)
+
+
+def _init_then_worker(libc, request, request_read, reply_write, hello_fd):
+    """The worker's init: report this host pid (the grader puts it under the submission's caps),
+    fork the worker on "g" and reap until it ends."""
+    import signal
+    import socket
+
     hello = socket.socket(fileno=hello_fd)
     hello.sendall(b"h")
     if hello.recv(1) != b"g":  # the grader has capped this process (or gave up)

@@ -1,4 +1,4 @@
-"""Confinement without namespaces (grader/confine): Landlock, seccomp, no_new_privs, a spare uid.
+"""Confinement without namespaces (grader/sandbox: confine.py, landlock.py, seccomp.py): Landlock, seccomp, no_new_privs, a spare uid.
 
 The end-to-end tests start this file as a script (the probe at the bottom) in four setups: as root,
 as an ordinary uid, and both again where no user namespace can be made (the case bubblewrap cannot
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import importlib.util
 import json
 import os
 import shutil
@@ -29,8 +28,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT), str(Path(__file__).resolve().parent)]  # the probe runs with python -I
 
-from grader import confine  # noqa: E402
-from grader.confine import landlock, seccomp  # noqa: E402
+from grader.sandbox import confine, landlock, seccomp  # noqa: E402
 
 SPARE_UID = 62501  # the probe's spare uid as root; outside the grader's worker range (61000-61999)
 CLONE_NEWUSER = 0x10000000
@@ -340,7 +338,7 @@ def test_confined_worker_reaches_nothing_outside_its_allow_list(setup, listeners
     if os.geteuid() != 0:
         pytest.skip("the setups switch uids and disable user namespaces, which needs root")
     if not confine.available().usable:
-        pytest.skip("this kernel offers no Landlock or seccomp (python -m grader.confine says why)")
+        pytest.skip("this kernel offers no Landlock or seccomp (python -m grader.sandbox.confine says why)")
     user, spare, no_userns, abi_limit, torch = SETUPS[setup]
     control = _run_probe(setup, False, listeners)
     confined = _run_probe(setup, True, listeners)
@@ -499,22 +497,23 @@ def test_system_call_numbers_match_the_kernel_headers(column, header):
 
 
 def test_package_loads_without_the_grader():
-    """Can a worker template load grader/confine by path (it cannot see the rest of grader/)?"""
-    folder = REPO_ROOT / "grader" / "confine"
-    for path in folder.glob("*.py"):
-        text = path.read_text()
-        assert "import grader" not in text and "from grader" not in text, path
-    spec = importlib.util.spec_from_file_location(
-        "segkit_confine_standalone", folder / "__init__.py", submodule_search_locations=[str(folder)]
+    """Can a worker template load the worker side of grader/sandbox (confine, protocol) by path,
+    without the package's __init__ (it cannot see the rest of grader/)?"""
+    folder = REPO_ROOT / "grader" / "sandbox"
+    for name in ("confine.py", "landlock.py", "seccomp.py", "launch.py", "protocol.py"):
+        text = (folder / name).read_text()
+        assert "import grader" not in text and "from grader" not in text, name
+    script = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('l', {str(folder / 'launch.py')!r})\n"
+        "launch = importlib.util.module_from_spec(spec); spec.loader.exec_module(launch)\n"
+        "confine = launch.load('confine'); protocol = launch.load('protocol')\n"
+        "assert 'grader' not in sys.modules and 'torch' not in sys.modules\n"
+        "print(confine.landlock.abi_version(), protocol.HEADER.size)\n"
     )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        assert module.Plan is not confine.Plan and module.landlock.abi_version() == landlock.abi_version()
-    finally:
-        for name in [n for n in sys.modules if n.startswith(spec.name)]:
-            del sys.modules[name]
+    result = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(landlock.abi_version()), "8"]
 
 
 def test_nested_plan_keeps_read_only_and_drops_the_uid_switch():

@@ -263,9 +263,9 @@ def test_scratch_is_size_capped(worker):
 
 def test_runtime_that_contains_the_kit_is_refused(monkeypatch):
     """Is a Python environment that contains the kit (it would expose it) refused rather than bound?"""
-    import grader.sandbox as sandbox
+    import grader.sandbox.plan as plan_module
 
-    monkeypatch.setattr(sandbox, "_runtime_prefixes", lambda: [str(REPO_ROOT.parent)])
+    monkeypatch.setattr(plan_module, "runtime_prefixes", lambda: [str(REPO_ROOT.parent)])
     plan = SandboxPlan(host_sandbox(), Limits())
     with pytest.raises(SandboxUnavailable, match="contains"):
         plan.command(["true"])
@@ -286,13 +286,15 @@ def _without_user_namespaces(command: list[str]) -> list[str]:
 
 
 def test_grading_refuses_without_user_namespaces(tmp_path):
-    """Where user namespaces are disabled, does `python -m grader` refuse, name the setting in the way
-    and the escape hatch, and grade nobody? (tests/test_gradescope.py grades with the escape hatch.)"""
+    """Where user namespaces are disabled and the bubblewrap layer is required
+    (SEGKIT_SANDBOX_LAYER=bubblewrap), does `python -m grader` refuse, name the setting in the way
+    and the escape hatch, and grade nobody? (Without the requirement it grades in the Landlock
+    layer: tests/test_sandbox_layers.py.)"""
     submitted = tmp_path / "submitted" / "alice" / "patches"
     submitted.mkdir(parents=True)
     (submitted / "patches.ipynb").write_bytes((REPO_ROOT / "solutions" / "patches" / "patches.ipynb").read_bytes())
     base = [sys.executable, "-m", "grader", str(tmp_path / "submitted"), "--out", str(tmp_path / "grades"), "-j", "1"]
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), SEGKIT_SANDBOX_LAYER="bubblewrap")
     refused = subprocess.run(_without_user_namespaces(base), capture_output=True, text=True, env=env, timeout=300)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "refusing to grade" in refused.stderr and "user.max_user_namespaces" in refused.stderr
@@ -330,12 +332,12 @@ def test_cgroup_v2_caps_are_written_where_root_has_v2(tmp_path, monkeypatch):
     """On a cgroup v2 host (every current distribution) as root, does the plan enable the memory and pids
     controllers under a segkit parent and write memory.max, memory.swap.max and pids.max for the worker?
     (This host has cgroup v1: the cgroupfs is a folder of plain files here, so only the writes are checked.)"""
-    import grader.sandbox as sandbox
+    import grader.sandbox.caps as caps
 
     (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
     (tmp_path / "cgroup.subtree_control").write_text("cpu\n")
-    monkeypatch.setattr(sandbox, "CGROUP_ROOT", tmp_path)
-    parent = sandbox._cgroup_v2_parent()
+    monkeypatch.setattr(caps, "CGROUP_ROOT", tmp_path)
+    parent = caps.cgroup_v2_parent()
     assert parent == tmp_path / "segkit"
     assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +pids"
     assert (parent / "cgroup.subtree_control").read_text() == "+memory +pids"

@@ -8,6 +8,10 @@ seccomp survive ``execve``, no_new_privs keeps them) or in a child forked from a
 worker template. One file per mechanism: ``landlock.py`` (the filesystem allow-list, TCP, signal
 and abstract-socket scopes) and ``seccomp.py`` (what Landlock leaves open on older ABIs).
 
+The worker side loads this file, ``landlock.py`` and ``seccomp.py`` by path (``launch.load``): they
+import nothing but each other and the standard library. ``python -m grader.sandbox.confine``
+prints what this host offers.
+
     layer = available()                         # what this host offers
     plan = Plan(read_only=standard_read_only(extra=(starter, worker_py)), read_write=(scratch,))
     confined = apply(plan)                      # in the child, before any student code
@@ -378,6 +382,28 @@ def preexec(plan: Plan):
     return confine
 
 
+def main() -> int:
+    """`python -m grader.sandbox.confine`: what this host offers for confinement without namespaces."""
+    layer = available()
+    print(
+        f"Landlock ABI: {layer.landlock_abi or 'none'}"
+        + (f" ({layer.landlock_reason})" if layer.landlock_reason else "")
+    )
+    print(f"Landlock features: {', '.join(layer.features()) or 'none'}")
+    print(f"seccomp filters: {'yes' if layer.seccomp else 'no (' + layer.seccomp_reason + ')'}")
+    print(f"root in the initial user namespace: {'yes' if layer.root else 'no'}")
+    if not layer.usable:
+        print("This host cannot confine a worker without namespaces.")
+        return 1
+    print("A worker confined here gets:")
+    for item in layer.protections():
+        print(f"  - {item}")
+    print("and gives up, against bubblewrap:")
+    for item in layer.gives_up():
+        print(f"  - {item}")
+    return 0
+
+
 __all__ = [
     "FEATURES",
     "PREEXEC_FAILED",
@@ -392,3 +418,7 @@ __all__ = [
     "standard_read_only",
     "standard_read_write",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,7 +18,7 @@ of) a process outside its domain. Restrictions stack: a process that is already 
 restricts itself again gets the intersection, so a worker template can restrict itself to a
 scratch root and each forked worker to its own subfolder, which its siblings then cannot reach.
 Landlock does not cover file metadata (chmod, chown, utimes, xattrs), connecting to a named unix
-socket, or UDP; ``grader.confine.seccomp`` covers those.
+socket, or UDP; ``seccomp.py`` covers those.
 
 A restriction applies to the calling thread only (and to what it forks and executes later), so
 ``restrict`` refuses to run in a process with more than one thread.

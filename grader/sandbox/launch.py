@@ -7,21 +7,29 @@ by no_new_privs). It loads the package by path, so it needs nothing else of the 
 writes the reason to stderr and exits with PREEXEC_FAILED (71).
 """
 
-import importlib.util
+from __future__ import annotations
+
+import importlib
 import os
 import sys
+import types
+
+PACKAGE = "segkit_sandbox"  # the name the worker side gives this folder (it cannot import `grader`)
+
+
+def load(name: str, folder: str | None = None):
+    """Module `name` of this folder (confine, protocol), loaded by path as `segkit_sandbox.<name>`
+    without running the package's __init__ (which belongs to the trusted side)."""
+    folder = folder or os.path.dirname(os.path.abspath(__file__))
+    if PACKAGE not in sys.modules:
+        package = types.ModuleType(PACKAGE)
+        package.__path__ = [folder]
+        sys.modules[PACKAGE] = package
+    return importlib.import_module(f"{PACKAGE}.{name}")
 
 
 def load_confine():
-    """This folder as a package named `segkit_confine` (the worker side cannot import `grader`)."""
-    folder = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location(
-        "segkit_confine", os.path.join(folder, "__init__.py"), submodule_search_locations=[folder]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load("confine")
 
 
 def main():

@@ -1,0 +1,160 @@
+"""The Landlock layer (no user namespaces): the worker confines itself on the host's own files.
+
+Executing a plan here: a run folder (0711) holds a read-only copy of the kit's worker side
+(``kit/``: worker.py, starter/, sandbox/{protocol,launch,confine,landlock,seccomp}.py, the same
+layout as bubblewrap's /segkit) and the scratch root (0700, owned by the worker's uid). The
+process that will run student code applies a ``confine.Plan``: read-only the runtime, /usr
+without /usr/local, the /lib folders, a few /etc files, the kit copy; read-write its scratch;
+no_new_privs, no capabilities, seccomp, and as root a spare uid first. A template's plan also
+allows /proc (it counts its threads before each worker confines itself); a worker's does not
+(/proc/cpuinfo only), so no worker sees another process's command line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+from . import caps as caps_module
+from . import confine
+from .limits import Limits
+from .plan import check_runtime, kit_files, worker_environment
+from .uids import UidClaim
+
+
+def unreachable_runtime() -> str:
+    """Why a spare uid could not run this Python ("" if it can): a folder above the runtime that
+    others cannot traverse (the venv under /root, say)."""
+    for prefix in check_runtime(()):
+        for parent in reversed(Path(prefix).parents):
+            if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
+                return (
+                    f"the Python environment {prefix} is under {parent}, which the worker's spare uid cannot "
+                    f"enter (mode {oct(os.stat(parent).st_mode & 0o777)}): put the environment elsewhere "
+                    f"(e.g. /opt) or allow entry with `chmod o+x {parent}`"
+                )
+    return ""
+
+
+def worker_read_only(kit: str, *, proc: bool) -> tuple[str, ...]:
+    """What a worker (proc=False) or a template (proc=True) may read: the standard list, the kit copy."""
+    return confine.standard_read_only(extra=(kit,), proc=proc)
+
+
+def copy_kit(kit: Path, *, confine_side: bool = True):
+    """The worker side of the kit, read-only for everyone (a spare uid must read it)."""
+    kit.mkdir(mode=0o755)
+    for source, inside in kit_files(confine=confine_side):
+        target = kit / inside
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if os.path.isdir(source):
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
+    for parent, folders, files in os.walk(kit):
+        for name in folders:
+            os.chmod(os.path.join(parent, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(parent, name), 0o444)
+
+
+class LandlockLaunch:
+    """One confined process (a worker from scratch, or a slot's template) being executed."""
+
+    def __init__(self, host, limits: Limits, slot: int = 0, forbidden: tuple[str, ...] = (), template: bool = False):
+        self.host, self.limits, self.slot, self.forbidden = host, limits, slot, tuple(forbidden)
+        self.template = template
+        # RLIMIT_NPROC counts the uid's processes: the grader's own uid needs the watchdog to count.
+        self.caps = caps_module.make_caps(host.caps, limits, count_processes=not host.as_root)
+        self.run_dir: Path | None = None
+        self.uid: int | None = None
+        self._claim: UidClaim | None = None
+
+    @property
+    def cgroups(self):
+        return self.caps.cgroups
+
+    def prepare(self):
+        if self.run_dir is not None:
+            return
+        check_runtime(self.forbidden)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="segkit-run-"))
+        os.chmod(self.run_dir, 0o711)
+        copy_kit(self.run_dir / "kit")
+        self.scratch_path.mkdir(mode=0o700)
+        if self.host.as_root:
+            self._claim = UidClaim.take(self.slot)
+            self.uid = self._claim.uid
+            os.chown(self.scratch_path, self.uid, self.uid)
+        self.caps.prepare()
+
+    @property
+    def kit(self) -> str:
+        return str(self.run_dir / "kit")
+
+    @property
+    def scratch_path(self) -> Path:
+        return self.run_dir / "scratch"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return worker_environment(str(self.scratch_path))
+
+    @property
+    def cwd(self) -> str:
+        return str(self.scratch_path)
+
+    def confine_plan(self) -> confine.Plan:
+        return confine.Plan(
+            worker_read_only(self.kit, proc=self.template),
+            confine.standard_read_write(str(self.scratch_path)),
+            uid=self.uid,
+        )
+
+    def worker_plan(self, folder: str) -> confine.Plan:
+        """The plan a worker forked from this template applies: its own folder, no /proc."""
+        return self.confine_plan().nested(
+            confine.standard_read_write(folder), read_only=worker_read_only(self.kit, proc=False)
+        )
+
+    def make_worker_folder(self, name: str) -> str:
+        folder = self.scratch_path / name
+        folder.mkdir(mode=0o700)
+        if self.uid is not None:
+            os.chown(folder, self.uid, self.uid)
+        return str(folder)
+
+    def command(self, inner: list[str]) -> tuple[list[str], object]:
+        """(argv, preexec_fn) that run `inner` confined; use with env, cwd, start_new_session=True."""
+        self.prepare()
+        procs_files = self.caps.procs_files()
+        confine_self = confine.preexec(self.confine_plan())
+
+        def preexec():
+            for procs in procs_files:  # join the caps before anything runs
+                with open(procs, "w") as handle:
+                    handle.write("0")
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the grader
+            confine_self()
+
+        return self.caps.wrap(inner), preexec
+
+    def peak_memory_bytes(self) -> int | None:
+        return self.caps.peak_memory_bytes()
+
+    def out_of_memory(self) -> bool:
+        return self.caps.out_of_memory()
+
+    def cleanup(self):
+        self.caps.release()
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
