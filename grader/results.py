@@ -152,8 +152,8 @@ class SubmissionResult:
     total: autograded points earned: the sum of the units' points, rounded to 4 decimals.
     max_points: autograded points available (JSON key "max"); hand-graded units are not in it.
     notebook: the path of the graded notebook, as given to the grader.
-    units: grade_id -> UnitResult for every autograded unit, in the assignment's order for a fresh
-        result (a file written with sorted keys reads back in grade_id order).
+    units: grade_id -> UnitResult for every autograded unit, in the assignment's order (the file
+        sorts its keys, so it also stores that order as the list "unit_order").
     manual_points: grade_id -> points of each unit graded by hand (written answers; JSON key "manual").
     notebook_error: why the notebook could not be read at all; "" when it could.
     cell_status: grade_id -> "ok" or the error its cell raised when run in the worker (JSON key "cells").
@@ -207,6 +207,7 @@ class SubmissionResult:
         "duration_s",
         "cpu_s",
         "fingerprint",
+        "unit_order",
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,6 +217,7 @@ class SubmissionResult:
             "assignment": self.assignment,
             "notebook": self.notebook,
             "units": {grade_id: unit.to_dict() for grade_id, unit in self.units.items()},
+            "unit_order": list(self.units),
             "manual": dict(self.manual_points),
             "notebook_error": self.notebook_error,
             "cells": dict(self.cell_status),
@@ -250,9 +252,7 @@ class SubmissionResult:
                 total=data["total"],
                 max_points=data["max"],
                 notebook=data.get("notebook", ""),
-                units={
-                    grade_id: UnitResult.from_dict(grade_id, unit) for grade_id, unit in data.get("units", {}).items()
-                },
+                units=_units_in_order(data.get("units", {}), data.get("unit_order")),
                 manual_points=dict(data.get("manual", {})),
                 notebook_error=data.get("notebook_error", ""),
                 cell_status=dict(data.get("cells", {})),
@@ -282,3 +282,10 @@ class SubmissionResult:
         except ValueError as exc:
             raise ResultFormatError(f"not JSON: {exc}") from exc
         return cls.from_dict(data)
+
+
+def _units_in_order(units: dict[str, Any], order: list[str] | None) -> dict[str, UnitResult]:
+    """The units of a stored result in the order it lists (a file of an older version has none: its keys'
+    order, which its reader may restore from the assignment)."""
+    names = [name for name in order or [] if name in units] + [name for name in units if name not in (order or [])]
+    return {name: UnitResult.from_dict(name, units[name]) for name in names}

@@ -19,6 +19,7 @@ STORED = {
     "student_id": "alice",
     "assignment": "patches",
     "notebook": "/course/submitted/alice/patches/patches.ipynb",
+    "unit_order": ["patch_weights", "patch_merge"],
     "units": {
         "patch_weights": {
             "points": 1.0,
@@ -85,6 +86,7 @@ BROKEN = {
     "student_id": "bob",
     "assignment": "patches",
     "notebook": "bob.ipynb",
+    "unit_order": ["patch_weights"],
     "units": {"patch_weights": {"points": 0, "max_points": 2.0, "tests": []}},
     "manual": {},
     "notebook_error": "not valid notebook JSON (line 1)",
@@ -183,10 +185,18 @@ def test_from_dict_reads_fields():
     assert SubmissionResult.from_dict(BROKEN).checked_units == ["patch_weights"]
 
 
+def test_a_results_file_keeps_the_units_order():
+    """The file sorts its keys: do its units still read back in the assignment's order, not alphabetically?"""
+    text = SubmissionResult.from_dict(STORED).to_json()
+    assert text.index('"patch_merge": {') < text.index('"patch_weights": {')  # sorted in the file
+    assert list(SubmissionResult.from_json(text).units) == ["patch_weights", "patch_merge"]
+
+
 def test_pool_message_keeps_unit_order():
     """The pool sends json.dumps(to_dict()) unsorted: the units must come back in the assignment's order."""
     stored = copy.deepcopy(STORED)
     stored["units"] = {"zeta": stored["units"]["patch_merge"], "alpha": stored["units"]["patch_weights"]}
+    del stored["unit_order"]
     message = json.dumps(SubmissionResult.from_dict(stored).to_dict())
     assert list(SubmissionResult.from_json(message).units) == ["zeta", "alpha"]
 
@@ -197,7 +207,7 @@ def test_old_file_with_unknown_and_missing_keys_loads():
     old = copy.deepcopy(STORED)
     old["grader_version"] = "2023.1"
     old["units"]["patch_merge"]["tests"][0]["legacy_note"] = "kept"
-    for key in ("peak_worker_memory_mb", "unsafe_no_sandbox", "fingerprint", "protections"):
+    for key in ("peak_worker_memory_mb", "unsafe_no_sandbox", "fingerprint", "protections", "unit_order"):
         del old[key]
     result = SubmissionResult.from_json(json.dumps(old, indent=1, sort_keys=True))
     assert result.extra_keys == {"grader_version": "2023.1"}
