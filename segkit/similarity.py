@@ -105,7 +105,8 @@ CORPUS_DIR_NAME = "similarity_corpus"
 INDEPENDENT_DIR_NAME = "independent"  # similarity_corpus/independent/: honest implementations, calibration only
 DEFAULT_OUT = REPO_ROOT / "grades" / "similarity"
 STUDENT, CORPUS = "student", "corpus"
-MAX_DETAILED = 300  # flagged pairs whose code report.html shows side by side (the table lists them all)
+MAX_DETAILED = 300  # flagged pairs whose code report.html shows side by side
+MAX_LISTED = 2000  # flagged pairs report.html lists (pairs.csv holds every pair)
 
 
 def _copydetect():
@@ -496,7 +497,7 @@ def independent_variant(source: str, seed: str) -> str:
 # --- comparing ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pair:
     """One comparison that shares code. A is always a student; B a student or a corpus entry."""
 
@@ -549,11 +550,27 @@ def repair_class_offsets(filtered: str, offsets: np.ndarray) -> np.ndarray:
     return fixed
 
 
-def _fingerprint(text: str, noise: int):
+def _fingerprint(text: str, noise: int, filtered: tuple[str, np.ndarray] | None = None):
     # window 1 = every k-gram is a fingerprint (copydetect's guarantee threshold = noise threshold):
     # exact on inputs this small.
     code_fingerprint, _ = _copydetect()
-    return code_fingerprint("cell.py", noise, 1, language="python", fp=io.StringIO(text))
+    if filtered is None:
+        return code_fingerprint("cell.py", noise, 1, language="python", fp=io.StringIO(text))
+    # tokenized already (in a worker process): fingerprint the normalised code, then restore what
+    # copydetect's own tokenizing would have set (the original text and the offsets back to it)
+    fingerprint = code_fingerprint("cell.py", noise, 1, filter=False, fp=io.StringIO(filtered[0]))
+    fingerprint.raw_code, fingerprint.offsets = text, filtered[1]
+    return fingerprint
+
+
+def _filter(text: str) -> tuple[str, np.ndarray]:
+    """copydetect's tokenizing and normalising (pygments), the costly step: run in worker processes."""
+    from copydetect.utils import filter_code
+
+    return filter_code(text, "cell.py", "python")
+
+
+PARALLEL_MIN_TEXTS = 200  # fewer texts are tokenized in this process (a pool costs more than it saves)
 
 
 @functools.lru_cache(maxsize=256)
@@ -591,9 +608,23 @@ class Fingerprinter:
         self.boilerplate = frozenset(h for text in boilerplate for h in _boilerplate_hashes(text, noise))
         self._memo: dict[str, object] = {}
         self._prints: dict[str, Prints] = {}
+        self._filtered: dict[str, tuple[str, np.ndarray]] = {}  # tokenized by `prefetch`, not fingerprinted yet
 
     def _fingerprint(self, text: str):
-        return _fingerprint(text, self.noise)
+        return _fingerprint(text, self.noise, self._filtered.pop(text, None))
+
+    def prefetch(self, texts: Iterable[str], jobs: int | None = None) -> None:
+        """Tokenize the texts not fingerprinted yet in `jobs` processes (default: every CPU); hashing
+        stays in this process (Python's string hashes differ between processes)."""
+        todo = list(dict.fromkeys(t for t in texts if t not in self._memo and t not in self._filtered))
+        jobs = jobs or os.cpu_count() or 1
+        if jobs < 2 or len(todo) < PARALLEL_MIN_TEXTS:
+            return
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for text, filtered in zip(todo, pool.map(_filter, todo, chunksize=32)):
+                self._filtered[text] = filtered
 
     def __call__(self, text: str):
         """The fingerprint of `text` without the boilerplate's hashes.
@@ -691,13 +722,14 @@ def coverage_matrix(prints: list[Prints], k: int) -> np.ndarray:
         # the holders of each position's hash: consecutive runs of sorted_owners, gathered without a loop
         offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         rows = sorted_owners[np.repeat(starts, counts) + offsets]
-        selected = np.zeros((n, len(p.positions)), dtype=bool)
+        sharing, rows = np.unique(rows, return_inverse=True)  # only the texts sharing a k-gram with i
+        selected = np.zeros((len(sharing), len(p.positions)), dtype=bool)
         selected[rows, columns] = True
         far = np.iinfo(np.int64).max // 2
         at = np.where(selected, p.positions[None, :], far)
         following = np.minimum.accumulate(at[:, ::-1], axis=1)[:, ::-1]
-        following = np.concatenate([following[:, 1:], np.full((n, 1), far)], axis=1)
-        result[i] = np.where(selected, np.minimum(following - p.positions[None, :], k), 0).sum(axis=1)
+        following = np.concatenate([following[:, 1:], np.full((len(sharing), 1), far)], axis=1)
+        result[i, sharing] = np.where(selected, np.minimum(following - p.positions[None, :], k), 0).sum(axis=1)
     return result
 
 
@@ -783,26 +815,31 @@ class UnitNull:
     pairs: list[tuple[float, int]]  # (score, matching normalised characters) per independent pair
 
     def effective(self, min_overlap: int) -> np.ndarray:
-        """The scores the flag rule sees: a pair sharing fewer than `min_overlap` characters counts 0."""
-        return np.array([s if o >= min_overlap else 0.0 for s, o in self.pairs], dtype=float)
+        """The scores the flag rule sees, ascending: a pair sharing fewer than `min_overlap` characters counts 0."""
+        return np.sort(np.array([s if o >= min_overlap else 0.0 for s, o in self.pairs], dtype=float))
 
     def threshold(self, alpha: float, min_overlap: int) -> float:
         """The smallest score above which at most `alpha` of the independent pairs lie (flag: score > it),
         never below MIN_THRESHOLD; DEFAULT_THRESHOLD when there is no null (a unit with one implementation)."""
-        scores = np.sort(self.effective(min_overlap))[::-1]
+        scores = self.effective(min_overlap)[::-1]
         if not len(scores):
             return DEFAULT_THRESHOLD
         allowed = int(np.floor(alpha * len(scores) + 1e-9))
         return max(float(scores[min(allowed, len(scores) - 1)]), MIN_THRESHOLD)
 
-    def p_value(self, score: float, overlap: int, min_overlap: int) -> float:
-        """(1 + independent pairs scoring at least this) / (1 + independent pairs): small = unlikely by chance."""
-        scores = self.effective(min_overlap)
-        if not len(scores):
-            return float("nan")
-        value = score if overlap >= min_overlap else 0.0
+    def p_values(self, scores: np.ndarray, overlaps: np.ndarray, min_overlap: int) -> np.ndarray:
+        """Per pair, (1 + independent pairs scoring at least as high) / (1 + independent pairs): small =
+        unlikely between independent authors; NaN without a null."""
+        null = self.effective(min_overlap)
+        if not len(null):
+            return np.full(len(scores), np.nan)
+        values = np.where(np.asarray(overlaps) >= min_overlap, np.asarray(scores, dtype=float), 0.0)
         # the null's scores are stored to 4 decimals: a score equal to one of them counts as reaching it
-        return float((1 + np.count_nonzero(scores >= value - ROUNDING)) / (1 + len(scores)))
+        at_least = len(null) - np.searchsorted(null, values - ROUNDING, side="left")
+        return (1 + at_least) / (1 + len(null))
+
+    def p_value(self, score: float, overlap: int, min_overlap: int) -> float:
+        return float(self.p_values(np.array([score]), np.array([overlap]), min_overlap)[0])
 
 
 @dataclass
@@ -962,13 +999,16 @@ class SimilarityReport:
     calibration: Calibration | None = None
     alpha: float = DEFAULT_ALPHA
     fingerprints: Fingerprinter | None = None  # for the evidence of the pairs shown
+    _thresholds: dict[str, float] = field(default_factory=dict, repr=False)
 
     def unit_threshold(self, unit: str) -> float:
         """The score a pair of `unit` must exceed to be flagged (calibrated unless a fixed one was given)."""
         if self.threshold is not None:
             return self.threshold
-        null = self.calibration.units.get(unit) if self.calibration else None
-        return null.threshold(self.alpha, self.min_overlap) if null else DEFAULT_THRESHOLD
+        if unit not in self._thresholds:  # (asked once per pair: computed once per unit)
+            null = self.calibration.units.get(unit) if self.calibration else None
+            self._thresholds[unit] = null.threshold(self.alpha, self.min_overlap) if null else DEFAULT_THRESHOLD
+        return self._thresholds[unit]
 
     def is_flagged(self, pair: Pair) -> bool:
         if pair.tokens_overlap < self.min_overlap:
@@ -1005,31 +1045,30 @@ def unit_pairs(
     sources = [*students, *corpus]
     prints = [fingerprints.joined(s.parts(unit, grade_ids)) for s in sources]
     matrix = coverage_matrix(prints, fingerprints.noise)
-    pairs = []
-    for i, a in enumerate(students):
-        for j in range(i + 1, len(sources)):
-            if matrix[i, j] <= 0 or not prints[i].tokens or not prints[j].tokens:
-                continue
-            b = sources[j]
-            share_a, share_b = matrix[i, j] / prints[i].tokens, matrix[j, i] / prints[j].tokens
-            overlap = int(matrix[i, j])
-            score = max(share_a, share_b)
-            p_value = null.p_value(score, overlap, min_overlap) if null else float("nan")
-            pairs.append(
-                Pair(
-                    unit,
-                    a.name,
-                    b.name,
-                    b.kind,
-                    float(share_a),
-                    float(share_b),
-                    overlap,
-                    prints[i].tokens,
-                    prints[j].tokens,
-                    p_value,
-                )
-            )
-    return pairs
+    tokens = np.array([p.tokens for p in prints], dtype=float)
+    rows, columns = np.nonzero(np.triu(matrix > 0, k=1)[: len(students)])
+    keep = (tokens[rows] > 0) & (tokens[columns] > 0)
+    rows, columns = rows[keep], columns[keep]
+    share_a = matrix[rows, columns] / tokens[rows]
+    share_b = matrix[columns, rows] / tokens[columns]
+    overlaps = matrix[rows, columns]
+    scores = np.maximum(share_a, share_b)
+    p_values = null.p_values(scores, overlaps, min_overlap) if null else np.full(len(rows), np.nan)
+    return [
+        Pair(
+            unit,
+            students[i].name,
+            sources[j].name,
+            sources[j].kind,
+            float(sa),
+            float(sb),
+            int(o),
+            int(tokens[i]),
+            int(tokens[j]),
+            float(p),
+        )
+        for i, j, sa, sb, o, p in zip(rows.tolist(), columns.tolist(), share_a, share_b, overlaps, p_values)
+    ]
 
 
 def analyse(
@@ -1068,6 +1107,7 @@ def analyse(
     if calibration is None:
         calibration = load_or_compute_calibration(spec, boilerplate, fingerprints, cache_dir)
     students = sorted(students, key=lambda s: s.name)
+    fingerprints.prefetch(t for s in [*students, *corpus] for unit in grade_ids for t in s.parts(unit, grade_ids))
     pairs = []
     for unit in tqdm(units, desc=f"similarity {spec.name}", unit="unit", disable=None):
         pairs += unit_pairs(unit, students, corpus, grade_ids, fingerprints, calibration.units.get(unit), min_overlap)
@@ -1289,7 +1329,7 @@ def render_html(report: SimilarityReport) -> str:
         head.append("<p>No pair is flagged.</p>")
         return _page(report, head)
     rows = []
-    for rank, pair in enumerate(flagged, start=1):
+    for rank, pair in enumerate(flagged[:MAX_LISTED], start=1):
         anchor = f'<a href="#pair-{rank}">{rank}</a>' if rank <= MAX_DETAILED else str(rank)
         rows.append(
             f'<tr><td class="num">{anchor}</td><td>{_label(pair.name_a, STUDENT, corpus)}</td>'
@@ -1306,6 +1346,10 @@ def render_html(report: SimilarityReport) -> str:
         + "".join(rows)
         + "</table>"
     )
+    if len(flagged) > MAX_LISTED:
+        head.append(
+            f"<p>The first {MAX_LISTED} of {len(flagged)} flagged pairs are listed; pairs.csv lists every pair.</p>"
+        )
     if len(flagged) > MAX_DETAILED:
         head.append(f"<p>The code of the first {MAX_DETAILED} pairs is shown below; pairs.csv lists every pair.</p>")
     for rank, pair in enumerate(flagged[:MAX_DETAILED], start=1):
