@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import io
+import os
 import random
 import resource
 import sys
@@ -103,7 +104,7 @@ def synthetic_class(spec, students: int, copies: int, seed: int = 0) -> list[sim
     return sources
 
 
-def scale(assignment: str, students: int, copies: int) -> None:
+def scale(assignment: str, students: int, copies: int, jobs: int | None) -> None:
     spec = load_assignment(assignment)
     start = time.perf_counter()
     sources = synthetic_class(spec, students, copies)
@@ -116,10 +117,10 @@ def scale(assignment: str, students: int, copies: int) -> None:
     baseline = peak_rss_mb()
     grade_ids = [u.grade_id for u in spec.auto_units]
     start = time.perf_counter()
-    for source in [*sources, *corpus]:
-        for unit in grade_ids:
-            for text in source.parts(unit, grade_ids):
-                fingerprints.prints(text)
+    texts = [t for source in [*sources, *corpus] for unit in grade_ids for t in source.parts(unit, grade_ids)]
+    fingerprints.prefetch(texts, jobs)  # as analyse() does: tokenized in `jobs` processes
+    for text in texts:
+        fingerprints.prints(text)
     tokenize_s = time.perf_counter() - start
     start = time.perf_counter()
     report = similarity.analyse(spec, sources, corpus, calibration=calibration, fingerprints=fingerprints)
@@ -140,7 +141,7 @@ def scale(assignment: str, students: int, copies: int) -> None:
         and (p.name_a.split("-of-")[-1] in (p.name_b, p.name_a) or p.name_b.split("-of-")[-1] == p.name_a)
     }
     missed = [(c, u) for c in planted for u in report.units if (c, u) not in caught]
-    print(f"tokenize {n} x {len(grade_ids)} cells: {tokenize_s:.1f} s")
+    print(f"tokenize {n} x {len(grade_ids)} cells in {jobs or os.cpu_count()} process(es): {tokenize_s:.1f} s")
     print(f"compare {compared:,} pairs x units: {compare_s:.1f} s = {compared / compare_s:,.0f} pairs/s")
     print(
         f"write report.html ({sizes[0]:.1f} MB) and pairs.csv ({sizes[1]:.1f} MB, {len(report.pairs):,} rows): {write_s:.1f} s"
@@ -157,13 +158,14 @@ def main() -> int:
     parser.add_argument("--copies", type=int, default=5)
     parser.add_argument("--assignment", default="unet")
     parser.add_argument("--alpha", type=float, default=similarity.DEFAULT_ALPHA)
+    parser.add_argument("--jobs", type=int, help="processes that tokenize (default: every CPU)")
     parser.add_argument("--skip-fpr", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     options = parser.parse_args()
     if not options.skip_fpr:
         false_positive_rates(options.alpha)
     if not options.skip_scale:
-        scale(options.assignment, options.students, options.copies)
+        scale(options.assignment, options.students, options.copies, options.jobs)
     return 0
 
 

@@ -317,3 +317,24 @@ def test_the_calibration_is_cached_and_recomputed_when_an_input_changes(tmp_path
     monkeypatch.setattr(similarity, "independent_texts", lambda spec: [alternatives("cam")["cam_top1"][0]])
     changed = similarity.calibration_key(spec, boilerplate, fingerprints.noise)
     assert changed not in first.source
+
+
+def test_tokenizing_in_worker_processes_gives_the_same_fingerprints(monkeypatch):
+    """Are the fingerprints, shares and highlighted ranges the same when cells are tokenized in a pool
+    of processes (as for a large class) as when tokenized in this process?"""
+    monkeypatch.setattr(similarity, "PARALLEL_MIN_TEXTS", 1)
+    texts = [
+        similarity.normalise_code(t) for t in (*alternatives("unet")["unet_wce"], HONEST_WCE, disguise(HONEST_WCE))
+    ]
+    direct, pooled = similarity.Fingerprinter([]), similarity.Fingerprinter([])
+    pooled.prefetch(texts, jobs=2)
+    assert len(pooled._filtered) == len(texts)
+    for text in texts:
+        a, b = direct.prints(text), pooled.prints(text)
+        assert (a.positions.tolist(), a.hashes.tolist(), a.tokens) == (
+            b.positions.tolist(),
+            b.hashes.tolist(),
+            b.tokens,
+        )
+    first, second = direct.compare(texts[2], texts[3]), pooled.compare(texts[2], texts[3])
+    assert first.slices_a.tolist() == second.slices_a.tolist() and first.similarity_a == second.similarity_a
