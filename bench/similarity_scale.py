@@ -37,6 +37,12 @@ OLD_THRESHOLD = 0.6  # the fixed threshold of the report before calibration
 POOL = 60  # variants per unit the synthetic class draws from
 
 
+def cpu_s() -> float:
+    """CPU seconds of this process and its finished children: on a shared machine the load-independent figure."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -116,20 +122,20 @@ def scale(assignment: str, students: int, copies: int, jobs: int | None) -> None
     calibration = similarity.load_or_compute_calibration(spec, boilerplate, fingerprints)
     baseline = peak_rss_mb()
     grade_ids = [u.grade_id for u in spec.auto_units]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_s()
     texts = [t for source in [*sources, *corpus] for unit in grade_ids for t in source.parts(unit, grade_ids)]
     fingerprints.prefetch(texts, jobs)  # as analyse() does: tokenized in `jobs` processes
     for text in texts:
         fingerprints.prints(text)
-    tokenize_s = time.perf_counter() - start
-    start = time.perf_counter()
+    tokenize_s, tokenize_cpu = time.perf_counter() - start, cpu_s() - cpu
+    start, cpu = time.perf_counter(), cpu_s()
     report = similarity.analyse(spec, sources, corpus, calibration=calibration, fingerprints=fingerprints)
-    compare_s = time.perf_counter() - start
-    start = time.perf_counter()
+    compare_s, compare_cpu = time.perf_counter() - start, cpu_s() - cpu
+    start, cpu = time.perf_counter(), cpu_s()
     with tempfile.TemporaryDirectory() as out:
         page, table = similarity.write_report(report, Path(out))
         sizes = page.stat().st_size / 1e6, table.stat().st_size / 1e6
-    write_s = time.perf_counter() - start
+    write_s, write_cpu = time.perf_counter() - start, cpu_s() - cpu
     n = len(sources)
     compared = (n * (n - 1) // 2 + n * len(corpus)) * len(report.units)
     flagged = report.flagged
@@ -141,15 +147,27 @@ def scale(assignment: str, students: int, copies: int, jobs: int | None) -> None
         and (p.name_a.split("-of-")[-1] in (p.name_b, p.name_a) or p.name_b.split("-of-")[-1] == p.name_a)
     }
     missed = [(c, u) for c in planted for u in report.units if (c, u) not in caught]
-    print(f"tokenize {n} x {len(grade_ids)} cells in {jobs or os.cpu_count()} process(es): {tokenize_s:.1f} s")
-    print(f"compare {compared:,} pairs x units: {compare_s:.1f} s = {compared / compare_s:,.0f} pairs/s")
+    print(f"load average while it ran: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times grow with it)")
     print(
-        f"write report.html ({sizes[0]:.1f} MB) and pairs.csv ({sizes[1]:.1f} MB, {len(report.pairs):,} rows): {write_s:.1f} s"
+        f"tokenize {n} x {len(grade_ids)} cells in {jobs or os.cpu_count()} process(es): {tokenize_s:.1f} s "
+        f"({tokenize_cpu:.1f} CPU s)"
     )
     print(
-        f"total {tokenize_s + compare_s + write_s:.1f} s; peak memory {peak_rss_mb():.0f} MB (before the class: {baseline:.0f} MB)"
+        f"compare {compared:,} pairs x units: {compare_s:.1f} s ({compare_cpu:.1f} CPU s) = "
+        f"{compared / compare_s:,.0f} pairs/s ({compared / max(compare_cpu, 1e-9):,.0f} per CPU second)"
     )
-    print(f"flagged pairs: {len(flagged):,}; planted copies flagged in every unit: {not missed} (missed: {missed[:5]})")
+    print(
+        f"write report.html ({sizes[0]:.1f} MB) and pairs.csv ({sizes[1]:.1f} MB, {len(report.pairs):,} rows): "
+        f"{write_s:.1f} s ({write_cpu:.1f} CPU s)"
+    )
+    total_cpu = tokenize_cpu + compare_cpu + write_cpu
+    print(
+        f"total {tokenize_s + compare_s + write_s:.1f} s ({total_cpu:.1f} CPU s); "
+        f"peak memory {peak_rss_mb():.0f} MB (before the class: {baseline:.0f} MB)"
+    )
+    print(
+        f"flagged pairs: {len(flagged):,} (two students drawing variants of one implementation are a restyled copy); planted copies flagged in every unit: {not missed} (missed: {missed[:5]})"
+    )
 
 
 def main() -> int:
