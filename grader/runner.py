@@ -259,6 +259,9 @@ class DependencyRun:
 
     def __enter__(self) -> DependencyRun:
         sub = self.submission
+        # A unit whose own cell failed in the student's run fails the same way here: no worker needed.
+        if sub.cell_status.get(self.unit) != "ok":
+            return self
         worker = Worker(**sub.worker_options)
         try:
             worker.start()
@@ -266,20 +269,30 @@ class DependencyRun:
             sub._retire(worker, log_output=False)
             return self
         self.worker = worker
-        own = [(gid, source) for gid, source in sub.cells if gid == self.unit]
-        if not own:
-            return self
-        # The student's notebook as it ran, then the reference helpers over their own, then the unit's
-        # cell again so that its functions and classes bind to the reference helpers.
-        sources = [(gid, source) for gid, source in sub.cells if gid not in sub.skip]
-        sources += [(f"reference {gid}", sub._reference_sources[gid]) for gid in sub.dependencies(self.unit)]
         try:
-            for grade_id, source in sources:
-                worker.exec_cell(grade_id, source)
-            self.usable = worker.exec_cell(*own[0])["status"] == "ok"
+            for grade_id, source in self.cells():
+                status = worker.exec_cell(grade_id, source)["status"]
+                if grade_id == self.unit:
+                    self.usable = status == "ok"
         except WorkerError:
             self.usable = False
         return self
+
+    def cells(self) -> list[tuple[str, str]]:
+        """The student's notebook as it ran, in its order, with the unit's helpers replaced by their
+        reference versions; cells that failed in the student's run (or stopped its worker) are left
+        out: they cost time here and would fail again."""
+        sub, helpers = self.submission, self.submission.dependencies(self.unit)
+        present = {gid for gid, _ in sub.cells}
+        cells = []
+        for grade_id, source in sub.cells:
+            if grade_id == self.unit:  # helper cells the student deleted come just before the unit
+                cells += [(f"reference {gid}", sub._reference_sources[gid]) for gid in helpers if gid not in present]
+            if grade_id in helpers:
+                cells.append((f"reference {grade_id}", sub._reference_sources[grade_id]))
+            elif grade_id == self.unit or (grade_id not in sub.skip and sub.cell_status.get(grade_id) == "ok"):
+                cells.append((grade_id, source))
+        return cells
 
     def call(self, source, name, args, kwargs, timeout):
         if not self.usable or self.worker is None:

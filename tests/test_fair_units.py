@@ -172,14 +172,36 @@ def test_a_dependency_run_holds_the_reference_helpers_in_a_worker_of_its_own():
     assert not any("x + 1\n" in source for source in sent)
 
 
-def test_a_reference_helper_that_fails_makes_the_run_unusable_not_an_error_text():
-    """Does a dependency run whose unit cell fails refuse every call instead of returning its error?"""
+def test_a_unit_whose_own_cell_failed_gets_no_dependency_run():
+    """Does a unit whose cell failed in the student's run start no worker for its dependency run, and refuse
+    every call (it would fail the same way there)?"""
     from grader.runner import DependencyRun, Submission
 
     options = {"slot": 8, "limits": Limits(cell_timeout=20, probe_timeout=20, memory_mb=2048)}
     submission = Submission(_Spec(), None, worker_options=options, log=lambda line: None)
-    submission.cells = [("helper_unit", SOURCES_HELPER_BUG["helper_unit"]), ("user_unit", "raise ValueError('leak')\n")]
+    submission.cells = [("helper_unit", SOURCES_HELPER_BUG["helper_unit"]), ("user_unit", "raise ValueError('own')\n")]
+    submission.boot()
+    submission.close()
+    assert submission.cell_status["user_unit"].startswith("ValueError")
     with DependencyRun(submission, "user_unit") as run:
-        assert not run.usable
+        assert run.worker is None and not run.usable
         with pytest.raises(WorkerError, match="not usable"):
             run.call(probe_source(probe_user), "probe_user", (1,), {}, None)
+
+
+def test_a_dependency_run_replaces_the_helpers_in_place_and_leaves_out_failed_cells():
+    """Which cells does a dependency run execute: the reference helper where the student's stood, the unit
+    itself, and none of the student's cells that failed (a deleted helper comes just before the unit)?"""
+    from grader.runner import DependencyRun, Submission
+
+    submission = Submission(_Spec(), None, worker_options={"limits": Limits()}, log=lambda line: None)
+    submission.cells = [("setup", "import math\n"), ("broken", "1/0\n"), *SOURCES_HELPER_BUG.items()]
+    submission.cell_status = {"setup": "ok", "broken": "ZeroDivisionError", "helper_unit": "ok", "user_unit": "ok"}
+    names = [gid for gid, _ in DependencyRun(submission, "user_unit").cells()]
+    assert names == ["setup", "reference helper_unit", "user_unit"]
+    submission.cells = [("setup", "import math\n"), ("user_unit", SOURCES_HELPER_BUG["user_unit"])]
+    assert [gid for gid, _ in DependencyRun(submission, "user_unit").cells()] == [
+        "setup",
+        "reference helper_unit",
+        "user_unit",
+    ]
