@@ -1,109 +1,27 @@
-"""Does anything students receive besides their own cells hold the answer to a graded unit?
+"""Does the starter package answer a graded unit by behaviour a generic scan cannot see?
 
-Students get the `starter` package (with every assignment's public checks, copied to
-`starter/checks/<a>.py` by `segkit release`) and every notebook, not only the one they work on.
-So a graded unit must not be implemented:
-
-* in `starter/` or a public check: no function, class or module-level name equal to a graded
-  one (name scan), no random joint image/mask transform, and `evaluate` must compute its
-  metrics with the functions it is given (behavioural probes);
-* in a cell of any solution notebook other than the graded cells, which `segkit generate`
-  replaces by stubs: a teaching cell of notebook X must not define a graded name of notebook Y.
-
-Graded names are discovered, not listed: the functions and classes each graded cell defines, and
-the names the hidden checks look up in the student's namespace (`ns["..."]`).
+The whole student bundle is checked in tests/test_bundle_leaks.py: every function of it plugged in as
+the student's answer and graded by the hidden checks, and compared with every solution by the
+similarity engine. (The name scan that used to live here passed code that answers a unit under
+another name.) What stays here are probes of behaviours that no signature reveals: no starter callable
+crops or flips an image and its mask at random (the joint augmentation unit), the training preset
+adds no such augmentation, and `evaluate` takes its metrics from the functions it is given.
 """
 
 from __future__ import annotations
 
-import ast
 import importlib
 import inspect
 import pkgutil
-import re
-from pathlib import Path
 
-import pytest
 import torch
 
 import starter
-from grader.assignments import REPO_ROOT, assignment_names, load_assignment
-from starter.common import cell_source, nbgrader_meta, read_notebook
 
-ASSIGNMENTS = assignment_names()
 # Candidate constructor arguments for the behavioural probe of joint transforms: a crop size,
 # an int size, a probability of one, no argument.
 CONSTRUCTOR_ARGS = [((6, 8),), (6,), (6, 8), (1.0,), ()]
 PROBE_SEEDS = range(8)
-
-
-# --- what is graded ------------------------------------------------------------------------
-
-
-def defined_names(tree: ast.AST) -> set[str]:
-    """Every function and class a piece of code defines (at any depth), and its module-level names."""
-    names = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.ClassDef)}
-    for node in getattr(tree, "body", []):
-        if isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names |= {t.id for target in targets for t in ast.walk(target) if isinstance(t, ast.Name)}
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
-    return names
-
-
-def graded_names() -> dict[str, list[str]]:
-    """{name: ["assignment/grade_id", ...]} of every function or class a graded unit asks for."""
-    found: dict[str, list[str]] = {}
-    for name in ASSIGNMENTS:
-        spec = load_assignment(name)
-        for unit in spec.auto_units:
-            for node in ast.parse(unit.source).body:
-                if isinstance(node, ast.FunctionDef | ast.ClassDef):
-                    found.setdefault(node.name, []).append(f"{name}/{unit.grade_id}")
-        for looked_up in re.findall(r"""ns\[["'](\w+)["']\]""", spec.checks_path.read_text(encoding="utf-8")):
-            found.setdefault(looked_up, [f"{name}/hidden checks"])
-    return found
-
-
-def _key(name: str) -> str:
-    return name.lstrip("_").lower()
-
-
-def name_leaks(sources: dict[str, str], graded: dict[str, list[str]]) -> list[str]:
-    """'where: name (units)' for every graded name that `sources` ({where: code}) define."""
-    wanted = {_key(name): ", ".join(units) for name, units in graded.items()}
-    leaks = []
-    for where, source in sources.items():
-        for name in sorted(defined_names(ast.parse(source))):
-            if _key(name) in wanted:
-                leaks.append(f"{where}: {name} ({wanted[_key(name)]})")
-    return leaks
-
-
-# --- what students get besides their graded cells --------------------------------------------
-
-
-def starter_sources(root: Path = REPO_ROOT) -> dict[str, str]:
-    """The starter package and the public checks that ship in it, {relative path: source}."""
-    paths = sorted((root / "starter").rglob("*.py")) + sorted((root / "assignments").glob("*/public_checks.py"))
-    return {str(p.relative_to(root)): p.read_text(encoding="utf-8") for p in paths}
-
-
-def _without_magics(source: str) -> str:
-    # IPython lines (`!python ...`, `%env ...`) are not Python; comment them out to parse the rest.
-    return "\n".join("# " + line if line.lstrip().startswith(("!", "%")) else line for line in source.splitlines())
-
-
-def teaching_sources(root: Path = REPO_ROOT) -> dict[str, str]:
-    """Every code cell of every solution notebook that is not a graded cell, {notebook [index]: source}."""
-    sources = {}
-    for name in ASSIGNMENTS:
-        notebook = read_notebook(root / "solutions" / name / f"{name}.ipynb")
-        for index, cell in enumerate(notebook["cells"]):
-            if cell.get("cell_type") == "code" and not nbgrader_meta(cell).get("solution"):
-                sources[f"solutions/{name}/{name}.ipynb [cell {index}]"] = _without_magics(cell_source(cell))
-    return sources
 
 
 def starter_modules():
@@ -111,55 +29,6 @@ def starter_modules():
     for info in pkgutil.walk_packages(starter.__path__, prefix="starter."):
         modules.append(importlib.import_module(info.name))
     return modules
-
-
-# --- name scans ----------------------------------------------------------------------------------
-
-
-def test_graded_names_are_discovered():
-    """Are the graded units found at all (else every scan below passes vacuously)?"""
-    graded = graded_names()
-    for expected in ("random_crop_flip", "confusion_matrix", "iou_per_class", "mean_iou", "class_weights"):
-        assert expected in graded
-    assert {unit.split("/")[0] for units in graded.values() for unit in units} == set(ASSIGNMENTS)
-
-
-def test_starter_defines_no_graded_name():
-    """Does starter (or a public check shipped with it) define a function, class or name a graded unit asks for?"""
-    assert name_leaks(starter_sources(), graded_names()) == []
-
-
-def test_starter_modules_expose_no_graded_name():
-    """At run time, does any starter module hold an attribute named like a graded function or class?"""
-    wanted = {_key(name): ", ".join(units) for name, units in graded_names().items()}
-    exposed = [
-        f"{module.__name__}.{attribute} ({wanted[_key(attribute)]})"
-        for module in starter_modules()
-        for attribute in vars(module)
-        if _key(attribute) in wanted and not inspect.ismodule(getattr(module, attribute))
-    ]
-    assert exposed == []
-
-
-def test_no_teaching_cell_defines_a_graded_name():
-    """Does a non-graded cell of any solution notebook define what a graded unit (of any notebook) asks for?"""
-    assert name_leaks(teaching_sources(), graded_names()) == []
-
-
-def test_the_name_scans_find_planted_leaks(tmp_path):
-    """Would the scans above catch a graded name in starter, in a public check and in a teaching cell?"""
-    (tmp_path / "starter").mkdir()
-    (tmp_path / "assignments" / "demo").mkdir(parents=True)
-    (tmp_path / "starter" / "helpers.py").write_text("def _Mean_IoU(conf):\n    return 0.0\n", encoding="utf-8")
-    (tmp_path / "assignments" / "demo" / "public_checks.py").write_text(
-        "from torchvision.transforms import RandomCrop as random_crop_flip\n", encoding="utf-8"
-    )
-    leaks = name_leaks(starter_sources(tmp_path), graded_names())
-    assert any("helpers.py: _Mean_IoU" in leak for leak in leaks)
-    assert any("public_checks.py: random_crop_flip" in leak for leak in leaks)
-    cell = _without_magics("!pip list\nclass Helper:\n    def class_weights(self, masks):\n        pass\n")
-    leaks = name_leaks({"cell": cell}, graded_names())
-    assert len(leaks) == 1 and leaks[0].startswith("cell: class_weights (") and "unet/unet_weights" in leaks[0]
 
 
 # --- behavioural probes -------------------------------------------------------------------------
@@ -315,11 +184,3 @@ def test_evaluate_takes_its_metrics_from_the_functions_it_is_given():
     assert result["miou"] == 0.125
     assert torch.equal(result["confusion"], 2 * planted)
     assert len(seen) == 1 and torch.equal(seen[0], 2 * planted)
-
-
-@pytest.mark.parametrize("name", ASSIGNMENTS)
-def test_every_graded_unit_is_scanned(name):
-    """Does the scan know at least one graded name for every graded unit of this assignment?"""
-    graded_units = {unit for units in graded_names().values() for unit in units}
-    expected = {f"{name}/{unit.grade_id}" for unit in load_assignment(name).auto_units}
-    assert expected <= graded_units
