@@ -140,7 +140,8 @@ def missing_result(missing: MissingSubmission) -> SubmissionResult:
 def grader_files(assignment: str) -> list[Path]:
     """Everything a grade depends on: the engine, the starter package the worker imports, and the
     assignment's folder and notebooks. Build and proof tools are not in it (editing them keeps grades)."""
-    engine = sorted((REPO_ROOT / "grader").glob("*.py"))
+    # rglob: the engine's subpackages (grader/sandbox/) decide grades too.
+    engine = sorted(p for p in (REPO_ROOT / "grader").rglob("*.py") if "__pycache__" not in p.parts)
     starter = sorted(p for p in (REPO_ROOT / "starter").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     return [*engine, *starter, *grading_files(_assignment(assignment))]
 
