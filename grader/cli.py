@@ -39,13 +39,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import cache
 from multiprocessing.connection import wait
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from grader.assignments import REPO_ROOT, NotebookError, assignment_names, grading_files, load_assignment, read_notebook
+from grader.assignments import REPO_ROOT, NotebookError, assignment_names, read_notebook
 from grader.intake import Intake, Job, MissingSubmission, Outcome, take_in, write_table
 from grader.report import (
     DEFAULT_RELEASE_STAGE,
@@ -58,6 +57,12 @@ from grader.report import (
     write_submission_reports,
 )
 from grader.results import ResultFormatError, SubmissionResult, UnitResult
+from grader.run.store import (
+    expected_fingerprint,
+    grader_fingerprint,
+    read_cached_result,
+)
+from grader.run.store import spec_of as _assignment
 from grader.sandbox import Limits, Protection, SandboxUnavailable, active_protections
 from starter import common
 from starter.common import write_atomic
@@ -137,37 +142,6 @@ def missing_result(missing: MissingSubmission) -> SubmissionResult:
     )
 
 
-def grader_files(assignment: str) -> list[Path]:
-    """Everything a grade depends on: the engine, the starter package the worker imports, and the
-    assignment's folder and notebooks. Build and proof tools are not in it (editing them keeps grades)."""
-    # rglob: the engine's subpackages (grader/sandbox/) decide grades too.
-    engine = sorted(p for p in (REPO_ROOT / "grader").rglob("*.py") if "__pycache__" not in p.parts)
-    starter = sorted(p for p in (REPO_ROOT / "starter").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    return [*engine, *starter, *grading_files(_assignment(assignment))]
-
-
-def grader_fingerprint(assignment: str) -> str:
-    digest = hashlib.sha256()
-    for path in grader_files(assignment):
-        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def job_fingerprint(job: Job, grader_version: str) -> str:
-    return hashlib.sha256(job.notebook.read_bytes() + grader_version.encode()).hexdigest()[:24]
-
-
-def expected_fingerprint(job: Job, versions: dict[str, str], units_map: dict[str, list[str]]) -> str:
-    """The fingerprint an up-to-date result of `job` carries. A result checked on a subset of
-    units (--units-map) never stands in for a full one: the unit list is part of it."""
-    return job_fingerprint(job, versions[job.assignment] + json.dumps(units_map.get(job.student)))
-
-
-@cache
-def _assignment(name: str):
-    return load_assignment(name)
-
-
 def grade_job(job: Job, out_dir: Path, settings: dict, slot: int) -> SubmissionResult:
     """Grade one submission; runs in a (trusted) pool process that grades many in turn, so
     imports and the reference solution are loaded once per process, not once per student."""
@@ -189,25 +163,6 @@ def grade_job(job: Job, out_dir: Path, settings: dict, slot: int) -> SubmissionR
         cache_dir=Path(settings["reference_cache"]),
         units=set(units) if units else None,
     )
-
-
-def read_cached_result(path: Path) -> SubmissionResult | None:
-    """The result a previous run wrote at `path`, or None when there is none or it is not a result
-    (then the submission is graded again, as for a stale fingerprint)."""
-    if not path.exists():
-        return None
-    try:
-        result = SubmissionResult.from_json(path.read_text())
-    except ResultFormatError:
-        return None
-    # The file's keys are sorted; feedback lists units in the notebook's order, so restore it.
-    try:
-        order = [unit.grade_id for unit in _assignment(result.assignment).auto_units]
-    except FileNotFoundError:
-        return result
-    rank = {grade_id: index for index, grade_id in enumerate(order)}
-    result.units = dict(sorted(result.units.items(), key=lambda item: rank.get(item[0], len(rank))))
-    return result
 
 
 def _pool_process(connection, out_dir: Path, settings: dict, slot: int):

@@ -276,16 +276,112 @@ def test_engine_never_imports_a_build_or_proof_tool():
     assert {name: mods for name, mods in offending.items() if mods} == {}
 
 
-def test_grader_fingerprint_covers_engine_starter_and_that_assignment_only():
-    """Does the fingerprint that decides whether a cached grade is reused change with the engine, starter and the
-    assignment's own folder and notebooks, and stay put when a build or proof tool or another assignment changes?"""
-    from grader.cli import grader_files
+def test_grader_fingerprint_covers_the_inputs_of_a_grade_only():
+    """Does the fingerprint that decides whether a cached grade is reused name the engine modules that compute
+    grades, starter, the hidden checks and the modules they import, the notebooks and the lock file, and nothing
+    of the integrations, the run library, the build and proof tools or another assignment?"""
+    from grader.run.store import grade_inputs
 
     name, other = ASSIGNMENTS[0], ASSIGNMENTS[1]
-    files = {path.relative_to(REPO_ROOT).as_posix() for path in grader_files(name)}
-    assert "grader/runner.py" in files and "grader/sandbox.py" in files
+    files = {path.relative_to(REPO_ROOT).as_posix() for path in grade_inputs(name)}
+    assert {"grader/runner.py", "grader/harness.py", "grader/worker.py", "grader/sandbox/limits.py"} <= files
     assert "starter/common.py" in files and f"assignments/{name}/public_checks.py" in files
-    assert {f"assignments/{name}/test_{name}.py", f"assignments/{name}/assignment.toml"} <= files
+    assert {f"assignments/{name}/test_{name}.py", "requirements-lock.txt"} <= files
     assert {f"solutions/{name}/{name}.ipynb", f"notebooks/{name}/{name}.ipynb"} <= files
-    assert not [f for f in files if f.startswith(("segkit/", "tests/", "bench/", f"assignments/{other}/"))]
-    assert not [f for f in files if f.startswith(f"solutions/{other}/")]
+    assert f"assignments/{name}/assignment.toml" not in files  # its [grading] table only, parsed
+    assert not [f for f in files if f.startswith(("segkit/", "tests/", "bench/", "integrations/", "grader/run/s"))]
+    assert not [f for f in files if f.startswith((f"assignments/{other}/", f"solutions/{other}/"))]
+    assert not {"grader/report.py", "grader/cli.py", "grader/intake.py"} & files
+    assert not [f for f in files if f.startswith(f"assignments/{name}/") and "test_" not in f and "public" not in f]
+
+
+def test_shared_check_modules_count_for_the_assignments_that_import_them():
+    """Is a shared hidden-check module (grader/metric_checks.py) among the inputs of the assignments whose checks
+    import it, found by reading their imports?"""
+    from grader.run.store import check_files, spec_of
+
+    users = [a for a in ASSIGNMENTS if "metric_checks" in spec_of(a).checks_path.read_text()]
+    assert users, "no assignment's checks import grader/metric_checks.py"
+    for name in users:
+        assert REPO_ROOT / "grader" / "metric_checks.py" in check_files(spec_of(name))
+
+
+FINGERPRINT_ASSIGNMENT = "cam"  # any assignment: the edits below only touch tables and files every one has
+
+
+def _fingerprint_kit(tmp_path: Path) -> Path:
+    """A copy of what the fingerprint of FINGERPRINT_ASSIGNMENT reads, in tmp_path (a few MB, no build output)."""
+    name, kit = FINGERPRINT_ASSIGNMENT, tmp_path / "kit"
+    ignore = shutil.ignore_patterns("__pycache__")
+    for folder in ("grader", "starter", f"assignments/{name}", f"solutions/{name}", f"notebooks/{name}"):
+        shutil.copytree(REPO_ROOT / folder, kit / folder, ignore=ignore)
+    shutil.copy(REPO_ROOT / "requirements-lock.txt", kit / "requirements-lock.txt")
+    return kit
+
+
+def _append(text: str) -> str:
+    return text + "\n# edited\n"
+
+
+def _edit_toml(pattern: str, replacement: str):
+    def edit(text: str) -> str:
+        edited = re.sub(pattern, replacement, text, count=1, flags=re.MULTILINE)
+        assert edited != text, f"{pattern!r} not in assignment.toml"
+        return edited
+
+    return edit
+
+
+A = FINGERPRINT_ASSIGNMENT
+MOVES_A_GRADE = {
+    "a hidden check": (f"assignments/{A}/test_{A}.py", _append),
+    "the solution": (f"solutions/{A}/{A}.ipynb", lambda text: text + "\n"),
+    "the released notebook": (f"notebooks/{A}/{A}.ipynb", lambda text: text + "\n"),
+    "the sandbox limits": ("grader/sandbox/limits.py", lambda text: text.replace("6144", "6000")),
+    "a sandbox module": ("grader/sandbox/plan.py", _append),
+    "the runner": ("grader/runner.py", _append),
+    "a starter module": ("starter/common.py", _append),
+    "the lock file": ("requirements-lock.txt", lambda text: text + "extra-package==1.0\n"),
+    "the [grading] table": (
+        f"assignments/{A}/assignment.toml",
+        _edit_toml(r"^expensive_units = \[", 'expensive_units = ["x", '),
+    ),
+}
+KEEPS_EVERY_GRADE = {
+    "the report wording": ("grader/report.py", _append),
+    "the CLI": ("grader/cli.py", _append),
+    "the intake": ("grader/intake.py", _append),
+    "the example bugs": (f"assignments/{A}/examples.py", _append),
+    "the correct alternatives": (f"assignments/{A}/alternatives.py", _append),
+    "the similarity corpus": (f"assignments/{A}/similarity_corpus/added.py", lambda text: "x = 1\n"),
+    "the [results] table": (f"assignments/{A}/assignment.toml", _edit_toml(r"^\[results\]$", "[results]\n# edited")),
+    "the [visibility] table": (f"assignments/{A}/assignment.toml", _edit_toml(r'^total = "\w+"', 'total = "visible"')),
+    "the [proof] table": (f"assignments/{A}/assignment.toml", _edit_toml(r'^reason = "', 'reason = "edited: ')),
+}
+
+
+def _fingerprint_after(tmp_path: Path, relative: str, edit) -> tuple[str, str]:
+    from grader.run.store import grader_fingerprint
+
+    kit = _fingerprint_kit(tmp_path)
+    before = grader_fingerprint(A, kit)
+    path = kit / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(edit(path.read_text() if path.exists() else ""))
+    return before, grader_fingerprint(A, kit)
+
+
+@pytest.mark.parametrize("change", sorted(MOVES_A_GRADE))
+def test_a_change_that_can_move_a_grade_regrades(tmp_path, change):
+    """Does a change to an input of a grade (a hidden check, the solution, the sandbox, starter, the lock file,
+    the [grading] table) change the fingerprint, so that every cached grade of the assignment is graded again?"""
+    before, after = _fingerprint_after(tmp_path, *MOVES_A_GRADE[change])
+    assert before != after
+
+
+@pytest.mark.parametrize("change", sorted(KEEPS_EVERY_GRADE))
+def test_a_change_that_cannot_move_a_grade_reuses_every_cached_grade(tmp_path, change):
+    """Does a change that cannot move a grade (report wording, the CLI, the intake, the proof tools' examples and
+    alternatives, the similarity corpus, the [results], [visibility] and [proof] tables) keep the fingerprint?"""
+    before, after = _fingerprint_after(tmp_path, *KEEPS_EVERY_GRADE[change])
+    assert before == after
