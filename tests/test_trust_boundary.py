@@ -145,12 +145,24 @@ class _Elements(html.parser.HTMLParser):
             self.cells.append(data.strip())
 
 
-def _active_markup(document: str) -> list[str]:
+def _is_png(attrs: dict) -> bool:
+    """An image the page may show: an embedded PNG that decodes as one (the forged one is HTML)."""
+    import base64
+
+    source = attrs.get("src") or ""
+    prefix = "data:image/png;base64,"
+    return source.startswith(prefix) and base64.b64decode(source[len(prefix) :])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _active_markup(document: str, *, tables: bool = True) -> list[str]:
     """What of the forged markup became markup: images, scripts, links to the forger, tables, extra headings."""
     elements = _Elements(document)
     tags = elements.tags
-    found = [tag for tag, attrs in tags if tag in ("img", "script")]
-    found += [f"table cell {cell}" for cell in elements.cells if cell in ("all", "999")]
+    found = [tag for tag, attrs in tags if tag in ("script", "iframe", "object", "embed")]
+    found += [f"img {attrs.get('src', '')[:40]}" for tag, attrs in tags if tag == "img" and not _is_png(attrs)]
+    found += [f"{tag} {name}" for tag, attrs in tags for name in attrs if name.startswith("on")]
+    if tables:  # the HTML page renders the student's own markdown cells, tables included, as their notebook
+        found += [f"table cell {cell}" for cell in elements.cells if cell in ("all", "999")]
     found += [f"a {attrs['href']}" for tag, attrs in tags if tag == "a" and "evil" in attrs.get("href", "")]
     found += [f"{tag} heading" for tag, _ in tags if tag == "h1"][1:]
     return found
@@ -231,15 +243,16 @@ def test_a_flood_gives_bounded_files(boundary_runs, who):
 
 @pytest.mark.parametrize("who", WHO)
 def test_forged_markup_renders_as_text(boundary_runs, who):
-    """Does a heading, score line, table, image, link and script in an error text stay inert text in the
-    Markdown and HTML feedback and the Gradescope JSON?"""
+    """Does a heading, score line, table, image, link and script in an error text, in a markdown cell and in a
+    cell's outputs stay inert text in the Markdown and HTML feedback (which shows the notebook) and the Gradescope
+    JSON?"""
     files = _student_files(boundary_runs[who], "b7-markup")
     markdown = files["feedback/b7-markup/patches.md"].decode()
     html_page = files["feedback/b7-markup/patches.html"].decode()
     gradescope = json.loads(files["gradescope/patches/b7-markup/results.json"])
     assert "Autograded score: 999" in markdown and "Autograded score: 999" in html_page  # there, as text
     assert _active_markup(mistune.html(markdown)) == []
-    assert _active_markup(html_page) == []
+    assert _active_markup(html_page, tables=False) == []
     for test in gradescope["tests"]:
         assert test.get("output_format", gradescope.get("test_output_format")) == "text"
     assert FORGED_MARKUP.splitlines()[3] in json.dumps(gradescope)  # the forged score line, shown as plain text

@@ -748,6 +748,26 @@ sys.stdout.write('o' * (20 * 1024 * 1024))
 """
 
 
+def _with_forged_notebook_markup(notebook: dict) -> dict:
+    """The feedback page shows the student's own notebook: forge markup in a markdown cell, in a cell's
+    HTML and JavaScript outputs, and in an "image" output that is HTML, not a PNG."""
+    import base64
+
+    notebook = copy.deepcopy(notebook)
+    notebook["cells"].insert(1, {"cell_type": "markdown", "metadata": {}, "source": FORGED_MARKUP})
+    code = next(cell for cell in notebook["cells"] if cell.get("cell_type") == "code")
+    code["outputs"] = [
+        {"output_type": "display_data", "metadata": {}, "data": {"text/html": FORGED_MARKUP}},
+        {"output_type": "display_data", "metadata": {}, "data": {"application/javascript": "alert(1)"}},
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {"image/png": base64.b64encode(FORGED_MARKUP.encode()).decode()},
+        },
+    ]
+    return notebook
+
+
 @dataclass(frozen=True)
 class BoundarySubmission:
     student: str
@@ -821,8 +841,12 @@ def build_boundary_corpus(*, exfiltrate: list[str] | None = None) -> list[Bounda
         target,
         _FLOOD_ERROR + _prepend_to_body(target_source, "raise RuntimeError('E' * (20 * 1024 * 1024))"),
     )
-    markup = _with_target_source(
-        _solution(launder_assignment), target, _prepend_to_body(target_source, f"raise RuntimeError({FORGED_MARKUP!r})")
+    markup = _with_forged_notebook_markup(
+        _with_target_source(
+            _solution(launder_assignment),
+            target,
+            _prepend_to_body(target_source, f"raise RuntimeError({FORGED_MARKUP!r})"),
+        )
     )
     corpus += [
         BoundarySubmission("b2-launder-stash", launder_assignment, stasher, tuple(attacked), "stashes reference code"),
@@ -832,6 +856,6 @@ def build_boundary_corpus(*, exfiltrate: list[str] | None = None) -> list[Bounda
         BoundarySubmission("b4-persist-write", launder_assignment, persist, (target,), "leaves files, links, memory"),
         BoundarySubmission("b5-persist-look", launder_assignment, look, (target,), "fails if anything was left"),
         BoundarySubmission("b6-flood", launder_assignment, flood, (target,), "a 20 MB error and 20 MB of output"),
-        BoundarySubmission("b7-markup", launder_assignment, markup, (target,), "markup in its error text"),
+        BoundarySubmission("b7-markup", launder_assignment, markup, (target,), "markup in its error and notebook"),
     ]
     return corpus
