@@ -36,6 +36,19 @@ def wrong_target(logits, target):
 def detached_loss(logits, target):
     return torch.tensor(F.cross_entropy(logits, target).item())
 
+def uses_stub(x):
+    return stub(x)
+
+class Base:
+    def __init__(self, *args):
+        raise NotImplementedError()
+
+class Child(Base):
+    pass
+
+def torch_refuses(x):
+    raise NotImplementedError("Could not run 'aten::foo' with arguments from the 'Meta' backend.")
+
 def calls_kit(value):
     from starter.checks.core import expect
     expect(value > 0, "value must be positive")
@@ -74,6 +87,23 @@ def test_a_stub_is_reported_not_raised(units, student, capsys):
     assert isinstance(result, CheckResult)
     assert not result and not result.implemented and not result.passed
     assert "✗ test_loss: not implemented yet" in capsys.readouterr().out
+
+
+def test_a_stub_that_another_unit_calls_is_named(units, student, capsys):
+    """When a unit calls another unit's stub, is that other unit named, the unit itself counted as implemented?"""
+    for code, other in ((student["uses_stub"], "stub"), (student["Child"], "Base.__init__")):
+        result = check("test_positive", code)
+        assert result.implemented and not result.passed
+        assert result.message.startswith(f"your code calls {other}, which is not implemented yet")
+    assert not check("test_positive", student["Base"]).implemented
+    capsys.readouterr()
+
+
+def test_pytorchs_own_not_implemented_error_is_an_error_not_a_stub(units, student, capsys):
+    """Is a NotImplementedError with a message (PyTorch's) reported as the error it is, not as a stub?"""
+    result = check("test_positive", student["torch_refuses"])
+    assert result.implemented and result.error.startswith("NotImplementedError: Could not run")
+    assert NOT_IMPLEMENTED not in capsys.readouterr().out
 
 
 def test_a_failed_expectation_is_reported_with_its_message(units, capsys):

@@ -29,6 +29,8 @@ from starter.checks.report import (
     format_student_traceback,
     hint_for,
     install_traceback_filter,
+    is_stub_error,
+    stub_raised_by,
 )
 
 __all__ = ["check", "check_all", "CheckFailed", "CheckResult", "CheckSummary", "CHECKS", "RESULTS"]
@@ -63,20 +65,28 @@ def _run(unit: str, objects: tuple) -> tuple[CheckResult, list[str]]:
     """The unit's result and the lines that explain it (an error's frames and hint)."""
     try:
         CHECKS[unit](*objects)
-    except NotImplementedError:
-        return CheckResult(unit, implemented=False, passed=False, message=NOT_IMPLEMENTED), []
     except CheckFailed as exc:
         return CheckResult(unit, implemented=True, passed=False, message=str(exc)), []
-    except Exception as exc:  # the student's code raised: lead with that error, from the student's frames
-        error = describe_error(exc)
-        lines = format_student_traceback(exc)
-        hint = hint_for(exc)
-        if hint:
-            lines.append(f"  Hint: {hint}")
-        return CheckResult(
-            unit, implemented=True, passed=False, message=f"your code raised {error}", error=error
-        ), lines
+    except Exception as exc:  # the student's code raised
+        if not is_stub_error(exc):  # lead with that error, from the student's frames
+            return _raised(unit, exc)
+        other = stub_raised_by(exc, objects)
+        if other is None:
+            return CheckResult(unit, implemented=False, passed=False, message=NOT_IMPLEMENTED), []
+        message = f"your code calls {other}, which is not implemented yet: implement that unit first."
+        return CheckResult(unit, implemented=True, passed=False, message=message), []
     return CheckResult(unit, implemented=True, passed=True), []
+
+
+def _raised(unit: str, exc: BaseException) -> tuple[CheckResult, list[str]]:
+    """An error the student's code raised: its first line, the student's frames and a hint."""
+    error = describe_error(exc)
+    lines = format_student_traceback(exc)
+    hint = hint_for(exc)
+    if hint:
+        lines.append(f"  Hint: {hint}")
+    message = f"your code raised {error}"
+    return CheckResult(unit, implemented=True, passed=False, message=message, error=error), lines
 
 
 def check(unit: str, *objects) -> CheckResult:
@@ -127,7 +137,7 @@ def check_all(assignment: str) -> CheckSummary:
             status = "✗ not implemented yet"
         else:
             status = f"✗ {result.message.splitlines()[0]}"
-        print(f"  {unit:<{width}}  {points:g} pt  {status}")
+        print(f"  {unit:<{width}}  {f'{points:g} pt':<6}  {status}")
     if len(passed) == len(units):
         print("Every unit passes its public checks (the hidden checks used for grading test more cases).")
     return CheckSummary(assignment, summary)

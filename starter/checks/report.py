@@ -167,7 +167,6 @@ NUMPY_ON_GRAD = (
 )
 
 _HINTS = (
-    (("notimplementederror",), NOT_IMPLEMENTED),
     (
         ("does not require grad and does not have a grad_fn", "'float' object has no attribute 'backward'"),
         NOT_DIFFERENTIABLE,
@@ -207,11 +206,50 @@ _HINTS = (
 
 def hint_for(exc: BaseException) -> str:
     """A hint in words for a common PyTorch mistake behind `exc`, or ""."""
+    if is_stub_error(exc):
+        return NOT_IMPLEMENTED
     text = f"{type(exc).__name__}: {exc}".lower()
     for needles, hint in _HINTS:
         if any(needle in text for needle in needles):
             return hint
     return ""
+
+
+def is_stub_error(exc: BaseException) -> bool:
+    """A student stub's `raise NotImplementedError()` (bare: PyTorch's own NotImplementedErrors have a message)."""
+    return isinstance(exc, NotImplementedError) and not str(exc).strip()
+
+
+def stub_raised_by(exc: BaseException, objects: tuple) -> str | None:
+    """Which stub raised `exc`: None when one of `objects` (the unit under check) did, else the name of
+    the other function of the student's code that did (a unit this one calls, not implemented yet)."""
+    frames = list(_walk_tb(exc.__traceback__))
+    if not frames:
+        return None
+    code = frames[-1].f_code
+    if any(code in _codes(obj) for obj in objects) or frame_origin(code.co_filename) != "student":
+        return None
+    return getattr(code, "co_qualname", code.co_name)
+
+
+def _walk_tb(tb):
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next
+
+
+def _codes(obj) -> set:
+    """The code objects of a function, or of the methods a class defines itself."""
+    if hasattr(obj, "__code__"):
+        return {obj.__code__}
+    if isinstance(obj, type):
+        found = set()
+        for value in vars(obj).values():
+            function = getattr(value, "__func__", value)  # staticmethod / classmethod
+            if hasattr(function, "__code__"):
+                found.add(function.__code__)
+        return found
+    return set()
 
 
 def describe_error(exc: BaseException) -> str:
