@@ -25,6 +25,7 @@ from grader.assignments import (
 )
 from grader.harness import NOT_IMPLEMENTED, GradingPlugin, ReferenceNamespace, call_key, probe_source
 from grader.results import CheckResult, SubmissionResult, UnitResult
+from grader.run.config import WorkerConfig
 from grader.sandbox import Limits, Worker, WorkerError, WorkerOutOfMemory, WorkerTimeout
 from starter.common import write_atomic
 
@@ -46,12 +47,20 @@ def reference_namespace(spec: AssignmentSpec, cache_dir: Path | None = None) -> 
     return _REFERENCES[spec.name]
 
 
+def new_worker(config: WorkerConfig) -> Worker:
+    """The one place a `WorkerConfig` becomes a sandboxed `Worker`."""
+    return Worker(**config.worker_kwargs())
+
+
 class Submission:
     """A student's notebook loaded into a sandboxed worker, restarted if it dies."""
 
-    def __init__(self, spec: AssignmentSpec, notebook: dict | None, *, worker_options: dict, log):
+    def __init__(self, spec: AssignmentSpec, notebook: dict | None, *, worker_options: WorkerConfig | dict, log):
         self.spec = spec
-        self.worker_options = worker_options
+        # A dict (tests written before WorkerConfig) names the same fields.
+        self.worker_config = (
+            worker_options if isinstance(worker_options, WorkerConfig) else WorkerConfig(**worker_options)
+        )
         self.log = log
         self.problems: dict[str, str] = {}
         self.cell_status: dict[str, str] = {}
@@ -72,7 +81,7 @@ class Submission:
         self._reference_sources = {u.grade_id: u.source for u in spec.auto_units}
         self.hung_units: set[str] = set()
         self.largest_reply_bytes = 0
-        self.deadline = time.monotonic() + worker_options["limits"].submission_timeout
+        self.deadline = time.monotonic() + self.worker_config.limits.submission_timeout
         if notebook is not None:
             self._select_cells(notebook)
 
@@ -106,7 +115,7 @@ class Submission:
                 self.dead_reason = "your notebook crashed the grader's worker too many times"
                 self.worker = None
                 return
-            worker = Worker(**self.worker_options)
+            worker = new_worker(self.worker_config)
             self.protections = worker.protections
             try:
                 worker.start()
@@ -256,13 +265,15 @@ class DependencyRun:
         self.unit = unit
         self.worker: Worker | None = None
         self.usable = False
+        self.ready_s = 0.0  # what the separate worker costs: its start and the notebook's cells again
 
     def __enter__(self) -> DependencyRun:
         sub = self.submission
         # A unit whose own cell failed in the student's run fails the same way here: no worker needed.
         if sub.cell_status.get(self.unit) != "ok":
             return self
-        worker = Worker(**sub.worker_options)
+        started = time.monotonic()
+        worker = new_worker(sub.worker_config)
         try:
             worker.start()
         except WorkerError:
@@ -276,6 +287,7 @@ class DependencyRun:
                     self.usable = status == "ok"
         except WorkerError:
             self.usable = False
+        self.ready_s = time.monotonic() - started
         return self
 
     def cells(self) -> list[tuple[str, str]]:
@@ -351,7 +363,7 @@ def grade(
     notebook_path: Path,
     student: str,
     *,
-    worker_options: dict,
+    worker: WorkerConfig,
     log_path: Path | None = None,
     cache_dir: Path | None = None,
     units: set[str] | None = None,
@@ -371,7 +383,7 @@ def grade(
     except (NotebookError, OSError) as exc:
         notebook = None
         notebook_error = str(exc)
-    submission = Submission(spec, notebook, worker_options=worker_options, log=log)
+    submission = Submission(spec, notebook, worker_options=worker, log=log)
     if notebook is None:
         submission.dead_reason = f"the notebook could not be read: {notebook_error}"
     else:
@@ -389,9 +401,18 @@ def grade(
     log("pytest output:\n" + pytest_output.getvalue()[-20000:])
     # Only now, with the student's main worker gone, may reference code enter a worker.
     rechecked_at = time.monotonic()
-    rechecked = plugin.recheck_on_reference_dependencies(lambda unit: DependencyRun(submission, unit))
-    for unit, (passed, tried) in rechecked.items():
-        log(f"dependency run of {unit}: {passed}/{tried} failed checks pass over the reference helpers")
+    runs: list[DependencyRun] = []
+
+    def dependency_run(unit: str) -> DependencyRun:
+        runs.append(DependencyRun(submission, unit))
+        return runs[-1]
+
+    rechecked = plugin.recheck_on_reference_dependencies(dependency_run)
+    for run, (unit, (passed, tried)) in zip(runs, rechecked.items()):
+        log(
+            f"dependency run of {unit}: {passed}/{tried} failed checks pass over the reference helpers "
+            f"(its worker ready in {run.ready_s:.2f} s)"
+        )
     if rechecked:
         log(f"dependency runs: {len(rechecked)} in {time.monotonic() - rechecked_at:.2f} s")
     log(f"largest worker reply: {submission.largest_reply_bytes} bytes")
@@ -408,7 +429,7 @@ def grade(
         max_points=spec.max_points,
         cell_status=submission.cell_status,
         protections=submission.protections,
-        unsafe_no_sandbox=not worker_options.get("sandbox", True),
+        unsafe_no_sandbox=not worker.sandbox,
         worker_restarts=submission.restarts,
         peak_worker_memory_mb=round(submission.peak_memory_bytes / 2**20, 1),
         duration_s=round(time.time() - started, 2),
