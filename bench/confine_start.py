@@ -1,7 +1,7 @@
 """What confinement without namespaces (grader/sandbox/confine.py: Landlock, seccomp, no_new_privs) costs a worker
 start, against bubblewrap's start, in the same run.
 
-    python bench/confine_start.py [--runs 10] [--torch]
+    python bench/confine_start.py [--runs 10] [--torch] [--layers]
 
 Prints medians in milliseconds of:
 - apply: `confine.apply(plan)` alone (Landlock ruleset of the standard allow-list plus the seccomp
@@ -12,7 +12,10 @@ Prints medians in milliseconds of:
 - from scratch: `python -I -S -c pass` started plainly, with the plan applied in preexec_fn or by
   grader/sandbox/launch.py (a small Python start that applies it, then executes), and inside the
   kit's bubblewrap sandbox (grader.sandbox's SandboxPlan, as a grading run builds it;
-  a minimal bwrap command where that is not available). --torch adds `import torch` to each start.
+  a minimal bwrap command where that is not available). --torch adds `import torch` to each start;
+- per layer (alone with --layers): the kit's own Worker, in the bubblewrap layer and (as root) in
+  the Landlock layer with user namespaces disabled, as root and as an ordinary uid: the slot
+  template's start, a worker's start (fork to ready) and a small submission's whole cost.
 """
 
 from __future__ import annotations
@@ -161,11 +164,90 @@ def bubblewrap_starts(inner: list[str], runs: int) -> tuple[str, list[float]]:
     return f"a minimal bwrap command ({reason})", _timed_runs(argv + inner, runs)
 
 
+SUBMISSION_CELL = "import torch\nx = torch.ones(64, 64)\ny = float((x @ x).sum())"
+
+
+def layer_child(runs: int) -> dict:
+    """In this process's layer (host_sandbox()): the slot template's start, then `runs` submissions'
+    worker start (fork to ready) and whole cost (start, one cell, one probe, stop), in seconds."""
+    from grader.sandbox import Limits, Worker, host_sandbox
+
+    host = host_sandbox()
+    limits = Limits(cell_timeout=60, probe_timeout=60)
+    started = time.perf_counter()
+    first = Worker(slot=2, limits=limits)
+    first.start()  # starts the slot's template, then forks
+    template_s = time.perf_counter() - started
+    first.stop()
+    starts, totals = [], []
+    for _ in range(runs):
+        began = time.perf_counter()
+        worker = Worker(slot=2, limits=limits)
+        worker.start()
+        starts.append(time.perf_counter() - began)
+        worker.exec_cell("cell", SUBMISSION_CELL)
+        worker.probe("def p(ns):\n    return ns['y']\n", "p")
+        worker.stop()
+        totals.append(time.perf_counter() - began)
+    return {
+        "layer": host.layer,
+        "as_root": host.as_root,
+        "caps": host.caps,
+        "forked": worker.started_from_template,
+        "template_s": template_s,
+        "start_ms": statistics.median(starts) * 1000,
+        "submission_ms": statistics.median(totals) * 1000,
+    }
+
+
+def layer_costs(runs: int):
+    """The kit's Worker in each layer this host can produce, in the same run: bubblewrap as this
+    process's user, and (as root) the Landlock layer with user namespaces disabled, as root (a spare
+    uid) and as an ordinary uid."""
+    import json
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from sandbox_helpers import TEST_UID, as_user_command, without_user_namespaces
+
+    child = [sys.executable, str(Path(__file__).resolve()), "--layer-child", "--runs", str(runs)]
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONPATH": str(REPO)}
+    setups = [("bubblewrap", child, None)]
+    if os.geteuid() == 0:
+        for who, uid in (("landlock, root", 0), ("landlock, ordinary uid", TEST_UID)):
+            argv, stage = as_user_command(child, uid=uid, env=env)
+            setups.append((who, without_user_namespaces(argv), stage))
+    print(f"the kit's workers per layer (median of {runs}; a submission: start, one torch cell, one probe, stop)")
+    for name, argv, stage in setups:
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
+        finally:
+            if stage:
+                shutil.rmtree(stage, ignore_errors=True)
+        if result.returncode != 0:
+            print(f"  {name:24} failed: {result.stderr.strip()[-300:]}")
+            continue
+        got = json.loads(result.stdout.strip().splitlines()[-1])
+        print(
+            f"  {name:24} ({got['layer']}, caps {got['caps']}, forked {got['forked']}): template start "
+            f"{got['template_s']:.1f} s, worker start {got['start_ms']:.0f} ms, submission {got['submission_ms']:.0f} ms"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--torch", action="store_true", help="import torch in each from-scratch start")
+    parser.add_argument("--layers", action="store_true", help="only the kit's worker costs per sandbox layer")
+    parser.add_argument("--layer-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.layer_child:
+        import json
+
+        print(json.dumps(layer_child(args.runs)))
+        return 0
+    if args.layers:
+        layer_costs(args.runs)
+        return 0
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")  # as in a worker
     layer = confine.available()
     print(f"host: Landlock ABI {layer.landlock_abi}, seccomp {layer.seccomp}, root {layer.root}, {layer.arch}")
@@ -196,6 +278,7 @@ def main() -> int:
         print(f"  bubblewrap                                   {_median_ms(times)}  ({what})")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    layer_costs(args.runs)
     return 0
 
 

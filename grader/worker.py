@@ -396,22 +396,23 @@ def _setup_child(libc, fds):
 
 
 def _become_confined_worker(libc, fds, request):
-    """Landlock layer, in the template's child: confine this process to the worker's own folder
-    (its own session, no /proc, Landlock and seccomp nested in the template's), become a child
-    subreaper (every process the worker starts stays in this tree, which the grader kills whole),
-    report the host pid, wait for the caps, then fork the worker."""
+    """Landlock layer, in the template's child: become the worker's init, a child subreaper (every
+    process the worker starts stays in this tree, which the grader kills whole), report the host
+    pid, wait for the caps, then fork the worker, which confines itself to its own folder (its own
+    session, no /proc, Landlock and seccomp nested in the template's, so it cannot signal this init
+    or the template) before anything of the student's runs."""
     confine = load_sandbox_side("confine")
     request_read, reply_write, _, hello_fd = fds
     _setup_child(libc, fds)
     _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
     os.chdir(request["folder"])
-    confine.apply(confine.Plan.from_json(request["plan"]))
-    _init_then_worker(libc, request, request_read, reply_write, hello_fd)
+    plan = confine.Plan.from_json(request["plan"])
+    _init_then_worker(libc, request, request_read, reply_write, hello_fd, lambda: confine.apply(plan))
 
 
-def _init_then_worker(libc, request, request_read, reply_write, hello_fd):
+def _init_then_worker(libc, request, request_read, reply_write, hello_fd, confine_worker=None):
     """The worker's init: report this host pid (the grader puts it under the submission's caps),
-    fork the worker on "g" and reap until it ends."""
+    fork the worker on "g" and reap until it ends. confine_worker: run in the worker first."""
     import signal
     import socket
 
@@ -435,6 +436,8 @@ def _init_then_worker(libc, request, request_read, reply_write, hello_fd):
     hello.close()
     _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
     _check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")  # the template's setting is 0
+    if confine_worker is not None:
+        confine_worker()
     if "numpy" in sys.modules:  # `random` reseeds itself after fork; numpy's global state would not
         sys.modules["numpy"].random.seed()
     apply_limits(request["limits"])

@@ -197,29 +197,7 @@ def probe(config: dict) -> dict:
 # -- the tests ---------------------------------------------------------------------------------------
 
 import pytest  # noqa: E402
-from sandbox_helpers import TEST_UID, LoopbackListener, as_user_command  # noqa: E402
-
-WITHOUT_USER_NAMESPACES = """
-import ctypes, os, sys
-ready_read, ready_write = os.pipe()
-go_read, go_write = os.pipe()
-child = os.fork()
-if child == 0:
-    if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:
-        os._exit(97)
-    os.write(ready_write, b"u")
-    os.read(go_read, 1)
-    with open("/proc/sys/user/max_user_namespaces", "w") as handle:
-        handle.write("0")
-    os.execvp(sys.argv[1], sys.argv[1:])
-os.read(ready_read, 1)
-for name in ("uid_map", "gid_map"):
-    with open(f"/proc/{child}/{name}", "w") as handle:
-        handle.write("0 0 65536")
-os.write(go_write, b"g")
-_, status = os.waitpid(child, 0)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
+from sandbox_helpers import TEST_UID, LoopbackListener, as_user_command, without_user_namespaces  # noqa: E402
 
 # name: (ordinary uid or None for root, spare uid, user namespaces disabled, Landlock ABI limit, torch)
 SETUPS = {
@@ -242,10 +220,7 @@ ATTACKS = (
 )
 
 
-def _without_user_namespaces(argv: list[str]) -> list[str]:
-    """Run `argv` in a user namespace (uids 0-65535 mapped to themselves) where no further one can
-    be made, as with user.max_user_namespaces=0; needs root."""
-    return [sys.executable, "-c", WITHOUT_USER_NAMESPACES, *argv]
+_without_user_namespaces = without_user_namespaces
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -478,3 +479,107 @@ def test_workers_start_from_scratch_when_the_template_is_off(monkeypatch):
 
     monkeypatch.setattr(WorkerTemplate, "fork", broken_fork)
     assert_starts_from_scratch()
+
+
+# -- the package's seams: a pure plan, one command line and environment, each layer's protections --
+
+
+def test_building_a_plan_changes_nothing_on_the_host(monkeypatch):
+    """Does building and rendering a worker's plan run without making a folder, writing a file,
+    claiming a uid or creating a cgroup (all of which happen only when it is executed)?"""
+    from grader.sandbox import bubblewrap, plan
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("building a plan touched the host")
+
+    for module, name in ((os, "mkdir"), (os, "makedirs"), (os, "chmod"), (os, "chown"), (os, "symlink")):
+        monkeypatch.setattr(module, name, forbidden)
+    monkeypatch.setattr(Path, "write_text", forbidden)
+    monkeypatch.setattr("tempfile.mkdtemp", forbidden)
+    mounts = plan.bubblewrap_plan(Limits(scratch_mb=300), template=True)
+    argv = bubblewrap.render(mounts, "/usr/bin/bwrap")
+    assert argv[0] == "/usr/bin/bwrap" and "--cap-add" in argv
+    joined = " ".join(argv)
+    assert f"--size {300 * 2**20} --perms 0700 --tmpfs {plan.SANDBOX_SCRATCH}" in joined
+    assert "--remount-ro /dev" in joined and joined.index("--remount-ro /dev") > joined.index("--dev /dev")
+    assert f"{plan.SANDBOX_KIT}/sandbox/protocol.py" in argv and f"{plan.SANDBOX_KIT}/worker.py" in argv
+
+
+def test_every_start_gets_the_same_environment(tmp_path):
+    """Is the worker's environment written once: does a worker started with --unsafe-no-sandbox get
+    the same variables (MALLOC_ARENA_MAX, MPLCONFIGDIR included) as the sandboxed ones?"""
+    from grader.sandbox.plan import SANDBOX_SCRATCH, bubblewrap_plan, worker_environment
+
+    w = Worker(sandbox=False, limits=Limits(cell_timeout=20))
+    w.start()
+    try:
+        w.exec_cell("env", "import os\nenv = dict(os.environ)")
+        unsafe = w.probe(_source(probe_value), "probe_value", ("env",))
+    finally:
+        w.stop()
+    sandboxed = dict(bubblewrap_plan(Limits()).env)
+    assert set(sandboxed) == set(worker_environment(SANDBOX_SCRATCH)) == set(unsafe) - {"PWD", "LC_CTYPE"}
+    assert {"MALLOC_ARENA_MAX", "MPLCONFIGDIR"} <= set(unsafe)
+
+
+@pytest.mark.parametrize("abi, as_root", [(4, False), (7, True)])
+def test_the_landlock_layer_reports_what_it_gives_up(abi, as_root):
+    """Does the Landlock layer list its own mechanisms (Landlock ABI, seccomp, spare uid or the grader's
+    uid) and report the namespace-only protections as NOT active, saying they need user namespaces?"""
+    from grader.report import protections_text
+    from grader.sandbox import BASE_PROTECTIONS, Protection
+    from grader.sandbox.protections import NAMESPACE_ONLY
+
+    host = HostSandbox(
+        True, "", None, as_root, "cgroup-v2" if as_root else "watchdog", layer="landlock", landlock_abi=abi
+    )
+    provided = host.protections()
+    assert [p.name for p in provided] == [n for n in PROTECTION_TEXT if n not in (*BASE_PROTECTIONS, *NAMESPACE_ONLY)]
+    mechanisms = {p.name: p.mechanism for p in provided}
+    assert f"Landlock ABI {abi}" in mechanisms["filesystem_allowlist"]
+    assert ("Landlock denies TCP" in mechanisms["no_network"]) == (abi >= 4)
+    assert ("spare uid" in mechanisms["unprivileged_user"]) == as_root
+    text = protections_text([Protection(n, PROTECTION_TEXT[n]) for n in BASE_PROTECTIONS] + provided)
+    for name in NAMESPACE_ONLY:
+        assert f"- NOT active: `{name}`" in text and "needs user namespaces" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("who", ["user", "root"])
+def test_landlock_layer_workers_without_user_namespaces(who):
+    """Where no user namespace can be made, does grading pick the Landlock layer, fork workers from the
+    slot's template (as the grading uid, or as root a spare uid), deny them the kit's solutions, /proc,
+    /dev/shm, /tmp, TCP, signals out and user namespaces, kill what a worker leaves running, remove its
+    folder, and stop a fork bomb and an over-full scratch folder?"""
+    if os.geteuid() != 0:
+        pytest.skip("disabling user namespaces and switching uids need root (CI runs as root)")
+    import shutil
+    import tempfile
+
+    from sandbox_helpers import TEST_UID, as_user_command, copy_kit, without_user_namespaces
+
+    # A copy of the kit: as root this layer closes solutions/ and assignments/ to other users.
+    base = Path(tempfile.mkdtemp(prefix="segkit-landlock-"))
+    os.chmod(base, 0o755)
+    kit = base / "kit"
+    copy_kit(kit)
+    if who == "user":
+        subprocess.run(["chown", "-R", f"{TEST_UID}:{TEST_UID}", str(base)], check=True)
+    script = [sys.executable, str(kit / "tests" / "landlock_worker_script.py"), str(kit)]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "LANG": "C.UTF-8", "PYTHONPATH": str(kit)}
+    argv, stage = as_user_command(script, uid=TEST_UID if who == "user" else 0, env=env)
+    try:
+        run = subprocess.run(without_user_namespaces(argv), capture_output=True, text=True, timeout=600, cwd=kit)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["layer"] == "landlock" and report["as_root"] == (who == "root") and report["forked"]
+    assert report["attacks_cell"] == "ok" and all(v != "ok" for v in report["seen"].values()), report["seen"]
+    assert report["uid"] == TEST_UID if who == "user" else 61000 <= report["uid"] < 62000
+    assert not report["daemon_alive"] and not report["folder_left"] and report["second_sees"] == []
+    # Stopped: by RLIMIT_NPROC or a cgroup (the cell fails), or by the watchdog (killed, over the process
+    # cap or over the memory cap first: forked children's shared pages count in each one's resident size).
+    assert report["fork_bomb"] == "error" or report["fork_bomb"].startswith("killed"), report["fork_bomb"]
+    assert "scratch cap" in report["fill_scratch"], report["fill_scratch"]

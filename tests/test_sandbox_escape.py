@@ -1,10 +1,13 @@
-"""The sandbox-escape corpus (segkit/proof/hostile.py, `escape=True`), graded twice: as root and as an
-ordinary uid, each time by a fresh copy of the kit, next to decoy answer keys planted where a
-deny-list never looks, a loopback listener and a process of the grading user.
+"""The sandbox-escape corpus (segkit/proof/hostile.py, `escape=True`), graded four times: as root and as
+an ordinary uid in the bubblewrap layer, and both again where no user namespace can be made (the
+Landlock layer: Ubuntu 24.04 without an AppArmor profile, Docker, Gradescope), each time by a fresh
+copy of the kit, next to decoy answer keys planted where a deny-list never looks, a loopback
+listener and a process of the grading user.
 
 Every attack must earn nothing on the unit it attacks while the honest control keeps full marks
 and the untouched control keeps zero; nothing may be read, written or signalled outside the
-worker's scratch folder; and both runs must report the same protections.
+worker's scratch folder; root and user runs of a layer report the same protections, and report.md
+lists exactly what that layer provides (the rest as NOT active).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import time
 from pathlib import Path
 
 import pytest
-from sandbox_helpers import TEST_UID, LoopbackListener, as_user_command, copy_kit
+from sandbox_helpers import TEST_UID, LoopbackListener, as_user_command, copy_kit, without_user_namespaces
 
 from grader.assignments import REPO_ROOT, load_assignment
 from grader.sandbox import PROTECTION_TEXT, host_sandbox
+from grader.sandbox.protections import NAMESPACE_ONLY
 from segkit.proof.hostile import ESCAPES, build_corpus, corpus_assignment, hostile_target
 
 pytestmark = [pytest.mark.slow]
@@ -67,7 +71,8 @@ def _atimes(root: Path) -> dict[str, float]:
     return {str(p): p.stat().st_atime for p in root.rglob("*") if p.is_file()}
 
 
-def _grade(kit: Path, submitted: Path, out: Path, home: Path, decoy_env: Path, user: bool, units_map: Path):
+def _grade(kit: Path, submitted: Path, out: Path, home: Path, decoy_env: Path, who: str, units_map: Path):
+    user, landlock = who.endswith("user"), who.startswith("landlock")
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(home),
@@ -87,7 +92,12 @@ def _grade(kit: Path, submitted: Path, out: Path, home: Path, decoy_env: Path, u
         str(units_map),
     ]
     stage = None
-    if user:
+    if landlock:
+        # As root the runtime (under /root) is staged where the spare uid reaches it, as for a user.
+        env["SEGKIT_SANDBOX_LAYER"] = "landlock"
+        argv, stage = as_user_command(argv, uid=TEST_UID if user else 0, env=env)
+        argv = without_user_namespaces(argv)
+    elif user:
         argv, stage = as_user_command(argv, env=env)
     try:
         return subprocess.run(argv, cwd=kit, env=env, capture_output=True, text=True, timeout=1200)
@@ -97,7 +107,7 @@ def _grade(kit: Path, submitted: Path, out: Path, home: Path, decoy_env: Path, u
 
 
 def _one_run(who: str) -> dict:
-    user = who == "user"
+    user = who.endswith("user")
     base = Path(tempfile.mkdtemp(prefix=f"segkit-escape-{who}-"))
     os.chmod(base, 0o755)
     tag = f"{who}-{os.getpid()}"
@@ -153,12 +163,12 @@ def _one_run(who: str) -> dict:
         decoys_before = {str(d): _fingerprint(d) for d in decoys}
         atimes_before = {k: v for d in decoys for k, v in _atimes(d).items()}
 
-        run = _grade(kit, submitted, out, home, decoys[2], user, units_map)
+        run = _grade(kit, submitted, out, home, decoys[2], who, units_map)
         results = {}
         for path in (out / "results").glob("*/*.json"):
             result = json.loads(path.read_text())
             results[result["student_id"]] = result
-        resumed = _grade(kit, submitted, out, home, decoys[2], user, units_map)
+        resumed = _grade(kit, submitted, out, home, decoys[2], who, units_map)
         resumed_untouched = json.loads((out / "results" / ASSIGNMENT / "control-untouched.json").read_text())
         return {
             "who": who,
@@ -194,8 +204,7 @@ def _one_run(who: str) -> dict:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def escape_runs():
+def _runs(who_list: list[str]) -> dict:
     if os.geteuid() != 0:
         pytest.skip("planting decoys in /home and /srv and borrowing a uid need root (CI runs as root)")
     if not host_sandbox().ok:
@@ -207,7 +216,7 @@ def escape_runs():
         top.mkdir(mode=0o755)
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-            runs = dict(zip(WHO, pool.map(_one_run, WHO)))
+            runs = dict(zip(who_list, pool.map(_one_run, who_list)))
     finally:
         for top in new_tops:
             try:
@@ -217,7 +226,29 @@ def escape_runs():
     return runs
 
 
-WHO = ["root", "user"]
+@pytest.fixture(scope="module")
+def bubblewrap_runs():
+    return _runs(BUBBLEWRAP)
+
+
+@pytest.fixture(scope="module")
+def landlock_runs():
+    return _runs(LANDLOCK)
+
+
+@pytest.fixture
+def escape_runs(request):
+    """The runs of the layer the test's `who` names (each layer's pair graded once per module)."""
+    who = request.node.callspec.params.get("who", "root")
+    return request.getfixturevalue("landlock_runs" if who.startswith("landlock") else "bubblewrap_runs")
+
+
+BUBBLEWRAP = ["root", "user"]
+LANDLOCK = ["landlock-root", "landlock-user"]  # user namespaces disabled
+WHO = BUBBLEWRAP + LANDLOCK
+# In a pid namespace the worker's process group is 1, and kill(-1) spares the caller; without one
+# (the Landlock layer) the same call is kill(own group), which the worker cannot survive.
+KILLS_ITSELF = {(who, "attack-signal_everything") for who in LANDLOCK}
 
 
 @pytest.mark.parametrize("who", WHO)
@@ -246,7 +277,11 @@ def test_each_escape_earns_nothing(escape_runs, who, student):
     result = run["results"][student]
     target = result["units"][hostile_target(ASSIGNMENT)]
     assert result["checked_units"] == [hostile_target(ASSIGNMENT)]
-    if expect == "full":  # the attack's cell asserts it saw nothing, or only harmed itself
+    if (who, student) in KILLS_ITSELF:
+        # Without a pid namespace, SIGKILL to its own process group (kill(-getpgid(0))) reaches the worker
+        # itself: its cell crashes. Nothing else was hit (test_no_network_and_no_signals_left_the_sandbox).
+        assert target["points"] == 0 and "crashed" in " ".join(t["detail"] for t in target["tests"])
+    elif expect == "full":  # the attack's cell asserts it saw nothing, or only harmed itself
         assert target["points"] == target["max_points"], [t["detail"] for t in target["tests"] if not t["passed"]]
     else:
         assert target["points"] == 0
@@ -281,25 +316,37 @@ def test_no_network_and_no_signals_left_the_sandbox(escape_runs, who):
     assert run["sleeper_alive"]
 
 
+def _layer_protections(who: str) -> list[str]:
+    """What the layer of run `who` provides: every protection in bubblewrap; in Landlock all but
+    the namespace-only ones."""
+    return [name for name in PROTECTION_TEXT if not (who.startswith("landlock") and name in NAMESPACE_ONLY)]
+
+
 @pytest.mark.parametrize("who", WHO)
-def test_every_protection_is_active(escape_runs, who):
-    """Does the report list every protection as active, as root and as an ordinary user alike?"""
+def test_report_lists_what_the_layer_provides(escape_runs, who):
+    """Does report.md list as active exactly what the run's layer provides, the rest as NOT active,
+    as root and as an ordinary user alike, and does the control's result carry the same list?"""
     run = escape_runs[who]
-    assert "NOT active" not in run["report"]
+    provided = _layer_protections(who)
     for name in PROTECTION_TEXT:
-        assert f"- `{name}`:" in run["report"]
-    assert set(run["results"]["control-solution"]["protections"]) == set(PROTECTION_TEXT)
+        active, missing = f"- `{name}`:" in run["report"], f"- NOT active: `{name}`:" in run["report"]
+        assert (active, missing) == ((True, False) if name in provided else (False, True)), name
+    layer = "Landlock" if who.startswith("landlock") else "bubblewrap"
+    assert layer in run["report"]
+    assert set(run["results"]["control-solution"]["protections"]) == set(provided)
 
 
-def test_root_and_user_report_the_same_protections(escape_runs):
-    """Is the list of active protections the same whether root or an ordinary user grades?"""
-    lists = {who: sorted(run["results"]["control-solution"]["protections"]) for who, run in escape_runs.items()}
-    assert lists["root"] == lists["user"]
+@pytest.mark.parametrize("layer", ["bubblewrap", "landlock"])
+def test_root_and_user_report_the_same_protections(layer, request):
+    """Is the list of active protections the same whether root or an ordinary user grades, in each layer?"""
+    runs = request.getfixturevalue(f"{layer}_runs")
+    lists = {who: sorted(run["results"]["control-solution"]["protections"]) for who, run in runs.items()}
+    assert len(set(map(tuple, lists.values()))) == 1, lists
     names = {
         who: [line.split("`")[1] for line in run["report"].splitlines() if line.startswith("- `")]
-        for who, run in escape_runs.items()
+        for who, run in runs.items()
     }
-    assert names["root"] == names["user"]
+    assert len(set(map(tuple, names.values()))) == 1, names
 
 
 @pytest.mark.parametrize("who", WHO)

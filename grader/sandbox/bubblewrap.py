@@ -56,8 +56,14 @@ def render_op(op, source_of) -> list[str]:
     raise TypeError(f"unknown sandbox operation {op!r}")
 
 
-def render(plan: MountPlan, bwrap: str, source_of=lambda source: source) -> list[str]:
-    """The bwrap command line (without the command it runs) for `plan`."""
+def unexecuted(source):
+    """Where a plan that is only rendered, not executed, says its sources are (generated files have none yet)."""
+    return f"generated:{source.dest}" if isinstance(source, GeneratedFile) else source
+
+
+def render(plan: MountPlan, bwrap: str, source_of=unexecuted) -> list[str]:
+    """The bwrap command line (without the command it runs) for `plan`; source_of(host path or
+    GeneratedFile) says where each source is once executed (staged, written)."""
     args = [bwrap, *NAMESPACE_FLAGS, "--cap-add" if plan.keep_caps else "--cap-drop", "ALL"]
     args += ["--uid", str(plan.uid), "--gid", str(plan.uid), "--hostname", plan.hostname]
     for op in plan.ops:

@@ -108,6 +108,8 @@ class Caps:
     def __init__(self, limits: Limits):
         self.limits = limits
         self.cgroups: list[Path] = []
+        self._scratch_watch: MemoryWatchdog | None = None
+        self._scratch_verdict = ""
 
     def prepare(self):
         """Make what the caps need before the worker starts (cgroups)."""
@@ -126,16 +128,32 @@ class Caps:
             (group / "cgroup.procs").write_text(str(pid))
 
     def watch(self, pid: int, scratch: str | None = None):
-        """Start watching the tree under `pid` (the watchdog only)."""
+        """Start watching the tree under `pid`: with `scratch` (a Landlock worker's folder on the
+        host's disk, which no tmpfs size caps) a thread kills the tree when it holds more than the
+        scratch cap; the watchdog also counts it as memory."""
+        if scratch is not None:
+            self._scratch_watch = MemoryWatchdog(
+                pid, None, scratch=scratch, scratch_limit=self.limits.scratch_mb * 2**20
+            )
+            self._scratch_watch.start()
 
     def stop_watching(self):
         """Stop the watchdog (its peak and verdict stay readable)."""
+        if self._scratch_watch is not None:
+            self._scratch_watch.stop()
+            self._scratch_verdict = self._scratch_watch.verdict
+            self._scratch_watch = None
 
     def peak_memory_bytes(self) -> int | None:
         return None
 
     def out_of_memory(self) -> bool:
         return False
+
+    def limit_hit(self) -> str:
+        """Which cap other than memory the grader enforced by killing the tree ("processes",
+        "scratch") or ""."""
+        return self._scratch_watch.verdict if self._scratch_watch is not None else self._scratch_verdict
 
     def kill_everything(self):
         """Kill every process left in the worker's cgroups (its sandbox normally did it already)."""
@@ -148,6 +166,7 @@ class Caps:
 
     def release(self):
         """Stop watching, kill what is left, remove the cgroups."""
+        self.stop_watching()
         self.kill_everything()
         for group in self.cgroups:
             for _ in range(100):  # the kernel frees the group a moment after its last process exits
@@ -245,22 +264,31 @@ class WatchdogCaps(Caps):
         self._watchdog: MemoryWatchdog | None = None
         self._peak: int | None = None
         self._fired = False
+        self._verdict = ""
 
     def watch(self, pid: int, scratch: str | None = None):
+        """Memory (resident, tmpfs and scratch), scratch size and, as the grading uid, process count."""
         self._watchdog = MemoryWatchdog(
             pid,
             self.limits.memory_mb * 2**20,
             scratch=scratch,
+            scratch_limit=self.limits.scratch_mb * 2**20,
             max_processes=self.limits.max_processes if self.count_processes else None,
         )
         self._watchdog.start()
 
     def stop_watching(self):
+        super().stop_watching()
         if self._watchdog is not None:
             self._watchdog.stop()
             self._peak = self._watchdog.peak
             self._fired = self._fired or self._watchdog.fired
+            self._verdict = self._verdict or self._watchdog.verdict
             self._watchdog = None
+
+    def limit_hit(self) -> str:
+        verdict = self._watchdog.verdict if self._watchdog is not None else self._verdict
+        return "" if verdict == "memory" else verdict
 
     def peak_memory_bytes(self) -> int | None:
         return self._watchdog.peak if self._watchdog is not None else self._peak
@@ -287,27 +315,34 @@ def make_caps(kind: str, limits: Limits, *, count_processes: bool = False) -> Ca
 
 class MemoryWatchdog(threading.Thread):
     """Kills the worker's whole process tree when its resident memory plus its tmpfs (or scratch
-    folder) contents pass the cap, or, given max_processes, when it runs more processes."""
+    folder) contents pass limit_bytes (None: not watched), its scratch folder passes scratch_limit,
+    or, given max_processes, when it runs more processes."""
 
-    def __init__(self, root_pid: int, limit_bytes: int, *, scratch: str | None = None, max_processes=None):
+    def __init__(self, root_pid: int, limit_bytes: int | None, *, scratch=None, scratch_limit=None, max_processes=None):
         super().__init__(daemon=True)
         self.root_pid, self.limit = root_pid, limit_bytes
-        self.scratch, self.max_processes = scratch, max_processes
+        self.scratch, self.scratch_limit, self.max_processes = scratch, scratch_limit, max_processes
         self.peak, self.fired = 0, False
-        self._stop = threading.Event()
+        self.verdict = ""  # "" | "memory" | "processes" | "scratch": which cap killed the tree
+        self._halt = threading.Event()  # not _stop: that is a method of Thread
         self._host_devices = host_devices()
 
     def run(self):
         polls, scratch_bytes = 0, 0
-        while not self._stop.wait(WATCHDOG_INTERVAL_S):
+        while not self._halt.wait(WATCHDOG_INTERVAL_S):
             if self.scratch and polls % FOLDER_EVERY == 0:
                 scratch_bytes = folder_bytes(self.scratch)
             polls += 1
-            used = tree_memory_bytes(self.root_pid, self._host_devices) + scratch_bytes
-            self.peak = max(self.peak, used)
-            too_many = self.max_processes is not None and self._processes() > self.max_processes
-            if used > self.limit or too_many:
+            if self.max_processes is not None and self._processes() > self.max_processes:
+                self.verdict = "processes"  # first: forked children's shared pages inflate the memory sum
+            elif self.scratch_limit is not None and scratch_bytes > self.scratch_limit:
+                self.verdict = "scratch"
+            elif self.limit is not None:
+                used = tree_memory_bytes(self.root_pid, self._host_devices) + scratch_bytes
+                self.peak = max(self.peak, used)
                 self.fired = used > self.limit
+                self.verdict = "memory" if self.fired else ""
+            if self.verdict:
                 kill_tree(self.root_pid)
                 return
 
@@ -315,7 +350,7 @@ class MemoryWatchdog(threading.Thread):
         return len(tree_pids(self.root_pid, process_table()))
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
 
 
 def kill_tree(root_pid: int, *, keep_root: bool = False):

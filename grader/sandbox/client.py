@@ -212,6 +212,11 @@ class Worker:
         code = self.process.poll() if self.process is not None else None
         if self._caps is not None and self._caps.out_of_memory():
             return WorkerOutOfMemory(f"the worker used more than its {self.limits.memory_mb} MB memory cap")
+        hit = self._caps.limit_hit() if self._caps is not None else ""
+        if hit == "processes":
+            return WorkerError(f"the worker started more than its {self.limits.max_processes} processes")
+        if hit == "scratch":
+            return WorkerError(f"the worker wrote more than its {self.limits.scratch_mb} MB scratch cap")
         if isinstance(self.process, ForkedProcess):
             return WorkerError("the worker process exited")
         return WorkerError(f"the worker process exited (code {code})")

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import caps as caps_module
 from . import confine
 from .limits import Limits
-from .plan import check_runtime, kit_files, worker_environment
+from .plan import REPO_ROOT, check_runtime, kit_files, worker_environment
 from .uids import UidClaim
 
 
@@ -37,6 +37,19 @@ def unreachable_runtime() -> str:
                     f"(e.g. /opt) or allow entry with `chmod o+x {parent}`"
                 )
     return ""
+
+
+def close_to_others(forbidden: tuple[str, ...]):
+    """As root: the kit's solutions/ and hidden checks (assignments/) and the grading folders
+    (submissions, results) lose every right of "others", so a spare uid cannot read them even where
+    Landlock did not stand in the way (file modes are the second wall of this layer). They stay so:
+    grade as the same user afterwards, or give them back with `chmod o+rx`."""
+    for folder in (REPO_ROOT / "solutions", REPO_ROOT / "assignments", *map(Path, forbidden)):
+        try:
+            if folder.is_dir():
+                os.chmod(folder, folder.stat().st_mode & ~0o007)
+        except OSError:
+            pass
 
 
 def worker_read_only(kit: str, *, proc: bool) -> tuple[str, ...]:
@@ -86,6 +99,7 @@ class LandlockLaunch:
         copy_kit(self.run_dir / "kit")
         self.scratch_path.mkdir(mode=0o700)
         if self.host.as_root:
+            close_to_others(self.forbidden)
             self._claim = UidClaim.take(self.slot)
             self.uid = self._claim.uid
             os.chown(self.scratch_path, self.uid, self.uid)

@@ -10,7 +10,8 @@ WORKER_TMPFS = ("/scratch", "/dev/shm")
 
 
 def process_table() -> dict[int, tuple[int, int]]:
-    """{pid: (parent pid, resident bytes)} of every process this user may read."""
+    """{pid: (parent pid, resident bytes)} of every live process this user may read (zombies, dead
+    and waiting to be reaped, are left out: there is nothing left to kill or count)."""
     page = os.sysconf("SC_PAGE_SIZE")
     table = {}
     for entry in os.scandir("/proc"):
@@ -21,7 +22,8 @@ def process_table() -> dict[int, tuple[int, int]]:
                 fields = handle.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        table[int(entry.name)] = (int(fields[1]), int(fields[21]) * page)
+        if fields[0] != b"Z":
+            table[int(entry.name)] = (int(fields[1]), int(fields[21]) * page)
     return table
 
 

@@ -87,7 +87,7 @@ def landlock_mechanisms(caps: str, spare_uid: bool, abi: int, interval_ms: int) 
         "; Landlock denies TCP bind and connect" if abi >= 4 else ""
     )
     if spare_uid:
-        user = "a spare uid of its own (61000 and up); the grader's files are not readable by it (modes)"
+        user = "a spare uid of its own (61000 and up); solutions/, assignments/ and the grading folders closed to it (file modes)"
         processes = PROCESS_MECHANISM[caps] or "RLIMIT_NPROC of its spare uid"
         if PROCESS_MECHANISM[caps]:
             processes += " and RLIMIT_NPROC of its spare uid"
