@@ -5,8 +5,6 @@ back with the same probe run on the reference solution here. Points per unit add
 the unit's `points` in the solution notebook (a kit test verifies this).
 """
 
-import functools
-
 import torch
 
 from grader.harness import Feedback, assert_close, expect, expect_tensor, unit, uses
@@ -743,9 +741,18 @@ def test_mean_iou(sub, ref):
 
 # --- fcn_rgb_to_index (2 points) ------------------------------------------------------------------
 
-SPEED_SIZE = 2000  # the contract: a 2000 x 2000 mask in well under a second
-SPEED_LIMIT_S = 2.0  # the floor of the time limit; a loop over pixels takes 10 s and more
-SPEED_FACTOR = 8  # ... or this many times the checks' own vectorised lookup on the same machine, if more
+SPEED_SIZE = 2000  # the contract: a 2000 x 2000 mask in well under a second (on the course's machines)
+# Time is judged against a plain vectorised lookup timed in the same worker, on the same mask, just
+# before: a slow or loaded grading machine slows both alike. Honest vectorised code takes 1-5 times
+# the lookup (a per-colour comparison about 4.5, a PyTorch broadcast about 3.5); a Python loop over
+# pixels 10-60 times.
+SPEED_FACTOR = 10
+SPEED_FLOOR_S = 0.25  # ... or this long, whichever is more (tiny times are mostly timer and pipe noise)
+# A Python loop over pixels runs one or more Python lines per pixel, whatever the machine; vectorised
+# code runs tens of lines per mask (hundreds with a loop over the palette, or over rows). Counted on a
+# small mask, under a tracer that stops counting at the limit, so a loop costs little here.
+LINES_CASE_SIZE = 300
+PYTHON_LINES_LIMIT = LINES_CASE_SIZE * LINES_CASE_SIZE // 20
 
 
 def colour_case(seed, height, width, n_colours, unknown_fraction=0.0, black_in_palette=False):
@@ -947,28 +954,6 @@ def test_rgb_to_index_type_and_shape(sub, ref):
         expect(actual["input_unchanged"], "rgb_to_index changed the mask it was given")
 
 
-@functools.cache
-def _vectorised_baseline_seconds(case_items):
-    """Seconds this process takes to build the speed case and look it up with a plain vectorised lookup
-    (the best of two; measured once per grading process, which grades many submissions)."""
-    return min(_time_vectorised_lookup(dict(case_items)) for _ in range(2))
-
-
-def _time_vectorised_lookup(case):
-    import time
-
-    import numpy as np
-
-    started = time.perf_counter()
-    rgb, palette = colour_case(**case)
-    keys = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-    palette_keys = np.array([(r << 16) | (g << 8) | b for r, g, b in palette])
-    order = np.argsort(palette_keys)
-    slot = np.minimum(np.searchsorted(palette_keys[order], keys), len(order) - 1)
-    np.where(palette_keys[order][slot] == keys, order[slot], 255)
-    return time.perf_counter() - started
-
-
 @unit(
     "fcn_rgb_to_index",
     points=0.25,
@@ -1021,32 +1006,151 @@ def _compare_digests(actual, expected, what):
         expect(torch.equal(actual[key], expected[key]), f"{what}: some pixels get the wrong id")
 
 
+@uses(colour_case)
+def probe_rgb_to_index_python_lines(ns, case, limit):
+    """Python lines run while rgb_to_index maps a generated case, counted up to limit + 1 (an int).
+
+    Lines of every Python frame it enters count (its own, its comprehensions and generators, helpers,
+    NumPy's Python layer); C code (NumPy's loops) runs no Python lines. Past the limit the tracer
+    switches itself off, so a loop over pixels finishes at full speed.
+    """
+    import sys
+
+    rgb, palette = colour_case(**case)
+    count = 0
+
+    def local(frame, event, arg):
+        nonlocal count
+        if count > limit:
+            frame.f_trace = None  # returning None alone keeps an active frame traced
+            return None
+        if event == "line":
+            count += 1
+        return local
+
+    def on_call(frame, event, arg):
+        if count > limit:
+            sys.settrace(None)
+            return None
+        return local
+
+    previous = sys.gettrace()
+    sys.settrace(on_call)
+    try:
+        ns["rgb_to_index"](rgb, palette)
+    finally:
+        sys.settrace(previous)
+    return count
+
+
+def speed_case_arrays(ns, case):
+    """The speed case's (rgb, palette), built once per worker and kept in its namespace: building a
+    2000x2000 mask takes longer than a vectorised lookup of it, and is no part of either's time."""
+    kept = ns.get("__segkit_speed_case__")
+    if kept is None or kept[0] != case:
+        kept = ns["__segkit_speed_case__"] = (dict(case), colour_case(**case))
+    return kept[1]
+
+
+def lookup_digest(array):
+    """Class counts and the ids on a fixed grid of pixels of an id array (its shape and dtype when it is
+    not an (H, W) integer array)."""
+    import numpy as np
+    import torch
+
+    array = np.asarray(array)
+    if array.ndim != 2 or array.dtype.kind not in "iu":
+        return {"shape": list(array.shape), "dtype": str(array.dtype)}
+    ids = array.astype(np.int64)
+    return {
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "counts": torch.from_numpy(np.bincount(np.clip(ids, 0, 256).reshape(-1), minlength=257)),
+        "grid": torch.from_numpy(ids[::37, ::41].copy()),
+    }
+
+
+@uses(colour_case, speed_case_arrays)
+def probe_speed_case_ready(ns, case):
+    """Build the speed case in the worker (untimed)."""
+    speed_case_arrays(ns, case)
+
+
+@uses(colour_case, speed_case_arrays, lookup_digest)
+def probe_baseline_lookup(ns, case):
+    """A plain vectorised lookup of the kept speed case (pack the channels, searchsorted), returned as the
+    same digest as the student's, so that both timed calls carry the same overhead."""
+    import numpy as np
+
+    rgb, palette = speed_case_arrays(ns, case)
+    keys = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    palette_keys = np.array([(r << 16) | (g << 8) | b for r, g, b in palette])
+    order = np.argsort(palette_keys)
+    slot = np.minimum(np.searchsorted(palette_keys[order], keys), len(order) - 1)
+    return lookup_digest(np.where(palette_keys[order][slot] == keys, order[slot], 255))
+
+
+@uses(colour_case, speed_case_arrays, lookup_digest)
+def probe_student_lookup(ns, case):
+    """The student's rgb_to_index on the kept speed case, as a digest."""
+    rgb, palette = speed_case_arrays(ns, case)
+    return lookup_digest(ns["rgb_to_index"](rgb, palette))
+
+
+def speed_limit_s(baseline_s):
+    """The time a lookup may take where the plain vectorised lookup takes baseline_s."""
+    return max(SPEED_FLOOR_S, SPEED_FACTOR * baseline_s)
+
+
+def timed_call(sub, probe, *args, timeout=None):
+    """(result, wall seconds) of one probe call, timed here in the trusted process: student code in the
+    worker cannot touch this clock."""
+    import time
+
+    started = time.perf_counter()
+    result = sub.call(probe, *args, timeout=timeout)
+    return result, time.perf_counter() - started
+
+
+def time_against_baseline(sub, case):
+    """(student's digest, student's seconds, baseline seconds) on the speed case kept in the worker."""
+    sub.call(probe_speed_case_ready, case)
+    baseline_s = min(timed_call(sub, probe_baseline_lookup, case)[1] for _ in range(2))
+    limit = speed_limit_s(baseline_s)
+    digest, seconds = timed_call(sub, probe_student_lookup, case, timeout=3 * limit + 5)
+    return digest, seconds, baseline_s
+
+
 @unit(
     "fcn_rgb_to_index",
     points=0.25,
     message="rgb_to_index is too slow: a 2000x2000 mask must take well under a second. Vectorise it: no Python "
     "loop over pixels (a loop over the palette's colours is fine), e.g. pack each pixel's channels into one "
-    "integer and look those up.",
+    "integer and look those up. The check counts the Python lines your function runs and times it against a "
+    "plain vectorised lookup on the same machine.",
 )
 def test_rgb_to_index_speed(sub, ref):
-    """Does a 2000x2000 mask with 8 palette colours and unknown pixels come back right, in well under a second?"""
-    import time
-
-    small = dict(seed=51, height=SPEED_SIZE // 4, width=SPEED_SIZE // 4, n_colours=8, unknown_fraction=0.05)
+    """Does a 2000x2000 mask come back right, vectorised: few Python lines, and within 10 times a plain lookup?"""
+    small = dict(seed=51, height=LINES_CASE_SIZE, width=LINES_CASE_SIZE, n_colours=8, unknown_fraction=0.05)
     big = dict(small, seed=52, height=SPEED_SIZE, width=SPEED_SIZE)
-    limit = max(SPEED_LIMIT_S, SPEED_FACTOR * _vectorised_baseline_seconds(tuple(sorted(big.items()))))
-    # A 500x500 mask first: right ids, and a time that says whether the big one is worth waiting for.
-    started = time.perf_counter()
-    small_result = sub.call(probe_rgb_to_index_digest, small, timeout=3 * limit + 5)
-    small_seconds = time.perf_counter() - started
-    _compare_digests(small_result, ref.call(probe_rgb_to_index_digest, small), "a 500x500 mask")
+    # A loop over pixels shows on a small mask, whatever the machine, before the big one is timed.
+    lines = sub.call(probe_rgb_to_index_python_lines, small, PYTHON_LINES_LIMIT)
+    expect(type(lines) is int, "rgb_to_index could not be run on a 300x300 mask")
     expect(
-        small_seconds * 16 <= 3 * limit,
-        f"a 500x500 mask took {small_seconds:.1f} s, so a 2000x2000 one would take about {small_seconds * 16:.0f} s",
+        lines <= PYTHON_LINES_LIMIT,
+        f"rgb_to_index ran more than {PYTHON_LINES_LIMIT} Python lines for a {LINES_CASE_SIZE}x{LINES_CASE_SIZE} "
+        f"mask ({LINES_CASE_SIZE * LINES_CASE_SIZE} pixels): that is a Python loop over pixels",
     )
     # This check runs last in its unit: if the big mask hits the time limit, the worker is restarted.
-    started = time.perf_counter()
-    big_result = sub.call(probe_rgb_to_index_digest, big, timeout=3 * limit + 5)
-    seconds = time.perf_counter() - started
-    _compare_digests(big_result, ref.call(probe_rgb_to_index_digest, big), "a 2000x2000 mask")
-    expect(seconds <= limit, f"a 2000x2000 mask took {seconds:.1f} s (the limit on this machine: {limit:.1f} s)")
+    digest, seconds, baseline_s = time_against_baseline(sub, big)
+    if speed_limit_s(baseline_s) < seconds <= 3 * speed_limit_s(baseline_s):
+        # Near the limit: the machine may have been busy during one of the calls; measure again.
+        digest, seconds, baseline_s = min(
+            (digest, seconds, baseline_s), time_against_baseline(sub, big), key=lambda t: t[1] / t[2]
+        )
+    _compare_digests(digest, ref.call(probe_rgb_to_index_digest, big), "a 2000x2000 mask")
+    expect(
+        seconds <= speed_limit_s(baseline_s),
+        f"a 2000x2000 mask took {seconds:.2f} s, {seconds / baseline_s:.0f} times as long as a plain vectorised "
+        f"lookup of the same mask on the same machine ({baseline_s:.2f} s); at most {SPEED_FACTOR} times passes",
+    )
