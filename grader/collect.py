@@ -7,7 +7,7 @@
 
 Copies every shard's results/<assignment>/<student>.json (byte for byte, fingerprint included) and
 its worker log into OUT, then renders grades.csv, report.md, feedback/ and gradescope/ with the very
-code a normal run uses (`grader.cli.render_outputs`): the same results give the same bytes as one
+code a normal run uses (`grader.run.render.render_outputs`): the same results give the same bytes as one
 machine grading everything. A plain `python -m grader SUBMISSIONS --out OUT` afterwards reuses every
 merged result and grades only what is missing.
 
@@ -32,19 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.assignments import assignment_names
-from grader.cli import (
-    RUN_MANIFEST,
-    discover,
-    expected_fingerprint,
-    grader_fingerprint,
-    parse_shard,
-    protections_record,
-    read_cached_result,
-    render_outputs,
-    write_run_manifest,
-)
 from grader.report import feedback_markdown
 from grader.results import SubmissionResult
+from grader.run.discovery import Shard, discover
+from grader.run.grading import units_map
+from grader.run.render import render_outputs
+from grader.run.store import RUN_MANIFEST, RunManifest, expected_fingerprints, read_cached_result
 from grader.sandbox import PROTECTION_TEXT, Protection
 from starter.common import write_atomic
 
@@ -52,7 +45,7 @@ Key = tuple[str, str]  # (student_id, assignment)
 
 
 @dataclass
-class Candidate:
+class ShardResult:
     """One folder's result for one submission."""
 
     folder: Path
@@ -67,7 +60,7 @@ class Candidate:
 
 @dataclass
 class Merge:
-    kept: dict[Key, Candidate] = field(default_factory=dict)
+    kept: dict[Key, ShardResult] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)  # not kept: the folders disagree
     resolved: list[str] = field(default_factory=list)  # disagreed, but one matched the current fingerprint
     stale: list[str] = field(default_factory=list)
@@ -81,16 +74,9 @@ class Merge:
         return not (self.conflicts or self.stale or self.missing or self.shards or self.unreadable)
 
 
-def read_manifest(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / RUN_MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def gather(folders: list[Path], merge: Merge) -> dict[Key, list[Candidate]]:
+def gather(folders: list[Path], merge: Merge) -> dict[Key, list[ShardResult]]:
     """Every result in the folders, by (student, assignment); unreadable files are reported."""
-    found: dict[Key, list[Candidate]] = {}
+    found: dict[Key, list[ShardResult]] = {}
     known = set(assignment_names())
     for folder in folders:
         if not folder.is_dir():
@@ -104,15 +90,15 @@ def gather(folders: list[Path], merge: Merge) -> dict[Key, list[Candidate]]:
             if result.assignment not in known:
                 merge.unreadable.append(f"{path}: assignment {result.assignment!r} is not in this kit")
                 continue
-            found.setdefault((result.student_id, result.assignment), []).append(Candidate(folder, path, result))
+            found.setdefault((result.student_id, result.assignment), []).append(ShardResult(folder, path, result))
     return found
 
 
-def _where(candidates: list[Candidate]) -> str:
+def _where(candidates: list[ShardResult]) -> str:
     return ", ".join(f"{c.folder} (fingerprint {c.result.fingerprint}, {c.result.total:g} points)" for c in candidates)
 
 
-def choose(key: Key, candidates: list[Candidate], expected: str | None, merge: Merge):
+def choose(key: Key, candidates: list[ShardResult], expected: str | None, merge: Merge):
     """Keep one result for `key`, or report why none is kept."""
     label = f"{key[0]}/{key[1]}"
     current = [c for c in candidates if expected is None or c.result.fingerprint == expected]
@@ -127,7 +113,7 @@ def choose(key: Key, candidates: list[Candidate], expected: str | None, merge: M
     merge.kept[key] = current[0]
 
 
-def check_shards(manifests: dict[Path, dict | None], merge: Merge):
+def check_shards(manifests: dict[Path, RunManifest | None], merge: Merge):
     """Every slice K/N present once (from the folders' run.json)."""
     slices: dict[int, set[int]] = {}
     for folder, manifest in manifests.items():
@@ -135,9 +121,9 @@ def check_shards(manifests: dict[Path, dict | None], merge: Merge):
             if folder.is_dir():
                 merge.shards.append(f"{folder}: no {RUN_MANIFEST} (the run did not finish; its results are used)")
             continue
-        if manifest.get("shard"):
-            index, count = parse_shard(manifest["shard"])
-            slices.setdefault(count, set()).add(index)
+        if manifest.shard:
+            shard = Shard.parse(manifest.shard)
+            slices.setdefault(shard.count, set()).add(shard.index)
     if len(slices) > 1:
         merge.shards.append(f"the folders come from different splits: {', '.join(f'N={n}' for n in sorted(slices))}")
     for count, indices in slices.items():
@@ -145,11 +131,11 @@ def check_shards(manifests: dict[Path, dict | None], merge: Merge):
             merge.shards.append(f"shard {index}/{count}: no folder with its {RUN_MANIFEST}")
 
 
-def merged_protections(manifests: list[dict], results: list[SubmissionResult]) -> tuple[list[Protection], bool]:
+def merged_protections(manifests: list[RunManifest], results: list[SubmissionResult]) -> tuple[list[Protection], bool]:
     """The protections every run had (a protection missing from one run is not active for the merged
     gradebook; differing mechanisms are all named) and whether any ran unsafe. Runs without a
     manifest (older versions) count by the protection names their results record."""
-    runs = [[Protection(**p) for p in m.get("protections", [])] for m in manifests]
+    runs = [m.protections for m in manifests]
     if not runs:
         names = [set(r.protections) for r in results]
         common = set.intersection(*names) if names else set()
@@ -160,26 +146,25 @@ def merged_protections(manifests: list[dict], results: list[SubmissionResult]) -
         if all(same):
             mechanisms = sorted({p.mechanism for p in same})
             merged.append(Protection(protection.name, protection.text, "; ".join(m for m in mechanisms if m)))
-    unsafe = any(m.get("unsafe_no_sandbox") for m in manifests) or any(r.unsafe_no_sandbox for r in results)
+    unsafe = any(m.unsafe_no_sandbox for m in manifests) or any(r.unsafe_no_sandbox for r in results)
     return merged, unsafe
 
 
 def expected_submissions(options, out_dir: Path) -> dict[Key, str]:
     """(student, assignment) -> the fingerprint an up-to-date result carries, from the submissions."""
     jobs = discover([p.resolve() for p in options.submissions], options.assignment, out_dir / "submissions")
-    units_map = json.loads(options.units_map.read_text()) if options.units_map else {}
-    versions = {name: grader_fingerprint(name) for name in {j.assignment for j in jobs}}
-    return {(j.student, j.assignment): expected_fingerprint(j, versions, units_map) for j in jobs}
+    fingerprints = expected_fingerprints(jobs, units_map(options.units_map))
+    return {(job.student, job.assignment): fingerprint for job, fingerprint in fingerprints.items()}
 
 
-def merge_folders(folders: list[Path], expected: dict[Key, str] | None) -> tuple[Merge, list[dict]]:
+def merge_folders(folders: list[Path], expected: dict[Key, str] | None) -> tuple[Merge, list[RunManifest]]:
     merge = Merge()
-    manifests = {folder: read_manifest(folder) for folder in folders}
+    manifests = {folder: RunManifest.read(folder) for folder in folders}
     check_shards(manifests, merge)
     found = gather(folders, merge)
     if expected is None:  # what the shards say they took
         listed = [m for m in manifests.values() if m is not None]
-        wanted = {tuple(s) for m in listed for s in m.get("submissions", [])} if listed else set(found)
+        wanted = {pair for m in listed for pair in m.submissions} if listed else set(found)
     else:
         wanted = set(expected)
     for key in sorted(set(found) | wanted):
@@ -192,7 +177,7 @@ def merge_folders(folders: list[Path], expected: dict[Key, str] | None) -> tuple
     return merge, [m for m in manifests.values() if m is not None]
 
 
-def write_merged(merge: Merge, manifests: list[dict], out_dir: Path, folders: list[Path]) -> Path:
+def write_merged(merge: Merge, manifests: list[RunManifest], out_dir: Path, folders: list[Path]) -> Path:
     """Copy the kept results (and logs) into out_dir and render the gradebook from them."""
     results = []
     for (student, assignment), candidate in sorted(merge.kept.items()):
@@ -206,23 +191,19 @@ def write_merged(merge: Merge, manifests: list[dict], out_dir: Path, folders: li
         results.append(candidate.result)
     protections, unsafe = merged_protections(manifests, results)
     gradebook = render_outputs(results, out_dir, protections, unsafe=unsafe, refresh_feedback=True)
-    write_run_manifest(
-        out_dir,
-        {
-            "shard": None,
-            "collected_from": [str(folder) for folder in folders],
-            "students": sorted({student for student, _ in merge.kept}),
-            "submissions": sorted([student, assignment] for student, assignment in merge.kept),
-            "graded": 0,
-            "reused": len(merge.kept),
-            "failures": merge.conflicts + merge.stale + merge.missing,
-            "protections": protections_record(protections),
-            "unsafe_no_sandbox": unsafe,
-            "host": socket.gethostname(),
-            "seconds": round(sum(m.get("seconds", 0) for m in manifests), 1),
-            "cpu_seconds": round(sum(m.get("cpu_seconds", 0) for m in manifests), 1),
-        },
-    )
+    RunManifest(
+        collected_from=[str(folder) for folder in folders],
+        students=sorted({student for student, _ in merge.kept}),
+        submissions=sorted(merge.kept),
+        graded=0,
+        reused=len(merge.kept),
+        failures=merge.conflicts + merge.stale + merge.missing,
+        protections=protections,
+        unsafe_no_sandbox=unsafe,
+        host=socket.gethostname(),
+        seconds=round(sum(m.seconds for m in manifests), 1),
+        cpu_seconds=round(sum(m.cpu_seconds for m in manifests), 1),
+    ).write(out_dir)
     return gradebook
 
 

@@ -30,18 +30,18 @@ from collections.abc import Callable
 
 
 def _grade(argv: list[str]) -> int:
-    from grader.cli import build_parser
-    from grader.cli import main as grade_main
+    from grader import cli
 
-    options = build_parser("segkit grade").parse_args(argv)  # exits on --help or a bad option
+    parser = cli.build_parser("segkit grade")
+    options = parser.parse_args(argv)  # the one parse: exits on --help or a bad option
     if not options.paths:
         from grader.assignments import REPO_ROOT
         from segkit.proof.examples import EXAMPLES_DIR, build_examples
 
         build_examples(assignments=[options.assignment] if options.assignment else None)
         print(f"No submissions given: grading the bundled examples in {EXAMPLES_DIR.relative_to(REPO_ROOT)}/")
-        argv = [str(EXAMPLES_DIR), *argv]
-    return grade_main(argv, prog="segkit grade")
+        options.paths = [EXAMPLES_DIR]
+    return cli.grade(options, parser)
 
 
 def _generate(argv: list[str]) -> int:

@@ -15,7 +15,9 @@ def test_a_dying_grading_process_costs_only_its_submission(tmp_path):
     process, while every other submission is graded; and does one that kills it twice fail alone?"""
     from sandbox_helpers import dying_pool_process
 
-    from grader.cli import Job, grade_all
+    from grader.intake import Job
+    from grader.run.config import GradeSettings
+    from grader.run.pool import grade_all
 
     students = ["a", "b", "dies-once", "c", "dies-always", "d", "e"]
     pending = [(Job(s, "patches", tmp_path / f"{s}.ipynb"), f"fp-{s}") for s in students]
@@ -23,7 +25,7 @@ def test_a_dying_grading_process_costs_only_its_submission(tmp_path):
     failures = grade_all(
         pending,
         tmp_path,
-        {},
+        GradeSettings(),
         2,
         lambda job, result: graded.setdefault(job.student, result),
         process_main=dying_pool_process,

@@ -14,7 +14,7 @@ import pytest
 from grader.report import feedback_html, feedback_markdown, gradescope_json, summary_table, write_gradebook
 from grader.results import CheckResult, ResultFormatError, SubmissionResult, UnitResult
 
-# A results file as grader/cli.py writes it (<out>/results/<assignment>/<student>.json), as a dict.
+# A results file as grader/run/store.py writes it (<out>/results/<assignment>/<student>.json), as a dict.
 STORED = {
     "student_id": "alice",
     "assignment": "patches",
@@ -362,7 +362,7 @@ def test_cached_result_lists_units_in_the_notebooks_order(tmp_path):
     """A results file stores units with sorted keys: does reading it back for the reports restore the order of the
     assignment's notebook (the order the feedback follows)?"""
     from grader.assignments import assignment_names, load_assignment
-    from grader.cli import read_cached_result
+    from grader.run.store import read_cached_result
 
     name = assignment_names()[0]
     order = [unit.grade_id for unit in load_assignment(name).auto_units]

@@ -1,4 +1,4 @@
-"""Grading on many machines: `--shard K/N` and `segkit collect` (grader/cli.py, grader/collect.py).
+"""Grading on many machines: `--shard K/N` and `segkit collect` (grader/run/, grader/collect.py).
 
 The fast tests (make test) grade nothing: each folder is seeded with results carrying the
 fingerprint the grader expects (as a previous run would have left them), so every run reuses them
@@ -21,6 +21,8 @@ import pytest
 from grader import cli, collect
 from grader.assignments import REPO_ROOT, load_assignment
 from grader.results import CheckResult, SubmissionResult, UnitResult
+from grader.run.discovery import Shard, discover, shard_of
+from grader.run.store import expected_fingerprint, grader_fingerprint
 from grader.sandbox import active_protections
 
 ASSIGNMENT = "cam"
@@ -97,12 +99,10 @@ def classroom(tmp_path, capsys):
         path = submitted / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(notebook))
-    jobs = cli.discover([submitted], None)
-    versions = {ASSIGNMENT: cli.grader_fingerprint(ASSIGNMENT)}
+    jobs = discover([submitted], None)
+    versions = {ASSIGNMENT: grader_fingerprint(ASSIGNMENT)}
     results = {
-        job.student: synthetic_result(
-            job.student, STUDENTS.index(job.student), cli.expected_fingerprint(job, versions, {})
-        )
+        job.student: synthetic_result(job.student, STUDENTS.index(job.student), expected_fingerprint(job, versions, {}))
         for job in jobs
     }
     single = tmp_path / "single"
@@ -112,7 +112,7 @@ def classroom(tmp_path, capsys):
     shards, taken = [], {}
     for index in range(1, SHARDS + 1):
         folder = tmp_path / "shards" / str(index)
-        seed(folder, results, [s for s in STUDENTS if cli.shard_of(s, SHARDS) == index])
+        seed(folder, results, [s for s in STUDENTS if shard_of(s, SHARDS) == index])
         code, out, _ = run_grader([submitted, "--out", folder, "--shard", f"{index}/{SHARDS}", "-j", "1"], capsys)
         assert code == 0, out
         taken[index] = json.loads((folder / "run.json").read_text())["students"]
@@ -124,14 +124,14 @@ def classroom(tmp_path, capsys):
 
 def test_shard_of_is_a_stable_partition():
     # sha256 of the id: the same slice on every machine and in every Python process (not hash()).
-    assert [cli.shard_of(s, 4) for s in ("alice", "bob", "carol", "dave")] == [1, 2, 2, 3]
+    assert [shard_of(s, 4) for s in ("alice", "bob", "carol", "dave")] == [1, 2, 2, 3]
     for count in range(1, 8):
-        slices = [cli.shard_of(s, count) for s in STUDENTS]
+        slices = [shard_of(s, count) for s in STUDENTS]
         assert all(1 <= k <= count for k in slices)
-    assert cli.parse_shard("2/4") == (2, 4)
+    assert Shard.parse("2/4") == Shard(2, 4)
     for bad in ("0/4", "5/4", "2", "a/b", "2/0"):
         with pytest.raises(ValueError):
-            cli.parse_shard(bad)
+            Shard.parse(bad)
 
 
 def test_shard_option_errors_are_readable(tmp_path, capsys):

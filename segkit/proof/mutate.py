@@ -386,6 +386,7 @@ def _init_worker(slot_counter):
 def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int | None = None) -> dict:
     """Grade the solution notebook with one cell replaced by the mutant, with that unit's checks only."""
     from grader.assignments import load_assignment, read_notebook
+    from grader.run.config import WorkerConfig
     from grader.runner import grade
     from grader.sandbox import Limits
     from segkit.proof.examples import _replace_sources
@@ -395,14 +396,14 @@ def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int | No
     spec = load_assignment(assignment)
     notebook = _replace_sources(read_notebook(spec.solution_path), {mutant.grade_id: mutant.source})
     limits = Limits(probe_timeout=30, cell_timeout=60, submission_timeout=240)
-    options = {"slot": slot if slot is not None else (_SLOT or 200), "limits": limits, "forbidden": (), "sandbox": True}
+    worker = WorkerConfig(limits=limits, slot=slot if slot is not None else (_SLOT or 200))
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="segkit-mutant-") as folder:
         path = Path(folder) / f"{assignment}.ipynb"
         write_notebook(path, notebook)
         try:
             result = grade(
-                spec, path, mutant.mutant_id, worker_options=options, units={mutant.grade_id}, cache_dir=Path(cache_dir)
+                spec, path, mutant.mutant_id, worker=worker, units={mutant.grade_id}, cache_dir=Path(cache_dir)
             )
         except Exception as exc:  # the grader itself failed: reported, never counted as caught
             return {
