@@ -18,6 +18,7 @@ ENV_FAST = "SEGKIT_FAST"  # "1": synthetic/tiny data, small images, one epoch (C
 ENV_DATA = "SEGKIT_DATA"  # root folder of prepared datasets (default: ~/segkit-data)
 ENV_DATASET = "SEGKIT_DATASET"  # run a notebook on another prepared dataset, e.g. "cmp_facade"
 ENV_PROFILE = "SEGKIT_PROFILE"  # "fast", "cpu" or "full": sizes/epochs/experiments (see starter.common.profile)
+ENV_FULL_TRACEBACK = "SEGKIT_FULL_TRACEBACK"  # "1": errors in a notebook show every frame (TAs, bugs in the kit)
 ENV_RUNS = "SEGKIT_RUNS"  # root folder of saved experiment runs; each assignment gets <root>/<assignment>
 
 # Run profiles, smallest first. fast: tiny synthetic data (CI); cpu: the real data at reduced size and

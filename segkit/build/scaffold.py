@@ -253,6 +253,11 @@ def solution_notebook(name: str, title: str) -> nbformat.NotebookNode:
             "would make the score depend on how much of the image is unlabelled.",
             metadata=_meta(f"{name}_q1", "written", points=1, solution=True, grade=True),
         ),
+        new_code_cell(
+            "# Before you submit: every graded unit's public check, as last run in this session.\n"
+            f'from starter.checks import check_all\n\ncheck_all("{name}")',
+            metadata=_meta(f"{name}_check_all", "check"),
+        ),
     ]
     notebook = new_notebook(
         cells=cells,

@@ -18,6 +18,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from starter.constants import ENV_FULL_TRACEBACK
+
 # The kit's own code: the starter package and, in the kit's repository, the assignments' public checks.
 KIT_DIRS = (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "assignments")
 LIBRARY_DIRS = tuple(
@@ -27,8 +29,6 @@ LIBRARY_DIRS = tuple(
         if (p := sysconfig.get_paths().get(key))
     }
 )
-# $SEGKIT_FULL_TRACEBACK=1: show every frame (for TAs, or a bug in the kit itself).
-ENV_FULL_TRACEBACK = "SEGKIT_FULL_TRACEBACK"
 MAX_STUDENT_FRAMES = 6
 
 
