@@ -25,9 +25,9 @@ import struct
 
 HEADER = struct.Struct(">Q")
 MAX_REQUEST_BYTES = 512 * 1024 * 1024  # what the worker accepts from the grader
-# The largest reply an honest submission sends is a few MB (the runner logs each submission's
-# largest; docs/instructor-guide.md has the figures); a reply is decoded in the trusted process.
-MAX_REPLY_BYTES = 64 * 1024 * 1024
+# The largest reply of the bundled solutions is 1.7 MB (cam; fcn 1.1 MB: the runner logs each submission's
+# largest as `largest worker reply`); the cap is about 9x that, and a reply is decoded in the trusted process.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
 
 
 class FrameTooLarge(ValueError):
