@@ -67,7 +67,7 @@ def _delegate(module: str) -> Callable[[list[str]], int]:
 
 VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "grade": (_grade, "grade submissions (none given: the bundled examples)"),
-    "collect": (_delegate("grader.collect"), "merge the folders of `segkit grade --shard K/N` runs"),
+    "collect": (_delegate("integrations.collect"), "merge the folders of `segkit grade --shard K/N` runs"),
     "slurm": (_delegate("segkit.slurm"), "write (and --submit) a Slurm job array grading slices, then collect"),
     "generate": (_generate, "regenerate notebooks/ and starter/assignments.json from solutions/"),
     "check": (_check, "fail when notebooks/ or the manifest drifted from solutions/, or an assignment is incomplete"),
@@ -82,7 +82,7 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "new-assignment": (_delegate("segkit.build.scaffold"), "scaffold a new assignment folder and one-unit solution"),
     "results": (_delegate("segkit.results"), "run the solution notebooks on real data; write docs/results.md"),
     "gradebook": (
-        _delegate("grader.gradebook"),
+        _delegate("integrations.gradebook"),
         "a grades folder into nbgrader's gradebook.db and feedback/, and/or an LMS CSV",
     ),
     "similarity": (

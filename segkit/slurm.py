@@ -6,7 +6,7 @@
 Writes three files into <out>/slurm/:
 - grade.sbatch: a job array `--array=1-N`; task K runs
   `python -m grader SUBMISSIONS --shard K/N --out <out>/shards/K -j <cpus-per-task>`;
-- collect.sbatch: `python -m grader.collect <out> <out>/shards/1 ... <out>/shards/N --submissions ...`,
+- collect.sbatch: `python -m integrations.collect <out> <out>/shards/1 ... <out>/shards/N --submissions ...`,
   which merges the slices into <out>/grades.csv, report.md and feedback/ (exit status 1 and a list
   when a student is missing, a result is stale or two slices disagree);
 - submit.sh: submits the array, then collect with `--dependency=afterany:<array job>`: collect runs
@@ -99,7 +99,7 @@ def collect_script(options, submissions: list[Path], out: Path) -> str:
     )
     command = [
         _q(options.python),
-        "-m grader.collect",
+        "-m integrations.collect",
         _q(out),
         f"{_q(out)}/shards/{{1..{options.shards}}}",
         *(f"--submissions {_q(p)}" for p in submissions),

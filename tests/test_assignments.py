@@ -267,13 +267,45 @@ def _imported_modules(path: Path) -> set[str]:
     return found
 
 
+# grader/<name>.py aliases of the modules moved to integrations/, kept until their last importers move on.
+ENGINE_ALIASES = {"grader/collect.py", "grader/gradebook.py", "grader/gradescope.py"}
+
+
+def _engine_imports_of(packages: set[str], root: Path = REPO_ROOT) -> dict[str, list[str]]:
+    """The engine's modules (grader/, subpackages included) that import one of `packages`, with those imports."""
+    offending = {}
+    for path in sorted((root / "grader").rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        found = sorted(m for m in _imported_modules(path) if m.split(".")[0] in packages)
+        if found and name not in ENGINE_ALIASES:
+            offending[name] = found
+    return offending
+
+
 def test_engine_never_imports_a_build_or_proof_tool():
     """Does the grading engine (grader/) import only itself, starter and third-party code, never segkit/?"""
-    offending = {
-        path.name: sorted(m for m in _imported_modules(path) if m.split(".")[0] == "segkit")
-        for path in (REPO_ROOT / "grader").glob("*.py")
-    }
-    assert {name: mods for name, mods in offending.items() if mods} == {}
+    assert _engine_imports_of({"segkit"}) == {}
+
+
+def test_engine_imports_no_integration():
+    """Does the engine (grader/) import none of integrations/ (collect, gradebook, Gradescope), which import it?"""
+    assert _engine_imports_of({"integrations"}) == {}
+
+
+def test_the_integration_scan_finds_an_engine_module_importing_one(tmp_path):
+    """Would the scan above catch an engine module, in a subpackage too, that imports an integration?"""
+    (tmp_path / "grader" / "run").mkdir(parents=True)
+    (tmp_path / "grader" / "run" / "leak.py").write_text("from integrations.gradebook import main\n", encoding="utf-8")
+    assert _engine_imports_of({"integrations"}, tmp_path) == {"grader/run/leak.py": ["integrations.gradebook"]}
+
+
+def test_the_aliases_of_moved_integrations_only_alias():
+    """Is each grader/ alias of a moved integration nothing but the alias (no engine code hides beside an import
+    of an integration)?"""
+    for name in sorted(ENGINE_ALIASES):
+        path = REPO_ROOT / name
+        if path.exists():
+            assert _imported_modules(path) == {"sys", f"integrations.{path.stem}"}, name
 
 
 def test_grader_fingerprint_covers_the_inputs_of_a_grade_only():

@@ -155,7 +155,7 @@ def _generate_assignment(root: Path):
     from nbgrader.apps import NbGraderAPI
     from nbgrader.dbutil import ALEMBIC_DIR
 
-    from grader.gradebook import open_course
+    from integrations.gradebook import open_course
 
     course = open_course(root)
     head = ScriptDirectory(ALEMBIC_DIR).get_current_head()
@@ -343,7 +343,7 @@ def test_lms_csv(course):
 
 def test_clear_errors_when_the_course_is_not_ready(course, tmp_path):
     """Does the exporter say which nbgrader command to run when the assignment or the database is missing?"""
-    from grader.gradebook import GradebookExportError, export_nbgrader
+    from integrations.gradebook import GradebookExportError, export_nbgrader
 
     other = course["grades"] / "results" / "cam" / "someone.json"
     other.parent.mkdir(parents=True, exist_ok=True)

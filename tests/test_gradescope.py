@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from grader.assignments import REPO_ROOT, load_assignment
-from grader.gradescope import MAX_RESULT_FILE_BYTES, gradescope_results, stage
+from integrations.gradescope import MAX_RESULT_FILE_BYTES, gradescope_results, stage
 from segkit.build import gradescope_zip
 from segkit.build.gradescope_zip import KIT_FILES, main
 
@@ -51,7 +51,7 @@ def test_zip_has_gradescope_layout(autograder_zip):
 
 
 def test_zip_carries_the_engine_starter_and_one_assignment_only(autograder_zip):
-    """Is the zip exactly the engine, starter, the chosen assignment's grading files and the scripts: no build
+    """Is the zip exactly the engine, starter, the integrations, the chosen assignment's grading files and the scripts: no build
     or proof tool, no example bugs or correct alternatives, no other assignment's checks or solution?"""
     with zipfile.ZipFile(autograder_zip) as bundle:
         names = set(bundle.namelist())
@@ -68,8 +68,9 @@ def test_zip_carries_the_engine_starter_and_one_assignment_only(autograder_zip):
         "setup.sh",
         "run_autograder",
         "segkit-gradescope.json",
-        *(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "grader").glob("*.py")),
+        *tracked("grader"),
         *tracked("starter"),
+        *tracked("integrations"),
         *(
             p.relative_to(REPO_ROOT).as_posix()
             for p in (spec.folder / "assignment.toml", spec.checks_path, spec.solution_path, spec.release_path)

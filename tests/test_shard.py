@@ -1,4 +1,4 @@
-"""Grading on many machines: `--shard K/N` and `segkit collect` (grader/run/, grader/collect.py).
+"""Grading on many machines: `--shard K/N` and `segkit collect` (grader/run/, integrations/collect.py).
 
 The fast tests (make test) grade nothing: each folder is seeded with results carrying the
 fingerprint the grader expects (as a previous run would have left them), so every run reuses them
@@ -233,7 +233,13 @@ def test_sharded_grading_matches_one_machine(tmp_path):
     for index in (1, 2):
         grade("--out", tmp_path / "shards" / str(index), "--shard", f"{index}/2", "-j", "1")
     merged = tmp_path / "merged"
-    command = [sys.executable, "-m", "grader.collect", str(merged), *(str(p) for p in (tmp_path / "shards").iterdir())]
+    command = [
+        sys.executable,
+        "-m",
+        "integrations.collect",
+        str(merged),
+        *(str(p) for p in (tmp_path / "shards").iterdir()),
+    ]
     run = subprocess.run(
         [*command, "--submissions", str(submitted)], cwd=REPO_ROOT, env=env, capture_output=True, text=True
     )
@@ -276,7 +282,7 @@ def test_slurm_scripts(tmp_path):
     assert "#SBATCH --array=1-3" in grade and "#SBATCH --cpus-per-task=2" in grade
     assert '--shard "${SLURM_ARRAY_TASK_ID}/3"' in grade and "--memory-mb 3000" in grade
     assert "segkit-reference-cache" in grade  # node-local: no lock on the shared filesystem
-    assert f"{tmp_path / 'grades'}/shards/{{1..3}}" in collect_job and "-m grader.collect" in collect_job
+    assert f"{tmp_path / 'grades'}/shards/{{1..3}}" in collect_job and "-m integrations.collect" in collect_job
     assert '--dependency=afterany:"$array"' in submit
     for name in ("grade.sbatch", "collect.sbatch", "submit.sh"):
         assert subprocess.run(["bash", "-n", str(folder / name)]).returncode == 0

@@ -6,13 +6,14 @@
 The zip's root becomes `/autograder/source` on Gradescope: `setup.sh` (run once when
 Gradescope builds the image: a virtual environment from the lock file, an unprivileged
 `student` account), `run_autograder` (run per submission), and only what grading needs: the
-engine `grader/`, the `starter/` package the worker imports, and per chosen assignment its
+engine `grader/`, the `starter/` package the worker imports, `integrations/` (whose Gradescope
+staging and results `run_autograder` calls), and per chosen assignment its
 `assignment.toml`, hidden checks and the solution and student notebooks the checks compare
 against. No build or proof tool, no example bugs, no correct alternatives, no other
 assignment's checks (`tests/test_gradescope.py` opens the zip and checks).
 Upload it as the assignment's "Autograder configuration" with the Ubuntu 22.04 base image.
 
-`run_autograder` calls the engine's `python -m grader.gradescope stage|results` and
+`run_autograder` calls `python -m integrations.gradescope stage|results` and
 `python -m grader`. Every `/autograder` path is relative to `$AUTOGRADER_ROOT` (default
 `/autograder`), which is how the tests run `run_autograder` locally on a temporary tree.
 """
@@ -25,13 +26,13 @@ import sys
 from pathlib import Path
 
 from grader.assignments import REPO_ROOT, load_assignment
-from grader.gradescope import parse_assignments
+from integrations.gradescope import parse_assignments
 from starter.common import write_zip
 
 VENV_DEFAULT = "/opt/segkit-venv"
 # Files of the kit copied to the zip besides the packages (setup.sh installs from them).
 KIT_FILES = ("requirements.txt", "requirements-dev.txt", "requirements-lock.txt")
-ENGINE_PACKAGES = ("grader", "starter")
+PACKAGES = ("grader", "starter", "integrations")  # the engine, what its worker imports, the Gradescope staging
 
 SETUP_SH = r"""#!/usr/bin/env bash
 # Gradescope runs this once, as root, while it builds the autograder image (not per submission).
@@ -74,9 +75,9 @@ cd "$SOURCE" && PYTHONPATH="$SOURCE" "$VENV/bin/python" -c \
 
 RUN_AUTOGRADER = r"""#!/usr/bin/env bash
 # Gradescope runs this for every submission, as root, in a fresh container.
-# 1. stage the submitted notebook(s) into nbgrader's layout (python -m grader.gradescope stage)
+# 1. stage the submitted notebook(s) into nbgrader's layout (python -m integrations.gradescope stage)
 # 2. grade them with the kit's sandboxed grader (python -m grader ... -j 1)
-# 3. write $ROOT/results/results.json in Gradescope's format (python -m grader.gradescope results)
+# 3. write $ROOT/results/results.json in Gradescope's format (python -m integrations.gradescope results)
 # Any failure still leaves a results.json: score 0 and a message saying what to do.
 set -uo pipefail
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
@@ -110,7 +111,7 @@ cd "$SOURCE" || exit 0
 export PYTHONPATH="$SOURCE"
 
 echo "== staging the submission"
-"$PYTHON" -m grader.gradescope stage --submission "$SUBMISSION" --assignments "$ASSIGNMENTS" \
+"$PYTHON" -m integrations.gradescope stage --submission "$SUBMISSION" --assignments "$ASSIGNMENTS" \
     --dest "$WORK/submitted" --report "$WORK/stage.json"
 
 echo "== grading"
@@ -128,7 +129,7 @@ if [ -d "$WORK/submitted/submission" ]; then
 fi
 
 echo "== writing results.json"
-"$PYTHON" -m grader.gradescope results --grades "$RESULTS/grades" --assignments "$ASSIGNMENTS" \
+"$PYTHON" -m integrations.gradescope results --grades "$RESULTS/grades" --assignments "$ASSIGNMENTS" \
     --report "$WORK/stage.json" --out "$RESULTS/results.json"
 exit 0
 """
@@ -137,7 +138,7 @@ exit 0
 def source_files(assignments: list[str]) -> list[Path]:
     """Repository files the autograder needs, relative to the repository root."""
     selected = []
-    for package in ENGINE_PACKAGES:
+    for package in PACKAGES:
         for path in sorted((REPO_ROOT / package).rglob("*")):
             relative = path.relative_to(REPO_ROOT)
             if path.is_file() and "__pycache__" not in relative.parts and path.suffix != ".pyc":
