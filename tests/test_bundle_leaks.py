@@ -8,7 +8,14 @@ in it, whatever its name, so two tests look at the bundle itself (built into a t
   function or class (same kind, an argument count both accept) is plugged in as the student's
   answer, a notebook whose unit cell is the released stub plus an import of (or, outside `starter`,
   the source of) the candidate under the unit's name, and graded by the unit's hidden checks in the
-  sandbox. None may earn more than `MAX_SHARE` of the unit's points.
+  sandbox. None may earn more than `MAX_SHARE` of the unit's points. Rows of notebooks carry one
+  candidate per unit each, so the 3,045 fitting pairs of today's bundle make 656 notebooks: `make proof`
+  grades them all. `make test` first screens them cheaply in a process of its own (cwd and HOME a
+  scratch folder): the public check's first call of the unit's function on the reference solution is
+  recorded, every candidate is called with the same arguments, and only those that return the same kind
+  of result (type, tensor shape, dict keys) are graded: 34 pairs in 11 notebooks, about 28 s of CPU for
+  the screen and 27 s for the grading. Symbols no public check calls (U-Net's DoubleConv, Down, ...) are
+  left to the proof.
 * textual: the kit's similarity engine (`segkit.similarity`, copydetect's winnowing over normalised
   tokens) compares every function and class of the bundle, at any depth, with the code each
   solution cell adds to its stub (its solution regions). None may cover `DEFAULT_THRESHOLD` of that
@@ -485,6 +492,7 @@ def screen(pairs: dict[Symbol, list[Definition]], files: dict[str, str], folder:
     scratch.mkdir(exist_ok=True)
     code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import {Path(__file__).stem} as m; m.screen_main({str(folder)!r})"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HOME=str(scratch), SEGKIT_DATA=str(scratch / "data"))
+    env["PIP_NO_INDEX"] = "1"  # a kit helper that runs pip (install_kit) must not reach a package index
     run = subprocess.run([sys.executable, "-c", code], cwd=scratch, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     outcomes.update(json.loads((folder / "screen-outcomes.json").read_text(encoding="utf-8")))
