@@ -313,7 +313,7 @@ def test_confined_worker_reaches_nothing_outside_its_allow_list(setup, listeners
     if os.geteuid() != 0:
         pytest.skip("the setups switch uids and disable user namespaces, which needs root")
     if not confine.available().usable:
-        pytest.skip("this kernel offers no Landlock or seccomp (python -m grader.sandbox.confine says why)")
+        pytest.skip("this kernel offers no Landlock or seccomp (python -m grader.sandbox says why)")
     user, spare, no_userns, abi_limit, torch = SETUPS[setup]
     control = _run_probe(setup, False, listeners)
     confined = _run_probe(setup, True, listeners)

@@ -541,7 +541,8 @@ def test_the_landlock_layer_reports_what_it_gives_up(abi, as_root):
     assert ("spare uid" in mechanisms["unprivileged_user"]) == as_root
     text = protections_text([Protection(n, PROTECTION_TEXT[n]) for n in BASE_PROTECTIONS] + provided)
     for name in NAMESPACE_ONLY:
-        assert f"- NOT active: `{name}`" in text and "needs user namespaces" in text
+        assert f"- NOT active: `{name}`" in text and f"`{name}`: {PROTECTION_TEXT[name]}" in text
+        assert "(user namespaces)" in PROTECTION_TEXT[name]
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ worker template. One file per mechanism: ``landlock.py`` (the filesystem allow-l
 and abstract-socket scopes) and ``seccomp.py`` (what Landlock leaves open on older ABIs).
 
 The worker side loads this file, ``landlock.py`` and ``seccomp.py`` by path (``launch.load``): they
-import nothing but each other and the standard library. ``python -m grader.sandbox.confine``
+import nothing but each other and the standard library. ``python -m grader.sandbox``
 prints what this host offers.
 
     layer = available()                         # what this host offers
@@ -383,7 +383,7 @@ def preexec(plan: Plan):
 
 
 def main() -> int:
-    """`python -m grader.sandbox.confine`: what this host offers for confinement without namespaces."""
+    """What this host offers for confinement without namespaces (`python -m grader.sandbox` prints it)."""
     layer = available()
     print(
         f"Landlock ABI: {layer.landlock_abi or 'none'}"
@@ -418,7 +418,3 @@ __all__ = [
     "standard_read_only",
     "standard_read_write",
 ]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -30,10 +30,9 @@ PROTECTION_TEXT = {
     "package and a size-capped scratch folder can be read; no solutions, grader, submissions, "
     "grades, home folders or other copies of the kit",
     "no_network": "no network: no connection can leave the worker",
-    "network_namespace": "a network namespace of its own: not even the host's loopback services are "
-    "there (needs user namespaces)",
-    "pid_namespace": "its own process tree and /proc: no other process of the machine can be seen "
-    "(needs user namespaces)",
+    "network_namespace": "a network namespace of its own (user namespaces): not even the host's loopback "
+    "services are there",
+    "pid_namespace": "its own process tree and /proc (user namespaces): no other process of the machine can be seen",
     "no_signals_out": "no process outside the worker can be signalled or traced",
     "no_new_privileges": "no new privileges, every capability dropped, no nested user namespaces",
     "unprivileged_user": "an unprivileged user outside the sandbox",
@@ -95,7 +94,7 @@ def landlock_mechanisms(caps: str, spare_uid: bool, abi: int, interval_ms: int) 
         user = "the grader's own uid without any capability (Landlock, not file modes, keeps it out)"
         # RLIMIT_NPROC would count every process of the grading user: a cgroup or the watchdog counts.
         processes = PROCESS_MECHANISM[caps] or (
-            f"the grader counts the worker's processes every {interval_ms} ms and kills it over the cap"
+            f"the grader counts the worker's processes (not threads) every {interval_ms} ms and kills it over the cap"
         )
     return {
         "filesystem_allowlist": f"Landlock ABI {abi} on the host's own files",
