@@ -77,7 +77,8 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _fmt(points: float) -> str:
+def format_points(points: float) -> str:
+    """Points as every output writes them: 2, 0.5, 1.25 (no trailing zeros)."""
     return f"{points:g}"
 
 
@@ -320,9 +321,23 @@ def read_rubric(path: Path, max_points: dict[str, float] | None = None) -> dict[
                 raise RubricError(f"{path}, line {number}, column {gid}: {text!r} is not a number") from None
             limit = (max_points or {}).get(gid)
             if value is not None and not (0 <= value <= (limit if limit is not None else float("inf"))):
-                raise RubricError(f"{path}, line {number}, column {gid}: {text} is outside 0..{_fmt(limit)}")
+                raise RubricError(f"{path}, line {number}, column {gid}: {text} is outside 0..{format_points(limit)}")
             scores[student][gid.strip()] = value
     return scores
+
+
+MAX_NOTE_CHARS = 300  # one notes cell of grades.csv
+_SPREADSHEET_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a cell starting so is a formula to a spreadsheet
+
+
+def gradebook_note(result: SubmissionResult) -> str:
+    """The notes cell of a grades.csv row: why it is 0 without grading (a student whose files were all
+    rejected, a notebook that could not be read), empty otherwise. Untrusted text: capped, without
+    control characters, on one line, and quoted when a spreadsheet would read it as a formula."""
+    if not result.notebook_error:
+        return ""
+    note = " ".join(safe_text(result.notebook_error, MAX_NOTE_CHARS).split())
+    return f"'{note}" if note.startswith(_SPREADSHEET_FORMULA) else note
 
 
 def write_gradebook(results: list[SubmissionResult], unit_columns: list[str], out_dir: Path) -> Path:
@@ -333,16 +348,16 @@ def write_gradebook(results: list[SubmissionResult], unit_columns: list[str], ou
     written = list(dict.fromkeys(gid for rubric in rubrics.values() for row in rubric.values() for gid in row))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student_id", "assignment", *unit_columns, *written, "total", "max"])
+    writer.writerow(["student_id", "assignment", *unit_columns, *written, "total", "max", "notes"])
     for result in sorted(results, key=lambda r: (r.assignment, r.student_id)):
         row = [result.student_id, result.assignment]
-        row += [_fmt(result.units[gid].points) if gid in result.units else "" for gid in unit_columns]
+        row += [format_points(result.units[gid].points) if gid in result.units else "" for gid in unit_columns]
         hand = rubrics[result.assignment].get(result.student_id, {})
-        row += ["" if hand.get(gid) is None else _fmt(hand[gid]) for gid in written]
+        row += ["" if hand.get(gid) is None else format_points(hand[gid]) for gid in written]
         graded = sum(v for v in hand.values() if v is not None)
         hand_max = sum(result.manual_points.get(gid, 0.0) for gid in written) if rubrics[result.assignment] else 0.0
-        row += [_fmt(result.total + graded), _fmt(result.max_points + hand_max)]
-        writer.writerow(row)
+        row += [format_points(result.total + graded), format_points(result.max_points + hand_max)]
+        writer.writerow([*row, gradebook_note(result)])
     path = out_dir / "grades.csv"
     write_atomic(path, buffer.getvalue())
     return path
@@ -351,15 +366,15 @@ def write_gradebook(results: list[SubmissionResult], unit_columns: list[str], ou
 def _md_score_line(view: FeedbackView) -> str:
     result = view.result
     if view.total_shown:
-        return f"**Autograded score: {_fmt(result.total)} / {_fmt(result.max_points)}**"
-    return f"**Autograded score: {_release_note(view.visibility.total)} (out of {_fmt(result.max_points)})**"
+        return f"**Autograded score: {format_points(result.total)} / {format_points(result.max_points)}**"
+    return f"**Autograded score: {_release_note(view.visibility.total)} (out of {format_points(result.max_points)})**"
 
 
 def _md_unit_points(unit_view: UnitView) -> str:
     unit = unit_view.unit
     if unit_view.points_shown:
-        return f"{_fmt(unit.points)} / {_fmt(unit.max_points)}"
-    return f"? / {_fmt(unit.max_points)}"
+        return f"{format_points(unit.points)} / {format_points(unit.max_points)}"
+    return f"? / {format_points(unit.max_points)}"
 
 
 NOT_IMPLEMENTED_CELL = "Your cell is not implemented yet (it still raises NotImplementedError)."
@@ -380,7 +395,9 @@ def _md_unit(gid: str, unit_view: UnitView, budget: Budget) -> list[str]:
     seen: dict = {}
     for number, check in enumerate(unit_view.shown, start=1):
         status = "passed" if check.passed else "failed"
-        lines.append(f"- **{status}** ({_fmt(check.points)} / {_fmt(check.max_points)}): {check.question}")
+        lines.append(
+            f"- **{status}** ({format_points(check.points)} / {format_points(check.max_points)}): {check.question}"
+        )
         if check.passed:
             continue
         lines.append(f"  - {check.message}")
@@ -437,7 +454,9 @@ def feedback_markdown(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STA
             "## Written answers",
             "",
             "Graded by hand by the course staff: "
-            + ", ".join(f"{md_code_span(gid)} ({_fmt(p)} pts)" for gid, p in list(result.manual_points.items())[:50]),
+            + ", ".join(
+                f"{md_code_span(gid)} ({format_points(p)} pts)" for gid, p in list(result.manual_points.items())[:50]
+            ),
             "",
         ]
     return "\n".join(lines)
@@ -469,7 +488,9 @@ def _check_html(check: CheckResult, repeat: str, budget: Budget) -> str:
             failure += f"<br><small>{detail if budget.take(detail) else html.escape(_left_out())}</small>"
     return (
         f"<li class='{'ok' if check.passed else 'bad'}'>{'✓' if check.passed else '✗'} "
-        f"{html.escape(check.question)} ({_fmt(check.points)}/{_fmt(check.max_points)})" + failure + "</li>"
+        f"{html.escape(check.question)} ({format_points(check.points)}/{format_points(check.max_points)})"
+        + failure
+        + "</li>"
     )
 
 
@@ -510,9 +531,9 @@ def _html_head(view: FeedbackView) -> str:
     result = view.result
     assignment, student = html.escape(safe_line(result.assignment)), html.escape(safe_line(result.student_id))
     if view.total_shown:
-        score = f"Autograded score: {_fmt(result.total)} / {_fmt(result.max_points)}"
+        score = f"Autograded score: {format_points(result.total)} / {format_points(result.max_points)}"
     else:
-        score = f"Autograded score: {_release_note(view.visibility.total)} (out of {_fmt(result.max_points)})"
+        score = f"Autograded score: {_release_note(view.visibility.total)} (out of {format_points(result.max_points)})"
     notes = ""
     if result.unsafe_no_sandbox:
         notes += f"<p class='bad'><strong>{html.escape(UNSAFE_NOTE)}</strong></p>"
@@ -681,7 +702,7 @@ def notebook_view_html(view: FeedbackView, notebook: dict, results_budget: Budge
             gid and cell.get("cell_type") == "markdown" and nbgrader_meta(cell).get("solution")
         ):
             points = result.manual_points.get(gid)
-            note = f": {_fmt(points)} pts" if points is not None else ""
+            note = f": {format_points(points)} pts" if points is not None else ""
             parts.append(
                 f"<section class='results'><p>Written answer <code>{html.escape(safe_line(gid))}</code>, "
                 f"graded by hand by the course staff{note}.</p></section>"
@@ -791,7 +812,7 @@ def summary_table(results: list[SubmissionResult]) -> str:
         if not notes and r.worker_restarts:
             notes = f"worker restarted {r.worker_restarts}x"
         lines.append(
-            f"{safe_line(r.student_id):<24} {r.assignment:<12} {_fmt(r.total):>6} / {_fmt(r.max_points):<5}  {notes}"
+            f"{safe_line(r.student_id):<24} {r.assignment:<12} {format_points(r.total):>6} / {format_points(r.max_points):<5}  {notes}"
         )
     return "\n".join(lines)
 

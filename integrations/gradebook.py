@@ -67,6 +67,7 @@ from grader.report import (
     Budget,
     detail_key,
     feedback_html,
+    format_points,
     md_code,
     read_rubric,
     rubric_path,
@@ -83,10 +84,6 @@ SCORE_TOLERANCE = 1e-9
 class GradebookExportError(RuntimeError):
     """The grades folder or the nbgrader course is not in a state to export to; the message says
     what to run."""
-
-
-def _fmt(points: float) -> str:
-    return f"{points:g}"
 
 
 # -- the grades folder -----------------------------------------------------------------------------
@@ -324,7 +321,7 @@ def unit_comment(unit: UnitResult) -> str:
     student's code raised) is cut and written as a code span or block (grader.report.md_code); a
     detail repeated by several checks (a unit's error) is written once; the whole stays under
     MAX_COMMENT_BYTES."""
-    lines = [f"Autograded by segkit: {_fmt(unit.points)} / {_fmt(unit.max_points)} points."]
+    lines = [f"Autograded by segkit: {format_points(unit.points)} / {format_points(unit.max_points)} points."]
     passed = len(unit.checks) - len(unit.failed_checks)
     if unit.checks:
         lines.append(f"{passed} of {len(unit.checks)} checks passed.")
@@ -446,7 +443,11 @@ def _written_html(answers: list[WrittenAnswer]) -> str:
         return ""
     rows = []
     for answer in answers:
-        points = "not graded yet" if answer.score is None else f"{_fmt(answer.score)} / {_fmt(answer.max_score)}"
+        points = (
+            "not graded yet"
+            if answer.score is None
+            else f"{format_points(answer.score)} / {format_points(answer.max_score)}"
+        )
         comment = html.escape(answer.comment).replace("\n", "<br>")
         rows.append(f"<tr><td><code>{html.escape(answer.grade_id)}</code></td><td>{points}</td><td>{comment}</td></tr>")
     return (
@@ -477,12 +478,12 @@ def feedback_page(
     pending = len(answers) - len(graded)
     total = result.total + sum(graded) - late_penalty
     maximum = result.max_points + sum(a.max_score for a in answers)
-    late = f" (after a late penalty of {_fmt(late_penalty)})" if late_penalty else ""
+    late = f" (after a late penalty of {format_points(late_penalty)})" if late_penalty else ""
     waiting = f"; {pending} written answer(s) not graded yet" if pending else ""
     return (
         grader_page
         + _written_html(answers)
-        + f"<h2>Total: {_fmt(round(total, 4))} / {_fmt(round(maximum, 4))}{late}{waiting}</h2>"
+        + f"<h2>Total: {format_points(round(total, 4))} / {format_points(round(maximum, 4))}{late}{waiting}</h2>"
     )
 
 
@@ -683,8 +684,10 @@ def lms_csv_text(grades_dir: Path, assignment: str, *, course_root: Path | None 
         code = [float(result.units[gid].points) if gid in result.units else None for gid in units]
         hand = [written_scores.get(result.student_id, {}).get(gid) for gid in written]
         total = sum(v for v in code + hand if v is not None) - penalties.get(result.student_id, 0.0)
-        cells = ["" if v is None else _fmt(v) for v in code + hand]
-        writer.writerow([result.student_id, _fmt(round(max(total, 0.0), 4)), _fmt(round(maximum, 4)), *cells])
+        cells = ["" if v is None else format_points(v) for v in code + hand]
+        writer.writerow(
+            [result.student_id, format_points(round(max(total, 0.0), 4)), format_points(round(maximum, 4)), *cells]
+        )
     return buffer.getvalue()
 
 

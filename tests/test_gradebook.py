@@ -356,3 +356,29 @@ def test_clear_errors_when_the_course_is_not_ready(course, tmp_path):
     (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
     with pytest.raises(GradebookExportError, match="no nbgrader gradebook.*nbgrader generate_assignment"):
         export_nbgrader(course["grades"], tmp_path, ASSIGNMENT)
+
+
+def test_grades_csv_ends_with_notes_saying_why_a_row_is_zero(tmp_path):
+    """Does grades.csv end with a `notes` column that says why a row is 0 without grading (a rejected student,
+    an unreadable notebook), on one line and never as a spreadsheet formula, and stays empty for a graded row?"""
+    from grader.report import MAX_NOTE_CHARS, write_gradebook
+
+    def row(student: str, error: str) -> SubmissionResult:
+        unit = UnitResult("u1", points=0 if error else 1, max_points=1)
+        return SubmissionResult(
+            student, "demo", total=unit.points, max_points=1, units={"u1": unit}, notebook_error=error
+        )
+
+    results = [
+        row("graded", ""),
+        row("rejected", "no notebook of this assignment in the upload:\nonly notes.txt"),
+        row("formula", '=HYPERLINK("http://x")' + "x" * 2 * MAX_NOTE_CHARS),
+    ]
+    path = write_gradebook(results, ["u1"], tmp_path)
+    text = path.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == "student_id,assignment,u1,total,max,notes"
+    assert text.count("\n") == len(results) + 1  # one line per row, whatever the error held
+    notes = {r["student_id"]: r["notes"] for r in csv.DictReader(io.StringIO(text))}
+    assert notes["graded"] == ""
+    assert notes["rejected"] == "no notebook of this assignment in the upload: only notes.txt"
+    assert notes["formula"].startswith("'=HYPERLINK") and len(notes["formula"]) <= MAX_NOTE_CHARS + 80

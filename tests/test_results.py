@@ -348,8 +348,8 @@ def test_gradebook_and_summary_are_unchanged(tmp_path):
     results = [SubmissionResult.from_dict(BROKEN), _alice()]
     path = write_gradebook(results, ["patch_weights", "patch_merge", "other"], tmp_path)
     assert path.read_text() == (
-        "student_id,assignment,patch_weights,patch_merge,other,total,max\n"
-        "alice,patches,1,0,,1,3.5\nbob,patches,0,,,0,2\n"
+        "student_id,assignment,patch_weights,patch_merge,other,total,max,notes\n"
+        "alice,patches,1,0,,1,3.5,\nbob,patches,0,,,0,2,not valid notebook JSON (line 1)\n"
     )
     assert summary_table(results) == (
         "student                  assignment          score  notes\n"

@@ -183,7 +183,7 @@ def manifest(
         protections=protections,
         unsafe_no_sandbox=request.unsafe_no_sandbox,
         host=socket.gethostname(),
-        jobs=request.processes,
+        processes=request.processes,
         seconds=round(seconds, 1),
         cpu_seconds=round(sum(r.cpu_s for r in graded), 1),
     )

@@ -208,7 +208,7 @@ class RunManifest:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     shard: str | None = None  # "K/N" of a --shard run
-    jobs: int | None = None  # parallel grading processes (None: collect, which grades nothing)
+    processes: int | None = None  # parallel grading processes, -j (None: collect, which grades nothing)
     intake: dict[str, int] = field(default_factory=dict)  # files per intake outcome
     rejected_without_grade: list[tuple[str, str]] = field(default_factory=list)
     collected_from: list[str] = field(default_factory=list)  # the folders `segkit collect` merged
