@@ -299,6 +299,18 @@ def test_the_integration_scan_finds_an_engine_module_importing_one(tmp_path):
     assert _engine_imports_of({"integrations"}, tmp_path) == {"grader/run/leak.py": ["integrations.gradebook"]}
 
 
+def test_discovery_store_and_collect_import_no_torch():
+    """Do finding submissions, the result cache and merging shard folders run without importing torch (or the
+    grading processes' pytest), so `segkit collect` and the similarity report do not pay for it?"""
+    code = (
+        "import sys, grader.cli, grader.run.discovery, grader.run.store, integrations.collect; "
+        "print(sorted(m for m in ('torch', 'numpy', 'pytest', 'grader.runner') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_the_aliases_of_moved_integrations_only_alias():
     """Is each grader/ alias of a moved integration nothing but the alias (no engine code hides beside an import
     of an integration)?"""

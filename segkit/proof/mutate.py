@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -373,17 +372,10 @@ def sample(mutants: list[Mutant], limit: int | None) -> list[Mutant]:
 
 # --- grading ------------------------------------------------------------------------------------
 
-_SLOT = None
+FIRST_SLOT = 200  # worker slots of mutation testing: apart from a grading run's (0, 1, ...) on the same host
 
 
-def _init_worker(slot_counter):
-    global _SLOT
-    with slot_counter.get_lock():
-        _SLOT = 200 + slot_counter.value
-        slot_counter.value += 1
-
-
-def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int | None = None) -> dict:
+def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int = FIRST_SLOT) -> dict:
     """Grade the solution notebook with one cell replaced by the mutant, with that unit's checks only."""
     from grader.assignments import load_assignment, read_notebook
     from grader.run.config import WorkerConfig
@@ -396,7 +388,7 @@ def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int | No
     spec = load_assignment(assignment)
     notebook = _replace_sources(read_notebook(spec.solution_path), {mutant.grade_id: mutant.source})
     limits = Limits(probe_timeout=30, cell_timeout=60, submission_timeout=240)
-    worker = WorkerConfig(limits=limits, slot=slot if slot is not None else (_SLOT or 200))
+    worker = WorkerConfig(limits=limits, slot=slot)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="segkit-mutant-") as folder:
         path = Path(folder) / f"{assignment}.ipynb"
@@ -423,9 +415,21 @@ def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int | No
     }
 
 
-def _grade_job(job):
-    assignment, mutant, cache_dir = job
-    return assignment, mutant, grade_mutant(assignment, mutant, cache_dir)
+def grade_mutant_task(task: tuple[str, Mutant], cache_dir: str, slot: int) -> str:
+    """A task of the pool (grader.run.pool): one mutant's outcome as JSON text."""
+    assignment, mutant = task
+    return json.dumps(grade_mutant(assignment, mutant, cache_dir, slot))
+
+
+def outcome_of(status, text: str) -> dict:
+    """A mutant's outcome from the pool's answer; a grading process that raised or died twice is an
+    error (reported, never counted as caught)."""
+    from grader.run.pool import Status
+
+    if status is Status.OK:
+        return json.loads(text)
+    detail = text if status is Status.ERROR else f"the grading process died twice ({text})"
+    return {"status": "error", "detail": detail[:300], "seconds": 0.0}
 
 
 def collect(assignments, units, max_per_unit, expensive_max):
@@ -573,7 +577,7 @@ def main(argv=None) -> int:
             if row["status"] == "caught":
                 outcomes[(row["grade_id"], row["mutant_id"])] = {**row, "reused": True}
     jobs = [
-        (name, mutant, str(args.cache))
+        (name, mutant)
         for name, _, _, chosen in plan
         for mutant in chosen
         if (mutant.grade_id, mutant.mutant_id) not in outcomes
@@ -597,18 +601,18 @@ def main(argv=None) -> int:
             flush=True,
         )
 
-    if args.jobs <= 1:
-        for done, (name, mutant, cache) in enumerate(jobs, start=1):
-            record(name, mutant, grade_mutant(name, mutant, cache, slot=200), done)
-    else:
-        import multiprocessing
+    from grader.run.pool import run_pool
 
-        context = multiprocessing.get_context("spawn")
-        counter = context.Value("i", 0)
-        # Group jobs by assignment so each process builds few reference namespaces.
-        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
-            for done, (name, mutant, outcome) in enumerate(pool.map(_grade_job, jobs), start=1):
-                record(name, mutant, outcome, done)
+    done = 0
+
+    def on_answer(index: int, status, text: str) -> None:
+        nonlocal done
+        done += 1
+        name, mutant = jobs[index]
+        record(name, mutant, outcome_of(status, text), done)
+
+    # The grading run's pool; jobs come grouped by assignment, so each process builds few reference namespaces.
+    run_pool(jobs, grade_mutant_task, str(args.cache), args.jobs, on_answer, first_slot=FIRST_SLOT)
     seconds = time.time() - started
     command = "python -m segkit.proof.mutate " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.json:
