@@ -288,3 +288,29 @@ def test_slurm_scripts(tmp_path):
         assert subprocess.run(["bash", "-n", str(folder / name)]).returncode == 0
     with pytest.raises(SystemExit):
         slurm.write_scripts(slurm.build_parser().parse_args([*argv, "--grader-args", "--shard 1/2"]))
+
+
+def test_run_manifest_is_written_once_and_read_back_typed(tmp_path):
+    """Does run.json round-trip through RunManifest (pairs as tuples, protections as Protection), does a
+    manifest of an older version (keys missing, unknown keys) read with defaults, and is a malformed one
+    refused rather than half read?"""
+    from grader.run.store import RUN_MANIFEST, RunManifest
+    from grader.sandbox import Protection
+
+    manifest = RunManifest(
+        students=["a"],
+        submissions=[("a", ASSIGNMENT)],
+        graded=1,
+        protections=[Protection("process", "a separate process")],
+        shard="1/2",
+        processes=2,
+    )
+    manifest.write(tmp_path)
+    assert RunManifest.read(tmp_path) == manifest
+    (tmp_path / RUN_MANIFEST).write_text(json.dumps({"shard": "2/3", "jobs": 4, "submissions": [["b", "cam"]]}))
+    older = RunManifest.read(tmp_path)
+    assert older is not None and older.shard == "2/3" and older.submissions == [("b", "cam")] and older.graded == 0
+    (tmp_path / RUN_MANIFEST).write_text(json.dumps({"submissions": [["only-one-element"]]}))
+    assert RunManifest.read(tmp_path) is None
+    (tmp_path / RUN_MANIFEST).write_text("[]")
+    assert RunManifest.read(tmp_path) is None
