@@ -1,9 +1,14 @@
-"""The timed hidden check of rgb_to_index (assignments/fcn/test_fcn.py), run in-process on trusted code.
+"""Hidden checks that hold the notebook's word, run in-process on trusted code (no sandbox).
 
-The notebook promises that a Python loop over pixels fails it and that vectorised code passes, on
-any machine. The check counts the Python lines the function runs on a small mask and times it against
-a plain vectorised lookup of the same mask in the same process. Here the probes run in this process,
-each `call` compiling the probe's source afresh as the worker does (no memo: a timed call must run).
+rgb_to_index (assignments/fcn/test_fcn.py): the notebook promises that a Python loop over pixels fails
+the speed check and that vectorised code passes, on any machine. The check counts the Python lines the
+function runs on a small mask and times it against a plain vectorised lookup of the same mask in the
+same process. Here the probes run in this process, each `call` compiling the probe's source afresh as
+the worker does (no memo: a timed call must run).
+
+DeepLabV3Plus (assignments/patches/test_patches.py): the notebook says outputs are compared on sizes
+that are not multiples of 16 and that upsampling must go to the sizes, not by a factor; a model that
+upsamples by x4 loses the points the text says.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import time
 import pytest
 
 from grader.assignments import cell_source, cells_by_grade_id, load_assignment, read_notebook
-from grader.harness import Feedback, probe_source
+from grader.harness import Feedback, ReferenceNamespace, probe_source
 from segkit.proof import assignment_module
+from segkit.proof.examples import buggy_sources
 
 PRELUDE = "import numpy as np\nimport torch\nIGNORE_INDEX = 255\n"
 
@@ -151,3 +157,38 @@ def test_a_slow_result_is_judged_against_the_baseline_not_the_clock():
     checks = _checks()
     assert checks.speed_limit_s(2.0) == pytest.approx(2.0 * checks.SPEED_FACTOR)
     assert checks.speed_limit_s(0.001) == checks.SPEED_FLOOR_S
+
+
+# DeepLabV3+ as a student writes it from "upsample x4": ASPP's output and the scores scaled by 4 instead of
+# resized to layer1's and the input's sizes. It lost 0.5 of 3 points; the text says outputs on 40x72 are compared.
+DEEPLAB_BY_FACTOR = [
+    ("F.interpolate(self.aspp(high), size=low.shape[-2:]", "F.interpolate(self.aspp(high), scale_factor=4"),
+    ("F.interpolate(self.classifier(fused), size=x.shape[-2:]", "F.interpolate(self.classifier(fused), scale_factor=4"),
+]
+
+
+def _deeplab_points(replacements) -> float:
+    from grader.runner import reference_namespace
+
+    spec = load_assignment("patches")
+    ref = reference_namespace(spec)
+    source = buggy_sources(read_notebook(spec.solution_path), {"patch_deeplab": replacements})["patch_deeplab"]
+    namespace = dict(ref.namespace)  # the reference ASPP below the student's cell, as in grading (fair units)
+    exec(compile(source, "<student patch_deeplab>", "exec"), namespace)
+    sub, earned = ReferenceNamespace(namespace), 0.0
+    checks = assignment_module("patches", "test_patches")
+    for name, check in vars(checks).items():
+        if name.startswith("test_") and callable(check) and check.pytestmark[0].args[0] == "patch_deeplab":
+            try:
+                check(sub, ref)
+            except Exception:  # Feedback, or the student's error (in the worker it fails the check the same way)
+                continue
+            earned += check.pytestmark[0].kwargs["points"]
+    return earned
+
+
+@pytest.mark.slow
+def test_deeplab_upsampling_by_a_factor_loses_the_output_points():
+    """Does DeepLabV3+ upsampled x4 (not to the sizes) lose the output comparison, 2 of 3 points, as the text says?"""
+    assert _deeplab_points(DEEPLAB_BY_FACTOR) == 1.0
+    assert _deeplab_points(DEEPLAB_BY_FACTOR[1:]) == 2.5  # the scores alone x4: wrong size off multiples of 4
