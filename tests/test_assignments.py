@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import re
@@ -353,11 +354,20 @@ def test_shared_check_modules_count_for_the_assignments_that_import_them():
 FINGERPRINT_ASSIGNMENT = "cam"  # any assignment: the edits below only touch tables and files every one has
 
 
-def _fingerprint_kit(tmp_path: Path) -> Path:
-    """A copy of what the fingerprint of FINGERPRINT_ASSIGNMENT reads, in tmp_path (a few MB, no build output)."""
-    name, kit = FINGERPRINT_ASSIGNMENT, tmp_path / "kit"
+@pytest.fixture(scope="module")
+def fingerprint_kit(tmp_path_factory) -> Path:
+    """A copy of what the fingerprint of FINGERPRINT_ASSIGNMENT reads (a few MB, no build output); each test
+    edits one file and puts it back."""
+    name, kit = FINGERPRINT_ASSIGNMENT, tmp_path_factory.mktemp("fingerprint") / "kit"
     ignore = shutil.ignore_patterns("__pycache__")
-    for folder in ("grader", "starter", f"assignments/{name}", f"solutions/{name}", f"notebooks/{name}"):
+    for folder in (
+        "grader",
+        "starter",
+        "integrations",
+        f"assignments/{name}",
+        f"solutions/{name}",
+        f"notebooks/{name}",
+    ):
         shutil.copytree(REPO_ROOT / folder, kit / folder, ignore=ignore)
     shutil.copy(REPO_ROOT / "requirements-lock.txt", kit / "requirements-lock.txt")
     return kit
@@ -393,6 +403,10 @@ MOVES_A_GRADE = {
 }
 KEEPS_EVERY_GRADE = {
     "the report wording": ("grader/report.py", _append),
+    "the nbgrader gradebook": ("integrations/gradebook.py", _append),
+    "the Gradescope staging": ("integrations/gradescope.py", _append),
+    "collect": ("integrations/collect.py", _append),
+    "the run library": ("grader/run/grading.py", _append),
     "the CLI": ("grader/cli.py", _append),
     "the intake": ("grader/intake.py", _append),
     "the example bugs": (f"assignments/{A}/examples.py", _append),
@@ -404,28 +418,42 @@ KEEPS_EVERY_GRADE = {
 }
 
 
-def _fingerprint_after(tmp_path: Path, relative: str, edit) -> tuple[str, str]:
+@functools.cache
+def _pristine_fingerprint(kit: Path) -> str:
     from grader.run.store import grader_fingerprint
 
-    kit = _fingerprint_kit(tmp_path)
-    before = grader_fingerprint(A, kit)
+    return grader_fingerprint(A, kit)
+
+
+def _fingerprint_after(kit: Path, relative: str, edit) -> tuple[str, str]:
+    """The fingerprint before and after `edit` of the kit's file `relative` (then put back as it was)."""
+    from grader.run.store import grader_fingerprint
+
+    before = _pristine_fingerprint(kit)
     path = kit / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(edit(path.read_text() if path.exists() else ""))
-    return before, grader_fingerprint(A, kit)
+    original = path.read_bytes() if path.exists() else None
+    try:
+        path.write_text(edit(path.read_text() if original is not None else ""))
+        return before, grader_fingerprint(A, kit)
+    finally:
+        if original is None:
+            path.unlink()
+        else:
+            path.write_bytes(original)
 
 
 @pytest.mark.parametrize("change", sorted(MOVES_A_GRADE))
-def test_a_change_that_can_move_a_grade_regrades(tmp_path, change):
+def test_a_change_that_can_move_a_grade_regrades(fingerprint_kit, change):
     """Does a change to an input of a grade (a hidden check, the solution, the sandbox, starter, the lock file,
     the [grading] table) change the fingerprint, so that every cached grade of the assignment is graded again?"""
-    before, after = _fingerprint_after(tmp_path, *MOVES_A_GRADE[change])
+    before, after = _fingerprint_after(fingerprint_kit, *MOVES_A_GRADE[change])
     assert before != after
 
 
 @pytest.mark.parametrize("change", sorted(KEEPS_EVERY_GRADE))
-def test_a_change_that_cannot_move_a_grade_reuses_every_cached_grade(tmp_path, change):
-    """Does a change that cannot move a grade (report wording, the CLI, the intake, the proof tools' examples and
-    alternatives, the similarity corpus, the [results], [visibility] and [proof] tables) keep the fingerprint?"""
-    before, after = _fingerprint_after(tmp_path, *KEEPS_EVERY_GRADE[change])
+def test_a_change_that_cannot_move_a_grade_reuses_every_cached_grade(fingerprint_kit, change):
+    """Does a change that cannot move a grade (report wording, the gradebook and Gradescope integrations, collect,
+    the CLI and run library, the intake, the proof tools' examples and alternatives, the similarity corpus, the
+    [results], [visibility] and [proof] tables) keep the fingerprint?"""
+    before, after = _fingerprint_after(fingerprint_kit, *KEEPS_EVERY_GRADE[change])
     assert before == after

@@ -525,6 +525,68 @@ def write_report(path: Path, plan, outcomes, command: str, seconds: float, jobs:
     return totals, overall
 
 
+def reused_outcomes(path: Path | None) -> dict:
+    """The caught outcomes of a previous --json (checks only get stronger: a caught mutant stays caught)."""
+    outcomes = {}
+    if path and path.exists():
+        for row in json.loads(path.read_text()):
+            if row["status"] == "caught":
+                outcomes[(row["grade_id"], row["mutant_id"])] = {**row, "reused": True}
+    return outcomes
+
+
+def grade_mutants(plan, outcomes: dict, cache_dir: str, processes: int) -> None:
+    """Grade every sampled mutant without an outcome yet into `outcomes`, in the grading run's pool
+    (grader.run.pool), printing each as it ends."""
+    from grader.run.pool import run_pool
+
+    jobs = [
+        (name, mutant)
+        for name, _, _, chosen in plan
+        for mutant in chosen
+        if (mutant.grade_id, mutant.mutant_id) not in outcomes
+    ]
+    print(f"grading {len(jobs)} mutants of {len(plan)} units with {processes} process(es)", flush=True)
+    equivalent_reasons = equivalent_mutants()
+    done = 0
+
+    def on_answer(index: int, status, text: str) -> None:
+        nonlocal done
+        done += 1
+        name, mutant = jobs[index]
+        outcome = outcomes[(mutant.grade_id, mutant.mutant_id)] = outcome_of(status, text)
+        mark = outcome["status"]
+        if mark == "survived" and (mutant.grade_id, mutant.mutant_id) in equivalent_reasons:
+            mark = "equivalent"
+        print(
+            f"[{done}/{len(jobs)}] {name}/{mutant.grade_id} {mutant.mutant_id} {mark} "
+            f"({outcome['seconds']} s): {mutant.description}",
+            flush=True,
+        )
+
+    # Jobs come grouped by assignment, so each process builds few reference namespaces.
+    run_pool(jobs, grade_mutant_task, cache_dir, processes, on_answer, first_slot=FIRST_SLOT)
+
+
+def write_outcomes(path: Path, plan, outcomes: dict) -> None:
+    """Every sampled mutant's outcome as JSON (what --reuse reads back)."""
+    rows = [
+        {
+            **outcomes[(m.grade_id, m.mutant_id)],
+            "assignment": name,
+            "grade_id": m.grade_id,
+            "mutant_id": m.mutant_id,
+            "operator": m.operator,
+            "line": m.line,
+            "description": m.description,
+        }
+        for name, _, _, chosen in plan
+        for m in chosen
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=1))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segkit.proof.mutate", description=__doc__.splitlines()[0])
     parser.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
@@ -571,70 +633,16 @@ def main(argv=None) -> int:
                 print(f"  {mutant.mutant_id} line {mutant.line}: {mutant.description}")
         return 0
 
-    outcomes = {}
-    if args.reuse and args.reuse.exists():
-        for row in json.loads(args.reuse.read_text()):
-            if row["status"] == "caught":
-                outcomes[(row["grade_id"], row["mutant_id"])] = {**row, "reused": True}
-    jobs = [
-        (name, mutant)
-        for name, _, _, chosen in plan
-        for mutant in chosen
-        if (mutant.grade_id, mutant.mutant_id) not in outcomes
-    ]
+    outcomes = reused_outcomes(args.reuse)
     reused = sum(1 for *_, chosen in plan for m in chosen if (m.grade_id, m.mutant_id) in outcomes)
     if reused:
         print(f"reusing {reused} caught outcome(s) from {args.reuse}")
-    print(f"grading {len(jobs)} mutants of {len(plan)} units with {args.jobs} process(es)", flush=True)
     started = time.time()
-
-    equivalent_reasons = equivalent_mutants()
-
-    def record(name, mutant, outcome, done):
-        outcomes[(mutant.grade_id, mutant.mutant_id)] = outcome
-        mark = outcome["status"]
-        if mark == "survived" and (mutant.grade_id, mutant.mutant_id) in equivalent_reasons:
-            mark = "equivalent"
-        print(
-            f"[{done}/{len(jobs)}] {name}/{mutant.grade_id} {mutant.mutant_id} {mark} "
-            f"({outcome['seconds']} s): {mutant.description}",
-            flush=True,
-        )
-
-    from grader.run.pool import run_pool
-
-    done = 0
-
-    def on_answer(index: int, status, text: str) -> None:
-        nonlocal done
-        done += 1
-        name, mutant = jobs[index]
-        record(name, mutant, outcome_of(status, text), done)
-
-    # The grading run's pool; jobs come grouped by assignment, so each process builds few reference namespaces.
-    run_pool(jobs, grade_mutant_task, str(args.cache), args.jobs, on_answer, first_slot=FIRST_SLOT)
+    grade_mutants(plan, outcomes, str(args.cache), args.jobs)
     seconds = time.time() - started
     command = "python -m segkit.proof.mutate " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                [
-                    {
-                        **outcomes[(m.grade_id, m.mutant_id)],
-                        "assignment": name,
-                        "grade_id": m.grade_id,
-                        "mutant_id": m.mutant_id,
-                        "operator": m.operator,
-                        "line": m.line,
-                        "description": m.description,
-                    }
-                    for name, _, _, chosen in plan
-                    for m in chosen
-                ],
-                indent=1,
-            )
-        )
+        write_outcomes(args.json, plan, outcomes)
     report = args.report or Path(tempfile.gettempdir()) / "mutation-report.md"
     totals, overall = write_report(report, plan, outcomes, command.strip(), seconds, args.jobs, reused)
     print(
