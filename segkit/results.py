@@ -3,6 +3,7 @@
     segkit results                       prepare ../shared/data/cmp_facade_base, run the notebooks, write docs/results.md
     segkit results --only fcn            one notebook
     segkit results --report-only         rebuild docs/results.md from the runs already on disk
+    segkit results --profile full        the course setting, on a GPU: fills the page's `full` section
 
 Each assignment whose assignment.toml has a `[results] dataset` has its solution notebook executed top to bottom (nbclient, a fresh kernel) in the
 `cpu` profile (`SEGKIT_PROFILE=cpu`: the real dataset at reduced size and epochs, sized to
@@ -12,6 +13,11 @@ itself writes one `ExperimentResult` per experiment and its figures into the run
 renders what they left there as Markdown with PNG figures. `[results] not_run` says why a
 notebook cannot run on such a machine; `needs_weights` and `published` fill the table. Re-running skips finished experiments
 (the notebooks resume from their runs folder); `--fresh` deletes the runs first.
+
+Each profile has its own runs folder (build/results/runs for `cpu`, runs-full for `full`): a `full` run never
+resumes from, or shows, a `cpu` result. The page's `full` section lists, per notebook, what a `full` run
+measured, or else "unmeasured" beside the original course's published numbers (`[[results.published]]`, each
+with its setting), and says why the notebook's other datasets are unmeasured.
 """
 
 from __future__ import annotations
@@ -35,6 +41,17 @@ DOCS_FILE = REPO_ROOT / "docs" / "results.md"
 KEPT_NOTE = "(Kept from the previous page: this machine has no runs of this notebook.)"
 ESTIMATE_HEADING = "## Time per epoch in the full profile: estimated, not measured"
 FIGURES_DIR = REPO_ROOT / "docs" / "results"
+FULL_HEADING = "## The course setting (`full` profile): published numbers until a GPU run replaces them"
+NO_FULL_RUN = "unmeasured: no `full` run of the kit yet (a GPU machine: `segkit results --profile full`)"
+# Why the results machine (offline, 2 CPU cores, CMP Facade base only) has measured nothing on a dataset.
+UNMEASURED_DATASETS = {
+    "stanford_background": "the results machine is offline and Stanford Background downloads from Stanford's server "
+    "(`python -m data_scripts.stanford_background`); the kit's runs use CMP Facade instead",
+    "kitti": "KITTI needs a registration and a download by hand (`data_scripts/kitti.py`)",
+    "landcover": "DeepGlobe Land Cover needs an account (CodaLab or Kaggle) and a download by hand "
+    "(`data_scripts/landcover.py`)",
+    "vaihingen": "ISPRS Vaihingen needs a registration and a download by hand (`data_scripts/vaihingen.py`)",
+}
 # A notebook that has not finished after this long is stopped (its finished experiments stay).
 CELL_TIMEOUT_S = 3600
 
@@ -46,6 +63,17 @@ def _configured() -> list[tuple[str, ResultsConfig]]:
         for name in assignment_names()
         if (config := load_assignment(name).config).results != ResultsConfig()
     ]
+
+
+def runs_root_for(profile: str, build_dir: Path | None = None) -> Path:
+    """The runs folder of one profile: `cpu` runs in build/results/runs, every other profile in runs-<profile>."""
+    build_dir = BUILD_DIR if build_dir is None else build_dir
+    return build_dir / ("runs" if profile == "cpu" else f"runs-{profile}")
+
+
+def wall_file_for(profile: str) -> Path:
+    """Where the notebooks' wall times of one profile's last runs are kept."""
+    return BUILD_DIR / ("wall-seconds.json" if profile == "cpu" else f"wall-seconds-{profile}.json")
 
 
 def prepare_data(shared_cmp: Path, data_root: Path) -> Path:
@@ -158,11 +186,121 @@ def page_sections(page: str) -> dict[str, str]:
     return sections
 
 
-def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: str, previous: str = "") -> str:
+def _table_names(section: str) -> list[str]:
+    """The experiment names of a section's first results table (its rows' first cells)."""
+    names, in_table = [], False
+    for line in section.splitlines():
+        if line.startswith("| experiment |"):
+            in_table = True
+        elif in_table and line.startswith("|---"):
+            continue
+        elif in_table and line.startswith("| "):
+            names.append(line.split("|")[1].strip())
+        elif in_table:
+            break
+    return names
+
+
+def _subsections(section: str) -> dict[str, str]:
+    """The `### ` subsections of a section by assignment name (the heading's first word after ###)."""
+    found: dict[str, str] = {}
+    name = None
+    for line in section.splitlines(keepends=True):
+        if line.startswith("### "):
+            name = line[4:].split()[0]
+            found[name] = ""
+        if name is not None:
+            found[name] += line
+    return found
+
+
+def _measured_full(result) -> str:
+    epochs = f"{result.epochs_run}/{result.epochs_planned}" if result.epochs_planned else str(result.epochs_run)
+    return (
+        f"measured: mIoU {_number(result.miou)}, pixel accuracy {_number(result.pixel_acc)}, {epochs} epochs, "
+        f"{_number(result.seconds_per_epoch, 0)} s per epoch ({result.image_size})"
+    )
+
+
+FULL_MEASURED_NOTE = "Measured by `segkit results --profile full`"
+
+
+def render_full_section(
+    full_runs_root: Path,
+    wall_seconds: dict[str, float],
+    environment: str,
+    experiments: dict[str, list[str]],
+    kept: str = "",
+) -> list[str]:
+    """The page's `full` section: per notebook, what a `full` run measured, else "unmeasured" beside the
+    original course's published numbers with their setting, and why its other datasets are unmeasured.
+
+    Inputs: the `full` runs folder, the `full` notebooks' wall times, the machine, each notebook's experiment
+    names (from its `cpu` runs or section), and the previous page's `full` section (a notebook measured on
+    another machine keeps its measured subsection).
+    Returns: Markdown lines.
+    """
+    from starter.runs import RunStore
+
+    previous = _subsections(kept)
+    lines = [
+        FULL_HEADING,
+        "",
+        "The `full` profile is the course setting: every training image at the notebook's full size and epochs, on",
+        'a GPU. Where a row says "unmeasured", no `full` run of the kit has been made; beside it stand the numbers the',
+        "original course published, each with the setting it was measured in (its dataset, split, epochs, optimiser",
+        "and weights, which differ from the kit's: for orientation, not a like-for-like comparison; the notebooks'",
+        '"What to expect" tables show the same). On a machine with a GPU and the CMP Facade base set,',
+        "`segkit results --profile full` runs every notebook in the `full` profile (its own runs folder: a `cpu`",
+        'result is never reused) and replaces "unmeasured" with what it measured.',
+        "",
+    ]
+    for assignment, config in _configured():
+        store_dir = full_runs_root / assignment
+        results = RunStore(store_dir).results() if store_dir.is_dir() else {}
+        if not results and FULL_MEASURED_NOTE in previous.get(assignment, ""):
+            section = "\n".join(line for line in previous[assignment].splitlines() if line != KEPT_NOTE).rstrip()
+            lines += [*section.splitlines(), "", KEPT_NOTE, ""]
+            continue
+        spec = load_assignment(assignment).config
+        course_data = ", ".join(spec.datasets) or "–"
+        if config.dataset is None:
+            lines += [f"### {assignment} (the course's data: {course_data})", "", f"Unmeasured: {config.not_run}.", ""]
+            continue
+        lines += [f"### {assignment} (the course's data: {course_data}; the kit's runs: {config.dataset})", ""]
+        if results:
+            wall = wall_seconds.get(assignment)
+            took = f" in {wall / 60:.0f} min" if wall is not None else ""
+            lines += [f"{FULL_MEASURED_NOTE}{took} on {environment}.", ""]
+        published = {p.experiment: p for p in config.published}
+        names = list(dict.fromkeys([*results, *experiments.get(assignment, []), *config.needs_weights, *published]))
+        lines += [
+            f"| experiment | `full` profile, the kit, {config.dataset} | published by the original course (its setting) |",
+            "|---|---|---|",
+        ]
+        for name in names:
+            kit = _measured_full(results[name]) if name in results else NO_FULL_RUN
+            seeds = f"{published[name].value:.3f} ({published[name].what})" if name in published else "–"
+            lines.append(f"| {name} | {kit} | {seeds} |")
+        others = [d for d in spec.datasets if d != config.dataset and d in UNMEASURED_DATASETS]
+        lines += [""] + [f"- On {d}: unmeasured in every profile: {UNMEASURED_DATASETS[d]}." for d in others]
+        lines.append("")
+    return lines
+
+
+def render_report(
+    runs_root: Path,
+    wall_seconds: dict[str, float],
+    environment: str,
+    previous: str = "",
+    full_wall_seconds: dict[str, float] | None = None,
+) -> str:
     """docs/results.md from the runs folder. Inputs: runs root, notebook wall times, a description of the machine,
     and the previous page: a notebook with no runs on this machine (`--only` another one, a fresh clone) keeps
-    its section from there instead of losing it, and so does the estimate section."""
+    its section from there instead of losing it, and so does the estimate section. The `full` section reads the
+    `full` runs next to `runs_root` (runs-full) with their wall times, `full_wall_seconds`."""
     kept = page_sections(previous)
+    experiments: dict[str, list[str]] = {}
     import torch
 
     from starter.data import dataset_spec
@@ -185,7 +323,7 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
         "Reading these numbers: from scratch, the few dozen SGD steps of the `cpu` profile leave most networks at",
         "the level of a per-pixel prior (predicting the commonest class, facade, almost everywhere). The profile",
         "proves that the notebooks run end to end on real data and measures what an epoch costs; what the models",
-        "can reach needs the `full` profile on a GPU, which has not been run for this page.",
+        "can reach needs the `full` profile on a GPU: see the last section, the course setting.",
         "",
         f"Machine: {environment}",
         "",
@@ -203,6 +341,7 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
         spec = dataset_spec(config.dataset, runs_root.parent / "data")
         wall = wall_seconds.get(assignment)
         heading = f"## {assignment}: solutions/{assignment}/{assignment}.ipynb on {config.dataset}"
+        experiments[assignment] = list(results) or _table_names(kept.get(heading, ""))
         if not results and heading in kept:  # measured on another machine or in an earlier run: keep it, say so
             section = "\n".join(line for line in kept[heading].splitlines() if line != KEPT_NOTE).rstrip()
             lines += [*section.splitlines(), "", KEPT_NOTE, ""]
@@ -276,6 +415,10 @@ def render_report(runs_root: Path, wall_seconds: dict[str, float], environment: 
     lines += ["## Not run here", ""]
     lines += [f"- **{name}**: {why}" for name, why in not_run]
     lines.append("")
+    full_runs = runs_root_for("full", runs_root.parent)
+    lines += render_full_section(
+        full_runs, full_wall_seconds or {}, environment, experiments, kept.get(FULL_HEADING, "")
+    )
     return "\n".join(lines)
 
 
@@ -303,8 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete earlier runs first (default: resume them)")
     options = parser.parse_args(argv)
 
-    data_root, runs_root = BUILD_DIR / "data", BUILD_DIR / "runs"
-    wall_file = BUILD_DIR / "wall-seconds.json"
+    data_root, runs_root = BUILD_DIR / "data", runs_root_for(options.profile)
+    wall_file = wall_file_for(options.profile)
 
     wall = json.loads(wall_file.read_text()) if wall_file.is_file() else {}
     if not options.report_only:
@@ -329,13 +472,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir.mkdir(parents=True, exist_ok=True)
             seconds = execute_notebook(source, BUILD_DIR / f"{assignment}.executed.ipynb", env, workdir)
             wall[assignment] = seconds
+            wall_file.parent.mkdir(parents=True, exist_ok=True)
             wall_file.write_text(json.dumps(wall, indent=1))
             print(f">> {assignment}: {seconds / 60:.1f} min")
     import matplotlib
 
     matplotlib.use("Agg")
     previous = DOCS_FILE.read_text(encoding="utf-8") if DOCS_FILE.is_file() else ""
-    DOCS_FILE.write_text(render_report(runs_root, wall, _environment_line(), previous))
+    walls = {p: json.loads(f.read_text()) if (f := wall_file_for(p)).is_file() else {} for p in ("cpu", "full")}
+    page = render_report(runs_root_for("cpu"), walls["cpu"], _environment_line(), previous, walls["full"])
+    DOCS_FILE.write_text(page)
     print(f"wrote {DOCS_FILE.relative_to(REPO_ROOT)} and {FIGURES_DIR.relative_to(REPO_ROOT)}/")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -89,3 +90,56 @@ def test_a_notebook_without_runs_here_keeps_its_section_from_the_previous_page(r
     assert "Machine: second machine" in text
     # Without a previous page, a notebook without runs still says how to make them.
     assert "No finished experiment in the runs folder" in card.render_report(results_tree, {}, "second machine")
+
+
+def _full_result(name: str, miou: float) -> ExperimentResult:
+    result = _result(name, miou)
+    return ExperimentResult(**{**result.__dict__, "profile": "full", "image_size": "256x320", "epochs_planned": 40})
+
+
+def test_the_full_section_shows_published_numbers_with_their_setting_until_a_run_replaces_them(results_tree):
+    """Without a `full` run, does each experiment read "unmeasured" beside the course's published number and setting?"""
+    text = card.render_report(results_tree, {}, "test machine")
+    full = card.page_sections(text)[card.FULL_HEADING]
+    assert "| U-Net | " + card.NO_FULL_RUN + " | 0.500 (original course: above this" in full
+    assert "| FCN-8s VGG16 | " + card.NO_FULL_RUN + " | 0.482 (original course: test mIoU on CMP Facade" in full
+    assert "ResNet-UNet ImageNet | " + card.NO_FULL_RUN + " | 0.600 (original course" in full
+    assert "50 epochs of SGD at lr 1e-3" in full
+    # The notebook's own dataset and the other datasets say why they are unmeasured.
+    assert "- On stanford_background: unmeasured in every profile: the results machine is offline" in full
+    assert "- On kitti: unmeasured" in full and "- On landcover: unmeasured" in full
+    assert "### patches (the course's data: vaihingen)" in full and "Unmeasured: needs ISPRS Vaihingen" in full
+
+
+def test_profile_full_runs_the_notebooks_in_their_own_runs_folder_and_fills_the_full_section(results_tree, monkeypatch):
+    """Does `segkit results --profile full` run in the full profile, apart from the cpu runs, and fill the full rows?"""
+    executed = []
+
+    def fake_notebook(source, executed_copy, env, workdir):
+        # A tiny fake run: the notebook would train; here it only leaves one finished result in its runs folder.
+        assignment = source.stem
+        executed.append((assignment, env["SEGKIT_PROFILE"], env["SEGKIT_RUNS"]))
+        RunStore(Path(env["SEGKIT_RUNS"]) / assignment).save_result("U-Net", _full_result("U-Net", 0.55))
+        return 90.0
+
+    monkeypatch.setattr(card, "prepare_data", lambda shared, root: root)
+    monkeypatch.setattr(card, "execute_notebook", fake_notebook)
+    monkeypatch.setattr(card, "_environment_line", lambda: "a GPU machine")
+    monkeypatch.setattr(card, "REPO_ROOT", results_tree.parent.parent)  # the page and figures land in tmp
+    cpu_before = RunStore(results_tree / "unet").results()
+    assert card.main(["--profile", "full", "--only", "unet"]) == 0
+    assert executed == [("unet", "full", str(results_tree.parent / "runs-full"))]
+    assert RunStore(results_tree / "unet").results().keys() == cpu_before.keys()  # the cpu runs untouched
+    text = card.DOCS_FILE.read_text()
+    full = card.page_sections(text)[card.FULL_HEADING]
+    assert "Measured by `segkit results --profile full` in 2 min on a GPU machine." in full
+    assert "| U-Net | measured: mIoU 0.550, pixel accuracy 0.500, 2/40 epochs, 42 s per epoch (256x320) |" in full
+    assert "| per-pixel prior | " + card.NO_FULL_RUN in full  # a cpu result is never shown as a full one
+    # The cpu section still shows the cpu run (0.21).
+    assert "| U-Net | cmp_facade | 96x96 | 2/8 | 42 | 0.500 | 0.210 |" in text
+    # A later rebuild on a machine without the full runs keeps the measured subsection.
+    import shutil
+
+    shutil.rmtree(results_tree.parent / "runs-full")
+    again = card.render_report(results_tree, {}, "cpu machine", text)
+    assert "measured: mIoU 0.550" in card.page_sections(again)[card.FULL_HEADING]
