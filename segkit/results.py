@@ -42,7 +42,7 @@ KEPT_NOTE = "(Kept from the previous page: this machine has no runs of this note
 ESTIMATE_HEADING = "## Time per epoch in the full profile: estimated, not measured"
 FIGURES_DIR = REPO_ROOT / "docs" / "results"
 FULL_HEADING = "## The course setting (`full` profile): published numbers until a GPU run replaces them"
-NO_FULL_RUN = "unmeasured: no `full` run of the kit yet (a GPU machine: `segkit results --profile full`)"
+NO_FULL_RUN = "unmeasured: no `full` run of the kit yet"
 # Why the results machine (offline, 2 CPU cores, CMP Facade base only) has measured nothing on a dataset.
 UNMEASURED_DATASETS = {
     "stanford_background": "the results machine is offline and Stanford Background downloads from Stanford's server "
@@ -283,8 +283,9 @@ def render_full_section(
             seeds = f"{published[name].value:.3f} ({published[name].what})" if name in published else "–"
             lines.append(f"| {name} | {kit} | {seeds} |")
         others = [d for d in spec.datasets if d != config.dataset and d in UNMEASURED_DATASETS]
-        lines += [""] + [f"- On {d}: unmeasured in every profile: {UNMEASURED_DATASETS[d]}." for d in others]
         lines.append("")
+        if others:
+            lines += [f"- On {d}: unmeasured in every profile: {UNMEASURED_DATASETS[d]}." for d in others] + [""]
     return lines
 
 
@@ -338,7 +339,6 @@ def render_report(
         published = {p.experiment: p for p in config.published}
         store_dir = runs_root / assignment
         results = RunStore(store_dir).results() if store_dir.is_dir() else {}
-        spec = dataset_spec(config.dataset, runs_root.parent / "data")
         wall = wall_seconds.get(assignment)
         heading = f"## {assignment}: solutions/{assignment}/{assignment}.ipynb on {config.dataset}"
         experiments[assignment] = list(results) or _table_names(kept.get(heading, ""))
@@ -370,7 +370,8 @@ def render_report(
             if name not in results:
                 seeds = f"{published[name].value:.3f} ({published[name].what})" if name in published else "–"
                 lines.append(f"| {name} | needs ImageNet weights: not run here | | | | | | {seeds} |")
-        classes = spec.classes
+        # Only now: a notebook kept from the previous page needs no prepared data on this machine.
+        classes = dataset_spec(config.dataset, runs_root.parent / "data").classes
         with_iou = {name: r for name, r in results.items() if r.per_class_iou}
         if with_iou:
             lines += ["", "Test IoU per class:", ""]
