@@ -13,8 +13,10 @@ from /proc while it lives) plus the trusted grading process. The kernel's accoun
 children (RUSAGE_CHILDREN) misses sandboxed workers (killed with their pid namespace), so it is
 printed as the grader's side only, and in full for a run without the sandbox, which the nbgrader
 ratio uses.
-Sandboxed workers fork from a pre-imported template per grading slot (grader/sandbox.py,
-WorkerTemplate); its start-up is printed once, apart from the per-submission figures.
+Sandboxed workers fork from a pre-imported template per grading slot (grader/sandbox/template.py,
+WorkerTemplate); its start-up is printed once, apart from the per-submission figures. The layer
+is this host's (SEGKIT_SANDBOX_LAYER forces one); `python bench/confine_start.py --layers` compares
+a worker's start and a small submission's cost across the bubblewrap and Landlock layers in one run.
 Targets (issue 14): at most 5 core-seconds per UNet/CAM/patches submission, 15 per FCN submission.
 """
 

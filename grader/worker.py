@@ -67,12 +67,40 @@ def main():
         template(int(sys.argv[2]))
         return
     fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
+    if len(sys.argv) > 4:  # the Landlock layer, started from scratch: this process is the worker's init
+        _confined_init(fd_in, fd_out, sys.argv[4])
     if len(sys.argv) > 3:
         import json
 
         apply_limits(json.loads(sys.argv[3]))
     sys.path.insert(0, HERE)  # the student-visible `starter` package
     serve(fd_in, fd_out)
+
+
+def _confined_init(fd_in, fd_out, plan_json):
+    """Started from scratch in the Landlock layer (confined by the grader's preexec_fn, with /proc):
+    stay as the init, a child subreaper that only reaps, and return in a forked child once that
+    child has confined itself further (the worker's own plan: nested, no /proc, own session), so the
+    worker cannot signal or trace its init and nothing it starts leaves the tree."""
+    libc = _libc()
+    _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+    worker = os.fork()
+    if worker == 0:
+        import signal
+
+        _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+        confine = load_sandbox_side("confine")
+        confine.apply(confine.Plan.from_json(plan_json))
+        return
+    for fd in (fd_in, fd_out):
+        os.close(fd)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == worker:
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
 def serve(fd_in, fd_out):
@@ -405,6 +433,7 @@ def _become_confined_worker(libc, fds, request):
     request_read, reply_write, _, hello_fd = fds
     _setup_child(libc, fds)
     _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+    os.setsid()  # a group of its own, apart from the template's (the worker makes its own session too)
     os.chdir(request["folder"])
     plan = confine.Plan.from_json(request["plan"])
     _init_then_worker(libc, request, request_read, reply_write, hello_fd, lambda: confine.apply(plan))

@@ -91,6 +91,17 @@ def main():
         report["fill_scratch"] = f"killed: {exc}"
     finally:
         third.stop()
+    os.environ["SEGKIT_WORKER_TEMPLATE"] = "0"  # the fallback: a worker started from scratch
+    fourth = Worker(slot=5, limits=limits)
+    fourth.start()
+    try:
+        fourth.exec_cell("attacks", f"REPO = {sys.argv[1]!r}\n" + ATTACKS)
+        report["scratch_seen"] = value(fourth, "seen")
+        report["scratch_forked"] = fourth.started_from_template
+        daemon = value(fourth, "daemon")
+    finally:
+        fourth.stop()
+    report["scratch_daemon_alive"] = alive(daemon)
     print(json.dumps(report))
 
 

@@ -551,7 +551,8 @@ def test_landlock_layer_workers_without_user_namespaces(who):
     """Where no user namespace can be made, does grading pick the Landlock layer, fork workers from the
     slot's template (as the grading uid, or as root a spare uid), deny them the kit's solutions, /proc,
     /dev/shm, /tmp, TCP, signals out and user namespaces, kill what a worker leaves running, remove its
-    folder, and stop a fork bomb and an over-full scratch folder?"""
+    folder, and stop a fork bomb and an over-full scratch folder; and does a worker started from scratch
+    get the same walls?"""
     if os.geteuid() != 0:
         pytest.skip("disabling user namespaces and switching uids need root (CI runs as root)")
     import shutil
@@ -584,3 +585,6 @@ def test_landlock_layer_workers_without_user_namespaces(who):
     # cap or over the memory cap first: forked children's shared pages count in each one's resident size).
     assert report["fork_bomb"] == "error" or report["fork_bomb"].startswith("killed"), report["fork_bomb"]
     assert "scratch cap" in report["fill_scratch"], report["fill_scratch"]
+    # Started from scratch (SEGKIT_WORKER_TEMPLATE=0): the same walls, and nothing outlives it either.
+    assert not report["scratch_forked"] and all(v != "ok" for v in report["scratch_seen"].values())
+    assert not report["scratch_daemon_alive"]

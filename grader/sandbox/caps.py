@@ -354,14 +354,11 @@ class MemoryWatchdog(threading.Thread):
 
 
 def kill_tree(root_pid: int, *, keep_root: bool = False):
-    """SIGKILL `root_pid`'s process group and every descendant (again until none is left: a tree
-    that forks while it is killed), then the root itself unless keep_root."""
-    if not keep_root:
-        try:
-            os.killpg(root_pid, signal.SIGKILL)  # a pid-namespace init takes the rest with it
-        except (ProcessLookupError, PermissionError):
-            pass
-    for _ in range(20):
+    """SIGKILL every descendant of `root_pid`, again until none is left (a tree that forks while it
+    is killed; orphans reparent to the root where it is a child subreaper), then, unless keep_root,
+    its process group and the root itself. The root goes last: killed first, its children would
+    reparent out of the tree before they were found."""
+    for _ in range(50):
         pids = [pid for pid in tree_pids(root_pid, process_table()) if pid != root_pid]
         if not pids:
             break
@@ -370,8 +367,10 @@ def kill_tree(root_pid: int, *, keep_root: bool = False):
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-    if not keep_root:
+    if keep_root:
+        return
+    for kill in (lambda: os.killpg(root_pid, signal.SIGKILL), lambda: os.kill(root_pid, signal.SIGKILL)):
         try:
-            os.kill(root_pid, signal.SIGKILL)
+            kill()  # a pid-namespace init takes the rest with it
         except (ProcessLookupError, PermissionError):
             pass

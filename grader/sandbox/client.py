@@ -95,8 +95,11 @@ class Worker:
         self._launch.prepare()
         self._caps = self._launch.caps
 
+        plan = self._launch.worker_plan(str(self._launch.scratch_path)).to_json() if host.layer == "landlock" else ""
+
         def build(request_read, reply_write):
-            return self._launch.command(worker_argv(self._launch.kit, request_read, reply_write, self._rlimits()))
+            argv = worker_argv(self._launch.kit, request_read, reply_write, self._rlimits(), plan)
+            return self._launch.command(argv)
 
         self._spawn(build, self._launch.env, self._launch.cwd)
         scratch = str(self._launch.scratch_path) if host.layer == "landlock" else None

@@ -122,14 +122,16 @@ class LandlockLaunch:
         return str(self.scratch_path)
 
     def confine_plan(self) -> confine.Plan:
+        """The plan of the process the grader starts (a template, or a from-scratch worker's init):
+        /proc readable (it counts its threads before a worker confines itself further)."""
         return confine.Plan(
-            worker_read_only(self.kit, proc=self.template),
+            worker_read_only(self.kit, proc=True),
             confine.standard_read_write(str(self.scratch_path)),
             uid=self.uid,
         )
 
     def worker_plan(self, folder: str) -> confine.Plan:
-        """The plan a worker forked from this template applies: its own folder, no /proc."""
+        """The plan a worker applies to itself under its init: its own folder, no /proc."""
         return self.confine_plan().nested(
             confine.standard_read_write(folder), read_only=worker_read_only(self.kit, proc=False)
         )

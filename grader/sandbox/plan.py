@@ -126,9 +126,10 @@ def python_argv(kit: str) -> list[str]:
     return [sys.executable, "-I", "-u", "-B", f"{kit}/worker.py"]
 
 
-def worker_argv(kit: str, request_fd: int, reply_fd: int, rlimits: dict[str, int]) -> list[str]:
-    """A worker started from scratch: it reads requests on request_fd, answers on reply_fd."""
-    return [*python_argv(kit), str(request_fd), str(reply_fd), json.dumps(rlimits)]
+def worker_argv(kit: str, request_fd: int, reply_fd: int, rlimits: dict[str, int], plan_json: str = "") -> list[str]:
+    """A worker started from scratch: it reads requests on request_fd, answers on reply_fd.
+    plan_json (Landlock layer): the plan the worker applies to itself, under an init that only reaps."""
+    return [*python_argv(kit), str(request_fd), str(reply_fd), json.dumps(rlimits), *([plan_json] if plan_json else [])]
 
 
 def template_argv(kit: str, control_fd: int) -> list[str]:
