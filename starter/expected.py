@@ -64,12 +64,16 @@ def report_against_expected(name: str, miou: float, expected: ExpectedRange | No
 
     Inputs:
         name: experiment name; miou: its test mIoU; expected: the range, or None when the kit
-            has not measured this experiment in this profile.
+            has not measured this experiment in this profile on this dataset (the message then points
+            at the notebook's table, which gives the original course's published numbers where known).
     Returns:
         The message printed.
     """
     if expected is None:
-        message = f"{name}: test mIoU {miou:.3f} (no expected range measured for this profile yet)"
+        message = (
+            f"{name}: test mIoU {miou:.3f} (no expected range measured by the kit for this profile and dataset yet; "
+            'the "What to expect" table lists what the original course published for its setting)'
+        )
     else:
         where = f"expected {expected.low:.2f}-{expected.high:.2f} ({expected.source})"
         kind = verdict(miou, expected)
