@@ -442,7 +442,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--shared", type=Path, default=DEFAULT_SHARED_CMP, help="unpacked CMP Facade base (holds base/)"
     )
     parser.add_argument("--only", action="append", help="run only this notebook (repeatable)")
-    parser.add_argument("--profile", default="cpu", choices=("cpu", "full"), help="run profile (default cpu)")
+    parser.add_argument(
+        "--profile",
+        default="cpu",
+        choices=("cpu", "full"),
+        help="run profile (default cpu; full: the course setting on a GPU, its own runs, the page's full section)",
+    )
     parser.add_argument("--report-only", action="store_true", help="only rebuild docs/results.md from the runs on disk")
     parser.add_argument("--fresh", action="store_true", help="delete earlier runs first (default: resume them)")
     options = parser.parse_args(argv)
