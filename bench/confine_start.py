@@ -207,19 +207,29 @@ def layer_costs(runs: int):
     import json
 
     sys.path.insert(0, str(REPO / "tests"))
-    from sandbox_helpers import TEST_UID, as_user_command, without_user_namespaces
+    from sandbox_helpers import TEST_UID, as_user_command, copy_kit, without_user_namespaces
 
-    child = [sys.executable, str(Path(__file__).resolve()), "--layer-child", "--runs", str(runs)]
+    def child(kit: Path) -> list[str]:
+        return [sys.executable, str(kit / "bench" / "confine_start.py"), "--layer-child", "--runs", str(runs)]
+
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONPATH": str(REPO)}
-    setups = [("bubblewrap", child, None)]
+    setups = [("bubblewrap", child(REPO), None, env)]
+    # The Landlock runs grade from a copy of the kit: as root that layer closes solutions/ and
+    # assignments/ to other users, which must not happen to this checkout.
+    base = Path(tempfile.mkdtemp(prefix="segkit-layer-bench-"))
+    os.chmod(base, 0o755)
     if os.geteuid() == 0:
         for who, uid in (("landlock, root", 0), ("landlock, ordinary uid", TEST_UID)):
-            argv, stage = as_user_command(child, uid=uid, env=env)
-            setups.append((who, without_user_namespaces(argv), stage))
+            kit = base / f"kit-{uid}"
+            copy_kit(kit)
+            subprocess.run(["chown", "-R", f"{uid}:{uid}", str(kit)], check=True)
+            kit_env = dict(env, PYTHONPATH=str(kit))
+            argv, stage = as_user_command(child(kit), uid=uid, env=kit_env)
+            setups.append((who, without_user_namespaces(argv), stage, kit_env))
     print(f"the kit's workers per layer (median of {runs}; a submission: start, one torch cell, one probe, stop)")
-    for name, argv, stage in setups:
+    for name, argv, stage, run_env in setups:
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=run_env, cwd=base)
         finally:
             if stage:
                 shutil.rmtree(stage, ignore_errors=True)
@@ -231,6 +241,7 @@ def layer_costs(runs: int):
             f"  {name:24} ({got['layer']}, caps {got['caps']}, forked {got['forked']}): template start "
             f"{got['template_s']:.1f} s, worker start {got['start_ms']:.0f} ms, submission {got['submission_ms']:.0f} ms"
         )
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def main() -> int:
