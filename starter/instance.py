@@ -520,7 +520,7 @@ def write_instance_annotations(
         matching shapes (the message names the image).
     """
     folder = Path(folder)
-    classes = [int(c) for c in classes]
+    classes = list(map(int, classes))
     derived_by = function_fingerprint(targets_fn)
     names_by_split = {split: _split_names(folder, split) for split in splits}
     image_ids = {name: number for number, name in enumerate(sorted(n for v in names_by_split.values() for n in v), 1)}
@@ -546,7 +546,7 @@ def write_instance_annotations(
         for name in tqdm(names, desc=f"instances {split}", disable=not progress, leave=False):
             with Image.open(folder / "masks" / f"{name}.png") as mask_file:
                 label_mask = torch.from_numpy(np.asarray(mask_file).astype(np.int64))
-            height, width = label_mask.shape
+            height, width = tuple(label_mask.shape)
             images.append(
                 {
                     "id": image_ids[name],

@@ -106,6 +106,7 @@ def test_hostile_example_earns_nothing_and_disturbs_nobody(graded, name):
         "report.md",
         "submissions",
         "run.json",
+        "intake.csv",
     }
     rows = list(csv.DictReader((graded["out"] / "grades.csv").open()))
     assert [r["total"] for r in rows if r["student_id"] == "example-hostile" and r["assignment"] == name] == ["0"]

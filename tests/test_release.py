@@ -201,7 +201,7 @@ def test_selected_assignments_only(tmp_path):
         "synthetic.py",
     ]
     checks = sorted(Path(path).stem for path in files if path.startswith("starter/checks/"))
-    assert checks == ["__init__", "cam", "core", "fcn", "shared"]
+    assert checks == ["__init__", "cam", "core", "fcn", "report", "shared"]
     assert sorted(json.loads(files["starter/assignments.json"])["assignments"]) == ["cam", "fcn"]
     assert "`patches`" not in files["STUDENT_README.md"] and "`fcn`" in files["STUDENT_README.md"]
     with pytest.raises(SystemExit, match="unknown assignment"):
