@@ -23,7 +23,7 @@ from pathlib import Path
 from grader.assignments import REPO_ROOT
 from grader.report import RELEASE_STAGES, UNSAFE_FLAG
 from grader.run.config import GradeSettings
-from grader.run.discovery import Shard, discover  # noqa: F401 (discover: segkit.similarity, tests)
+from grader.run.discovery import Shard
 from grader.run.grading import RunRequest, forbidden_folders, run, units_map
 from grader.sandbox import Limits, SandboxUnavailable, active_protections
 

@@ -1,6 +1,6 @@
 """The record of one graded submission: typed dataclasses and their JSON form.
 
-`grader.runner.grade` returns a `SubmissionResult`; `grader.cli` writes it to
+`grader.runner.grade` returns a `SubmissionResult`; `grader.run.store` writes it to
 <out>/results/<assignment>/<student>.json with `to_json()` and reads cached ones back with
 `from_json()`. Tests and external tools read those files by key, so the keys and the meaning
 of their values are a published format: each class's `to_dict`/`from_dict` is the one place

@@ -55,12 +55,9 @@ def new_worker(config: WorkerConfig) -> Worker:
 class Submission:
     """A student's notebook loaded into a sandboxed worker, restarted if it dies."""
 
-    def __init__(self, spec: AssignmentSpec, notebook: dict | None, *, worker_options: WorkerConfig | dict, log):
+    def __init__(self, spec: AssignmentSpec, notebook: dict | None, *, worker: WorkerConfig, log):
         self.spec = spec
-        # A dict (tests written before WorkerConfig) names the same fields.
-        self.worker_config = (
-            worker_options if isinstance(worker_options, WorkerConfig) else WorkerConfig(**worker_options)
-        )
+        self.worker_config = worker
         self.log = log
         self.problems: dict[str, str] = {}
         self.cell_status: dict[str, str] = {}
@@ -383,7 +380,7 @@ def grade(
     except (NotebookError, OSError) as exc:
         notebook = None
         notebook_error = str(exc)
-    submission = Submission(spec, notebook, worker_options=worker, log=log)
+    submission = Submission(spec, notebook, worker=worker, log=log)
     if notebook is None:
         submission.dead_reason = f"the notebook could not be read: {notebook_error}"
     else:

@@ -1389,7 +1389,7 @@ def write_report(report: SimilarityReport, out_dir: Path) -> tuple[Path, Path]:
 
 def find_submissions(paths: list[Path], assignment: str | None, unpack_root: Path) -> dict[str, list[tuple[str, Path]]]:
     """{assignment: [(student, notebook), ...]} found the way `segkit grade` finds them."""
-    from grader.cli import discover  # imports the grading engine (and torch): only when run
+    from grader.run.discovery import discover  # imports the grading engine (and torch): only when run
 
     found: dict[str, list[tuple[str, Path]]] = {}
     for job in discover([p.resolve() for p in paths], assignment, unpack_root):

@@ -18,7 +18,7 @@ And ``<out>/written/<assignment>/rubric.csv``: ``student_id`` and one column per
 one row per student, empty cells for a TA to fill with points. Running the export again keeps every score
 already entered (new students get empty rows). The scores are read back by ``grader.report.read_rubric``
 and added to ``grades.csv`` (``grader.report.write_gradebook``), to the LMS CSV and, with a course, to
-nbgrader's gradebook as manual scores (``grader.gradebook``): ``segkit written --merge`` rewrites
+nbgrader's gradebook as manual scores (``integrations.gradebook``): ``segkit written --merge`` rewrites
 grades.csv and ``lms-<assignment>.csv`` from the results already in ``<out>``; ``make gradebook COURSE=...``
 writes them into the gradebook.
 
@@ -269,8 +269,8 @@ def export_assignment(name: str, submissions: list[tuple[str, Path]], out: Path)
 
 def merge(out: Path) -> list[Path]:
     """grades.csv and every lms-<assignment>.csv of `out` rewritten from its results, with the rubric scores."""
-    from grader.gradebook import export_lms_csv, graded_assignments, read_results
     from grader.report import write_gradebook
+    from integrations.gradebook import export_lms_csv, graded_assignments, read_results
 
     names = graded_assignments(out)
     results = [r for name in names for r in read_results(out, name)]

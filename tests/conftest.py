@@ -39,7 +39,7 @@ if os.environ.get("PYTEST_XDIST_WORKER") and int(os.environ.get("PYTEST_XDIST_WO
 from grader.assignments import REPO_ROOT, assignment_names, load_assignment, read_notebook
 from segkit.proof import assignment_module
 from segkit.proof.alternatives import alternative_notebook, assignments_with_alternatives
-from segkit.proof.examples import _replace_sources, buggy_sources, example_notebooks
+from segkit.proof.examples import buggy_sources, example_notebooks, replace_sources
 from segkit.proof.hostile import build_corpus, corpus_assignment
 
 # Limits of the shared run: generous for honest code even while the test processes share the cores
@@ -123,7 +123,7 @@ def grading_run(tmp_path_factory, request):
             buggy_sources(solution, assignment_module(name, "examples").BUGS).items() if with_mutants else ()
         ):
             student = f"mutant-{grade_id}"
-            notebooks[student] = _replace_sources(solution, {grade_id: source})
+            notebooks[student] = replace_sources(solution, {grade_id: source})
             # Units whose checks build large networks (assignment.toml `expensive_units`) are checked only in
             # their own single-bug notebook.
             expensive = load_assignment(name).config.expensive_units

@@ -268,17 +268,13 @@ def _imported_modules(path: Path) -> set[str]:
     return found
 
 
-# grader/<name>.py aliases of the modules moved to integrations/, kept until their last importers move on.
-ENGINE_ALIASES = {"grader/collect.py", "grader/gradebook.py", "grader/gradescope.py"}
-
-
 def _engine_imports_of(packages: set[str], root: Path = REPO_ROOT) -> dict[str, list[str]]:
     """The engine's modules (grader/, subpackages included) that import one of `packages`, with those imports."""
     offending = {}
     for path in sorted((root / "grader").rglob("*.py")):
         name = path.relative_to(root).as_posix()
         found = sorted(m for m in _imported_modules(path) if m.split(".")[0] in packages)
-        if found and name not in ENGINE_ALIASES:
+        if found:
             offending[name] = found
     return offending
 
@@ -310,15 +306,6 @@ def test_discovery_store_and_collect_import_no_torch():
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-
-
-def test_the_aliases_of_moved_integrations_only_alias():
-    """Is each grader/ alias of a moved integration nothing but the alias (no engine code hides beside an import
-    of an integration)?"""
-    for name in sorted(ENGINE_ALIASES):
-        path = REPO_ROOT / name
-        if path.exists():
-            assert _imported_modules(path) == {"sys", f"integrations.{path.stem}"}, name
 
 
 def test_grader_fingerprint_covers_the_inputs_of_a_grade_only():

@@ -267,13 +267,13 @@ def grade_rows(rows: list[Row], folder: Path, jobs: int = 2) -> dict[tuple[str, 
     """Grade every row (only the units it plugs something into) in one grading run.
 
     Returns: {(student, grade_id): {"points": earned, "max": unit's points, "plugged": [...]}}."""
-    from segkit.proof.examples import _replace_sources
+    from segkit.proof.examples import replace_sources
     from starter.common import write_notebook
 
     submitted, units_map = folder / "submitted", {}
     for row in rows:
         solution = read_notebook(load_assignment(row.assignment).solution_path)
-        notebook = _replace_sources(solution, row.cells)
+        notebook = replace_sources(solution, row.cells)
         path = submitted / row.student / row.assignment / f"{row.assignment}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_notebook(path, notebook)

@@ -11,6 +11,7 @@ import pytest
 
 from grader.assignments import Unit, load_assignment, unit_dependencies
 from grader.harness import GradingPlugin, probe_source
+from grader.run.config import WorkerConfig
 from grader.sandbox import Limits, WorkerError
 
 
@@ -155,8 +156,8 @@ def test_a_dependency_run_holds_the_reference_helpers_in_a_worker_of_its_own():
     receives reference code?"""
     from grader.runner import DependencyRun, Submission
 
-    options = {"slot": 8, "limits": Limits(cell_timeout=20, probe_timeout=20, memory_mb=2048)}
-    submission = Submission(_Spec(), None, worker_options=options, log=lambda line: None)
+    options = WorkerConfig(slot=8, limits=Limits(cell_timeout=20, probe_timeout=20, memory_mb=2048))
+    submission = Submission(_Spec(), None, worker=options, log=lambda line: None)
     submission.cells = list(SOURCES_HELPER_BUG.items())
     submission.boot()
     sent: list[str] = []
@@ -177,8 +178,8 @@ def test_a_unit_whose_own_cell_failed_gets_no_dependency_run():
     every call (it would fail the same way there)?"""
     from grader.runner import DependencyRun, Submission
 
-    options = {"slot": 8, "limits": Limits(cell_timeout=20, probe_timeout=20, memory_mb=2048)}
-    submission = Submission(_Spec(), None, worker_options=options, log=lambda line: None)
+    options = WorkerConfig(slot=8, limits=Limits(cell_timeout=20, probe_timeout=20, memory_mb=2048))
+    submission = Submission(_Spec(), None, worker=options, log=lambda line: None)
     submission.cells = [("helper_unit", SOURCES_HELPER_BUG["helper_unit"]), ("user_unit", "raise ValueError('own')\n")]
     submission.boot()
     submission.close()
@@ -194,7 +195,7 @@ def test_a_dependency_run_replaces_the_helpers_in_place_and_leaves_out_failed_ce
     itself, and none of the student's cells that failed (a deleted helper comes just before the unit)?"""
     from grader.runner import DependencyRun, Submission
 
-    submission = Submission(_Spec(), None, worker_options={"limits": Limits()}, log=lambda line: None)
+    submission = Submission(_Spec(), None, worker=WorkerConfig(), log=lambda line: None)
     submission.cells = [("setup", "import math\n"), ("broken", "1/0\n"), *SOURCES_HELPER_BUG.items()]
     submission.cell_status = {"setup": "ok", "broken": "ZeroDivisionError", "helper_unit": "ok", "user_unit": "ok"}
     names = [gid for gid, _ in DependencyRun(submission, "user_unit").cells()]

@@ -18,7 +18,6 @@ from html.parser import HTMLParser
 import mistune
 import pytest
 
-from grader.gradebook import MAX_COMMENT_BYTES, unit_comment
 from grader.report import (
     MAX_FEEDBACK_BYTES,
     MAX_TEXT_CHARS,
@@ -32,6 +31,7 @@ from grader.report import (
     write_submission_reports,
 )
 from grader.results import CheckResult, SubmissionResult, UnitResult
+from integrations.gradebook import MAX_COMMENT_BYTES, unit_comment
 
 MARKUP = (
     "\n# Feedback: forged\n\n**Autograded score: 16 / 16**\n\n| unit | points |\n|---|---|\n| all | 16 / 16 |\n\n"

@@ -22,7 +22,7 @@ from grader.assignments import assignment_names, load_assignment, read_notebook
 from segkit import similarity
 from segkit.build import release
 from segkit.proof.alternatives import alternatives
-from segkit.proof.examples import _replace_sources
+from segkit.proof.examples import replace_sources
 from starter.common import notebook_text
 
 ASSIGNMENTS = assignment_names()
@@ -60,10 +60,10 @@ def class_notebooks(assignment: str) -> dict[str, dict]:
     table = alternatives(assignment)
     first = {g: table[g][0] for g in alternative_units(assignment)}
     return {
-        INDEPENDENT: _replace_sources(released, first),
-        SOURCE: _replace_sources(released, {g: table[g][1] for g in first}),
-        COPIER: _replace_sources(released, {g: disguise(code) for g, code in first.items()}),
-        "dave": _replace_sources(released, {u.grade_id: disguise(u.source) for u in spec.auto_units}),
+        INDEPENDENT: replace_sources(released, first),
+        SOURCE: replace_sources(released, {g: table[g][1] for g in first}),
+        COPIER: replace_sources(released, {g: disguise(code) for g, code in first.items()}),
+        "dave": replace_sources(released, {u.grade_id: disguise(u.source) for u in spec.auto_units}),
         **{student: released for student in UNTOUCHED},
     }
 

@@ -12,7 +12,7 @@ import pytest
 
 import starter.submit as submit
 from grader.assignments import REPO_ROOT, assignment_names, cells_by_grade_id, load_assignment, nbgrader_meta
-from grader.cli import discover
+from grader.run.discovery import discover
 
 SOLUTION = REPO_ROOT / "solutions" / "fcn" / "fcn.ipynb"
 RELEASED = REPO_ROOT / "notebooks" / "fcn" / "fcn.ipynb"

@@ -23,9 +23,9 @@ from grader.assignments import (
     read_config,
 )
 from grader.cli import build_parser
-from grader.gradescope import STAGE_STUDENT, gradescope_results
 from grader.report import feedback_html, feedback_markdown, gradescope_json
 from grader.results import CheckResult, SubmissionResult, UnitResult
+from integrations.gradescope import STAGE_STUDENT, gradescope_results
 
 SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
 # One unit per level, plus a check of the visible unit set apart on its own.

@@ -19,9 +19,9 @@ from types import SimpleNamespace
 import pytest
 
 from grader.assignments import assignment_names, cells_by_grade_id, load_assignment
-from grader.gradebook import CellInfo, lms_csv_text, record_scores
 from grader.report import RubricError, read_rubric, rubric_path, write_gradebook
 from grader.results import SubmissionResult, UnitResult
+from integrations.gradebook import CellInfo, lms_csv_text, record_scores
 from segkit import written
 from segkit.proof.examples import example_notebooks
 from starter.common import notebook_text

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from grader.assignments import ASSIGNMENTS_DIR, assignment_names, load_assignment, read_notebook
 from segkit.proof import assignment_module
-from segkit.proof.examples import _replace_sources
+from segkit.proof.examples import replace_sources
 
 
 def assignments_with_alternatives() -> list[str]:
@@ -30,6 +30,6 @@ def alternative_notebook(assignment: str, k: int) -> dict:
     missing = [u.grade_id for u in spec.auto_units if len(table.get(u.grade_id, ())) <= k]
     if missing:
         raise KeyError(f"{assignment}: no alternative #{k} for {missing}")
-    return _replace_sources(
+    return replace_sources(
         read_notebook(spec.solution_path), {u.grade_id: table[u.grade_id][k] for u in spec.auto_units}
     )

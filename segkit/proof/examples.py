@@ -21,7 +21,7 @@ EXAMPLES_DIR = REPO_ROOT / "build" / "examples" / "submitted"
 EXAMPLE_STUDENTS = ("example-solution", "example-untouched", "example-buggy", "example-hostile")
 
 
-def _replace_sources(notebook: dict, new_sources: dict[str, str]) -> dict:
+def replace_sources(notebook: dict, new_sources: dict[str, str]) -> dict:
     notebook = copy.deepcopy(notebook)
     by_id = cells_by_grade_id(notebook)
     for grade_id, source in new_sources.items():
@@ -51,8 +51,8 @@ def example_notebooks(name: str) -> dict[str, dict]:
     return {
         "example-solution": solution,
         "example-untouched": release,
-        "example-buggy": _replace_sources(release, buggy_sources(solution, examples.BUGS)),
-        "example-hostile": _replace_sources(release, examples.HOSTILE),
+        "example-buggy": replace_sources(release, buggy_sources(solution, examples.BUGS)),
+        "example-hostile": replace_sources(release, examples.HOSTILE),
     }
 
 

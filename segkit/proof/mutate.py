@@ -381,12 +381,12 @@ def grade_mutant(assignment: str, mutant: Mutant, cache_dir: str, slot: int = FI
     from grader.run.config import WorkerConfig
     from grader.runner import grade
     from grader.sandbox import Limits
-    from segkit.proof.examples import _replace_sources
+    from segkit.proof.examples import replace_sources
     from starter.common import write_notebook
 
     os.environ.setdefault("SEGKIT_FAST", "1")
     spec = load_assignment(assignment)
-    notebook = _replace_sources(read_notebook(spec.solution_path), {mutant.grade_id: mutant.source})
+    notebook = replace_sources(read_notebook(spec.solution_path), {mutant.grade_id: mutant.source})
     limits = Limits(probe_timeout=30, cell_timeout=60, submission_timeout=240)
     worker = WorkerConfig(limits=limits, slot=slot)
     started = time.time()
