@@ -276,9 +276,13 @@ class GradingPlugin:
         if report.when == "teardown":
             return
         passed = report.passed and report.when == "call"
+        message = "" if passed else marker.kwargs["message"]
         detail = ""
         if not passed and call.excinfo is not None:
             detail = student_detail(call.excinfo.value)
+            if raised_by_student_code(call.excinfo.value):
+                # The student's own error first: the check's message says what it expected once the code runs.
+                message, detail = RAISED_MESSAGE, f"{detail}\nOnce it runs, this check needs: {message}"
         if not passed and report.when == "call" and self.submission.dependencies(marker.args[0]):
             arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
             self.deferred.setdefault(marker.args[0], []).append((len(self.results), item.obj, arguments))
@@ -290,7 +294,7 @@ class GradingPlugin:
                 "points": float(marker.kwargs["points"]) if passed else 0.0,
                 "max_points": float(marker.kwargs["points"]),
                 "passed": passed,
-                "message": "" if passed else marker.kwargs["message"],
+                "message": message,
                 "detail": detail,
                 "seconds": round(report.duration, 2),
             }
@@ -298,6 +302,12 @@ class GradingPlugin:
 
 
 NOT_IMPLEMENTED = "not implemented yet (your code still raises NotImplementedError)"
+RAISED_MESSAGE = "Your code raised an error when this check called it (below)."
+
+
+def raised_by_student_code(exc: BaseException) -> bool:
+    """Did the check fail because the student's code raised (not a stub, not a wrong value)?"""
+    return isinstance(exc, ProbeFailed) and "NotImplementedError" not in str(exc)[:MAX_DETAIL_CHARS]
 
 
 MAX_DETAIL_CHARS = 2000  # one check's student-facing detail; worker text never sets its own size

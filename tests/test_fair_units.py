@@ -206,3 +206,33 @@ def test_a_dependency_run_replaces_the_helpers_in_place_and_leaves_out_failed_ce
         "reference helper_unit",
         "user_unit",
     ]
+
+
+RAISING_CHECKS = """
+import pytest
+from grader.sandbox import ProbeFailed
+
+@pytest.mark.unit("helper_unit", points=1, message="Call optimizer.zero_grad() before backward().")
+def test_student_code_raised(sub):
+    raise ProbeFailed("RuntimeError: mat1 and mat2 shapes cannot be multiplied (in cell helper_unit, line 3)")
+
+@pytest.mark.unit("helper_unit", points=1, message="The loss does not fall.")
+def test_wrong_value(sub):
+    assert False
+"""
+
+
+def test_feedback_leads_with_the_error_the_students_code_raised(tmp_path):
+    """When the student's code raised, does the check's feedback lead with that error and keep the check's own
+    message after it, while a plain wrong value keeps the check's message first?"""
+    (tmp_path / "test_raising.py").write_text(RAISING_CHECKS)
+    plugin = GradingPlugin(_FakeSubmission({}), reference=None)
+    pytest.main(
+        [str(tmp_path / "test_raising.py"), "-q", "-p", "no:cacheprovider", "-c", "/dev/null"], plugins=[plugin]
+    )
+    outcome = {r["test"]: r for r in plugin.results}
+    raised = outcome["test_student_code_raised"]
+    assert raised["message"] == "Your code raised an error when this check called it (below)."
+    assert raised["detail"].startswith("your code raised RuntimeError: mat1 and mat2 shapes")
+    assert raised["detail"].endswith("Once it runs, this check needs: Call optimizer.zero_grad() before backward().")
+    assert outcome["test_wrong_value"]["message"] == "The loss does not fall."
