@@ -588,3 +588,33 @@ def test_landlock_layer_workers_without_user_namespaces(who):
     # Started from scratch (SEGKIT_WORKER_TEMPLATE=0): the same walls, and nothing outlives it either.
     assert not report["scratch_forked"] and all(v != "ok" for v in report["scratch_seen"].values())
     assert not report["scratch_daemon_alive"]
+
+
+def test_refusal_names_both_layers_and_the_commands(monkeypatch):
+    """Where neither layer can start, does the refusal say why for each and give the commands that
+    would enable bubblewrap (AppArmor profile, sysctls, Docker options) and Landlock (lsm=)?"""
+    from grader.sandbox import host
+
+    monkeypatch.delenv("SEGKIT_SANDBOX_LAYER", raising=False)
+    monkeypatch.setattr(
+        host, "_bubblewrap_host", lambda: HostSandbox(False, "bwrap: setting up uid map: denied", "/x/bwrap")
+    )
+    monkeypatch.setattr(
+        host, "_landlock_host", lambda: HostSandbox(False, "Landlock layer: no Landlock", layer="landlock")
+    )
+    refused = host.host_sandbox.__wrapped__()
+    assert not refused.ok and not refused.protections()
+    for needed in (
+        "setting up uid map",
+        "no Landlock",
+        "apparmor_parser -r",
+        "profile segkit-bwrap /x/bwrap",
+        "user.max_user_namespaces=15000",
+        "--security-opt seccomp=unconfined",
+        "lsm=",
+    ):
+        assert needed in refused.reason, needed
+    monkeypatch.setenv("SEGKIT_SANDBOX_LAYER", "landlock")
+    assert host.host_sandbox.__wrapped__().reason == "Landlock layer: no Landlock"  # forced: no fallback
+    monkeypatch.setenv("SEGKIT_SANDBOX_LAYER", "docker")
+    assert "use one of bubblewrap, landlock" in host.host_sandbox.__wrapped__().reason
