@@ -260,8 +260,8 @@ def template(control_fd):
     Request: JSON {"limits": {...rlimits}, "scratch_mb": int, "shm_mb": int, "layer": str, and for
     the Landlock layer "folder": the worker's folder, "plan": its confine.Plan} with four descriptors
     (request_read, reply_write, output_write, hello). Answer: JSON {"forked": true} or {"error": str}.
-    The worker's pid-namespace init sends one byte on `hello`; the grader reads its host pid from that
-    message's credentials (SO_PASSCRED), caps it, and answers "g", upon which the init forks the worker.
+    The worker's init sends one byte on `hello`; the grader reads its host pid from that message's
+    credentials (SO_PASSCRED), caps it, and answers "g", upon which the init forks the worker.
     """
     import json
     import socket
@@ -269,26 +269,8 @@ def template(control_fd):
     sys.path.insert(0, HERE)
     control = socket.socket(fileno=control_fd)
     libc = _libc()
-    for name in PRELOAD:
-        try:
-            __import__(name)
-        except Exception:  # a missing optional package only costs its import later, in the worker
-            pass
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-    shared = _shared_writable_mappings()
-    threads = len(os.listdir("/proc/self/task"))
-    refusal = ""
-    confined = os.path.exists(os.path.join(HERE, "sandbox", "confine.py"))  # the Landlock layer's kit
-    if confined:
-        load_sandbox_side("confine")  # imported before forking: a worker's plan needs it, not its files
-        _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
-    if not confined and not _effective_caps() >> CAP_SYS_ADMIN & 1:
-        refusal = "the template has no CAP_SYS_ADMIN in its user namespace (it cannot build workers)"
-    elif shared:
-        refusal = "the template holds shared writable memory: " + "; ".join(shared[:3])
-    elif threads != 1:
-        refusal = f"the template runs {threads} threads; it must fork from one"
+    _preload()
+    refusal = _template_refusal(libc)
     _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
     control.send(json.dumps({"ready": not refusal, "error": refusal}).encode())
     if refusal:
@@ -307,32 +289,65 @@ def template(control_fd):
             children.discard(pid)
         _reap_orphans()
         try:
-            request = json.loads(message)
-            if len(fds) != 4:
-                raise ValueError(f"expected 4 descriptors, got {len(fds)}")
-            if _shared_writable_mappings():
-                raise RuntimeError("the template holds shared writable memory")
-            pid = os.fork()
-            if pid == 0:
-                status = 70
-                try:
-                    control.close()
-                    if request.get("layer") == "landlock":
-                        _become_confined_worker(libc, fds, request)
-                    else:
-                        _become_worker(libc, fds, request)
-                    status = 0
-                except BaseException:
-                    traceback.print_exc()
-                finally:
-                    os._exit(status)
-            children.add(pid)
+            children.add(_fork_worker(libc, control, json.loads(message), fds))
             answer = {"forked": True}
         except Exception as exc:
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         for fd in fds:
             os.close(fd)
         control.send(json.dumps(answer).encode())
+
+
+def _preload():
+    """Import what every worker needs once, here, so that each fork has it for free."""
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except Exception:  # a missing optional package only costs its import later, in the worker
+            pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def _template_refusal(libc):
+    """Why this template must not fork workers ("" if it may). In the Landlock layer (its kit holds
+    confine.py) it also becomes a child subreaper: what a dead worker leaves behind stays in its tree."""
+    confined = os.path.exists(os.path.join(HERE, "sandbox", "confine.py"))
+    if confined:
+        load_sandbox_side("confine")  # imported before forking: a worker's plan needs it, not its files
+        _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+    shared = _shared_writable_mappings()
+    threads = len(os.listdir("/proc/self/task"))
+    if not confined and not _effective_caps() >> CAP_SYS_ADMIN & 1:
+        return "the template has no CAP_SYS_ADMIN in its user namespace (it cannot build workers)"
+    if shared:
+        return "the template holds shared writable memory: " + "; ".join(shared[:3])
+    if threads != 1:
+        return f"the template runs {threads} threads; it must fork from one"
+    return ""
+
+
+def _fork_worker(libc, control, request, fds) -> int:
+    """Fork the child that becomes this request's worker (through its init); its pid."""
+    if len(fds) != 4:
+        raise ValueError(f"expected 4 descriptors, got {len(fds)}")
+    if _shared_writable_mappings():
+        raise RuntimeError("the template holds shared writable memory")
+    pid = os.fork()
+    if pid:
+        return pid
+    status = 70
+    try:
+        control.close()
+        if request.get("layer") == "landlock":
+            _become_confined_worker(libc, fds, request)
+        else:
+            _become_worker(libc, fds, request)
+        status = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(status)
 
 
 def _loopback_up():
