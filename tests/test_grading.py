@@ -127,7 +127,7 @@ def test_gradebook_has_one_row_per_student_and_assignment(graded):
     rows = list(csv.DictReader((graded["out"] / "grades.csv").open()))
     assert len(rows) == len(graded["results"])
     header = list(rows[0])
-    assert header[:2] == ["student_id", "assignment"] and header[-2:] == ["total", "max"]
+    assert header[:2] == ["student_id", "assignment"] and header[-3:] == ["total", "max", "notes"]
     for name in ASSIGNMENTS:
         for unit in load_assignment(name).auto_units:
             assert unit.grade_id in header

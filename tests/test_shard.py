@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import cli, collect
+from grader import cli
+from integrations import collect
 from grader.assignments import REPO_ROOT, load_assignment
 from grader.results import CheckResult, SubmissionResult, UnitResult
 from grader.run.discovery import Shard, discover, shard_of
