@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from grader import cli
-from integrations import collect
 from grader.assignments import REPO_ROOT, load_assignment
 from grader.results import CheckResult, SubmissionResult, UnitResult
 from grader.run.discovery import Shard, discover, shard_of
 from grader.run.store import expected_fingerprint, grader_fingerprint
 from grader.sandbox import active_protections
+from integrations import collect
 
 ASSIGNMENT = "cam"
 STUDENTS = [f"s{index:02d}" for index in range(12)]
