@@ -432,6 +432,8 @@ def feedback_markdown(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STA
     ]
     if result.unsafe_no_sandbox:
         lines += [f"> **{UNSAFE_NOTE}**", ""]
+    if sandbox_note(result):
+        lines += [f"> {sandbox_note(result)}", ""]
     if result.notebook_error:
         error = md_code(result.notebook_error)
         budget.take("\n".join(error))
@@ -537,6 +539,8 @@ def _html_head(view: FeedbackView) -> str:
     notes = ""
     if result.unsafe_no_sandbox:
         notes += f"<p class='bad'><strong>{html.escape(UNSAFE_NOTE)}</strong></p>"
+    if sandbox_note(result):
+        notes += f"<p>{html.escape(sandbox_note(result))}</p>"
     if result.notebook_error:
         notes += f"<p class='bad'>Your notebook could not be graded: {html_text(result.notebook_error)}</p>"
     return (
@@ -745,6 +749,20 @@ def _public_test(result: SubmissionResult, visibility: VisibilityConfig) -> dict
     }
 
 
+def sandbox_note(result: SubmissionResult) -> str:
+    """One line naming the sandbox protections a weaker layer did not give this grading ("" when every one
+    was active, or when the run was unsafe: that has its own note)."""
+    if result.unsafe_no_sandbox or not result.protections:
+        return ""
+    missing = [name for name in PROTECTION_TEXT if name not in result.protections]
+    if not missing:
+        return ""
+    return (
+        f"Sandbox: {len(PROTECTION_TEXT) - len(missing)} of {len(PROTECTION_TEXT)} protections were active on this "
+        f"grading host; not active: {', '.join(missing)} (the grader's report.md says why)."
+    )
+
+
 def gradescope_json(result: SubmissionResult) -> dict:
     """Gradescope's results.json (their autograder specification): one test per hidden check with its
     visibility from `[visibility]`, numbered <unit>.<check> and tagged with its unit; a 0-point public
@@ -783,6 +801,8 @@ def gradescope_json(result: SubmissionResult) -> dict:
     summary = "Autograded units; written answers are graded by hand."
     if result.notebook_error:
         summary = f"Your notebook could not be graded: {safe_text(result.notebook_error)}"
+    if sandbox_note(result):
+        summary += "\n" + sandbox_note(result)
     return {
         "score": result.total,
         "output": summary,

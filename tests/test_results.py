@@ -13,6 +13,7 @@ import pytest
 
 from grader.report import feedback_html, feedback_markdown, gradescope_json, summary_table, write_gradebook
 from grader.results import CheckResult, ResultFormatError, SubmissionResult, UnitResult
+from grader.sandbox import PROTECTION_TEXT
 
 # A results file as grader/run/store.py writes it (<out>/results/<assignment>/<student>.json), as a dict.
 STORED = {
@@ -70,7 +71,7 @@ STORED = {
     "manual": {"patch_written": 2.0},
     "notebook_error": "",
     "cells": {"patch_weights": "ok", "patch_merge": "ok"},
-    "protections": ["no_network", "filesystem_allowlist"],
+    "protections": list(PROTECTION_TEXT),
     "worker_restarts": 1,
     "total": 1.0,
     "max": 3.5,
@@ -147,7 +148,7 @@ def _alice() -> SubmissionResult:
         },
         manual_points={"patch_written": 2.0},
         cell_status={"patch_weights": "ok", "patch_merge": "ok"},
-        protections=["no_network", "filesystem_allowlist"],
+        protections=list(PROTECTION_TEXT),
         worker_restarts=1,
         peak_worker_memory_mb=812.4,
         duration_s=7.31,
