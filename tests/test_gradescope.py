@@ -337,3 +337,44 @@ def test_run_autograder_garbage_scores_zero_with_message(tmp_path, autograder_zi
     root = _fake_autograder(tmp_path / "broken", autograder_zip, {f"{CHEAP}.ipynb": _solution_bytes()})
     results = _run_autograder(root, SEGKIT_PYTHON=str(tmp_path / "no-python"))
     assert results["score"] == 0 and "misconfigured" in results["output"]
+
+
+@pytest.mark.slow
+def test_run_autograder_grades_in_the_landlock_layer_without_user_namespaces(autograder_zip):
+    """In a container where no user namespace can be made (Gradescope's, Docker's default), run as root, does
+    run_autograder grade in the Landlock layer: the solution full marks, the all-bugs example less, and do the
+    report and the student's results say which protections that layer does not give?"""
+    import tempfile
+
+    from sandbox_helpers import as_user_command, without_user_namespaces
+
+    from segkit.proof.examples import example_notebooks
+
+    if os.geteuid() != 0:
+        pytest.skip("disabling user namespaces in a nested one needs root (CI runs as root)")
+    base = Path(tempfile.mkdtemp(prefix="segkit-gs-landlock-"))
+    os.chmod(base, 0o755)  # the worker's spare uid must reach the kit's starter copy below it
+    try:
+        buggy = json.dumps(example_notebooks(CHEAP)["example-buggy"]).encode()
+        scores = {}
+        for name, notebook in (("solution", _solution_bytes()), ("buggy", buggy)):
+            root = _fake_autograder(base / name, autograder_zip, {f"{CHEAP}.ipynb": notebook})
+            env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "LANG": "C.UTF-8", "AUTOGRADER_ROOT": str(root)}
+            env["SEGKIT_PYTHON"] = sys.executable
+            argv, stage = as_user_command(["bash", str(root / "run_autograder")], uid=0, env=env)
+            try:
+                run = subprocess.run(
+                    without_user_namespaces(argv), cwd=root, env=env, capture_output=True, text=True, timeout=600
+                )
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+            assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+            results = _valid_results(json.loads((root / "results" / "results.json").read_text()))
+            scores[name] = results["score"]
+            report = (root / "results" / "grades" / "report.md").read_text()
+            assert "Landlock" in report and "NOT active: `pid_namespace`" in report, report[-3000:]
+            assert "not active: network_namespace, pid_namespace" in results["output"]
+        assert scores["solution"] == pytest.approx(load_assignment(CHEAP).max_points)
+        assert 0 < scores["buggy"] < scores["solution"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
