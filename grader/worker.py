@@ -62,6 +62,17 @@ def apply_limits(limits):
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
+def _reap_until(worker):
+    """As a pid namespace's init: reap every orphan until the worker exits, then exit with its status."""
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == worker:
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
 def main():
     if sys.argv[1] == "--template":
         template(int(sys.argv[2]))
@@ -94,13 +105,7 @@ def _confined_init(fd_in, fd_out, plan_json):
         return
     for fd in (fd_in, fd_out):
         os.close(fd)
-    while True:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            os._exit(0)
-        if pid == worker:
-            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    _reap_until(worker)
 
 
 def serve(fd_in, fd_out):
@@ -469,13 +474,7 @@ def _init_then_worker(libc, request, request_read, reply_write, hello_fd, confin
         hello.close()
         for fd in (request_read, reply_write):
             os.close(fd)
-        while True:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                os._exit(0)
-            if pid == worker:
-                os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+        _reap_until(worker)
 
     hello.close()
     _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
