@@ -90,11 +90,13 @@ ASSIGNMENT ?=
 STUDENT ?=
 FORCE ?=
 UNSAFE_NO_SANDBOX ?=
+RELEASE_STAGE ?=
 OUT ?= grades
 grade: setup
 	$(RUN) -m segkit grade $(SUBMISSIONS) --out $(OUT) -j $(JOBS) \
 		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force) \
-		$(if $(UNSAFE_NO_SANDBOX),--unsafe-no-sandbox) $(if $(SHARD),--shard $(SHARD))
+		$(if $(UNSAFE_NO_SANDBOX),--unsafe-no-sandbox) $(if $(SHARD),--shard $(SHARD)) \
+		$(if $(RELEASE_STAGE),--release-stage $(RELEASE_STAGE))
 
 # Many machines (docs/many-machines.md): OUT/slurm/{grade,collect}.sbatch and submit.sh; SUBMIT=1 submits.
 SHARD ?=
