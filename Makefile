@@ -29,6 +29,7 @@ help:
 	@echo "               SUBMISSIONS=dir [ASSIGNMENT=fcn] [STUDENT=id] [JOBS=n] [FORCE=1]"
 	@echo "               refuses when the host cannot sandbox student code; UNSAFE_NO_SANDBOX=1 grades anyway"
 	@echo "make test      the kit's test suite, as CI runs it (sets the environment up first)"
+	@echo "make test-fast the suite without the slow tests (no grading runs, no notebook executions)"
 	@echo "make setup     create the virtual environment ($(VENV)) from requirements-lock.txt [TORCH_VARIANT=cpu|cu126|...]"
 	@echo "make lock      re-resolve requirements-lock.txt from requirements-dev.txt (pip-tools)"
 	@echo "make lint      ruff check + ruff format --check (make format rewrites)"
