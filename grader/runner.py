@@ -324,6 +324,9 @@ def _pytest_arguments(spec: AssignmentSpec) -> list[str]:
     return [
         str(spec.checks_path),
         "-q",
+        # The log is written next to the feedback: tracebacks would put the hidden checks' code and the
+        # reference's expected values there. Outcomes come from the grading plugin, not from this text.
+        "--tb=no",
         "-p",
         "no:cacheprovider",
         "--no-header",

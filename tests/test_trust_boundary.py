@@ -13,6 +13,7 @@ that workers follow each other, as root and as an ordinary uid, each by a fresh 
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures
 import html.parser
 import json
@@ -192,6 +193,29 @@ def test_no_reference_line_reaches_any_output(boundary_runs, who, submission):
     assert leaks == []
     # What the attack's loot looks like (the file name of reference code, its marker), not its source.
     assert [name for name, data in everything if b"<cell reference" in data or b"LOOT " in data] == []
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_no_hidden_check_line_reaches_any_output(boundary_runs, who):
+    """Do the hidden checks' own lines (their code, inputs and the expected values their tracebacks would show)
+    stay out of every file of the run, the logs included?"""
+    run = boundary_runs[who]
+    source = load_assignment(corpus_assignment()).checks_path.read_text()
+    # Strings are what checks show students on purpose (questions, messages): only code lines count.
+    text_lines = {
+        number
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.Constant, ast.JoinedStr)) and isinstance(getattr(node, "value", ""), (str, list))
+        for number in range(node.lineno, node.end_lineno + 1)
+    }
+    lines = {
+        line.strip()
+        for number, line in enumerate(source.splitlines(), start=1)
+        if number not in text_lines and len(line.strip()) >= 30 and not line.strip().startswith(("#", "@", "def "))
+    }
+    assert len(lines) > 50
+    leaks = [(name, line) for name, data in run["files"].items() for line in lines if line.encode() in data]
+    assert leaks == []
 
 
 @pytest.mark.proof
