@@ -136,34 +136,6 @@ class LoopbackListener:
         self.datagrams.close()
 
 
-def dying_pool_process(connection, out_dir, settings, slot):
-    """A stand-in for grader.cli._pool_process whose process dies on some submissions:
-    `dies-once` kills its process the first time (a marker file remembers), `dies-always` every time.
-    Other submissions get a fake result naming the process and how many jobs it handled."""
-    import json as json_module
-    import signal as signal_module
-
-    handled = 0
-    while True:
-        job = connection.recv()
-        if job is None:
-            return
-        handled += 1
-        marker = Path(out_dir) / f"{job.student}.died"
-        if job.student == "dies-always" or (job.student == "dies-once" and not marker.exists()):
-            marker.touch()
-            os.kill(os.getpid(), signal_module.SIGKILL)
-        result = {
-            "student_id": job.student,
-            "assignment": job.assignment,
-            "total": 1,
-            "max": 1,
-            "pid": os.getpid(),
-            "handled_before": handled - 1,
-        }
-        connection.send(("ok", json_module.dumps(result)))
-
-
 def copy_kit(target: Path | str):
     """A copy of this kit (tracked sources, no .git or build outputs) at `target`."""
     import shutil
