@@ -26,7 +26,7 @@ from pathlib import Path
 
 import mistune
 import pytest
-from sandbox_helpers import TEST_UID, as_user_command, copy_kit
+from sandbox_helpers import TEST_UID, as_user_command, copy_kit, without_user_namespaces
 
 from grader.assignments import load_assignment, read_notebook
 from grader.sandbox import host_sandbox
@@ -39,7 +39,8 @@ RUN_OPTIONS = ["-j", "1", "--cell-timeout", "60", "--probe-timeout-cap", "60", "
 # and each assignment's reference costs a grading process its start-up); make proof attacks them all.
 CORPUS = build_boundary_corpus(exfiltrate=[corpus_assignment()])
 FILE_CAP_BYTES = 512 * 1024  # any one output file of one submission
-WHO = ["root", "user"]
+# bubblewrap as root and as an ordinary uid; the Landlock layer (user namespaces disabled) as both too.
+WHO = ["root", "user", "landlock-root", "landlock-user"]
 
 
 def _reference_lines(submission) -> set[str]:
@@ -58,7 +59,7 @@ def _reference_lines(submission) -> set[str]:
 
 
 def _one_run(who: str, corpus=CORPUS) -> dict:
-    user = who == "user"
+    user, landlock = who.endswith("user"), who.startswith("landlock")
     base = Path(tempfile.mkdtemp(prefix=f"segkit-boundary-{who}-"))
     os.chmod(base, 0o755)
     try:
@@ -86,7 +87,11 @@ def _one_run(who: str, corpus=CORPUS) -> dict:
             str(units_map),
         ]
         stage = None
-        if user:
+        if landlock:  # as root the runtime (under /root) is staged where the spare uid reaches it
+            env["SEGKIT_SANDBOX_LAYER"] = "landlock"
+            argv, stage = as_user_command(argv, uid=TEST_UID if user else 0, env=env)
+            argv = without_user_namespaces(argv)
+        elif user:
             argv, stage = as_user_command(argv, env=env)
         try:
             run = subprocess.run(argv, cwd=kit, env=env, capture_output=True, text=True, timeout=1500)
@@ -109,7 +114,7 @@ def boundary_runs():
         pytest.skip("borrowing an ordinary uid needs root (CI runs as root)")
     if not host_sandbox().ok:
         pytest.fail(f"this host cannot build the grading sandbox: {host_sandbox().reason}")
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(WHO)) as pool:
         return dict(zip(WHO, pool.map(_one_run, WHO)))
 
 

@@ -726,11 +726,16 @@ for _dir, _subdirs, _files in os.walk('/'):
         _path = os.path.join(_dir, _name)
         if os.path.islink(_path) and 'segkit-trace-evil' in os.readlink(_path):
             _traces.append(_path)
-for _mount in ('/scratch', '/dev/shm'):
-    _stats = os.statvfs(_mount)
-    _used = (_stats.f_blocks - _stats.f_bfree) * _stats.f_frsize
-    if _used > 32 * 1024 * 1024:
-        _traces.append(f'{_mount} holds {_used} bytes')
+for _mount in ('/scratch', '/dev/shm', os.getcwd()):  # the bubblewrap layer's tmpfs; the Landlock layer's folder
+    try:
+        _stats = os.statvfs(_mount)
+    except OSError:
+        continue
+    if os.path.ismount(_mount) or _mount == os.getcwd():
+        _used = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(_mount) for f in fs
+                    if not os.path.islink(os.path.join(d, f)))
+        if _used > 32 * 1024 * 1024:
+            _traces.append(f'{_mount} holds {_used} bytes')
 assert not _traces, _traces
 """
 
