@@ -285,7 +285,8 @@ def test_the_variants_restyle_the_code():
     source = "def f(xs):\n    a = 1\n    b = 2\n    out = [x + a for x in xs]\n    return out, b\n"
     seen = {similarity.independent_variant(source, f"test/{i}") for i in range(30)}
     assert any(".append(" in v for v in seen)
-    assert any(v.index(" = 2") < v.index(" = 1") for v in seen)
+    # (a variant may inline `a = 1` away: only those that keep both assignments can show the order)
+    assert any(" = 1" in v and " = 2" in v and v.index(" = 2") < v.index(" = 1") for v in seen)
     assert any("out =" not in v for v in seen) and all("def f(xs):" in v for v in seen)
 
 
