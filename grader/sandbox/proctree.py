@@ -9,22 +9,23 @@ import os
 WORKER_TMPFS = ("/scratch", "/dev/shm")
 
 
-def process_table() -> dict[int, tuple[int, int]]:
-    """{pid: (parent pid, resident bytes)} of every live process this user may read (zombies, dead
-    and waiting to be reaped, are left out: there is nothing left to kill or count)."""
-    page = os.sysconf("SC_PAGE_SIZE")
-    table = {}
+def _stat_fields():
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every process this user may read."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
+                yield int(entry.name), handle.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] != b"Z":
-            table[int(entry.name)] = (int(fields[1]), int(fields[21]) * page)
-    return table
+
+
+def process_table() -> dict[int, tuple[int, int]]:
+    """{pid: (parent pid, resident bytes)} of every live process this user may read (zombies, dead
+    and waiting to be reaped, are left out: there is nothing left to kill or count)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    return {pid: (int(fields[1]), int(fields[21]) * page) for pid, fields in _stat_fields() if fields[0] != b"Z"}
 
 
 def host_devices() -> set[int]:
@@ -102,15 +103,7 @@ def tree_cpu_seconds(root_pid: int) -> float:
     tick = os.sysconf("SC_CLK_TCK")
     children: dict[int, list[int]] = {}
     times: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(entry.name)
+    for pid, fields in _stat_fields():
         children.setdefault(int(fields[1]), []).append(pid)
         times[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
     total, stack = 0, [root_pid]
