@@ -1387,6 +1387,20 @@ def write_report(report: SimilarityReport, out_dir: Path) -> tuple[Path, Path]:
 # --- command ------------------------------------------------------------------------------
 
 
+def submission_paths(paths: list[Path], assignment: str | None, doing: str) -> list[Path]:
+    """The folders a command reads submissions from: `paths`, or the bundled examples (built first) when
+    none is given. Exits with a message for an unknown assignment."""
+    if assignment and assignment not in assignment_names():
+        raise SystemExit(f"error: unknown assignment {assignment!r}; known: {', '.join(assignment_names())}")
+    if paths:
+        return paths
+    from segkit.proof.examples import EXAMPLES_DIR, build_examples
+
+    build_examples(assignments=[assignment] if assignment else None)
+    print(f"No submissions given: {doing} the bundled examples in {EXAMPLES_DIR.relative_to(REPO_ROOT)}/")
+    return [EXAMPLES_DIR]
+
+
 def find_submissions(paths: list[Path], assignment: str | None, unpack_root: Path) -> dict[str, list[tuple[str, Path]]]:
     """{assignment: [(student, notebook), ...]} found the way `segkit grade` finds them."""
     from grader.run.discovery import discover  # imports the grading engine (and torch): only when run
@@ -1449,15 +1463,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: --threshold {options.threshold} is not between 0 and 1")
     if not 0 < options.alpha < 1:
         raise SystemExit(f"error: --alpha {options.alpha} is not between 0 and 1")
-    if options.assignment and options.assignment not in assignment_names():
-        raise SystemExit(f"error: unknown assignment {options.assignment!r}; known: {', '.join(assignment_names())}")
-    paths = options.paths
-    if not paths:
-        from segkit.proof.examples import EXAMPLES_DIR, build_examples
-
-        build_examples(assignments=[options.assignment] if options.assignment else None)
-        print(f"No submissions given: comparing the bundled examples in {EXAMPLES_DIR.relative_to(REPO_ROOT)}/")
-        paths = [EXAMPLES_DIR]
+    paths = submission_paths(options.paths, options.assignment, "comparing")
     with tempfile.TemporaryDirectory(prefix="segkit-similarity-") as unpack_root:
         found = find_submissions(paths, options.assignment, Path(unpack_root))
         if not found:

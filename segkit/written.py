@@ -45,7 +45,6 @@ from grader.assignments import (
     REPO_ROOT,
     AssignmentSpec,
     NotebookError,
-    assignment_names,
     cell_source,
     load_assignment,
     nbgrader_meta,
@@ -304,16 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in merge(out):
             print(f"wrote {path}")
         return 0
-    if options.assignment and options.assignment not in assignment_names():
-        raise SystemExit(f"error: unknown assignment {options.assignment!r}; known: {', '.join(assignment_names())}")
-    paths = options.paths
-    if not paths:
-        from segkit.proof.examples import EXAMPLES_DIR, build_examples
+    from segkit.similarity import find_submissions, submission_paths
 
-        build_examples(assignments=[options.assignment] if options.assignment else None)
-        print(f"No submissions given: exporting the bundled examples in {EXAMPLES_DIR.relative_to(REPO_ROOT)}/")
-        paths = [EXAMPLES_DIR]
-    from segkit.similarity import find_submissions
+    paths = submission_paths(options.paths, options.assignment, "exporting")
 
     with tempfile.TemporaryDirectory(prefix="segkit-written-") as unpack_root:
         found = find_submissions(paths, options.assignment, Path(unpack_root))
