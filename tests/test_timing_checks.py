@@ -4,7 +4,9 @@ rgb_to_index (assignments/fcn/test_fcn.py): the notebook promises that a Python 
 the speed check and that vectorised code passes, on any machine. The check counts the Python lines the
 function runs on a small mask and times it against a plain vectorised lookup of the same mask in the
 same process. Here the probes run in this process, each `call` compiling the probe's source afresh as
-the worker does (no memo: a timed call must run).
+the worker does (no memo: a timed call must run). The public check students run (assignments/fcn/
+public_checks.py) judges speed by the same machine-independent count: the same loops fail it, the same
+vectorised code passes it.
 
 DeepLabV3Plus (assignments/patches/test_patches.py): the notebook says outputs are compared on sizes
 that are not multiples of 16 and that upsampling must go to the sizes, not by a factor; a model that
@@ -157,6 +159,41 @@ def test_a_slow_result_is_judged_against_the_baseline_not_the_clock():
     checks = _checks()
     assert checks.speed_limit_s(2.0) == pytest.approx(2.0 * checks.SPEED_FACTOR)
     assert checks.speed_limit_s(0.001) == checks.SPEED_FLOOR_S
+
+
+def _public_check(rgb_to_index_source: str):
+    """The public check of fcn_rgb_to_index (what a student runs) on an rgb_to_index, with the solution's index_to_rgb."""
+    from starter.checks import check
+
+    namespace = InProcess(_solution_source() + "\n" + rgb_to_index_source).namespace
+    return check("fcn_rgb_to_index", namespace["rgb_to_index"], namespace["index_to_rgb"])
+
+
+def _vectorised_sources() -> list:
+    alternatives = assignment_module("fcn", "alternatives").ALTERNATIVES["fcn_rgb_to_index"]
+    return [
+        pytest.param(_solution_source(), id="solution"),
+        *(pytest.param(source, id=f"alternative-{i}") for i, source in enumerate(alternatives)),
+        pytest.param(ROW_LOOP, id="row-loop"),
+    ]
+
+
+@pytest.mark.parametrize("source", _vectorised_sources())
+def test_vectorised_code_passes_the_public_speed_check(source):
+    """Do the solution, every alternative and a loop over rows pass the public check of rgb_to_index?"""
+    result = _public_check(source)
+    assert result.passed, result.message
+
+
+@pytest.mark.parametrize("loop", [PIXEL_LOOP, PACKED_GENERATOR], ids=["pixel-loop", "packed-generator"])
+def test_a_python_loop_over_pixels_fails_the_public_speed_check(loop):
+    """Does a Python loop over pixels fail the public check by its Python-line count (no clock), leaving no tracer?"""
+    import sys
+
+    before = sys.gettrace()
+    result = _public_check(loop)
+    assert not result.passed and "Python loop over pixels" in result.message, result.message
+    assert sys.gettrace() is before
 
 
 # DeepLabV3+ as a student writes it from "upsample x4": ASPP's output and the scores scaled by 4 instead of
