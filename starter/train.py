@@ -673,6 +673,201 @@ def _resume_or_start(
     return run
 
 
+def _validation_wanted(
+    val_loader: Iterable | None,
+    confusion_fn: ConfusionFn | None,
+    miou_fn: MiouFn | None,
+    early_stopping_patience: int | None,
+    scheduler: Any,
+) -> bool:
+    """Whether fit validates after each epoch; a clear error when an option needs validation it will not get."""
+    if (confusion_fn is None) != (miou_fn is None):
+        raise ValueError("pass both confusion_fn and miou_fn (your metric functions), or neither")
+    validate = val_loader is not None and confusion_fn is not None
+    if val_loader is not None and not validate:
+        warnings.warn(
+            "val_loader given without confusion_fn/miou_fn: skipping validation "
+            "(pass your confusion_matrix and mean_iou functions to validate)",
+            stacklevel=3,  # the notebook's fit(...) line, not fit itself
+        )
+    if not validate:
+        if early_stopping_patience is not None:
+            raise ValueError("early_stopping_patience needs validation: pass val_loader, confusion_fn and miou_fn")
+        is_plateau = isinstance(scheduler, str) and scheduler.lower() == "plateau"
+        if is_plateau or isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            raise ValueError("a plateau scheduler needs validation: pass val_loader, confusion_fn and miou_fn")
+    return validate
+
+
+def _place_model(model: nn.Module, device: torch.device, channels_last: bool) -> None:
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+
+def _default_loss(loss_fn: Callable | None, ignore_index: int, device: torch.device) -> Callable:
+    """Returns: `loss_fn`, or cross-entropy ignoring `ignore_index`; an nn.Module loss moved to `device`."""
+    if loss_fn is None:
+        loss_fn = nn.CrossEntropyLoss(ignore_index=ignore_index)
+    if isinstance(loss_fn, nn.Module):
+        loss_fn.to(device)  # class weights must live on the same device as the logits
+    return loss_fn
+
+
+def _default_optimizer(
+    optimizer: torch.optim.Optimizer | None, model: nn.Module, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """Returns: `optimizer`, or SGD over the model's trainable parameters."""
+    if optimizer is not None:
+        return optimizer
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+@dataclass(frozen=True)
+class _FitLoop:
+    """What every epoch of one fit call uses, settled before the first epoch."""
+
+    model: nn.Module
+    train_loader: Iterable
+    val_loader: Iterable | None
+    validate: bool
+    n_class: int
+    epochs: int
+    confusion_fn: ConfusionFn | None
+    miou_fn: MiouFn | None
+    loss_fn: Callable
+    epoch_fn: EpochFn | None
+    optimizer: torch.optim.Optimizer
+    sched: Any
+    scaler: torch.amp.GradScaler | None
+    amp_dtype: torch.dtype | None
+    device: torch.device
+    channels_last: bool
+    max_steps: int | None
+    checkpoint: Path | None
+    state_file: Path | None
+    patience: int | None
+    progress: bool
+    verbose: bool
+
+
+def _train_epoch(loop: _FitLoop, epoch: int) -> float:
+    return train_one_epoch(
+        loop.model,
+        loop.train_loader,
+        loop.loss_fn,
+        loop.optimizer,
+        loop.device,
+        epoch_fn=loop.epoch_fn,
+        scaler=loop.scaler,
+        amp_dtype=loop.amp_dtype,
+        channels_last=loop.channels_last,
+        max_steps=loop.max_steps,
+        progress=loop.progress,
+        desc=f"epoch {epoch}/{loop.epochs}",
+    )
+
+
+def _validate(loop: _FitLoop) -> dict[str, Any]:
+    return evaluate(
+        loop.model,
+        loop.val_loader,
+        loop.device,
+        n_class=loop.n_class,
+        confusion_fn=loop.confusion_fn,
+        miou_fn=loop.miou_fn,
+        loss_fn=loop.loss_fn,
+        amp_dtype=loop.amp_dtype,
+        channels_last=loop.channels_last,
+        max_steps=loop.max_steps,
+        progress=loop.progress,
+        desc="val",
+    )
+
+
+def _save_checkpoint(loop: _FitLoop, history: History) -> None:
+    if loop.checkpoint is not None:
+        _save_atomic(loop.model.state_dict(), loop.checkpoint)
+        history.best_checkpoint = loop.checkpoint
+
+
+def _record_validation(loop: _FitLoop, run: _Progress, epoch: int, result: dict[str, Any]) -> bool:
+    """Add one validation to the History and keep the best weights. Returns: whether val mIoU improved."""
+    history, miou = run.history, result["miou"]
+    history.val_loss.append(result["loss"])
+    history.val_miou.append(miou)
+    history.val_pixel_acc.append(result["pixel_acc"])
+    # NaN compares False, so a NaN mIoU never counts as an improvement.
+    if not miou > run.best:
+        run.epochs_without_improvement += 1
+        return False
+    run.best = miou
+    history.best_epoch, history.best_miou = epoch, miou
+    run.epochs_without_improvement = 0
+    _save_checkpoint(loop, history)
+    return True
+
+
+def _step_scheduler(sched: Any, history: History) -> None:
+    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        sched.step(history.val_miou[-1])
+    elif sched is not None:
+        sched.step()
+
+
+def _end_epoch(loop: _FitLoop, run: _Progress, epoch: int) -> None:
+    """Decide on early stopping and save the training state; the state on disk is always a whole epoch."""
+    stop = loop.patience is not None and run.epochs_without_improvement >= loop.patience
+    run.history.stopped_early = stop
+    run.last_epoch, run.finished = epoch, stop or epoch == loop.epochs
+    if loop.state_file is not None:
+        # Saved last, after every other file of this epoch.
+        _save_atomic(
+            _training_state(loop.model, loop.optimizer, loop.sched, loop.scaler, run, loop.epochs), loop.state_file
+        )
+    if stop and loop.verbose:
+        tqdm.write(
+            f"early stopping: no better val mIoU for {loop.patience} epoch(s) "
+            f"(best {run.history.best_miou:.4f} at epoch {run.history.best_epoch})"
+        )
+
+
+def _run_epoch(loop: _FitLoop, run: _Progress, epoch: int) -> None:
+    """Train one epoch, validate, keep the best weights, step the scheduler, then `_end_epoch`."""
+    start = time.perf_counter()
+    history = run.history
+    history.lr.append(loop.optimizer.param_groups[0]["lr"])
+    train_loss = _train_epoch(loop, epoch)
+    history.train_loss.append(train_loss)
+    line = f"epoch {epoch:>3}/{loop.epochs}  train loss {train_loss:.4f}"
+    improved = False
+    if loop.validate:
+        result = _validate(loop)
+        improved = _record_validation(loop, run, epoch, result)
+        line += f"  val loss {result['loss']:.4f}  mIoU {result['miou']:.4f}  pixel acc {result['pixel_acc']:.4f}"
+    else:  # without validation the latest weights are the ones kept
+        _save_checkpoint(loop, history)
+    _step_scheduler(loop.sched, history)
+    history.epoch_time.append(time.perf_counter() - start)
+    if loop.verbose:
+        line += f"  lr {history.lr[-1]:.2e}  {history.epoch_time[-1]:.1f}s" + ("  *best*" if improved else "")
+        tqdm.write(line)
+    _end_epoch(loop, run, epoch)
+
+
+def _restore_best(loop: _FitLoop, history: History) -> None:
+    """Load the best validated weights back into the model, when a checkpoint holds them."""
+    if not (loop.validate and history.best_checkpoint is not None):
+        return
+    loop.model.load_state_dict(torch.load(history.best_checkpoint, map_location=loop.device, weights_only=True))
+    if loop.verbose:
+        tqdm.write(
+            f"restored the best weights (epoch {history.best_epoch}, val mIoU {history.best_miou:.4f}) "
+            f"from {history.best_checkpoint}"
+        )
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable,
@@ -743,133 +938,51 @@ def fit(
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     state_file = _resolve_state_path(resume, state_path, checkpoint_path)
-    if (confusion_fn is None) != (miou_fn is None):
-        raise ValueError("pass both confusion_fn and miou_fn (your metric functions), or neither")
-    validate = val_loader is not None and confusion_fn is not None
-    if val_loader is not None and not validate:
-        warnings.warn(
-            "val_loader given without confusion_fn/miou_fn: skipping validation "
-            "(pass your confusion_matrix and mean_iou functions to validate)",
-            stacklevel=2,
-        )
-    if not validate:
-        if early_stopping_patience is not None:
-            raise ValueError("early_stopping_patience needs validation: pass val_loader, confusion_fn and miou_fn")
-        is_plateau = isinstance(scheduler, str) and scheduler.lower() == "plateau"
-        if is_plateau or isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            raise ValueError("a plateau scheduler needs validation: pass val_loader, confusion_fn and miou_fn")
-
+    validate = _validation_wanted(val_loader, confusion_fn, miou_fn, early_stopping_patience, scheduler)
     if seed is not None:
         # Keep whatever determinism the notebook asked for with seed_everything(..., deterministic=True).
         seed_everything(seed, deterministic=torch.are_deterministic_algorithms_enabled())
     device = get_device() if device is None else torch.device(device)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    if loss_fn is None:
-        loss_fn = nn.CrossEntropyLoss(ignore_index=ignore_index)
-    if isinstance(loss_fn, nn.Module):
-        loss_fn.to(device)  # class weights must live on the same device as the logits
-    if optimizer is None:
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    _place_model(model, device, channels_last)
+    loss_fn = _default_loss(loss_fn, ignore_index, device)
+    optimizer = _default_optimizer(optimizer, model, lr, momentum, weight_decay)
     sched = _make_scheduler(scheduler, optimizer, epochs)
     amp_dtype, scaler = _amp_setup(amp, device)
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-
+    loop = _FitLoop(
+        model=model,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        validate=validate,
+        n_class=n_class,
+        epochs=epochs,
+        confusion_fn=confusion_fn,
+        miou_fn=miou_fn,
+        loss_fn=loss_fn,
+        epoch_fn=epoch_fn,
+        optimizer=optimizer,
+        sched=sched,
+        scaler=scaler,
+        amp_dtype=amp_dtype,
+        device=device,
+        channels_last=channels_last,
+        max_steps=max_steps_per_epoch,
+        checkpoint=None if checkpoint_path is None else Path(checkpoint_path),
+        state_file=state_file,
+        patience=early_stopping_patience,
+        progress=progress,
+        verbose=verbose,
+    )
     run = _Progress(History())
     if resume:
         run = _resume_or_start(
             state_file, model=model, optimizer=optimizer, sched=sched, scaler=scaler, epochs=epochs, verbose=verbose
         )
-    history = run.history
     for epoch in range(run.last_epoch + 1, epochs + 1):
-        if run.finished:
+        if run.finished:  # early stopping, or a resumed run that had already finished
             break
-        start = time.perf_counter()
-        history.lr.append(optimizer.param_groups[0]["lr"])
-        train_loss = train_one_epoch(
-            model,
-            train_loader,
-            loss_fn,
-            optimizer,
-            device,
-            epoch_fn=epoch_fn,
-            scaler=scaler,
-            amp_dtype=amp_dtype,
-            channels_last=channels_last,
-            max_steps=max_steps_per_epoch,
-            progress=progress,
-            desc=f"epoch {epoch}/{epochs}",
-        )
-        history.train_loss.append(train_loss)
-        line = f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}"
-        improved = False
-        if validate:
-            result = evaluate(
-                model,
-                val_loader,
-                device,
-                n_class=n_class,
-                confusion_fn=confusion_fn,
-                miou_fn=miou_fn,
-                loss_fn=loss_fn,
-                amp_dtype=amp_dtype,
-                channels_last=channels_last,
-                max_steps=max_steps_per_epoch,
-                progress=progress,
-                desc="val",
-            )
-            miou = result["miou"]
-            history.val_loss.append(result["loss"])
-            history.val_miou.append(miou)
-            history.val_pixel_acc.append(result["pixel_acc"])
-            line += f"  val loss {result['loss']:.4f}  mIoU {miou:.4f}  pixel acc {result['pixel_acc']:.4f}"
-            # NaN compares False, so a NaN mIoU never counts as an improvement.
-            improved = miou > run.best
-            if improved:
-                run.best = miou
-                history.best_epoch, history.best_miou = epoch, miou
-                run.epochs_without_improvement = 0
-                if ckpt is not None:
-                    _save_atomic(model.state_dict(), ckpt)
-                    history.best_checkpoint = ckpt
-            else:
-                run.epochs_without_improvement += 1
-        elif ckpt is not None:
-            _save_atomic(model.state_dict(), ckpt)
-            history.best_checkpoint = ckpt
-
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step(history.val_miou[-1])
-        elif sched is not None:
-            sched.step()
-        history.epoch_time.append(time.perf_counter() - start)
-        if verbose:
-            line += f"  lr {history.lr[-1]:.2e}  {history.epoch_time[-1]:.1f}s" + ("  *best*" if improved else "")
-            tqdm.write(line)
-        stop = early_stopping_patience is not None and run.epochs_without_improvement >= early_stopping_patience
-        history.stopped_early = stop
-        run.last_epoch, run.finished = epoch, stop or epoch == epochs
-        if state_file is not None:
-            # Saved last, after every other file of this epoch: a state on disk is always a whole epoch.
-            _save_atomic(_training_state(model, optimizer, sched, scaler, run, epochs), state_file)
-        if stop:
-            if verbose:
-                tqdm.write(
-                    f"early stopping: no better val mIoU for {early_stopping_patience} epoch(s) "
-                    f"(best {history.best_miou:.4f} at epoch {history.best_epoch})"
-                )
-            break
-
-    if validate and history.best_checkpoint is not None:
-        model.load_state_dict(torch.load(history.best_checkpoint, map_location=device, weights_only=True))
-        if verbose:
-            tqdm.write(
-                f"restored the best weights (epoch {history.best_epoch}, val mIoU {history.best_miou:.4f}) "
-                f"from {history.best_checkpoint}"
-            )
-    return history
+        _run_epoch(loop, run, epoch)
+    _restore_best(loop, run.history)
+    return run.history
 
 
 @torch.no_grad()
@@ -941,6 +1054,16 @@ def _check_mask_values(masks: torch.Tensor, n_class: int, ignore_index: int) -> 
             f"the masks hold {values} but the model predicts {n_class} classes (0..{n_class - 1}, "
             f"ignore {ignore_index})"
         )
+
+
+def _output_classes(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> int:
+    """The number of classes the model predicts, from one forward pass in eval mode without gradients
+    (no batch statistic or random draw spent); a wrong output size raises OverfitError with the checklist."""
+    try:
+        with torch.no_grad(), _eval_mode(model):
+            return _logits(model, images, masks).shape[1]
+    except ValueError as error:  # keep the precise message, add the checklist
+        raise _overfit_error(str(error)) from error
 
 
 def _kit_overfit_step(model, images, masks, loss_fn, optimizer, device) -> float:
@@ -1019,12 +1142,7 @@ def overfit_one_batch(
     step_once = _kit_overfit_step if epoch_fn is None else _epoch_fn_step(epoch_fn)
     losses: list[float] = []
     bar = tqdm(range(steps), desc="overfit one batch", leave=False, disable=not progress)
-    try:  # the output's shape first, in eval mode without gradients: no batch statistic or random draw spent
-        with torch.no_grad(), _eval_mode(trial):
-            n_class = _logits(trial, images, masks).shape[1]
-    except ValueError as error:  # wrong output size: keep the precise message, add the checklist
-        raise _overfit_error(str(error)) from error
-    _check_mask_values(masks, n_class, ignore_index)
+    _check_mask_values(masks, _output_classes(trial, images, masks), ignore_index)
     for step in bar:
         loss = step_once(trial, images, masks, loss_fn, optimizer, device)
         if not math.isfinite(loss):
