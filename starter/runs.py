@@ -14,6 +14,10 @@ was cut off, and rebuilds every table and plot from disk::
 
     result = run_or_load(store, "FCN-32s", train_fcn32s)
     table = store.results()   # every finished experiment, in the order they finished
+
+A notebook states once what its rows share (``RunSettings``) and builds each row with one call,
+``result_row(name, settings, test, iou_fn=iou_per_class, history=history)``, from what it has:
+``evaluate``'s test metrics, fit's ``History`` and the student's own per-class IoU.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +38,7 @@ from starter.common import write_atomic, write_atomically
 from starter.constants import ENV_RUNS
 from starter.environment import in_colab, resolve_drive_dir
 
-__all__ = ["ExperimentResult", "RunStore", "run_or_load", "runs_dir"]
+__all__ = ["ExperimentResult", "RunSettings", "RunStore", "result_row", "run_or_load", "runs_dir"]
 
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"  # fit keeps its training state next to it: checkpoint.state.pt
@@ -158,6 +162,75 @@ class ExperimentResult:
     def from_json(cls, text: str) -> ExperimentResult:
         """The inverse of to_json."""
         return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every results row of one notebook shares: the data, the sizes and where it ran.
+
+    ``image_size`` is an int (square images) or (height, width); ``epochs`` is what fit was asked
+    for (a row without training, such as a prior, plans none); ``classes`` name the confusion
+    matrix's rows; ``palette`` colours them in the saved prediction figures.
+    """
+
+    data: str
+    image_size: int | tuple[int, int]
+    epochs: int
+    profile: str
+    device: str
+    classes: Sequence[str]
+    palette: Sequence[Sequence[int]] = ()
+
+    def size_text(self) -> str:
+        """Returns: the image size as the results tables show it, e.g. "256x256" or "96x320"."""
+        size = self.image_size
+        height, width = (size, size) if isinstance(size, int) else size
+        return f"{height}x{width}"
+
+
+def _to_list(value: Any) -> list[Any]:
+    """A tensor, an array or a sequence as nested Python lists (tolist where the value has it)."""
+    return value.tolist() if hasattr(value, "tolist") else list(value)
+
+
+def result_row(
+    name: str,
+    settings: RunSettings,
+    test: Mapping[str, Any],
+    *,
+    iou_fn: Callable[[Any], Any],
+    history: Any = None,
+    extra: Mapping[str, Any] | None = None,
+) -> ExperimentResult:
+    """One results row, from what a notebook has after testing a model.
+
+    Inputs:
+        name: the experiment's name.
+        settings: what the notebook's rows share.
+        test: ``starter.train.evaluate``'s dict: "pixel_acc", "miou" and the summed "confusion" (n, n).
+        iou_fn: the student's per-class IoU, confusion -> (n,) IoUs (stored per class by name).
+        history: fit's ``History``, or None for a model that was not trained (no epochs, no curves).
+        extra: further metrics, e.g. {"mAP": 0.31}.
+    Returns:
+        the ExperimentResult that run_or_load saves (the stored format is ExperimentResult's).
+    """
+    epoch_times = list(history.epoch_time) if history is not None else []
+    return ExperimentResult(
+        name=name,
+        data=settings.data,
+        image_size=settings.size_text(),
+        epochs_run=len(history.train_loss) if history is not None else 0,
+        epochs_planned=settings.epochs if history is not None else 0,
+        profile=settings.profile,
+        device=str(settings.device),
+        seconds_per_epoch=float(sum(epoch_times) / len(epoch_times)) if epoch_times else float("nan"),
+        pixel_acc=float(test["pixel_acc"]),
+        miou=float(test["miou"]),
+        per_class_iou=dict(zip(settings.classes, (float(v) for v in _to_list(iou_fn(test["confusion"]))))),
+        confusion=_to_list(test["confusion"]),
+        history=history.as_dict() if history is not None else {},
+        extra=dict(extra or {}),
+    )
 
 
 def _folder_name(name: str) -> str:
