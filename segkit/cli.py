@@ -15,6 +15,7 @@
     segkit gradebook --grades DIR --course C [--lms-csv]   scores into nbgrader's gradebook/feedback; LMS CSV
     segkit similarity [SUBMISSIONS ...] [--assignment A]   code similarity report -> grades/similarity/<a>/
     segkit written [SUBMISSIONS ...] [--merge]             written answers per student (HTML) + rubric.csv to fill
+    segkit docs [--check]                                  the docs' quoted figures from docs/figures/*.json
 
 Installed as a console script by `pip install -e .[grader]`; `python -m segkit VERB` and the
 Make targets are the same thing. Options after the verb go to the underlying tool
@@ -89,6 +90,7 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
         _delegate("segkit.similarity"),
         "rank pairs of submissions (and corpus entries) that share code; HTML + CSV report",
     ),
+    "docs": (_delegate("segkit.docs"), "render the figures the docs quote from docs/figures/*.json (--check: drift)"),
     "written": (
         _delegate("segkit.written"),
         "written answers per student as HTML for grading by hand, a rubric CSV; --merge adds its scores",
