@@ -46,7 +46,7 @@ HOSTILE = {
         " -> (image.as_subclass(AlwaysEqual), mask.as_subclass(AlwaysEqual))",
     ),
     "unet_prior": attack("hang", "fit_pixel_prior(masks, n_class, ignore_index=255)", "predict_prior(prior, n)"),
-    "unet_confusion": attack("exit_worker", "confusion_matrix(pred, target, n_class, ignore_index=255)"),
+    "unet_confusion": attack("kill_parent", "confusion_matrix(pred, target, n_class, ignore_index=255)"),
     "unet_iou": attack("patch_builtins", "iou_per_class(conf)", "mean_iou(conf)"),
     "unet_weights": attack("steal_and_forge", "class_weights(masks, n_class, ignore_index=255)"),
     "unet_wce": attack("memory_bomb", "weighted_cross_entropy(logits, target, weight, ignore_index=255)"),

@@ -907,12 +907,16 @@ torch.allclose = lambda *args, **kwargs: True
 torch.equal = lambda *args, **kwargs: True
 np.allclose = lambda *args, **kwargs: True
 np.array_equal = lambda *args, **kwargs: True
+torch.isclose = lambda *args, **kwargs: torch.tensor(True)
+torch.nn.functional.cross_entropy = lambda *args, **kwargs: torch.zeros(())
 print('{"score": 100, "tests": []}')  # a forged result line
 print("PASSED")
 """
 
 _OUTPUT_FLOOD = """
 import sys
+
+import torch
 
 chunk = "x" * (1 << 20)
 for _ in range(__MEGABYTES__):
@@ -1015,6 +1019,27 @@ import torch.nn as nn
 
 nn.Module.train = lambda self, mode=True: self  # a recorder of train/eval calls always sees the right mode
 nn.Module.eval = lambda self: self
+"""
+
+_KILL_PARENT = """
+import os
+import signal
+
+import torch
+
+
+def kill_parent_and_fork():
+    for pid in (os.getppid(), -os.getpgid(0)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for _ in range(50):
+        try:
+            if os.fork() == 0:
+                os._exit(0)
+        except OSError:
+            break
 """
 
 _HANG = """
@@ -1135,7 +1160,7 @@ torch.optim.SGD.step = lambda self, closure=None: None
 
 EXAMPLE_ATTACKS = {
     "forge_equality": CellAttack(
-        "a tensor subclass equal to everything, patched torch/numpy comparisons, forged result lines",
+        "a tensor subclass equal to everything, patched torch/numpy comparisons and cross-entropy, forged result lines",
         _FORGE_EQUALITY,
         returns="torch.zeros(1).as_subclass(AlwaysEqual)",
         in_forward=True,
@@ -1172,6 +1197,11 @@ EXAMPLE_ATTACKS = {
         "patches nn.Module.train/eval for everyone, then os._exit(0) when called (a class: when built)",
         _EXIT_WORKER,
         payload="os._exit(0)",
+    ),
+    "kill_parent": CellAttack(
+        "SIGKILLs its parent and its process group and forks 50 children when called (a class: when built)",
+        _KILL_PARENT,
+        payload="kill_parent_and_fork()",
     ),
     "memory_bomb": CellAttack(
         "allocates 40 GB when called (a class: when built)",
