@@ -44,12 +44,15 @@ help:
 	@echo "make proof     single-bug isolation, hostile corpus, correct alternatives (slow; not in make test)"
 	@echo "make results   solution notebooks on real data (cpu profile) -> docs/results.md [ONLY=fcn] [REPORT_ONLY=1]"
 	@echo "make similarity  submissions that share code (with each other, with a corpus) -> grades/similarity/<a>/"
-	@echo "               [SUBMISSIONS=dir] [ASSIGNMENT=fcn] [THRESHOLD=0.6] (default: the bundled examples)"
+	@echo "               [SUBMISSIONS=dir] [ASSIGNMENT=fcn] [ALPHA=0.01] (default: the bundled examples)"
+	@echo "               ALPHA: each unit's threshold flags at most this share of independent pairs;"
+	@echo "               THRESHOLD=0.6: one fixed score for every unit instead"
 	@echo "make written     written answers per student (HTML) and rubric.csv -> grades/written/<a>/; MERGE=1 adds the scores"
-	@echo "make bench     print the benchmarks' figures"
+	@echo "make bench     print the benchmarks' figures (grade_speed also writes docs/figures/grade_speed.json)"
+	@echo "make docs      render the figures the docs quote from docs/figures/*.json (bin/segkit docs)"
 	@echo "make quality   regenerate docs/quality.md (mutants, hostile corpus, benchmarks, CI time)"
 	@echo "make new-assignment NAME=x [TITLE=...]  scaffold assignments/x and a one-unit solution"
-	@echo "Every target is a thin alias of the segkit command: $(PY) -m segkit --help (or \`segkit\` after pip install -e .[grader])"
+	@echo "Every target is a thin alias of a verb of bin/segkit (this clone's code in this environment): bin/segkit --help"
 
 setup: $(STAMP)
 
@@ -140,10 +143,16 @@ results: setup
 # Similarity report: every graded cell (and whole submission) against the others and against the
 # corpus (the kit's solution + assignments/<a>/similarity_corpus/*.py) -> $(OUT)/similarity/<a>/.
 THRESHOLD ?=
+ALPHA ?=
 .PHONY: similarity
 similarity: setup
 	$(RUN) -m segkit similarity $(SUBMISSIONS) --out $(OUT)/similarity \
-		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(THRESHOLD),--threshold $(THRESHOLD))
+		$(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(ALPHA),--alpha $(ALPHA)) $(if $(THRESHOLD),--threshold $(THRESHOLD))
+
+# The figures the docs quote, between <!-- figures:start NAME --> markers, from docs/figures/*.json (the benches write them).
+.PHONY: docs
+docs: setup
+	$(RUN) -m segkit docs
 
 # Written answers for grading by hand: $(OUT)/written/<a>/<student>.html (one question per printed page) and
 # rubric.csv for a TA to fill in; MERGE=1 then adds its scores to $(OUT)/grades.csv and lms-<a>.csv.

@@ -200,7 +200,7 @@ def layer_child(runs: int) -> dict:
     }
 
 
-def layer_costs(runs: int):
+def layer_costs(runs: int) -> list[dict]:
     """The kit's Worker in each layer this host can produce, in the same run: bubblewrap as this
     process's user, and (as root) the Landlock layer with user namespaces disabled, as root (a spare
     uid) and as an ordinary uid."""
@@ -227,6 +227,7 @@ def layer_costs(runs: int):
             argv, stage = as_user_command(child(kit), uid=uid, env=kit_env)
             setups.append((who, without_user_namespaces(argv), stage, kit_env))
     print(f"the kit's workers per layer (median of {runs}; a submission: start, one torch cell, one probe, stop)")
+    rows = []
     for name, argv, stage, run_env in setups:
         try:
             result = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=run_env, cwd=base)
@@ -241,7 +242,24 @@ def layer_costs(runs: int):
             f"  {name:24} ({got['layer']}, caps {got['caps']}, forked {got['forked']}): template start "
             f"{got['template_s']:.1f} s, worker start {got['start_ms']:.0f} ms, submission {got['submission_ms']:.0f} ms"
         )
+        rows.append({"layer": name, **{k: got[k] for k in ("caps", "template_s", "start_ms", "submission_ms")}})
     shutil.rmtree(base, ignore_errors=True)
+    return rows
+
+
+def _write_layer_figures(rows: list[dict], runs: int) -> None:
+    from segkit.docs import write_figures
+
+    shown = [
+        dict(
+            r,
+            template_s=round(r["template_s"], 1),
+            start_ms=round(r["start_ms"]),
+            submission_ms=round(r["submission_ms"]),
+        )
+        for r in rows
+    ]
+    write_figures("confine_layers", f"python bench/confine_start.py --layers --runs {runs}", {"layers": shown})
 
 
 def main() -> int:
@@ -257,7 +275,7 @@ def main() -> int:
         print(json.dumps(layer_child(args.runs)))
         return 0
     if args.layers:
-        layer_costs(args.runs)
+        _write_layer_figures(layer_costs(args.runs), args.runs)
         return 0
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")  # as in a worker
     layer = confine.available()
@@ -268,7 +286,8 @@ def main() -> int:
     scratch = tempfile.mkdtemp(prefix="segkit-confine-bench-")
     try:
         plan = confine.Plan(confine.standard_read_only(proc=True), confine.standard_read_write(scratch))
-        print(f"apply(plan) in a forked child                  {_median_ms(apply_cost(plan, args.runs))}")
+        applied = apply_cost(plan, args.runs)
+        print(f"apply(plan) in a forked child                  {_median_ms(applied)}")
         os.mkdir(os.path.join(scratch, "plain"))
         os.mkdir(os.path.join(scratch, "confined"))
         plain_forks = template_forks(plan, os.path.join(scratch, "plain"), args.runs, False)
@@ -279,7 +298,8 @@ def main() -> int:
         code = "import torch" if args.torch else "pass"
         inner = [sys.executable, "-I", "-S", "-c", code] if not args.torch else [sys.executable, "-I", "-c", code]
         print(f"from scratch: {' '.join(inner[1:])}")
-        print(f"  plain                                        {_median_ms(_timed_runs(inner, args.runs))}")
+        plain_starts = _timed_runs(inner, args.runs)
+        print(f"  plain                                        {_median_ms(plain_starts)}")
         preexec = confine.preexec(plan)
         confined_starts = _timed_runs(inner, args.runs, preexec_fn=preexec, start_new_session=True)
         print(f"  Landlock + seccomp in preexec_fn             {_median_ms(confined_starts)}")
@@ -289,7 +309,22 @@ def main() -> int:
         print(f"  bubblewrap                                   {_median_ms(times)}  ({what})")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    layer_costs(args.runs)
+    if not args.torch:  # the docs quote the `-c pass` starts
+        from segkit.docs import write_figures
+
+        measured = {
+            "apply": applied,
+            "fork_plain": plain_forks,
+            "fork_confined": confined_forks,
+            "plain": plain_starts,
+            "preexec": confined_starts,
+            "launch": launched,
+            "bubblewrap": times,
+        }
+        ms = {k: round(statistics.median(v) * 1000, 1) for k, v in measured.items() if v}
+        host = f"Landlock ABI {layer.landlock_abi}, {os.cpu_count()} cores"
+        write_figures("confine_start", f"python bench/confine_start.py --runs {args.runs}", {"host": host, "ms": ms})
+    _write_layer_figures(layer_costs(args.runs), args.runs)
     return 0
 
 

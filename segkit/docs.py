@@ -31,7 +31,8 @@ DOC_FILES = (REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))
 BLOCK = re.compile(r"(<!-- figures:start (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- figures:end -->)", re.S)
 
 
-def _commit() -> str:
+def current_commit() -> str:
+    """The checkout's short commit (a generated page names the code it was made from), or `unknown`."""
     try:
         done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
     except OSError:
@@ -46,13 +47,13 @@ def write_figures(bench: str, command: str, figures: dict) -> Path:
         "bench": bench,
         "command": command,
         "measured": datetime.date.today().isoformat(),
-        "commit": _commit(),
+        "commit": current_commit(),
         "host": f"{platform.machine()}, {os.cpu_count()} cores, {'root' if os.geteuid() == 0 else 'ordinary user'}",
         "figures": figures,
     }
     path = FIGURES_DIR / f"{bench}.json"
     path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    print(f"figures -> {path.relative_to(REPO_ROOT)} (run `bin/segkit docs` to update the docs)")
+    print(f"figures -> {path} (`bin/segkit docs` renders them into the docs)")
     return path
 
 

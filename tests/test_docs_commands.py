@@ -429,3 +429,24 @@ def test_a_new_measurement_changes_the_doc():
     assert "9.87 s" in render_text(guide, figures) and "9.87 s" not in guide
     with pytest.raises(KeyError, match="no-such-block"):
         render_text("<!-- figures:start no-such-block -->\nx\n<!-- figures:end -->", figures)
+
+
+def test_a_bench_writes_a_figure_file_the_docs_render(tmp_path, monkeypatch):
+    """Does `write_figures` (what the benches call) record the figures with their command, date and commit, in a
+    file `segkit docs` renders from?"""
+    import segkit.docs as docs
+
+    monkeypatch.setattr(docs, "FIGURES_DIR", tmp_path)
+    seeded = docs.load_figures()["grade_speed"]
+    docs.write_figures("grade_speed", "python bench/grade_speed.py --starts 7", seeded["figures"])
+    written = docs.load_figures(tmp_path)["grade_speed"]
+    assert written["command"] == "python bench/grade_speed.py --starts 7" and written["commit"] != "unknown"
+    assert "--starts 7" in docs.worker_start(docs.load_figures(tmp_path))
+
+
+@pytest.mark.parametrize("doc", ["quality.md", "mutation-report.md", "mutation-report-new-units.md"])
+def test_generated_reports_name_their_commit(doc):
+    """Does each report made by a slow generator say which commit and date it was generated from, so that a reader
+    knows its figures may predate the code?"""
+    head = (REPO_ROOT / "docs" / doc).read_text(encoding="utf-8")[:600]
+    assert re.search(r"Generated from commit [0-9a-f]{7,} on \d{4}-\d{2}-\d{2}", head), head
