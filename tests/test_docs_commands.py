@@ -450,3 +450,59 @@ def test_generated_reports_name_their_commit(doc):
     knows its figures may predate the code?"""
     head = (REPO_ROOT / "docs" / doc).read_text(encoding="utf-8")[:600]
     assert re.search(r"Generated from commit [0-9a-f]{7,} on \d{4}-\d{2}-\d{2}", head), head
+
+
+KIT_FOLDERS = ("grader", "segkit", "starter", "bench", "docs", "tests", "assignments", "solutions", "notebooks")
+KIT_FOLDERS += ("integrations", "data_scripts", "bin")
+
+
+def _named_paths_and_modules(text: str) -> Iterator[tuple[int, str]]:
+    """Inline code outside fenced blocks that names a file of the kit (`grader/cli.py`) or a module (`grader.cli`);
+    names with placeholders (`assignments/<a>/`, `NAME`) are patterns, not names, and are left out."""
+    outside = re.sub(r"^```.*?^```", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.M | re.S)
+    for match in re.finditer(r"(?<!`)`([^`\s]+)`(?!`)", outside):
+        name = match.group(1).split("::")[0]
+        if re.search(r"[<>*{}$]|NAME|/demo/", name):  # demo: the walkthrough's scaffolded example
+            continue
+        if re.match(rf"^({'|'.join(KIT_FOLDERS)})/", name) or re.match(
+            r"^(grader|segkit|starter|integrations|data_scripts)(\.\w+)+$", name
+        ):
+            yield outside.count("\n", 0, match.start()) + 1, name
+
+
+def _exists(name: str) -> bool:
+    import importlib
+    import importlib.util
+
+    if "/" in name:
+        return (REPO_ROOT / name).exists()
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
+        module = ".".join(parts[:k])
+        try:
+            if importlib.util.find_spec(module) is None:
+                continue
+            found = importlib.import_module(module)
+        except ImportError:
+            continue
+        for attribute in parts[k:]:
+            found = getattr(found, attribute, None)
+        return found is not None
+    return False
+
+
+def test_every_named_file_and_module_exists():
+    """Does every file, folder and module the docs name in inline code exist (a rename leaves no stale name behind)?
+    Reports made by a slow generator are left out: they name the commit they describe."""
+    missing = []
+    for path in DOC_FILES:
+        text = path.read_text(encoding="utf-8")
+        if "Generated from commit" in text[:600] or path.name == "results.md":
+            continue
+        missing += [
+            f"{path.relative_to(REPO_ROOT)}:{line}: {name}"
+            for line, name in _named_paths_and_modules(text)
+            if not _exists(name)
+        ]
+    assert not missing, "\n".join(missing)
+    assert not _exists("grader/mutate.py") and not _exists("grader.mutate") and _exists("grader.cli.build_parser")
