@@ -287,6 +287,140 @@ def average_precision(tp, scores, n_gt):
     return total
 '''
 
+ENERGY_OPENCV = '''
+import cv2
+
+
+def energy_targets(instance_ids, n_levels, step=1.0):
+    """OpenCV's exact Euclidean distance transform of each instance, on the whole padded image."""
+    ids = instance_ids.cpu().numpy()
+    levels = np.zeros(ids.shape, dtype=np.int64)
+    for k in np.unique(ids):
+        if k == 0:
+            continue
+        padded = np.pad((ids == k).astype(np.uint8), 1)
+        distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+        level = np.minimum(np.floor(distance.astype(np.float64) / step), n_levels - 1).astype(np.int64)
+        levels[ids == k] = level[ids == k]
+    return torch.from_numpy(levels)
+'''
+
+ENERGY_BRUTE = '''
+def energy_targets(instance_ids, n_levels, step=1.0):
+    """Brute force: every instance pixel against every pixel outside it and a ring of points beyond the edge."""
+    height, width = instance_ids.shape
+    rows, cols = torch.meshgrid(torch.arange(-1, height + 1), torch.arange(-1, width + 1), indexing="ij")
+    padded = torch.zeros(height + 2, width + 2, dtype=torch.int64)
+    padded[1:-1, 1:-1] = instance_ids
+    levels = torch.zeros(height, width, dtype=torch.int64)
+    for k in instance_ids.unique().tolist():
+        if k == 0:
+            continue
+        inside = torch.stack([rows[padded == k], cols[padded == k]], 1).double()
+        outside = torch.stack([rows[padded != k], cols[padded != k]], 1).double()
+        distance = torch.cdist(inside, outside, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
+        level = torch.clamp(torch.floor(distance / step + 1e-9), max=n_levels - 1).long()
+        levels[instance_ids == k] = level
+    return levels
+'''
+
+LOSS_MANUAL = '''
+def watershed_energy_loss(logits, levels, object_mask, weights=None):
+    """log_softmax and gather by hand; the weights of the pixels' targets, normalised by their sum."""
+    n_levels = logits.shape[1]
+    log_p = torch.log_softmax(logits, dim=1)
+    safe = torch.where(object_mask, levels, torch.zeros_like(levels)).long()
+    nll = -log_p.gather(1, safe[:, None]).squeeze(1)  # (B, H, W)
+    if not bool(object_mask.any()):
+        return (log_p * 0).sum()
+    if weights is None:
+        counts = torch.stack([((safe == k) & object_mask).sum() for k in range(n_levels)]).double()
+        weights = torch.where(counts > 0, 1 / counts.clamp(min=1), torch.zeros_like(counts))
+    w = weights.to(logits.dtype)[safe] * object_mask
+    return (w * nll).sum() / w.sum()
+'''
+
+LOSS_PER_LEVEL = '''
+def watershed_energy_loss(logits, levels, object_mask, weights=None):
+    """One level at a time: sum over levels of w_k * (sum of the level's losses) / sum_k w_k * n_k."""
+    n_levels = logits.shape[1]
+    pixels = logits.movedim(1, -1)[object_mask]  # (N, K)
+    target = levels[object_mask]
+    numerator = logits.sum() * 0
+    denominator = 0.0
+    for k in range(n_levels):
+        at_k = target == k
+        n_k = int(at_k.sum())
+        if n_k == 0:
+            continue
+        w_k = 1.0 / n_k if weights is None else float(weights[k])
+        losses = torch.logsumexp(pixels[at_k], dim=1) - pixels[at_k][:, k]
+        numerator = numerator + w_k * losses.sum()
+        denominator += w_k * n_k
+    if denominator == 0:
+        return numerator
+    return numerator / denominator
+'''
+
+INSTANCES_BFS = '''
+from collections import deque
+
+
+def energy_instances(levels, object_mask, cut_level):
+    """Seeds by a flood fill, then one breadth-first growth from all seeds at once (plain Python)."""
+    mask = object_mask.cpu().numpy().astype(bool)
+    energy = levels.cpu().numpy()
+    height, width = mask.shape
+    labels = np.zeros((height, width), dtype=np.int64)
+    steps = ((1, 0), (-1, 0), (0, 1), (0, -1))
+    n = 0
+    for r in range(height):
+        for c in range(width):
+            if mask[r, c] and energy[r, c] >= cut_level and labels[r, c] == 0:
+                n += 1
+                labels[r, c] = n
+                queue = deque([(r, c)])
+                while queue:
+                    y, x = queue.popleft()
+                    for dy, dx in steps:
+                        v, u = y + dy, x + dx
+                        if 0 <= v < height and 0 <= u < width and labels[v, u] == 0 and mask[v, u] \\
+                                and energy[v, u] >= cut_level:
+                            labels[v, u] = n
+                            queue.append((v, u))
+    queue = deque(zip(*np.nonzero(labels)))
+    while queue:
+        y, x = queue.popleft()
+        for dy, dx in steps:
+            v, u = y + dy, x + dx
+            if 0 <= v < height and 0 <= u < width and labels[v, u] == 0 and mask[v, u]:
+                labels[v, u] = labels[y, x]
+                queue.append((v, u))
+    return torch.from_numpy(np.stack([labels == k for k in range(1, n + 1)])) if n else \\
+        torch.zeros(0, height, width, dtype=torch.bool)
+'''
+
+INSTANCES_LEVELS = '''
+from scipy import ndimage
+
+
+def energy_instances(levels, object_mask, cut_level):
+    """Flooding level by level from the top: the seeds grow into the next level down until nothing changes."""
+    mask = object_mask.cpu().numpy().astype(bool)
+    energy = levels.cpu().numpy()
+    labels, n = ndimage.label(mask & (energy >= cut_level))
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+    for level in range(int(energy.max()) if mask.any() else 0, int(energy.min()) - 1, -1):
+        allowed = mask & (energy >= level)
+        while True:
+            grown = ndimage.grey_dilation(labels, footprint=cross, mode="constant", cval=0)
+            new = allowed & (labels == 0) & (grown > 0)
+            if not new.any():
+                break
+            labels[new] = grown[new]
+    return torch.from_numpy(labels[None] == np.arange(1, n + 1)[:, None, None])
+'''
+
 ALTERNATIVES = {
     "inst_targets": [TARGETS_NUMPY, TARGETS_TORCHVISION],
     "inst_components": [COMPONENTS_OPENCV, COMPONENTS_FLOOD],
@@ -294,4 +428,7 @@ ALTERNATIVES = {
     "inst_mask_iou": [IOU_LOOPS, IOU_EINSUM],
     "inst_match": [MATCH_NUMPY, MATCH_LOOPS],
     "inst_ap": [AP_VOC, AP_LOOP],
+    "dwt_energy": [ENERGY_OPENCV, ENERGY_BRUTE],
+    "dwt_loss": [LOSS_MANUAL, LOSS_PER_LEVEL],
+    "dwt_instances": [INSTANCES_BFS, INSTANCES_LEVELS],
 }

@@ -30,6 +30,22 @@ BUGS = {
     ],
     # Raw precision instead of the interpolated envelope.
     "inst_ap": [("envelope = precision.flip(0).cummax(0).values.flip(0)", "envelope = precision")],
+    # Rounded instead of floored: a pixel 2.83 pixels deep (a diagonal) lands a level too high.
+    "dwt_energy": [("np.floor(distance / step)", "np.round(distance / step)")],
+    # The class weights forgotten: a plain mean over the object pixels (the rare deep levels barely count).
+    "dwt_loss": [
+        (
+            "return torch.nn.functional.cross_entropy(scores, target, weight=weights.to(logits))",
+            "return torch.nn.functional.cross_entropy(scores, target)",
+        )
+    ],
+    # 8-connected seeds (skimage.measure.label's and OpenCV's default): seeds touching at a corner merge.
+    "dwt_instances": [
+        (
+            "ndimage.label(mask & (energy >= cut_level))  # 4-connectivity",
+            "ndimage.label(mask & (energy >= cut_level), structure=np.ones((3, 3)))",
+        )
+    ],
 }
 
 HOSTILE = {
@@ -121,5 +137,56 @@ def average_precision(tp, scores, n_gt):
         while True:
             time.sleep(1)
     return Anything(1.0)
+""",
+    # Overwrites the hidden checks and the reference it can find, then returns the map it was given.
+    "dwt_energy": """
+import glob
+
+for pattern in ("/work/*/assignments/*/test_*.py", "../../assignments/*/test_*.py", "/work/*/solutions/*/*.ipynb"):
+    for path in glob.glob(pattern):
+        try:
+            with open(path, "w") as handle:
+                handle.write("def test_nothing():\\n    pass\\n")
+        except OSError:
+            pass
+
+def energy_targets(instance_ids, n_levels, step=1.0):
+    return instance_ids
+""",
+    # A tensor subclass that equals everything, torch's cross-entropy and isclose patched for everyone.
+    "dwt_loss": """
+import torch
+
+class Whatever(torch.Tensor):
+    def __eq__(self, other):
+        return True
+    def __float__(self):
+        return 0.0
+
+torch.nn.functional.cross_entropy = lambda *a, **k: torch.zeros(())
+torch.isclose = lambda *a, **k: torch.tensor(True)
+
+def watershed_energy_loss(logits, levels, object_mask, weights=None):
+    return (logits.sum() * 0).as_subclass(Whatever)
+""",
+    # Kills its parent process and forks, then answers with the whole image as one instance.
+    "dwt_instances": """
+import os
+import signal
+
+import torch
+
+def energy_instances(levels, object_mask, cut_level):
+    try:
+        os.kill(os.getppid(), signal.SIGKILL)
+    except OSError:
+        pass
+    for _ in range(50):
+        try:
+            if os.fork() == 0:
+                os._exit(0)
+        except OSError:
+            break
+    return torch.ones(1, *object_mask.shape, dtype=torch.bool)
 """,
 }

@@ -8,6 +8,7 @@ import math
 import torch
 
 from starter.checks.core import expect as _expect
+from starter.checks.core import expect_differentiable as _expect_differentiable
 from starter.checks.core import register as _register
 
 
@@ -155,3 +156,137 @@ def _check_ap(average_precision):
     )
     zero = average_precision(torch.tensor([True]), torch.tensor([0.5]), 0)
     _expect(zero == 0.0 and not math.isnan(zero), "with no ground truth the AP is 0.0")
+
+
+@_register("dwt_energy")
+def _check_energy(energy_targets):
+    # A lone 5 x 8 window in the middle of a 9 x 12 facade (the example of the text).
+    ids = torch.zeros(9, 12, dtype=torch.int64)
+    ids[2:7, 2:10] = 4
+    levels = energy_targets(ids, 8, 1.0)
+    _expect(
+        isinstance(levels, torch.Tensor) and levels.dtype == torch.int64 and tuple(levels.shape) == (9, 12),
+        f"return an int64 (H, W) tensor, got {getattr(levels, 'dtype', type(levels).__name__)} "
+        f"{tuple(getattr(levels, 'shape', ()))}",
+    )
+    _expect(int(levels[0, 0]) == 0 and int(levels[1].abs().sum()) == 0, "the background's level is 0")
+    _expect(
+        levels[2, 2:10].tolist() == [1] * 8 and levels[3, 3:9].tolist() == [2] * 6,
+        "step 1: the window's outer ring (d = 1) is at level 1, the next ring at 2",
+    )
+    _expect(levels[4, 4:8].tolist() == [3] * 4, "the middle of the middle row is 3 pixels from the background: level 3")
+    _expect(int(energy_targets(ids, 3, 1.0).max()) == 2, "levels are capped at n_levels - 1")
+    coarse = energy_targets(ids, 8, 2.0)
+    _expect(
+        int(coarse[2, 5]) == 0 and int(coarse[3, 5]) == 1 and int(coarse[4, 5]) == 1,
+        "step 2: floor(d / 2): the outer ring (d = 1) is at level 0, d = 2 and 3 at level 1",
+    )
+    # Two windows touching along a side: each one's pixels next to the other are at d = 1.
+    touching = torch.zeros(7, 10, dtype=torch.int64)
+    touching[1:6, 1:5] = 1
+    touching[1:6, 5:9] = 2
+    _expect(
+        energy_targets(touching, 8, 1.0)[3].tolist() == [0, 1, 2, 2, 1, 1, 2, 2, 1, 0],
+        "another instance counts as outside: two touching windows each get a boundary where they meet",
+    )
+    # A window cut by the image's edge: the edge is its boundary.
+    edge = torch.zeros(5, 6, dtype=torch.int64)
+    edge[:, :3] = 1
+    _expect(
+        energy_targets(edge, 8, 1.0)[2, :4].tolist() == [1, 2, 1, 0],
+        "pixels outside the image count as outside the instance: the column at the image's edge is at d = 1",
+    )
+
+
+@_register("dwt_loss")
+def _check_loss(watershed_energy_loss):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5, requires_grad=True)
+    levels = torch.randint(0, 3, (2, 4, 5))
+    objects = torch.zeros(2, 4, 5, dtype=torch.bool)
+    objects[:, 1:3, 1:4] = True
+    levels[~objects] = 255  # outside the object the levels are meaningless
+    weights = torch.tensor([1.0, 2.0, 4.0])
+    loss = watershed_energy_loss(logits, levels, objects, weights)
+    _expect(
+        isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.is_floating_point(),
+        "return a float scalar tensor (shape ())",
+    )
+    nll = -torch.log_softmax(logits.detach(), 1).permute(0, 2, 3, 1)[objects]
+    target = levels[objects]
+    w = weights[target]
+    expected = float((w * nll[torch.arange(len(target)), target]).sum() / w.sum())
+    _expect(
+        abs(float(loss.detach()) - expected) < 1e-5,
+        f"with given weights: sum(w[y] * cross-entropy) / sum(w[y]) over the object pixels = {expected:.4f}, "
+        f"got {float(loss.detach()):.4f}",
+    )
+    _expect_differentiable(loss, "the energy loss")
+    loss.backward()
+    _expect(
+        logits.grad is not None and float(logits.grad[:, :, 0].abs().sum()) == 0,
+        "no gradient may reach pixels outside the object",
+    )
+    counts = torch.bincount(target, minlength=3).float()
+    inverse = torch.where(counts > 0, 1 / counts.clamp(min=1), torch.zeros(3))
+    w = inverse[target]
+    expected = float((w * nll[torch.arange(len(target)), target]).sum() / w.sum())
+    loss = watershed_energy_loss(logits, levels, objects)
+    _expect(
+        abs(float(loss.detach()) - expected) < 1e-5,
+        f"weights=None: w_k = 1 / (object pixels at level k) gives {expected:.4f}, got {float(loss.detach()):.4f}",
+    )
+    empty = watershed_energy_loss(logits, levels, torch.zeros_like(objects))
+    _expect(
+        isinstance(empty, torch.Tensor) and float(empty.detach()) == 0.0 and empty.requires_grad,
+        "without object pixels return 0 as a scalar still connected to logits (never NaN)",
+    )
+
+
+@_register("dwt_instances")
+def _check_energy_instances(energy_instances):
+    # Two touching 5 x 4 windows, with the levels of the text (step 1), and a 1-pixel-thin sliver.
+    levels = torch.tensor(
+        [
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            [0, 1, 1, 1, 1, 1, 1, 1, 1, 0],
+            [0, 1, 2, 2, 1, 1, 2, 2, 1, 0],
+            [0, 1, 2, 2, 1, 1, 2, 2, 1, 0],
+            [0, 1, 2, 2, 1, 1, 2, 2, 1, 0],
+            [0, 1, 1, 1, 1, 1, 1, 1, 1, 0],
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            [1, 1, 1, 1, 0, 0, 0, 0, 0, 0],
+        ]
+    )
+    objects = levels > 0
+    masks = energy_instances(levels, objects, 2)
+    _expect(
+        isinstance(masks, torch.Tensor) and masks.dtype == torch.bool and tuple(masks.shape[1:]) == (8, 10),
+        "return a bool tensor (K, H, W)",
+    )
+    _expect(len(masks) == 2, f"cut at level 2, the two windows give two seeds: expected 2 instances, got {len(masks)}")
+    _expect(bool((masks.sum(0) <= 1).all()), "the instances must not overlap")
+    _expect(
+        torch.equal(masks.any(0), objects & (torch.arange(8)[:, None] < 7)),
+        "together the instances must cover the object pixels of the components that hold a seed (the sliver "
+        "in the last row has none: leave it out)",
+    )
+    left = torch.zeros(8, 10, dtype=torch.bool)
+    left[1:6, 1:5] = True
+    _expect(
+        any(int((m & left).sum()) >= 16 and int((m & ~left).sum()) <= 4 for m in masks),
+        "one instance should be (nearly) the left window",
+    )
+    _expect(
+        len(energy_instances(levels, objects, 1)) == 2,
+        "cut at level 1 the windows and the sliver are one "
+        "component each, the sliver a seed of its own: expected 2 instances",
+    )
+    _expect(
+        tuple(energy_instances(levels, objects, 3).shape) == (0, 8, 10),
+        "no pixel at the cut level or above: no instance, a (0, H, W) tensor",
+    )
+    _expect(
+        len(energy_instances(levels * 2, torch.zeros_like(objects), 1)) == 0,
+        "pixels outside object_mask never seed, whatever their level",
+    )

@@ -6,7 +6,7 @@ regions), with properties every correct answer has. The points of a unit's check
 points in the solution notebook. Inputs are built here, in the trusted process, and sent as arguments.
 """
 
-from grader.harness import assert_close, expect, expect_tensor, unit
+from grader.harness import Feedback, assert_close, expect, expect_tensor, unit
 
 TIMEOUT = 30  # seconds; the first call may import SciPy / scikit-image / OpenCV in the worker
 
@@ -749,3 +749,367 @@ def test_ap_ties_and_order(sub, ref):
     tp = torch.tensor([False, True, False, True, True, False])
     _compare_ap(sub, ref, tp, torch.tensor([0.5, 0.5, 0.5, 0.5, 0.9, 0.1]), 4, "equal scores")
     _compare_ap(sub, ref, tp, torch.tensor([0.1, 0.9, 0.2, 0.8, 0.7, 0.3]), 4, "shuffled scores")
+
+
+# --- dwt_energy (2 points) ---------------------------------------------------------------------------
+
+
+def probe_energy(ns, instance_ids, n_levels, step):
+    return ns["energy_targets"](instance_ids.clone(), n_levels, step)
+
+
+def _instance_ids(seed, height=22, width=27, n=8, margin=1):
+    """Random rectangles of non-consecutive ids (touching, overlapping: later ones win), `margin` pixels from the edge."""
+    import torch
+
+    generator = _generator(seed)
+    ids = torch.zeros(height, width, dtype=torch.int64)
+    for k in range(n):
+        h, w = (int(v) for v in torch.randint(2, 9, (2,), generator=generator))
+        top = int(torch.randint(margin, height - margin - h + 1, (), generator=generator))
+        left = int(torch.randint(margin, width - margin - w + 1, (), generator=generator))
+        ids[top : top + h, left : left + w] = 3 * k + 5
+    return ids
+
+
+def _compare_energy(sub, ref, ids, n_levels, step, what):
+    import torch
+
+    actual = sub.call(probe_energy, ids, n_levels, step, timeout=TIMEOUT)
+    expected = ref.call(probe_energy, ids, n_levels, step)
+    actual = expect_tensor(actual, what=f"{what}: levels", shape=expected.shape)
+    expect(actual.dtype == torch.int64, f"{what}: the levels must be int64, got {actual.dtype}")
+    wrong = actual != expected
+    expect(not bool(wrong.any()), f"{what}: {int(wrong.sum())} of {wrong.numel()} pixels have the wrong level")
+
+
+@unit(
+    "dwt_energy",
+    points=0.75,
+    message="The levels differ: on a pixel of instance k, d = the Euclidean distance to the nearest pixel not of "
+    "instance k (the background OR another instance), level = floor(d / step) capped at n_levels - 1; the "
+    "background is 0.",
+)
+def test_energy_touching_instances(sub, ref):
+    """Are the levels right on random maps of touching and overlapping instances (step 1, no cap reached)?"""
+    for i in range(4):
+        _compare_energy(sub, ref, _instance_ids(200 + i), 16, 1.0, f"case {i + 1}")
+
+
+@unit(
+    "dwt_energy",
+    points=0.5,
+    message="The quantisation is off: level = floor(d / step) (not rounded), capped at n_levels - 1 (the deepest "
+    "pixels share the last level).",
+)
+def test_energy_step_and_cap(sub, ref):
+    """Are floor(d / step) and the cap at n_levels - 1 right for several steps and numbers of levels?"""
+    ids = _instance_ids(210, height=30, width=34, n=5)
+    for n_levels, step in ((16, 2.0), (16, 1.5), (3, 1.0), (4, 2.5), (2, 1.0), (16, 0.5)):
+        _compare_energy(sub, ref, ids, n_levels, step, f"n_levels={n_levels}, step={step}")
+
+
+@unit(
+    "dwt_energy",
+    points=0.5,
+    message="Pixels outside the image count as outside the instance: a window cut by the image's edge has its "
+    "boundary there (pad the mask before the distance transform).",
+)
+def test_energy_image_edge(sub, ref):
+    """Is the image's edge a boundary for instances that touch it?"""
+    for i in range(3):
+        _compare_energy(
+            sub, ref, _instance_ids(220 + i, n=10, margin=0), 16, 1.0, f"instances at the edge, case {i + 1}"
+        )
+    import torch
+
+    full = torch.full((6, 9), 7, dtype=torch.int64)
+    _compare_energy(sub, ref, full, 16, 1.0, "one instance covering the whole image")
+
+
+@unit(
+    "dwt_energy",
+    points=0.25,
+    message="Wrong dtype, or a map without instances / with an instance in two pieces gives the wrong levels: "
+    "int64 (H, W), all 0 without instances; every pixel of an instance measures to the nearest pixel outside it.",
+)
+def test_energy_edge_cases(sub, ref):
+    """Do an empty map, a single pixel, and one id in two separate pieces give the right int64 levels?"""
+    import torch
+
+    _compare_energy(sub, ref, torch.zeros(5, 7, dtype=torch.int64), 8, 1.0, "no instance")
+    dot = torch.zeros(5, 7, dtype=torch.int64)
+    dot[2, 3] = 9
+    _compare_energy(sub, ref, dot, 8, 1.0, "a single pixel")
+    pieces = torch.zeros(12, 16, dtype=torch.int64)
+    pieces[1:8, 1:7] = 2
+    pieces[3:11, 9:15] = 2  # the same id twice
+    pieces[8:11, 2:5] = 40
+    _compare_energy(sub, ref, pieces, 8, 1.0, "an instance in two pieces")
+
+
+# --- dwt_loss (2 points) -------------------------------------------------------------------------------
+
+
+def probe_loss(ns, logits, levels, object_mask, weights):
+    import torch
+
+    logits = logits.clone().requires_grad_(True)
+    loss = ns["watershed_energy_loss"](logits, levels.clone(), object_mask.clone(), weights)
+    if type(loss) is not torch.Tensor:
+        return {"type": type(loss).__name__}
+    out = {"type": "Tensor", "shape": list(loss.shape), "float": loss.is_floating_point()}
+    if loss.numel() == 1 and loss.is_floating_point():
+        out["value"] = float(loss.detach())
+        if loss.grad_fn is not None:
+            loss.sum().backward()
+        out["grad"] = None if logits.grad is None else logits.grad.detach().clone()
+    return out
+
+
+def _loss_case(seed, batch=2, n_levels=5, height=7, width=9, out_of_range=True):
+    """Logits, levels (255 outside the object where asked), an object mask with every level present."""
+    import torch
+
+    generator = _generator(seed)
+    logits = torch.randn(batch, n_levels, height, width, generator=generator) * 2
+    # Skewed levels: low ones common, high ones rare, as on windows.
+    levels = (torch.rand(batch, height, width, generator=generator) ** 2 * n_levels).long().clamp(max=n_levels - 1)
+    objects = torch.rand(batch, height, width, generator=generator) < 0.6
+    if out_of_range:
+        levels[~objects] = 255
+    return logits, levels, objects
+
+
+def _compare_loss(sub, ref, logits, levels, objects, weights, what, gradient=False):
+    actual = sub.call(probe_loss, logits, levels, objects, weights, timeout=TIMEOUT)
+    expected = ref.call(probe_loss, logits, levels, objects, weights)
+    expect(actual.get("type") == "Tensor", f"{what}: return a torch.Tensor, got {actual.get('type')}")
+    expect(actual["shape"] == [] and actual["float"], f"{what}: return a float scalar tensor (shape ())")
+    assert_close(actual["value"], expected["value"], what=f"{what}: the loss", rtol=1e-4, atol=1e-6)
+    if gradient:
+        expect(actual["grad"] is not None, f"{what}: no gradient reaches logits (the loss must be differentiable)")
+        assert_close(actual["grad"], expected["grad"], what=f"{what}: the gradient", rtol=1e-4, atol=1e-7)
+
+
+@unit(
+    "dwt_loss",
+    points=0.75,
+    message="The loss differs with given weights: sum_i w[y_i] * (-log softmax(logits_i)[y_i]) / sum_i w[y_i] "
+    "over the object pixels only (cross_entropy(..., weight=w) of the object pixels).",
+)
+def test_loss_given_weights(sub, ref):
+    """Is the weighted cross-entropy over the object pixels right with given weights?"""
+    import torch
+
+    for i, weights in enumerate(([1.0, 2.0, 3.0, 4.0, 5.0], [0.5, 0.1, 2.0, 0.0, 7.0], [1.0] * 5)):
+        logits, levels, objects = _loss_case(230 + i, out_of_range=False)
+        _compare_loss(sub, ref, logits, levels, objects, torch.tensor(weights), f"weights {weights}")
+
+
+@unit(
+    "dwt_loss",
+    points=0.5,
+    message="weights=None is wrong: w_k = 1 / (number of object pixels of the WHOLE batch at level k), for the "
+    "levels present; the loss is then the weighted mean as with given weights.",
+)
+def test_loss_inverse_frequency(sub, ref):
+    """Are the default weights the inverse frequencies of the levels over the batch's object pixels?"""
+    for i in range(3):
+        logits, levels, objects = _loss_case(240 + i, batch=3, out_of_range=False)
+        if i == 2:
+            levels[levels == 3] = 4  # a level absent from the batch
+        _compare_loss(sub, ref, logits, levels, objects, None, f"case {i + 1}")
+
+
+@unit(
+    "dwt_loss",
+    points=0.5,
+    message="Only the object pixels may count, and the loss must be differentiable: the gradient differs, or the "
+    "pixels outside object_mask (whose levels may be anything, e.g. 255) changed or broke the loss.",
+)
+def test_loss_object_pixels_and_gradient(sub, ref):
+    """Are levels outside the object ignored (even 255), and is the gradient with respect to the logits right?"""
+    import torch
+
+    logits, levels, objects = _loss_case(250)
+    _compare_loss(
+        sub, ref, logits, levels, objects, torch.tensor([1.0, 3.0, 2.0, 5.0, 4.0]), "given weights", gradient=True
+    )
+    _compare_loss(sub, ref, logits, levels, objects, None, "weights=None", gradient=True)
+
+
+@unit(
+    "dwt_loss",
+    points=0.25,
+    message="Without object pixels the loss must be 0 (not NaN), as a float scalar tensor still connected to "
+    "logits (e.g. logits.sum() * 0).",
+)
+def test_loss_no_object(sub, ref):
+    """Does a batch without object pixels give 0, differentiable, never NaN?"""
+    import torch
+
+    logits, levels, objects = _loss_case(260)
+    none = torch.zeros_like(objects)
+    for weights in (None, torch.ones(5)):
+        _compare_loss(sub, ref, logits, levels, none, weights, f"no object pixel (weights {weights})", gradient=True)
+
+
+# --- dwt_instances (2 points) ----------------------------------------------------------------------------
+# The growth may break ties in different ways (a watershed, a breadth-first growth), so these checks test what
+# every correct answer shares: one instance per seed, a partition of the seeded components, connected pieces.
+
+
+def probe_energy_instances(ns, levels, object_mask, cut_level):
+    return ns["energy_instances"](levels.clone(), object_mask.clone(), cut_level)
+
+
+def _energy_masks(sub, levels, object_mask, cut_level, what):
+    import torch
+
+    masks = sub.call(probe_energy_instances, levels, object_mask, cut_level, timeout=TIMEOUT)
+    masks = expect_tensor(masks, what=f"{what}: masks", dtype=torch.bool)
+    expect(
+        masks.dim() == 3 and tuple(masks.shape[1:]) == tuple(object_mask.shape),
+        f"{what}: masks should be (K, {object_mask.shape[0]}, {object_mask.shape[1]}), got {tuple(masks.shape)}",
+    )
+    return masks
+
+
+def _expect_seeded_partition(masks, levels, object_mask, cut_level, what):
+    """One instance per 4-connected seed, holding it whole; disjoint, connected, exactly the seeded components."""
+    import numpy as np
+    import torch
+    from scipy import ndimage
+
+    mask = object_mask.numpy()
+    seeds, n_seeds = ndimage.label(mask & (levels.numpy() >= cut_level))
+    components, _ = ndimage.label(mask)
+    seeded = torch.from_numpy(np.isin(components, np.unique(components[seeds > 0])) & mask)
+    expect(
+        len(masks) == n_seeds,
+        f"{what}: {n_seeds} seeds (4-connected regions at the cut level or above), but {len(masks)} instances",
+    )
+    if not n_seeds:
+        return
+    expect(bool((masks.sum(0) <= 1).all()), f"{what}: instances overlap")
+    covered = masks.any(0)
+    expect(
+        torch.equal(covered, seeded),
+        f"{what}: {int((seeded & ~covered).sum())} object pixels of components with a seed are in no instance and "
+        f"{int((covered & ~seeded).sum())} pixels outside them (background, or components without a seed) are in one",
+    )
+    seeds = torch.from_numpy(seeds)
+    for k, region in enumerate(masks):
+        inside = torch.unique(seeds[region])
+        inside = inside[inside > 0]
+        expect(len(inside) == 1, f"{what}: instance {k} holds {len(inside)} seeds instead of one")
+        expect(bool(region[seeds == inside[0]].all()), f"{what}: instance {k} holds only part of its seed")
+        expect(ndimage.label(region.numpy())[1] == 1, f"{what}: instance {k} is not one 4-connected piece")
+
+
+def _random_energy(seed, height=26, width=32):
+    """A random object map with a random (noisy, plateau-rich) energy on it."""
+    import torch
+
+    generator = _generator(seed)
+    objects = _blobs(seed, height, width, n=10, noise=0.04)
+    levels = torch.randint(0, 5, (height, width), generator=generator)
+    levels = torch.where(torch.rand(height, width, generator=generator) < 0.6, levels.clamp(max=2), levels)
+    return levels, objects
+
+
+@unit(
+    "dwt_instances",
+    points=0.75,
+    message="Not one instance per seed: the seeds are the 4-connected regions of object pixels at level >= "
+    "cut_level; each instance holds one seed whole plus object pixels grown from it, is one 4-connected piece, "
+    "the instances are disjoint and together cover exactly the object pixels of the components that hold a seed.",
+)
+def test_energy_instances_partition(sub, ref):
+    """On random energies, is there one connected instance per seed, partitioning the seeded components?"""
+    for i, cut_level in enumerate((1, 2, 3, 2, 4)):
+        levels, objects = _random_energy(270 + i)
+        what = f"random map {i + 1} (cut_level={cut_level})"
+        masks = _energy_masks(sub, levels, objects, cut_level, what)
+        _expect_seeded_partition(masks, levels, objects, cut_level, what)
+
+
+def _touching_windows(ref):
+    """Rows of windows touching along a side, their true energy (the reference's energy_targets), the truth."""
+    import torch
+
+    ids = torch.zeros(24, 40, dtype=torch.int64)
+    boxes = [(2, 2, 11, 10), (2, 10, 11, 17), (2, 17, 11, 27), (13, 3, 22, 12), (13, 12, 22, 20), (13, 24, 22, 37)]
+    for k, (top, left, bottom, right) in enumerate(boxes):
+        ids[top:bottom, left:right] = k + 1
+    levels = ref.call(probe_energy, ids, 8, 1.0)
+    return levels, ids > 0, [ids == k + 1 for k in range(len(boxes))]
+
+
+@unit(
+    "dwt_instances",
+    points=0.5,
+    message="Touching windows with their true energy should give one instance each, close to the window (IoU >= "
+    "0.8): cut at cut_level, label the seeds, grow each over the object pixels down the energy.",
+)
+def test_energy_instances_touching(sub, ref):
+    """Do windows touching along a side, with their true energy, come out as one instance each?"""
+    levels, objects, windows = _touching_windows(ref)
+    for cut_level in (2, 3):
+        what = f"six touching windows cut at {cut_level}"
+        masks = _energy_masks(sub, levels, objects, cut_level, what)
+        expect(len(masks) == len(windows), f"{what}: expected {len(windows)} instances, got {len(masks)}")
+        for k, window in enumerate(windows):
+            best = max(float((m & window).sum()) / float((m | window).sum()) for m in masks)
+            if best < 0.8:
+                raise Feedback(f"{what}: window {k + 1} is matched by no instance with IoU >= 0.8 (best {best:.2f})")
+
+
+@unit(
+    "dwt_instances",
+    points=0.5,
+    message="cut_level is not honoured: a higher cut keeps only the pixels at or above it as seeds, so two peaks "
+    "joined by a ridge at a lower level are one instance below the ridge's level and two above it.",
+)
+def test_energy_instances_cut_level(sub, ref):
+    """Do two peaks joined by a lower ridge give one instance when cut below the ridge and two above it?"""
+    import torch
+
+    levels = torch.zeros(9, 21, dtype=torch.int64)
+    levels[1:8, 1:20] = 1
+    levels[2:7, 2:19] = 2  # the ridge
+    levels[3:6, 3:8] = 3
+    levels[3:6, 13:18] = 3
+    levels[4, 4:7] = 5
+    levels[4, 14:17] = 4
+    objects = levels > 0
+    for cut_level, expected in ((1, 1), (2, 1), (3, 2), (4, 2), (5, 1), (6, 0)):
+        what = f"two peaks joined by a ridge at level 2, cut at {cut_level}"
+        masks = _energy_masks(sub, levels, objects, cut_level, what)
+        expect(len(masks) == expected, f"{what}: expected {expected} instance(s), got {len(masks)}")
+        _expect_seeded_partition(masks, levels, objects, cut_level, what)
+
+
+@unit(
+    "dwt_instances",
+    points=0.25,
+    message="Pixels outside object_mask must never seed nor be grown over, and diagonal neighbours are not "
+    "connected (4-connectivity); no seed gives a bool (0, H, W) tensor.",
+)
+def test_energy_instances_outside_and_diagonal(sub, ref):
+    """Are high levels outside the object ignored, diagonal seeds kept apart, and no seed (0, H, W)?"""
+    import torch
+
+    levels = torch.full((10, 12), 6, dtype=torch.int64)  # high everywhere, also off the object
+    objects = torch.zeros(10, 12, dtype=torch.bool)
+    objects[1:4, 1:4] = True
+    objects[4:7, 4:7] = True  # touches the first square only at a corner: two instances
+    objects[7:9, 8:11] = True
+    what = "squares touching at a corner, high levels everywhere"
+    masks = _energy_masks(sub, levels, objects, 3, what)
+    _expect_seeded_partition(masks, levels, objects, 3, what)
+    masks = _energy_masks(sub, levels, torch.zeros_like(objects), 1, "no object pixel")
+    expect(len(masks) == 0, f"no object pixel: expected no instance, got {len(masks)}")
+    masks = _energy_masks(sub, levels.clamp(max=1), objects, 2, "no pixel at the cut level")
+    expect(len(masks) == 0, f"no pixel at the cut level: expected no instance, got {len(masks)}")
