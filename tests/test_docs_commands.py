@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import io
 import os
 import re
@@ -440,7 +441,8 @@ def test_a_bench_writes_a_figure_file_the_docs_render(tmp_path, monkeypatch):
     seeded = docs.load_figures()["grade_speed"]
     docs.write_figures("grade_speed", "python bench/grade_speed.py --starts 7", seeded["figures"])
     written = docs.load_figures(tmp_path)["grade_speed"]
-    assert written["command"] == "python bench/grade_speed.py --starts 7" and written["commit"] != "unknown"
+    assert written["command"] == "python bench/grade_speed.py --starts 7" and written["commit"] == docs.current_commit()
+    assert written["measured"] == datetime.date.today().isoformat() and written["figures"] == seeded["figures"]
     assert "--starts 7" in docs.worker_start(docs.load_figures(tmp_path))
 
 
