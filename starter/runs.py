@@ -168,13 +168,14 @@ class ExperimentResult:
 class RunSettings:
     """What every results row of one notebook shares: the data, the sizes and where it ran.
 
-    ``image_size`` is an int (square images) or (height, width); ``epochs`` is what fit was asked
+    ``image_size`` is an int (square images), (height, width) or a text such as "longest side 512";
+    ``epochs`` is what fit was asked
     for (a row without training, such as a prior, plans none); ``classes`` name the confusion
     matrix's rows; ``palette`` colours them in the saved prediction figures.
     """
 
     data: str
-    image_size: int | tuple[int, int]
+    image_size: int | tuple[int, int] | str
     epochs: int
     profile: str
     device: str
@@ -184,6 +185,8 @@ class RunSettings:
     def size_text(self) -> str:
         """Returns: the image size as the results tables show it, e.g. "256x256" or "96x320"."""
         size = self.image_size
+        if isinstance(size, str):
+            return size
         height, width = (size, size) if isinstance(size, int) else size
         return f"{height}x{width}"
 
@@ -196,9 +199,9 @@ def _to_list(value: Any) -> list[Any]:
 def result_row(
     name: str,
     settings: RunSettings,
-    test: Mapping[str, Any],
+    test: Mapping[str, Any] | None = None,
     *,
-    iou_fn: Callable[[Any], Any],
+    iou_fn: Callable[[Any], Any] | None = None,
     history: Any = None,
     extra: Mapping[str, Any] | None = None,
 ) -> ExperimentResult:
@@ -207,14 +210,22 @@ def result_row(
     Inputs:
         name: the experiment's name.
         settings: what the notebook's rows share.
-        test: ``starter.train.evaluate``'s dict: "pixel_acc", "miou" and the summed "confusion" (n, n).
-        iou_fn: the student's per-class IoU, confusion -> (n,) IoUs (stored per class by name).
+        test: ``starter.train.evaluate``'s dict: "pixel_acc", "miou" and the summed "confusion" (n, n);
+            None for an experiment scored otherwise (e.g. instance AP in ``extra``): NaN pixel metrics.
+        iou_fn: the student's per-class IoU, confusion -> (n,) IoUs (stored per class by name); needed with `test`.
         history: fit's ``History``, or None for a model that was not trained (no epochs, no curves).
         extra: further metrics, e.g. {"mAP": 0.31}.
     Returns:
         the ExperimentResult that run_or_load saves (the stored format is ExperimentResult's).
     """
     epoch_times = list(history.epoch_time) if history is not None else []
+    if test is None:
+        test = {"pixel_acc": float("nan"), "miou": float("nan"), "confusion": []}
+        per_class_iou: dict[str, float] = {}
+    elif iou_fn is None:
+        raise TypeError("result_row needs iou_fn (the per-class IoU) to record a test confusion matrix")
+    else:
+        per_class_iou = dict(zip(settings.classes, (float(v) for v in _to_list(iou_fn(test["confusion"])))))
     return ExperimentResult(
         name=name,
         data=settings.data,
@@ -226,7 +237,7 @@ def result_row(
         seconds_per_epoch=float(sum(epoch_times) / len(epoch_times)) if epoch_times else float("nan"),
         pixel_acc=float(test["pixel_acc"]),
         miou=float(test["miou"]),
-        per_class_iou=dict(zip(settings.classes, (float(v) for v in _to_list(iou_fn(test["confusion"]))))),
+        per_class_iou=per_class_iou,
         confusion=_to_list(test["confusion"]),
         history=history.as_dict() if history is not None else {},
         extra=dict(extra or {}),
