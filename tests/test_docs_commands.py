@@ -28,6 +28,8 @@ from unittest import mock
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# `make test` runs these tests under make: its job-server flags must not reach the makes started here.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
 DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 LAUNCHER = REPO_ROOT / "bin" / "segkit"
 
@@ -245,7 +247,12 @@ def _make_targets_and_variables() -> tuple[set[str], set[str]]:
 def _segkit_calls_of(make_words: list[str]) -> list[list[str]]:
     """The `segkit` argument lists a make command would run, from `make -n` (nothing runs)."""
     shown = subprocess.run(
-        ["make", "-n", "--no-print-directory", *make_words], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        ["make", "-n", "--no-print-directory", *make_words],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=CLEAN_ENV,
     )
     assert shown.returncode == 0, f"make -n {' '.join(make_words)}: {shown.stderr.strip()}"
     script = re.sub(r"\\\n\s*", " ", shown.stdout)
@@ -291,7 +298,7 @@ def is_cheap(command: str) -> bool:
 
 def _run_for_real(command: str) -> subprocess.CompletedProcess:
     words = _argv(command)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "SEGKIT_PYTHON": sys.executable}
+    env = {**CLEAN_ENV, "PYTHONPATH": str(REPO_ROOT), "SEGKIT_PYTHON": sys.executable}
     if words[0] == "segkit":
         words = ["bin/segkit", *words[1:]]
     if words[0] == "python":
@@ -371,6 +378,7 @@ def _fake_environment(root: Path, clone: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
+        env=CLEAN_ENV,
     ).stdout.strip()
     python = Path(venv, "bin", "python")
     python.parent.mkdir(parents=True)
@@ -388,7 +396,7 @@ def test_the_launcher_runs_its_own_clone(tmp_path):
     shutil.copytree(REPO_ROOT / "segkit", clone / "segkit", ignore=shutil.ignore_patterns("__pycache__"))
     cli = clone / "segkit" / "cli.py"
     cli.write_text(cli.read_text().replace("the course kit's one command", "the CLONE's one command", 1))
-    env = {k: v for k, v in os.environ.items() if k not in {"SEGKIT_PYTHON", "PYTHONPATH", "MAKEFLAGS"}}
+    env = {k: v for k, v in CLEAN_ENV.items() if k not in {"SEGKIT_PYTHON", "PYTHONPATH"}}
 
     missing = subprocess.run(
         [str(clone / "bin" / "segkit"), "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
