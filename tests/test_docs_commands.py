@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,7 +202,9 @@ def _module_rejection(module: str, argv: list[str]) -> str | None:
 
     if importlib.util.find_spec(module) is None:
         return f"no module {module}"
-    with mock.patch.object(sys, "argv", [module, *argv]):
+    with mock.patch.object(sys, "argv", [module, *argv]), warnings.catch_warnings():
+        # runpy warns when an earlier check imported the module already; it runs the same code either way.
+        warnings.filterwarnings("ignore", "'.*' found in sys.modules", RuntimeWarning)
         return _rejection(lambda: runpy.run_module(module, run_name="__main__", alter_sys=True))
 
 
