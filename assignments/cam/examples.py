@@ -39,8 +39,12 @@ EXTRA_BUGS = {
 
 HOSTILE = {
     "cam_forward": attack("snoop_proc", "forward_with_features(net, x)"),
+    # Odd class counts get an int subclass, even ones a NumPy subclass posing as numpy.
     "cam_top1": attack(
-        "numpy_impostor", "get_cls_pred(logits) -> (AgreeableInt(0), np.ones((), dtype=np.float64).view(Agreeable))"
+        "numpy_impostor",
+        "get_cls_pred(logits)"
+        " -> (AgreeableInt(0) if logits.shape[1] % 2 else np.zeros((), dtype=np.int64).view(Agreeable),"
+        " np.ones((), dtype=np.float64).view(Agreeable))",
     ),
     "cam_compute": attack(
         "numpy_impostor",
