@@ -18,17 +18,17 @@ import ast
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import tomllib
 
-from starter.common import (  # noqa: F401 (re-exported: the engine's one import for notebook reading)
-    NotebookError,
-    cell_source,
-    cells_by_grade_id,
-    nbgrader_meta,
-    read_notebook,
-    segkit_role,
-)
+# Re-exported (`as` marks each for the type checker): the engine's one import for notebook reading.
+from starter.common import NotebookError as NotebookError
+from starter.common import cell_source as cell_source
+from starter.common import cells_by_grade_id as cells_by_grade_id
+from starter.common import nbgrader_meta as nbgrader_meta
+from starter.common import read_notebook as read_notebook
+from starter.common import segkit_role as segkit_role
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS_DIR = REPO_ROOT / "assignments"
@@ -128,7 +128,7 @@ _GRADING_KEYS = {"expensive_units"}
 _PROOF_KEYS = {"hostile_target", "corpus", "equivalent"}
 
 
-def _unknown(where: str, table: dict, allowed: set[str]) -> None:
+def _unknown(where: str, table: dict[str, Any], allowed: set[str]) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
         raise AssignmentConfigError(
@@ -136,7 +136,7 @@ def _unknown(where: str, table: dict, allowed: set[str]) -> None:
         )
 
 
-def _read_results(path: str, table: dict) -> ResultsConfig:
+def _read_results(path: str, table: dict[str, Any]) -> ResultsConfig:
     _unknown(f"{path} [results]", table, _RESULTS_KEYS)
     if table and not (isinstance(table.get("dataset"), str) or isinstance(table.get("not_run"), str)):
         raise AssignmentConfigError(f"{path} [results]: needs `dataset` (what to run on) or `not_run` (why not)")
@@ -155,20 +155,20 @@ def _read_results(path: str, table: dict) -> ResultsConfig:
     )
 
 
-def _level(where: str, value) -> str:
-    if value not in VISIBILITY_LEVELS:
+def _level(where: str, value: object) -> str:
+    if not isinstance(value, str) or value not in VISIBILITY_LEVELS:
         raise AssignmentConfigError(f"{where}: {value!r} is not a visibility level ({', '.join(VISIBILITY_LEVELS)})")
     return value
 
 
-def _read_visibility(path: str, table: dict) -> VisibilityConfig:
+def _read_visibility(path: str, table: dict[str, Any]) -> VisibilityConfig:
     _unknown(f"{path} [visibility]", table, _VISIBILITY_KEYS)
-    levels = {
+    levels: dict[str, Any] = {
         key: _level(f"{path} [visibility] {key}", table[key])
         for key in ("hidden_checks", "public_checks", "total", "stdout")
         if key in table
     }
-    named = {}
+    named: dict[str, Any] = {}
     for key in ("units", "checks"):
         entries = table.get(key, {})
         if not isinstance(entries, dict):
@@ -281,7 +281,7 @@ def load_assignment(name: str, root: Path = REPO_ROOT) -> AssignmentSpec:
         release_cells = {gid: cells[0] for gid, cells in cells_by_grade_id(read_notebook(spec.release_path)).items()}
     for cell in notebook["cells"]:
         meta = nbgrader_meta(cell)
-        grade_id = meta.get("grade_id")
+        grade_id = cast(str, meta.get("grade_id"))  # nbgrader names every setup and graded cell
         if segkit_role(cell) == "setup":
             released = release_cells.get(grade_id, cell)
             spec.setup_cells.append((grade_id, cell_source(released)))

@@ -30,7 +30,9 @@ import math
 import os
 import tempfile
 import textwrap
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import torch
@@ -39,28 +41,36 @@ from grader.sandbox import ProbeFailed, WorkerError
 from grader.worker import to_plain
 from starter.common import write_atomically
 
+if TYPE_CHECKING:
+    from pluggy import Result
+
+    from grader.runner import DependencyRun, Submission
+
+Probe = Callable[..., object]  # probe(ns, *args, **kwargs): sent to the worker as source text
+ProbeT = TypeVar("ProbeT", bound=Probe)
+
 
 class Feedback(AssertionError):
     """A check failure whose text is safe and useful to show the student."""
 
 
-def unit(grade_id: str, points: float, message: str):
+def unit(grade_id: str, points: float, message: str) -> pytest.MarkDecorator:
     """Mark a hidden check: which graded unit it belongs to, its points, its student-facing message."""
     return pytest.mark.unit(grade_id, points=points, message=message)
 
 
-def uses(*helpers):
+def uses(*helpers: Probe) -> Callable[[ProbeT], ProbeT]:
     """Declare module-level helper functions a probe calls (sent to the worker with it)."""
 
-    def decorate(probe):
-        probe.probe_helpers = helpers
+    def decorate(probe: ProbeT) -> ProbeT:
+        setattr(probe, "probe_helpers", helpers)  # noqa: B010 (an attribute no function type declares)
         return probe
 
     return decorate
 
 
 @functools.cache
-def probe_source(probe) -> str:
+def probe_source(probe: Probe) -> str:
     """The probe's source with its helpers'; cached per function (inspect.getsource re-tokenises the whole
     check file, which costed the grading process about a second per FCN submission)."""
     parts = [textwrap.dedent(inspect.getsource(h)) for h in getattr(probe, "probe_helpers", ())]
@@ -69,7 +79,7 @@ def probe_source(probe) -> str:
     return "\n".join("\n".join(line for line in part.splitlines() if not line.startswith("@")) for part in parts)
 
 
-def call_key(source: str, args, kwargs) -> str:
+def call_key(source: str, args: Iterable[object], kwargs: Mapping[str, object]) -> str:
     """Identifies a probe call by its source and the exact bytes of its arguments (repr() of a
     tensor elides its middle, so it cannot tell two large inputs apart)."""
     buffer = io.BytesIO()
@@ -85,13 +95,15 @@ class ReferenceNamespace:
     only, read back with weights_only=True): every submission after the first reuses them.
     """
 
-    def __init__(self, namespace: dict, *, cache_dir: Path | None = None, salt: str = ""):
+    def __init__(self, namespace: dict[str, Any], *, cache_dir: Path | None = None, salt: str = "") -> None:
         self.namespace = namespace
         self.cache_dir = cache_dir
         self.salt = salt
         self._memory: dict[str, object] = {}
 
-    def call(self, probe, *args, timeout=None, memo=False, **kwargs):
+    def call(
+        self, probe: Probe, *args: object, timeout: float | None = None, memo: bool = False, **kwargs: object
+    ) -> Any:
         key = call_key(self.salt + probe_source(probe), args, kwargs)
         if key in self._memory:
             return self._memory[key]
@@ -128,12 +140,18 @@ def _local_lock_path(cache_dir: Path, key: str) -> Path:
 # --- comparisons ---------------------------------------------------------------------
 
 
-def expect(condition, message: str):
+def expect(condition: object, message: str) -> None:
     if not condition:
         raise Feedback(message)
 
 
-def expect_tensor(value, *, what="the result", shape=None, dtype=None) -> torch.Tensor:
+def expect_tensor(
+    value: object,
+    *,
+    what: str = "the result",
+    shape: Sequence[int] | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     if type(value) is not torch.Tensor:
         raise Feedback(f"{what} should be a torch.Tensor, got {type(value).__name__}")
     if shape is not None and tuple(value.shape) != tuple(shape):
@@ -143,7 +161,16 @@ def expect_tensor(value, *, what="the result", shape=None, dtype=None) -> torch.
     return value
 
 
-def assert_close(actual, expected, *, what="the result", rtol=1e-4, atol=1e-6, check_dtype=False, nan_equal=True):
+def assert_close(
+    actual: Any,
+    expected: Any,
+    *,
+    what: str = "the result",
+    rtol: float = 1e-4,
+    atol: float = 1e-6,
+    check_dtype: bool = False,
+    nan_equal: bool = True,
+) -> None:
     """Compare plain data (tensors, numbers, nested lists/dicts) from the worker with the reference."""
     if type(expected) is torch.Tensor:
         actual = expect_tensor(actual, what=what, shape=expected.shape, dtype=expected.dtype if check_dtype else None)
@@ -192,22 +219,24 @@ def assert_close(actual, expected, *, what="the result", rtol=1e-4, atol=1e-6, c
 class GradingPlugin:
     """Provides `sub` and `ref` to the hidden checks and records each check's outcome."""
 
-    def __init__(self, submission, reference: ReferenceNamespace, units: set[str] | None = None):
+    def __init__(self, submission: Submission, reference: ReferenceNamespace, units: set[str] | None = None) -> None:
         self.submission = submission
         self.reference = reference
         self.units = units  # None: every unit; else only checks of these grade_ids run
-        self.results: list[dict] = []
+        self.results: list[dict[str, Any]] = []  # CheckResult.to_dict() records
         # Failed checks of units that use other graded units: {unit: [(result index, check, arguments)]},
         # checked again over the reference helpers once the student's worker is gone.
-        self.deferred: dict[str, list[tuple[int, object, dict]]] = {}
+        self.deferred: dict[str, list[tuple[int, Callable[..., object], dict[str, object]]]] = {}
 
-    def recheck_on_reference_dependencies(self, dependency_run) -> dict[str, tuple[int, int]]:
+    def recheck_on_reference_dependencies(
+        self, dependency_run: Callable[[str], DependencyRun]
+    ) -> dict[str, tuple[int, int]]:
         """Fair units: a failed check of a unit that uses other graded units runs again with the
         reference versions of those (`dependency_run(unit)`, a context manager: a worker of its own),
         and passes if the unit's own code works there, so one bug costs one unit. Only the outcome is
         kept: the feedback of a check that still fails is the trusted text of the student's own run,
         plus a trusted sentence. Returns {unit: (checks that now pass, checks tried)}."""
-        summary = {}
+        summary: dict[str, tuple[int, int]] = {}
         for unit, failed in self.deferred.items():
             with dependency_run(unit) as run, self.submission.checking(unit, run):
                 passed = sum(self._recheck(unit, *entry) for entry in failed)
@@ -215,7 +244,7 @@ class GradingPlugin:
         self.deferred = {}
         return summary
 
-    def _recheck(self, unit: str, index: int, check, arguments: dict) -> bool:
+    def _recheck(self, unit: str, index: int, check: Callable[..., object], arguments: dict[str, object]) -> bool:
         record = self.results[index]
         try:
             check(**arguments)
@@ -229,36 +258,35 @@ class GradingPlugin:
         record.update(points=record["max_points"], passed=True, message="", detail="")
         return True
 
-    def pytest_collection_modifyitems(self, config, items):
-        if self.units is None:
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        units = self.units
+        if units is None:
             return
-        selected = [
-            i for i in items if i.get_closest_marker("unit") and i.get_closest_marker("unit").args[0] in self.units
-        ]
+        selected = [i for i in items if (marker := i.get_closest_marker("unit")) and marker.args[0] in units]
         deselected = [i for i in items if i not in selected]
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = selected
 
-    def pytest_configure(self, config):
+    def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "unit(grade_id, points, message): a hidden check of one graded unit")
 
     @pytest.fixture(scope="session")
-    def sub(self):
+    def sub(self) -> Submission:
         return self.submission
 
     @pytest.fixture(scope="session")
-    def ref(self):
+    def ref(self) -> ReferenceNamespace:
         return self.reference
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_protocol(self, item, nextitem):
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, None]:
         """Each check runs inside its unit's context (a hang is remembered per unit)."""
         marker = item.get_closest_marker("unit")
         with self.submission.checking(marker.args[0]) if marker else contextlib.nullcontext():
             yield
 
-    def pytest_runtest_setup(self, item):
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
         marker = item.get_closest_marker("unit")
         if marker is None:
             raise RuntimeError(f"hidden check {item.name} has no @unit marker")
@@ -267,7 +295,9 @@ class GradingPlugin:
             raise Feedback(problem)
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item, call):
+    def pytest_runtest_makereport(
+        self, item: pytest.Function, call: pytest.CallInfo[None]
+    ) -> Generator[None, Result[pytest.TestReport], None]:
         outcome = yield
         report = outcome.get_result()
         marker = item.get_closest_marker("unit")

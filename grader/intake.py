@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 from starter import common
@@ -239,13 +239,16 @@ def read_gradescope_metadata(path: Path) -> dict[str, Owner]:
 
 
 # -- candidates: notebooks found, not yet read ----------------------------------------------------
+Order = tuple[float | str, ...]  # a candidate's (file mtime, LMS order, position in each zip): larger is newer
+
+
 @dataclass
 class Candidate:
     label: str  # the file, as the intake table shows it
     parts: tuple[str, ...]  # its path inside the submission (folder names hint at the assignment)
     owner: Owner
     read: Callable[[], bytes]
-    order: tuple  # larger is newer: (file mtime, LMS order, position in its zip)
+    order: Order  # larger is newer: (file mtime, LMS order, position in its zip)
     path: Path | None = None  # the file itself when it is one on disk (graded where it is)
 
 
@@ -258,7 +261,9 @@ class _Scan:
     keep_student: Callable[[str], bool] = lambda student: True
     skipped: set[str] = field(default_factory=set)  # students of other shards, seen but not opened
 
-    def decide(self, label: str, outcome: Outcome, reason: str, owner: Owner | None = None, assignment: str = ""):
+    def decide(
+        self, label: str, outcome: Outcome, reason: str, owner: Owner | None = None, assignment: str = ""
+    ) -> None:
         if owner is not None and owner.students and not any(self.keep_student(s) for s in owner.students):
             self.skipped.update(owner.students)
             return  # another shard's student: that shard accounts for it
@@ -323,7 +328,7 @@ def _member_name(info: zipfile.ZipInfo) -> str | None:
 class _Budget:
     """Bytes one uploaded zip may still unpack to (nested zips included): MAX_ARCHIVE_BYTES."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.left = MAX_ARCHIVE_BYTES
 
     def read(self, bundle: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
@@ -339,7 +344,9 @@ class _Budget:
         return data
 
 
-def _scan_zip(scan: _Scan, source, label: str, owner: Owner, order: tuple, depth: int, budget: _Budget) -> None:
+def _scan_zip(
+    scan: _Scan, source: Path | bytes, label: str, owner: Owner, order: Order, depth: int, budget: _Budget
+) -> None:
     """Every member of a zip (a path or bytes) into the scan; a zip inside is opened once (depth 1)."""
     try:
         bundle = zipfile.ZipFile(source if isinstance(source, Path) else io.BytesIO(source))
@@ -362,6 +369,7 @@ def _scan_zip(scan: _Scan, source, label: str, owner: Owner, order: tuple, depth
         if problem:
             scan.decide(shown, Outcome.REJECTED, problem, owner)
             continue
+        assert name is not None  # _member_problem rejected a member without a readable name
         parts = tuple(p for p in name.split("/") if p)
         ignored = _ignored_reason(parts)
         if ignored is None and parts[-1] == MANIFEST:
@@ -369,9 +377,7 @@ def _scan_zip(scan: _Scan, source, label: str, owner: Owner, order: tuple, depth
         if ignored:
             scan.decide(shown, Outcome.IGNORED, ignored, owner)
         elif parts[-1].endswith(".ipynb"):
-            scan.candidates.append(
-                Candidate(shown, parts, owner, lambda info=info: budget.read(bundle, info), (*order, index))
-            )
+            scan.candidates.append(Candidate(shown, parts, owner, partial(budget.read, bundle, info), (*order, index)))
         elif parts[-1].endswith(".zip") and depth == 0:
             try:
                 inner = budget.read(bundle, info)
@@ -409,6 +415,7 @@ def _scan_file(scan: _Scan, path: Path, label: str, parts: tuple[str, ...], owne
     if not inner_name.endswith((".ipynb", ".zip")):
         scan.decide(label, Outcome.REJECTED, "not a notebook (.ipynb) or a zip: only notebooks are graded", owner)
         return
+    assert owner is not None  # set above, or None only for a file that is not a notebook or zip (returned)
     if not owner.students:
         scan.decide(label, Outcome.REJECTED, owner.problem, owner)
         return
@@ -482,7 +489,7 @@ class _Identified:
     readable: bool = True
 
     @property
-    def rank(self) -> tuple:
+    def rank(self) -> tuple[bool, Order]:
         """Which of a student's notebooks of one assignment is graded: a readable one, the newest."""
         return (self.readable, self.candidate.order)
 

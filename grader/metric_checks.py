@@ -7,24 +7,47 @@ calls these, so the cases and the comparison are written once.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 
-from grader.harness import assert_close, expect, expect_tensor
+from grader.harness import ReferenceNamespace, assert_close, expect, expect_tensor
+
+if TYPE_CHECKING:
+    from grader.runner import Submission
+
+# The probe_* functions run in the worker from their source alone (no __future__ import there), so
+# their annotations stay quoted or builtin: the worker evaluates them when it defines the function.
 
 
-def probe_confusion(ns, pred, target, n_class, ignore_index=None):
+def probe_confusion(
+    ns: "dict[str, Any]",  # noqa: UP037 (evaluated in the worker)
+    pred: object,
+    target: object,
+    n_class: int,
+    ignore_index: int | None = None,
+) -> object:
     if ignore_index is None:
         return ns["confusion_matrix"](pred, target, n_class)
     return ns["confusion_matrix"](pred, target, n_class, ignore_index=ignore_index)
 
 
-def probe_iou(ns, conf):
+def probe_iou(ns: "dict[str, Any]", conf: object) -> dict[str, object]:  # noqa: UP037 (evaluated in the worker)
+
     iou = ns["iou_per_class"](conf)
     miou = ns["mean_iou"](conf)
     return {"iou": iou, "miou": miou, "miou_type": type(miou).__name__}
 
 
-def random_labels(seed, shape, n_class, *, ignore_fraction=0.1, absent=(), dtype=None):
+def random_labels(
+    seed: int,
+    shape: tuple[int, ...],
+    n_class: int,
+    *,
+    ignore_fraction: float = 0.1,
+    absent: tuple[int, ...] = (),
+    dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(labels with `ignore_fraction` of pixels set to 255, the same labels without them)."""
     generator = torch.Generator().manual_seed(seed)
     present = [c for c in range(n_class) if c not in absent]
@@ -33,10 +56,13 @@ def random_labels(seed, shape, n_class, *, ignore_fraction=0.1, absent=(), dtype
     return labels.masked_fill(ignore, 255).to(dtype or torch.int64), labels.to(dtype or torch.int64)
 
 
-def confusion_cases(n_class):
+ConfusionCase = tuple[torch.Tensor, torch.Tensor, int, int | None]  # (pred, target, n_class, ignore_index)
+
+
+def confusion_cases(n_class: int) -> list[ConfusionCase]:
     """Batched and unbatched labels, ignore pixels, absent classes, targets outside [0, n_class)
     (negative too) and a custom ignore_index."""
-    cases = []
+    cases: list[ConfusionCase] = []
     target, _ = random_labels(1, (4, 23, 31), n_class, absent=(4,))
     _, pred = random_labels(2, (4, 23, 31), n_class, ignore_fraction=0)
     cases.append((pred, target, n_class, None))
@@ -61,7 +87,9 @@ def confusion_cases(n_class):
     return cases
 
 
-def check_confusion_counts(sub, ref, *, n_class, timeout=None):
+def check_confusion_counts(
+    sub: Submission, ref: ReferenceNamespace, *, n_class: int, timeout: float | None = None
+) -> None:
     for i, (pred, target, classes, ignore_index) in enumerate(confusion_cases(n_class)):
         expected = ref.call(probe_confusion, pred, target, classes, ignore_index)
         actual = sub.call(probe_confusion, pred, target, classes, ignore_index, timeout=timeout)
@@ -69,7 +97,7 @@ def check_confusion_counts(sub, ref, *, n_class, timeout=None):
         expect(torch.equal(actual.long(), expected), f"case {i + 1}: the counts are wrong")
 
 
-def check_confusion_dtypes(sub, ref, *, timeout=None):
+def check_confusion_dtypes(sub: Submission, ref: ReferenceNamespace, *, timeout: float | None = None) -> None:
     for dtype in (torch.int32, torch.int64, torch.uint8):
         target, _ = random_labels(6, (2, 9, 11), 5, dtype=dtype)
         _, pred = random_labels(7, (2, 9, 11), 5, ignore_fraction=0, dtype=dtype)
@@ -79,7 +107,7 @@ def check_confusion_dtypes(sub, ref, *, timeout=None):
         expect(torch.equal(actual, expected), f"the counts are wrong for {dtype} inputs")
 
 
-def sample_confusions(n_class, seed):
+def sample_confusions(n_class: int, seed: int) -> list[torch.Tensor]:
     """A matrix with a class absent everywhere (NaN), one with a class predicted but never true
     (IoU 0, not NaN), and a diagonal one with an empty class."""
     generator = torch.Generator().manual_seed(seed)
@@ -95,14 +123,18 @@ def sample_confusions(n_class, seed):
     return confs
 
 
-def check_iou_values(sub, ref, *, n_class, seed, timeout=None):
+def check_iou_values(
+    sub: Submission, ref: ReferenceNamespace, *, n_class: int, seed: int, timeout: float | None = None
+) -> None:
     for i, conf in enumerate(sample_confusions(n_class, seed)):
         actual, expected = sub.call(probe_iou, conf, timeout=timeout), ref.call(probe_iou, conf)
         expect(type(actual) is dict, "iou_per_class / mean_iou did not return plain values")
         assert_close(actual["iou"], expected["iou"], what=f"case {i + 1}: IoU per class", rtol=1e-5)
 
 
-def check_mean_iou(sub, ref, *, n_class, seed, timeout=None):
+def check_mean_iou(
+    sub: Submission, ref: ReferenceNamespace, *, n_class: int, seed: int, timeout: float | None = None
+) -> None:
     for i, conf in enumerate(sample_confusions(n_class, seed)):
         actual, expected = sub.call(probe_iou, conf, timeout=timeout), ref.call(probe_iou, conf)
         expect(

@@ -29,6 +29,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from grader.assignments import (
     ASSIGNMENTS_DIR,
@@ -49,6 +50,9 @@ from starter.common import (
     parse_notebook,
     write_atomic,
 )
+
+if TYPE_CHECKING:
+    import mistune
 
 UNSAFE_FLAG = "--unsafe-no-sandbox"
 UNSAFE_NOTE = (
@@ -224,7 +228,8 @@ def feedback_view(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STAGE) 
     view = FeedbackView(result, stage, visibility)
     public = shown_at(visibility.public_checks, stage)
     for gid, unit in result.units.items():
-        shown, withheld = [], {}
+        shown: list[CheckResult] = []
+        withheld: dict[str, int] = {}
         for check in unit.checks:
             level = visibility.for_check(gid, check.test)
             if shown_at(level, stage):
@@ -246,7 +251,7 @@ def _withheld_text(withheld: dict[str, int]) -> str:
 class Budget:
     """Bytes left for untrusted text in one output file; once spent, details are left out."""
 
-    def __init__(self, total: int = MAX_FEEDBACK_BYTES - FEEDBACK_RESERVE_BYTES):
+    def __init__(self, total: int = MAX_FEEDBACK_BYTES - FEEDBACK_RESERVE_BYTES) -> None:
         self.left = total
 
     def take(self, text: str) -> bool:
@@ -275,7 +280,7 @@ def ends_with_error(detail: str, error: str) -> bool:
     return bool(error) and len(detail) > size + 1 and detail.endswith(error) and detail[-size - 2 : -size] == ": "
 
 
-def _repeats(unit_view: UnitView, check: CheckResult, seen: dict) -> str:
+def _repeats(unit_view: UnitView, check: CheckResult, seen: dict[tuple[int, str], int]) -> str:
     """'' when the check's detail is new; else a sentence pointing to where it was shown."""
     status = unit_view.cell_error
     if ends_with_error(check.detail, status):
@@ -305,7 +310,7 @@ def read_rubric(path: Path, max_points: dict[str, float] | None = None) -> dict[
         return {}
     with Path(path).open(newline="", encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
-    scores = {}
+    scores: dict[str, dict[str, float | None]] = {}
     for number, row in enumerate(rows, start=2):
         student = (row.pop("student_id", None) or "").strip()
         if not student:
@@ -320,8 +325,9 @@ def read_rubric(path: Path, max_points: dict[str, float] | None = None) -> dict[
             except ValueError:
                 raise RubricError(f"{path}, line {number}, column {gid}: {text!r} is not a number") from None
             limit = (max_points or {}).get(gid)
-            if value is not None and not (0 <= value <= (limit if limit is not None else float("inf"))):
-                raise RubricError(f"{path}, line {number}, column {gid}: {text} is outside 0..{format_points(limit)}")
+            upper = limit if limit is not None else float("inf")
+            if value is not None and not (0 <= value <= upper):
+                raise RubricError(f"{path}, line {number}, column {gid}: {text} is outside 0..{format_points(upper)}")
             scores[student][gid.strip()] = value
     return scores
 
@@ -353,7 +359,7 @@ def write_gradebook(results: list[SubmissionResult], unit_columns: list[str], ou
         row = [result.student_id, result.assignment]
         row += [format_points(result.units[gid].points) if gid in result.units else "" for gid in unit_columns]
         hand = rubrics[result.assignment].get(result.student_id, {})
-        row += ["" if hand.get(gid) is None else format_points(hand[gid]) for gid in written]
+        row += ["" if (score := hand.get(gid)) is None else format_points(score) for gid in written]
         graded = sum(v for v in hand.values() if v is not None)
         hand_max = sum(result.manual_points.get(gid, 0.0) for gid in written) if rubrics[result.assignment] else 0.0
         row += [format_points(result.total + graded), format_points(result.max_points + hand_max)]
@@ -392,7 +398,7 @@ def _md_unit(gid: str, unit_view: UnitView, budget: Budget) -> list[str]:
     lines = [f"## {md_code_span(gid)} — {_md_unit_points(unit_view)}", ""]
     if unit_view.cell_error:
         lines += [*_md_cell_error(unit_view.cell_error, budget), ""]
-    seen: dict = {}
+    seen: dict[tuple[int, str], int] = {}  # detail_key -> the number of the check that showed it
     for number, check in enumerate(unit_view.shown, start=1):
         status = "passed" if check.passed else "failed"
         lines.append(
@@ -509,7 +515,7 @@ def _unit_html(gid: str, unit_view: UnitView, budget: Budget, *, under_cell: boo
         error = html_text(unit_view.cell_error)
         shown = error if budget.take(error) else html.escape(_left_out())
         parts.append(f"<p class='bad'>{html.escape(CELL_ERROR)} {shown}</p>")
-    seen: dict = {}
+    seen: dict[tuple[int, str], int] = {}  # detail_key -> the number of the check that showed it
     items = []
     for number, check in enumerate(unit_view.shown, start=1):
         repeat = "" if check.passed or not check.detail else _repeats(unit_view, check, seen)
@@ -558,7 +564,9 @@ def _summary_table(view: FeedbackView) -> str:
     return f"<table><tr><th>unit</th><th>points</th></tr>{rows}</table>" if rows else ""
 
 
-def feedback_html(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STAGE, notebook: dict | None = None) -> str:
+def feedback_html(
+    result: SubmissionResult, stage: str = DEFAULT_RELEASE_STAGE, notebook: dict[str, Any] | None = None
+) -> str:
     """The feedback page. With the student's notebook (`notebook`, as read by `read_student_notebook`)
     it shows the notebook's cells in order, each graded cell followed by its unit's results; without,
     the units one after the other."""
@@ -570,7 +578,7 @@ def feedback_html(result: SubmissionResult, stage: str = DEFAULT_RELEASE_STAGE, 
 
 
 # -- the student's own notebook in the feedback page --------------------------------------------------------
-def read_student_notebook(result: SubmissionResult) -> dict | None:
+def read_student_notebook(result: SubmissionResult) -> dict[str, Any] | None:
     """The graded notebook (SubmissionResult.notebook) for the feedback page, or None when it cannot be
     read. Never follows a symlink at the file itself, never reads a file of the kit's solutions, and
     never holds more than MAX_NOTEBOOK_READ_BYTES of it with its outputs (a larger one is read as
@@ -595,7 +603,7 @@ def read_student_notebook(result: SubmissionResult) -> dict | None:
         return None
 
 
-def _markdown_renderer():
+def _markdown_renderer() -> mistune.Markdown | None:
     """Markdown to HTML for the student's own markdown cells: raw HTML escaped, links and images shown
     as text, headings moved below the page's own; None when mistune (nbconvert's) is missing."""
     try:
@@ -605,14 +613,14 @@ def _markdown_renderer():
         return None
 
     class InertRenderer(HTMLRenderer):
-        def heading(self, text, level, **attrs):
+        def heading(self, text: str, level: int, **attrs: Any) -> str:
             level = min(6, level + 2)
             return f"<h{level}>{text}</h{level}>\n"
 
-        def link(self, text, url, title=None):
+        def link(self, text: str, url: str, title: str | None = None) -> str:
             return f"{text} ({html.escape(url)})"
 
-        def image(self, text, url, title=None):
+        def image(self, text: str, url: str, title: str | None = None) -> str:
             return f"[image: {text}]"
 
     return mistune.create_markdown(escape=True, renderer=InertRenderer(escape=True), plugins=["strikethrough", "table"])
@@ -628,7 +636,7 @@ def _only_allowed_tags(rendered: str) -> str:
     """Second line behind the renderer: any tag outside a small allow-list, and every attribute, is
     escaped or dropped, so even a renderer bug cannot put a script, an image or a link in the page."""
 
-    def keep(match: re.Match) -> str:
+    def keep(match: re.Match[str]) -> str:
         closing, name = match.group(1), match.group(2).lower()
         if name in _ALLOWED_TAGS:
             return f"<{closing}{name}>"
@@ -642,10 +650,10 @@ def markdown_cell_html(source: str) -> str:
     render = _markdown_renderer()
     if render is None:
         return f"<pre>{html.escape(text)}</pre>"
-    return _only_allowed_tags(render(text))
+    return _only_allowed_tags(cast(str, render(text)))  # an HTML renderer renders to text
 
 
-def _png_outputs(cell: dict, budget: Budget) -> list[str]:
+def _png_outputs(cell: dict[str, Any], budget: Budget) -> list[str]:
     """The cell's image/png outputs that are plain base64 of a PNG, within the size bounds."""
     images = []
     outputs = cell.get("outputs")
@@ -669,7 +677,7 @@ def _png_outputs(cell: dict, budget: Budget) -> list[str]:
     return images
 
 
-def _cell_html(number: int, cell: dict, budget: Budget) -> str:
+def _cell_html(number: int, cell: dict[str, Any], budget: Budget) -> str:
     kind = cell.get("cell_type")
     source = cell_source(cell)
     if kind == "markdown":
@@ -687,13 +695,14 @@ def _left_out_view() -> str:
     return f"(not shown: the view of your notebook is limited to {MAX_NOTEBOOK_VIEW_BYTES // 1024**2} MB)"
 
 
-def notebook_view_html(view: FeedbackView, notebook: dict, results_budget: Budget) -> str:
+def notebook_view_html(view: FeedbackView, notebook: dict[str, Any], results_budget: Budget) -> str:
     """The student's cells in order; under each graded cell, its unit's results. Units whose cell is
     not in the notebook are listed after it."""
     cells_budget = Budget(MAX_NOTEBOOK_VIEW_BYTES)
     result = view.result
     parts, placed = ["<h2>Your notebook, with the results of each graded cell</h2>"], set()
-    cells = notebook.get("cells") if isinstance(notebook.get("cells"), list) else []
+    cells = listed if isinstance(listed := notebook.get("cells"), list) else []
+
     for number, cell in enumerate(cells, start=1):
         if not isinstance(cell, dict):
             continue
@@ -723,7 +732,7 @@ GRADESCOPE_TEXT = "text"  # Gradescope's output format that shows a string as it
 PUBLIC_TEST_NAME = "{assignment}: your notebook was found and its graded cells ran"
 
 
-def _public_test(result: SubmissionResult, visibility: VisibilityConfig) -> dict:
+def _public_test(result: SubmissionResult, visibility: VisibilityConfig) -> dict[str, Any]:
     """A 0-point test every student sees (public_checks): the notebook was read, each graded cell
     ran or the error it raised (what running the notebook shows them anyway)."""
     lines = []
@@ -763,7 +772,7 @@ def sandbox_note(result: SubmissionResult) -> str:
     )
 
 
-def gradescope_json(result: SubmissionResult) -> dict:
+def gradescope_json(result: SubmissionResult) -> dict[str, Any]:
     """Gradescope's results.json (their autograder specification): one test per hidden check with its
     visibility from `[visibility]`, numbered <unit>.<check> and tagged with its unit; a 0-point public
     test for the notebook and its cells; every string in the `text` output format (shown as is), every
@@ -815,7 +824,7 @@ def gradescope_json(result: SubmissionResult) -> dict:
     }
 
 
-def write_submission_reports(result: SubmissionResult, out_dir: Path, stage: str = DEFAULT_RELEASE_STAGE):
+def write_submission_reports(result: SubmissionResult, out_dir: Path, stage: str = DEFAULT_RELEASE_STAGE) -> None:
     base = out_dir / "feedback" / result.student_id
     write_atomic(base / f"{result.assignment}.md", feedback_markdown(result, stage))
     write_atomic(base / f"{result.assignment}.html", feedback_html(result, stage, read_student_notebook(result)))
@@ -850,7 +859,7 @@ def protections_text(protections: list[Protection], *, unsafe: bool = False) -> 
 
 def write_run_report(
     results: list[SubmissionResult], out_dir: Path, protections: list[Protection], *, unsafe: bool = False
-):
+) -> None:
     text = [
         "# Grading run",
         "",

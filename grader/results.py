@@ -23,7 +23,7 @@ class ResultFormatError(ValueError):
     missing or a value has the wrong shape."""
 
 
-def _unknown_keys(data: dict, known: tuple[str, ...]) -> dict[str, Any]:
+def _unknown_keys(data: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if key not in known}
 
 

@@ -11,8 +11,9 @@ import contextlib
 import io
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from grader.assignments import (
     cells_by_grade_id,
     read_notebook,
 )
-from grader.harness import NOT_IMPLEMENTED, GradingPlugin, ReferenceNamespace, call_key, probe_source
+from grader.harness import NOT_IMPLEMENTED, GradingPlugin, Probe, ReferenceNamespace, call_key, probe_source
 from grader.results import CheckResult, SubmissionResult, UnitResult
 from grader.run.config import WorkerConfig
 from grader.sandbox import Limits, Worker, WorkerError, WorkerOutOfMemory, WorkerTimeout
@@ -36,7 +37,7 @@ _REFERENCES: dict[str, ReferenceNamespace] = {}
 def reference_namespace(spec: AssignmentSpec, cache_dir: Path | None = None) -> ReferenceNamespace:
     """Execute the solution's setup and graded cells here (trusted code), once per process."""
     if spec.name not in _REFERENCES:
-        namespace = {"__name__": f"reference_{spec.name}"}
+        namespace: dict[str, Any] = {"__name__": f"reference_{spec.name}"}
         os.environ.setdefault("SEGKIT_FAST", "1")
         with contextlib.redirect_stdout(io.StringIO()):
             for grade_id, source in spec.reference_setup_cells:
@@ -55,7 +56,9 @@ def new_worker(config: WorkerConfig) -> Worker:
 class Submission:
     """A student's notebook loaded into a sandboxed worker, restarted if it dies."""
 
-    def __init__(self, spec: AssignmentSpec, notebook: dict | None, *, worker: WorkerConfig, log):
+    def __init__(
+        self, spec: AssignmentSpec, notebook: dict[str, Any] | None, *, worker: WorkerConfig, log: Callable[[str], None]
+    ) -> None:
         self.spec = spec
         self.worker_config = worker
         self.log = log
@@ -70,7 +73,7 @@ class Submission:
         self.peak_memory_bytes = 0
         self.worker_cpu_seconds = 0.0
         self.protections: list[str] = []
-        self._memo: dict[str, tuple] = {}
+        self._memo: dict[str, tuple[str, Any]] = {}  # call key -> ("ok", value) or ("error", exception)
         self.current_unit: str | None = None  # set by the grading plugin before each check
         # While set, probes go to a dependency run: a worker of its own holding the reference versions
         # of the units the current unit uses (see DependencyRun); nothing it answers reaches feedback.
@@ -82,7 +85,7 @@ class Submission:
         if notebook is not None:
             self._select_cells(notebook)
 
-    def _select_cells(self, notebook: dict):
+    def _select_cells(self, notebook: dict[str, Any]) -> None:
         found = cells_by_grade_id(notebook)
         for grade_id, released_source in self.spec.setup_cells:
             cells = [c for c in found.get(grade_id, []) if c.get("cell_type") == "code"]
@@ -106,7 +109,7 @@ class Submission:
         self.cells += [(gid, source) for _, gid, source in sorted(graded)]
 
     # -- worker lifecycle -----------------------------------------------------------------
-    def boot(self):
+    def boot(self) -> None:
         while True:
             if self.restarts > MAX_RESTARTS:
                 self.dead_reason = "your notebook crashed the grader's worker too many times"
@@ -152,7 +155,7 @@ class Submission:
                 self.worker = worker
                 return
 
-    def _retire(self, worker: Worker, *, log_output: bool = True):
+    def _retire(self, worker: Worker, *, log_output: bool = True) -> None:
         if log_output:
             self.log("worker output (head/tail):\n" + worker.output())
         worker.stop()
@@ -160,7 +163,7 @@ class Submission:
         self.worker_cpu_seconds += worker.cpu_seconds
         self.largest_reply_bytes = max(self.largest_reply_bytes, worker.largest_reply_bytes)
 
-    def close(self):
+    def close(self) -> None:
         if self.worker is not None:
             self._retire(self.worker)
             self.worker = None
@@ -179,7 +182,9 @@ class Submission:
             return f"running the cell '{grade_id}' failed: {status}"
         return ""
 
-    def call(self, probe, *args, timeout: float | None = None, memo: bool = False, **kwargs):
+    def call(
+        self, probe: Probe, *args: object, timeout: float | None = None, memo: bool = False, **kwargs: object
+    ) -> Any:
         """Run `probe(ns, *args, **kwargs)` in the worker. memo=True: reuse the outcome of an
         identical earlier call (several checks reading one expensive probe)."""
         source = probe_source(probe)
@@ -223,7 +228,9 @@ class Submission:
             raise WorkerTimeout("the submission used up its total time limit")
         return min(timeout or limits.probe_timeout, remaining, limits.probe_timeout_cap or remaining)
 
-    def _call(self, source, name, args, kwargs, timeout):
+    def _call(
+        self, source: str, name: str, args: tuple[object, ...], kwargs: dict[str, object], timeout: float | None
+    ) -> Any:
         if self.worker is None:
             raise WorkerError(self.dead_reason or "the worker is not running")
         if self.current_unit in self.hung_units:
@@ -257,7 +264,7 @@ class DependencyRun:
     passed or failed (the caller discards every exception text). At most one bit per check leaks.
     """
 
-    def __init__(self, submission: Submission, unit: str):
+    def __init__(self, submission: Submission, unit: str) -> None:
         self.submission = submission
         self.unit = unit
         self.worker: Worker | None = None
@@ -303,7 +310,9 @@ class DependencyRun:
                 cells.append((grade_id, source))
         return cells
 
-    def call(self, source, name, args, kwargs, timeout):
+    def call(
+        self, source: str, name: str, args: tuple[object, ...], kwargs: dict[str, object], timeout: float | None
+    ) -> Any:
         if not self.usable or self.worker is None:
             raise WorkerError("the dependency run is not usable")
         try:
@@ -314,7 +323,7 @@ class DependencyRun:
             self.usable = False
             raise
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         if self.worker is not None:
             self.submission._retire(self.worker, log_output=False)
             self.worker = None
@@ -348,7 +357,7 @@ def _pytest_arguments(spec: AssignmentSpec) -> list[str]:
 _CHECKS_IMPORTED: set[str] = set()
 
 
-def _import_checks(spec: AssignmentSpec):
+def _import_checks(spec: AssignmentSpec) -> None:
     """Collect the hidden checks once per process (pytest imports and rewrites the module, which then
     stays imported), so that this start-up is not counted as the first submission's cost."""
     if spec.name in _CHECKS_IMPORTED:

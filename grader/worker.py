@@ -18,29 +18,40 @@ import sys
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The type checker's names: this file imports nothing else at run time (the sandbox sees only the
+# standard library), so the block never runs and the annotations that use it are quoted.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
+    import socket
+    import types
+    from collections.abc import Callable
+    from typing import Any, NoReturn
 _MAGIC_LINE = re.compile(r"^(\s*)[%!].*$")
 
 
-def load_sandbox_side(name):
+def load_sandbox_side(name: str) -> "types.ModuleType":
     """sandbox/<name>.py of the kit folder, by path (launch.load keeps one package name for it)."""
     import importlib.util
 
     path = os.path.join(HERE, "sandbox", "launch.py")
     spec = importlib.util.spec_from_file_location("segkit_sandbox_launch", path)
+    assert spec is not None and spec.loader is not None  # a .py path always has a source loader
     launch = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(launch)
-    return launch.load(name, os.path.join(HERE, "sandbox"))
+    module: types.ModuleType = launch.load(name, os.path.join(HERE, "sandbox"))
+    return module
 
 
 protocol = load_sandbox_side("protocol")
 
 
-def strip_magics(source):
+def strip_magics(source: str) -> str:
     """Turn IPython magics and shell escapes into `pass`: the worker is plain Python."""
     return "\n".join(_MAGIC_LINE.sub(r"\1pass", line) for line in source.split("\n"))
 
 
-def short_error(exc):
+def short_error(exc: BaseException) -> str:
     """One line for the student plus the frames that came from their own cells."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")]
     where = ""
@@ -53,7 +64,7 @@ def short_error(exc):
     return text + where
 
 
-def apply_limits(limits):
+def apply_limits(limits: dict[str, int]) -> None:
     """Lower this process's resource limits before any student code runs (it cannot raise them again).
     Inside the sandbox's user namespace RLIMIT_NPROC counts this worker's own processes only."""
     import resource
@@ -62,7 +73,7 @@ def apply_limits(limits):
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
-def _reap_until(worker):
+def _reap_until(worker: int) -> "NoReturn":
     """As a pid namespace's init: reap every orphan until the worker exits, then exit with its status."""
     while True:
         try:
@@ -73,7 +84,7 @@ def _reap_until(worker):
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
-def main():
+def main() -> None:
     if sys.argv[1] == "--template":
         template(int(sys.argv[2]))
         return
@@ -88,7 +99,7 @@ def main():
     serve(fd_in, fd_out)
 
 
-def _confined_init(fd_in, fd_out, plan_json):
+def _confined_init(fd_in: int, fd_out: int, plan_json: str) -> None:
     """Started from scratch in the Landlock layer (confined by the grader's preexec_fn, with /proc):
     stay as the init, a child subreaper that only reaps, and return in a forked child once that
     child has confined itself further (the worker's own plan: nested, no /proc, own session), so the
@@ -108,7 +119,7 @@ def _confined_init(fd_in, fd_out, plan_json):
     _reap_until(worker)
 
 
-def serve(fd_in, fd_out):
+def serve(fd_in: int, fd_out: int) -> None:
     """Answer requests on fd_in until "quit" or end of input: the worker's whole life."""
     import torch
 
@@ -118,7 +129,7 @@ def serve(fd_in, fd_out):
     load = torch.load
     write_frame, encode = protocol.write_frame, protocol.encode
 
-    def reply(obj):
+    def reply(obj: dict[str, object]) -> None:
         try:
             payload = encode(obj, save)
         except Exception as exc:  # unpicklable student object: report, do not crash
@@ -127,7 +138,7 @@ def serve(fd_in, fd_out):
             payload = encode({**keys, "status": "error", "error": error}, save)
         write_frame(fd_out, payload)
 
-    namespace = {"__name__": "__main__"}
+    namespace: dict[str, Any] = {"__name__": "__main__"}
     reply({"op": "ready"})
     while True:
         frame = protocol.read_frame(fd_in, protocol.MAX_REQUEST_BYTES)
@@ -147,7 +158,7 @@ def serve(fd_in, fd_out):
                 reply({"op": "exec", "grade_id": gid, "status": "error", "error": short_error(exc)})
         elif op == "probe":
             try:
-                probe_globals = {"__name__": "probe"}
+                probe_globals: dict[str, Any] = {"__name__": "probe"}
                 exec(compile(request["source"], "<probe>", "exec"), probe_globals)
                 value = probe_globals[request["name"]](namespace, *request["args"], **request["kwargs"])
                 reply({"op": "probe", "id": request["id"], "status": "ok", "value": to_plain(value, torch)})
@@ -155,7 +166,7 @@ def serve(fd_in, fd_out):
                 reply({"op": "probe", "id": request["id"], "status": "error", "error": short_error(exc)})
 
 
-def to_plain(value, torch):
+def to_plain(value: "Any", torch: "types.ModuleType") -> object:
     """Copy a probe result into plain containers of plain tensors and scalars."""
     if value is None or type(value) in (bool, int, float, str):
         return value
@@ -202,7 +213,7 @@ PROC_COVERED = ("sys", "sysrq-trigger", "irq", "bus")  # read-only in the worker
 PRELOAD = ("torch", "torchvision", "numpy", "PIL.Image", "matplotlib", "matplotlib.pyplot", "starter")
 
 
-def _libc():
+def _libc() -> "ctypes.CDLL":
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -210,7 +221,7 @@ def _libc():
     return libc
 
 
-def _check(result, what):
+def _check(result: int, what: str) -> None:
     if result != 0:
         import ctypes
 
@@ -218,7 +229,9 @@ def _check(result, what):
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def _mount(libc, source, target, fstype, flags, data=None):
+def _mount(
+    libc: "ctypes.CDLL", source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     _check(
         libc.mount(
             source.encode() if source else None,
@@ -231,7 +244,7 @@ def _mount(libc, source, target, fstype, flags, data=None):
     )
 
 
-def _effective_caps():
+def _effective_caps() -> int:
     with open("/proc/self/status") as handle:
         for line in handle:
             if line.startswith("CapEff:"):
@@ -239,13 +252,13 @@ def _effective_caps():
     return 0
 
 
-def _shared_writable_mappings():
+def _shared_writable_mappings() -> list[str]:
     """Mappings a forked worker would share with the template and so with later workers."""
     with open("/proc/self/maps") as handle:
         return [line.strip() for line in handle if line.split()[1][1] == "w" and line.split()[1][3] == "s"]
 
 
-def _drop_all_capabilities(libc):
+def _drop_all_capabilities(libc: "ctypes.CDLL") -> None:
     import ctypes
 
     last = int(open("/proc/sys/kernel/cap_last_cap").read())
@@ -259,7 +272,7 @@ def _drop_all_capabilities(libc):
         raise OSError("capabilities are still set")
 
 
-def template(control_fd):
+def template(control_fd: int) -> None:
     """Serve fork requests on `control_fd` (a SOCK_SEQPACKET socket) until it closes.
 
     Request: JSON {"limits": {...rlimits}, "scratch_mb": int, "shm_mb": int, "layer": str, and for
@@ -280,7 +293,7 @@ def template(control_fd):
     control.send(json.dumps({"ready": not refusal, "error": refusal}).encode())
     if refusal:
         return
-    children = set()
+    children: set[int] = set()
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, 1 << 16, 8)
@@ -295,7 +308,7 @@ def template(control_fd):
         _reap_orphans()
         try:
             children.add(_fork_worker(libc, control, json.loads(message), fds))
-            answer = {"forked": True}
+            answer: dict[str, object] = {"forked": True}
         except Exception as exc:
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         for fd in fds:
@@ -303,7 +316,7 @@ def template(control_fd):
         control.send(json.dumps(answer).encode())
 
 
-def _preload():
+def _preload() -> None:
     """Import what every worker needs once, here, so that each fork has it for free."""
     for name in PRELOAD:
         try:
@@ -314,7 +327,7 @@ def _preload():
         sys.modules["torch"].set_num_threads(1)
 
 
-def _template_refusal(libc):
+def _template_refusal(libc: "ctypes.CDLL") -> str:
     """Why this template must not fork workers ("" if it may). In the Landlock layer (its kit holds
     confine.py) it also becomes a child subreaper: what a dead worker leaves behind stays in its tree."""
     confined = os.path.exists(os.path.join(HERE, "sandbox", "confine.py"))
@@ -332,7 +345,7 @@ def _template_refusal(libc):
     return ""
 
 
-def _fork_worker(libc, control, request, fds) -> int:
+def _fork_worker(libc: "ctypes.CDLL", control: "socket.socket", request: "dict[str, Any]", fds: list[int]) -> int:
     """Fork the child that becomes this request's worker (through its init); its pid."""
     if len(fds) != 4:
         raise ValueError(f"expected 4 descriptors, got {len(fds)}")
@@ -355,7 +368,7 @@ def _fork_worker(libc, control, request, fds) -> int:
         os._exit(status)
 
 
-def _loopback_up():
+def _loopback_up() -> None:
     """The new network namespace's loopback starts down; bring it up as bwrap does (only `lo` exists)."""
     import fcntl
     import socket
@@ -366,7 +379,7 @@ def _loopback_up():
         fcntl.ioctl(handle, siocsifflags, struct.pack("16sH14x", b"lo", iff_up | iff_loopback | iff_running))
 
 
-def _become_worker(libc, fds, request):
+def _become_worker(libc: "ctypes.CDLL", fds: list[int], request: "dict[str, Any]") -> None:
     """In the template's child: build the worker's namespaces, fork their pid 1 (which forks the
     worker) and wait for it. Neither this process nor that pid 1 runs student code; each dies with
     its parent."""
@@ -416,7 +429,7 @@ def _become_worker(libc, fds, request):
     _init_then_worker(libc, request, request_read, reply_write, hello_fd)
 
 
-def _reap_orphans():
+def _reap_orphans() -> None:
     """Reap whatever a worker left to the template (Landlock layer: the grader killed it)."""
     while True:
         try:
@@ -427,7 +440,7 @@ def _reap_orphans():
             return
 
 
-def _setup_child(libc, fds):
+def _setup_child(libc: "ctypes.CDLL", fds: list[int]) -> None:
     """In the template's child: die with the template; only the worker's descriptors stay open."""
     import signal
 
@@ -443,7 +456,7 @@ def _setup_child(libc, fds):
     os.close(null)
 
 
-def _become_confined_worker(libc, fds, request):
+def _become_confined_worker(libc: "ctypes.CDLL", fds: list[int], request: "dict[str, Any]") -> None:
     """Landlock layer, in the template's child: become the worker's init, a child subreaper (every
     process the worker starts stays in this tree, which the grader kills whole), report the host
     pid, wait for the caps, then fork the worker, which confines itself to its own folder (its own
@@ -459,7 +472,14 @@ def _become_confined_worker(libc, fds, request):
     _init_then_worker(libc, request, request_read, reply_write, hello_fd, lambda: confine.apply(plan))
 
 
-def _init_then_worker(libc, request, request_read, reply_write, hello_fd, confine_worker=None):
+def _init_then_worker(
+    libc: "ctypes.CDLL",
+    request: "dict[str, Any]",
+    request_read: int,
+    reply_write: int,
+    hello_fd: int,
+    confine_worker: "Callable[[], object] | None" = None,
+) -> None:
     """The worker's init: report this host pid (the grader puts it under the submission's caps),
     fork the worker on "g" and reap until it ends. confine_worker: run in the worker first."""
     import signal

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from grader.sandbox.limits import Limits
 
@@ -24,7 +25,7 @@ class WorkerConfig:
     sandbox: bool = True
     slot: int = 0
 
-    def worker_kwargs(self) -> dict:
+    def worker_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of `grader.sandbox.Worker` (unpacked in grader.runner only)."""
         return {"limits": self.limits, "forbidden": self.forbidden, "sandbox": self.sandbox, "slot": self.slot}
 
@@ -49,5 +50,5 @@ class GradeSettings:
         units = self.units_map.get(student)
         return set(units) if units else None
 
-    def with_limits(self, **changes) -> GradeSettings:
+    def with_limits(self, **changes: Any) -> GradeSettings:
         return replace(self, limits=replace(self.limits, **changes))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from multiprocessing.connection import Connection, wait
@@ -89,7 +89,7 @@ class _Pool:
     attempts: dict[int, int] = field(default_factory=dict)
     slots: list[_PoolSlot] = field(default_factory=list)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.context = multiprocessing.get_context("spawn")
 
     def launch(self, pool_slot: _PoolSlot) -> None:
@@ -143,11 +143,12 @@ class _Pool:
     def answers(self) -> list[_Answer]:
         """Wait for at least one busy slot to answer or die; the answers, their slots freed."""
         busy = self.busy
-        waited = [s.connection for s in busy] + [s.process.sentinel for s in busy if s.process is not None]
+        waited: list[Connection[Any, Any] | int] = [s.connection for s in busy if s.connection is not None]
+        waited += [s.process.sentinel for s in busy if s.process is not None]
         ready = wait(waited)
         return [answer for pool_slot in busy if (answer := self._answer(pool_slot, ready)) is not None]
 
-    def _answer(self, pool_slot: _PoolSlot, ready: list) -> _Answer | None:
+    def _answer(self, pool_slot: _PoolSlot, ready: Sequence[object]) -> _Answer | None:
         task, connection, process = pool_slot.task, pool_slot.connection, pool_slot.process
         assert task is not None and connection is not None and process is not None
         if connection in ready:

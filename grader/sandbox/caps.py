@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from .limits import Limits
@@ -105,13 +106,13 @@ class Caps:
 
     kind = "none"
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.cgroups: list[Path] = []
         self._scratch_watch: MemoryWatchdog | None = None
         self._scratch_verdict = ""
 
-    def prepare(self):
+    def prepare(self) -> None:
         """Make what the caps need before the worker starts (cgroups)."""
 
     def wrap(self, argv: list[str]) -> list[str]:
@@ -122,12 +123,12 @@ class Caps:
         """cgroup.procs files a starting process writes "0" to, to join before anything runs."""
         return [str(group / "cgroup.procs") for group in self.cgroups]
 
-    def attach(self, pid: int):
+    def attach(self, pid: int) -> None:
         """Put `pid` under the caps (a worker forked by a template, before it may go on)."""
         for group in self.cgroups:
             (group / "cgroup.procs").write_text(str(pid))
 
-    def watch(self, pid: int, scratch: str | None = None):
+    def watch(self, pid: int, scratch: str | None = None) -> None:
         """Start watching the tree under `pid`: with `scratch` (a Landlock worker's folder on the
         host's disk, which no tmpfs size caps) a thread kills the tree when it holds more than the
         scratch cap; the watchdog also counts it as memory."""
@@ -137,7 +138,7 @@ class Caps:
             )
             self._scratch_watch.start()
 
-    def stop_watching(self):
+    def stop_watching(self) -> None:
         """Stop the watchdog (its peak and verdict stay readable)."""
         if self._scratch_watch is not None:
             self._scratch_watch.stop()
@@ -155,7 +156,7 @@ class Caps:
         "scratch") or ""."""
         return self._scratch_watch.verdict if self._scratch_watch is not None else self._scratch_verdict
 
-    def kill_everything(self):
+    def kill_everything(self) -> None:
         """Kill every process left in the worker's cgroups (its sandbox normally did it already)."""
         for group in self.cgroups:
             for line in (read(group / "cgroup.procs") or "").split():
@@ -164,7 +165,7 @@ class Caps:
                 except (ProcessLookupError, PermissionError, ValueError):
                     pass
 
-    def release(self):
+    def release(self) -> None:
         """Stop watching, kill what is left, remove the cgroups."""
         self.stop_watching()
         self.kill_everything()
@@ -181,12 +182,12 @@ class Caps:
 class CgroupCaps(Caps):
     """cgroup v1 (memory and pids hierarchies) or v2 (a leaf under /sys/fs/cgroup/segkit), as root."""
 
-    def __init__(self, limits: Limits, version: int):
+    def __init__(self, limits: Limits, version: int) -> None:
         super().__init__(limits)
         self.version = version
         self.kind = f"cgroup-v{version}"
 
-    def prepare(self):
+    def prepare(self) -> None:
         name = f"segkit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         memory = str(self.limits.memory_mb * 2**20)
         processes = str(self.limits.max_processes)
@@ -258,7 +259,7 @@ class WatchdogCaps(Caps):
 
     kind = "watchdog"
 
-    def __init__(self, limits: Limits, *, count_processes: bool = False):
+    def __init__(self, limits: Limits, *, count_processes: bool = False) -> None:
         super().__init__(limits)
         self.count_processes = count_processes
         self._watchdog: MemoryWatchdog | None = None
@@ -266,7 +267,7 @@ class WatchdogCaps(Caps):
         self._fired = False
         self._verdict = ""
 
-    def watch(self, pid: int, scratch: str | None = None):
+    def watch(self, pid: int, scratch: str | None = None) -> None:
         """Memory (resident, tmpfs and scratch), scratch size and, as the grading uid, process count."""
         self._watchdog = MemoryWatchdog(
             pid,
@@ -277,7 +278,7 @@ class WatchdogCaps(Caps):
         )
         self._watchdog.start()
 
-    def stop_watching(self):
+    def stop_watching(self) -> None:
         super().stop_watching()
         if self._watchdog is not None:
             self._watchdog.stop()
@@ -296,7 +297,7 @@ class WatchdogCaps(Caps):
     def out_of_memory(self) -> bool:
         return self._fired or (self._watchdog is not None and self._watchdog.fired)
 
-    def release(self):
+    def release(self) -> None:
         self.stop_watching()
         super().release()
 
@@ -318,7 +319,15 @@ class MemoryWatchdog(threading.Thread):
     folder) contents pass limit_bytes (None: not watched), its scratch folder passes scratch_limit,
     or, given max_processes, when it runs more processes."""
 
-    def __init__(self, root_pid: int, limit_bytes: int | None, *, scratch=None, scratch_limit=None, max_processes=None):
+    def __init__(
+        self,
+        root_pid: int,
+        limit_bytes: int | None,
+        *,
+        scratch: str | None = None,
+        scratch_limit: int | None = None,
+        max_processes: int | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.root_pid, self.limit = root_pid, limit_bytes
         self.scratch, self.scratch_limit, self.max_processes = scratch, scratch_limit, max_processes
@@ -327,7 +336,7 @@ class MemoryWatchdog(threading.Thread):
         self._halt = threading.Event()  # not _stop: that is a method of Thread
         self._host_devices = host_devices()
 
-    def run(self):
+    def run(self) -> None:
         polls, scratch_bytes = 0, 0
         while not self._halt.wait(WATCHDOG_INTERVAL_S):
             if self.scratch and polls % FOLDER_EVERY == 0:
@@ -349,11 +358,11 @@ class MemoryWatchdog(threading.Thread):
     def _processes(self) -> int:
         return len(tree_pids(self.root_pid, process_table()))
 
-    def stop(self):
+    def stop(self) -> None:
         self._halt.set()
 
 
-def kill_tree(root_pid: int, *, keep_root: bool = False):
+def kill_tree(root_pid: int, *, keep_root: bool = False) -> None:
     """SIGKILL every descendant of `root_pid`, again until none is left (a tree that forks while it
     is killed; orphans reparent to the root where it is a child subreaper), then, unless keep_root,
     its process group and the root itself. The root goes last: killed first, its children would
@@ -369,7 +378,11 @@ def kill_tree(root_pid: int, *, keep_root: bool = False):
                 pass
     if keep_root:
         return
-    for kill in (lambda: os.killpg(root_pid, signal.SIGKILL), lambda: os.kill(root_pid, signal.SIGKILL)):
+    kills: tuple[Callable[[], None], ...] = (
+        lambda: os.killpg(root_pid, signal.SIGKILL),
+        lambda: os.kill(root_pid, signal.SIGKILL),
+    )
+    for kill in kills:
         try:
             kill()  # a pid-namespace init takes the rest with it
         except (ProcessLookupError, PermissionError):

@@ -9,14 +9,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import protocol
-from .caps import kill_tree, make_caps
+from .caps import Caps, kill_tree, make_caps
 from .errors import ProbeFailed, WorkerError, WorkerOutOfMemory, WorkerTimeout
-from .host import require_sandbox
-from .landlock_layer import copy_kit
-from .launcher import launch_for
+from .host import HostSandbox, require_sandbox
+from .landlock_layer import LandlockLaunch, copy_kit
+from .launcher import Launch, launch_for
 from .limits import Limits, rlimits
 from .output import OutputDrain
 from .plan import worker_argv, worker_environment
@@ -26,6 +28,9 @@ from .template import ForkedProcess, WorkerTemplate, kill_group_and_leader, work
 
 MAX_ERROR_CHARS = 2000  # a worker's error text, cut by the trusted side before anything else reads it
 MAX_REPLY_BYTES = protocol.MAX_REPLY_BYTES
+
+# A worker's start: build(request_read, reply_write) -> (argv, preexec_fn) for Popen.
+Build = Callable[[int, int], tuple[list[str], Callable[[], None]]]
 
 
 class Worker:
@@ -45,20 +50,20 @@ class Worker:
         limits: Limits | None = None,
         forbidden: tuple[str, ...] = (),
         sandbox: bool = True,
-        host=None,
-    ):
+        host: HostSandbox | None = None,
+    ) -> None:
         self.limits = limits or Limits()
         self.host = host  # None: what host_sandbox() found (tests pass another, e.g. the watchdog caps)
         self.slot = slot
         self.sandbox = sandbox
         self.forbidden = tuple(str(Path(p).resolve()) for p in forbidden)
-        self.process = None
+        self.process: subprocess.Popen[bytes] | ForkedProcess | None = None
         known = host if host is not None else (require_sandbox() if sandbox else None)
         self.layer = known.layer if known is not None else "none"
         self.protections = [*BASE_PROTECTIONS, *(p.name for p in known.protections())] if known else [*BASE_PROTECTIONS]
         self._next_id = 0
-        self._launch = None  # the from-scratch start's sandbox
-        self._caps = None
+        self._launch: Launch | None = None  # the from-scratch start's sandbox
+        self._caps: Caps | None = None
         self._template: WorkerTemplate | None = None
         self._scratch: Path | None = None
         self.peak_memory_bytes: int | None = None
@@ -73,7 +78,7 @@ class Worker:
         own_uid = self.sandbox and (self.layer == "bubblewrap" or (self.host or require_sandbox()).as_root)
         return rlimits(self.limits, processes=own_uid)
 
-    def start(self):
+    def start(self) -> None:
         if not self.sandbox:
             self._start_unsafe()
             return
@@ -90,35 +95,37 @@ class Worker:
                 print(f"segkit: a forked worker failed ({exc}); starting one from scratch\n{output}", file=sys.stderr)
         self._start_from_scratch(host)
 
-    def _start_from_scratch(self, host):
-        self._launch = launch_for(host, self.limits, slot=self.slot, forbidden=self.forbidden)
-        self._launch.prepare()
-        self._caps = self._launch.caps
+    def _start_from_scratch(self, host: HostSandbox) -> None:
+        self._launch = launch = launch_for(host, self.limits, slot=self.slot, forbidden=self.forbidden)
+        launch.prepare()
+        self._caps = caps = launch.caps
+        landlock = launch if host.layer == "landlock" else None
+        assert landlock is None or isinstance(landlock, LandlockLaunch)  # launch_for's choice for this layer
 
-        plan = self._launch.worker_plan(str(self._launch.scratch_path)).to_json() if host.layer == "landlock" else ""
+        plan = landlock.worker_plan(str(landlock.scratch_path)).to_json() if landlock is not None else ""
 
-        def build(request_read, reply_write):
-            argv = worker_argv(self._launch.kit, request_read, reply_write, self._rlimits(), plan)
-            return self._launch.command(argv)
+        def build(request_read: int, reply_write: int) -> tuple[list[str], Callable[[], None]]:
+            argv = worker_argv(launch.kit, request_read, reply_write, self._rlimits(), plan)
+            return launch.command(argv)
 
-        self._spawn(build, self._launch.env, self._launch.cwd)
-        scratch = str(self._launch.scratch_path) if host.layer == "landlock" else None
-        self._caps.watch(self.process.pid, scratch=scratch)
+        process = self._spawn(build, launch.env, launch.cwd)
+        scratch = str(landlock.scratch_path) if landlock is not None else None
+        caps.watch(process.pid, scratch=scratch)
         self._await_ready()
 
-    def _start_unsafe(self):
+    def _start_unsafe(self) -> None:
         """--unsafe-no-sandbox: a copy of the worker side of the kit and a scratch folder, nothing else."""
         self._scratch = Path(tempfile.mkdtemp(prefix="segkit-unsafe-"))
         kit = self._scratch / "kit"
         copy_kit(kit, confine_side=False)
 
-        def build(request_read, reply_write):
+        def build(request_read: int, reply_write: int) -> tuple[list[str], Callable[[], None]]:
             return worker_argv(str(kit), request_read, reply_write, self._rlimits()), _set_pdeathsig
 
         self._spawn(build, worker_environment(str(self._scratch)), str(self._scratch))
         self._await_ready()
 
-    def _spawn(self, build, env, cwd):
+    def _spawn(self, build: Build, env: dict[str, str] | None, cwd: str | None) -> subprocess.Popen[bytes]:
         """Start the worker build(request_read, reply_write) describes, with its pipes."""
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
@@ -126,7 +133,7 @@ class Worker:
         try:
             # Plain fd numbers survive bwrap (it keeps inherited descriptors) and the uid drop.
             command, preexec = build(request_read, reply_write)
-            self.process = subprocess.Popen(
+            self.process = process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=output_write,
@@ -143,34 +150,38 @@ class Worker:
                 os.close(fd)
         self._drain = OutputDrain(output_read, self.limits.output_keep_bytes)
         self._drain.start()
+        return process
 
-    def _start_forked(self, host, template: WorkerTemplate):
+    def _start_forked(self, host: HostSandbox, template: WorkerTemplate) -> None:
         """Fork the worker from this slot's template, move it under its caps, then let it start."""
-        self._caps = make_caps(host.caps, self.limits, count_processes=host.layer == "landlock" and not host.as_root)
-        self._caps.prepare()
+        self._caps = caps = make_caps(
+            host.caps, self.limits, count_processes=host.layer == "landlock" and not host.as_root
+        )
+        caps.prepare()
         self._template = template
-        self.process, self._request_write, self._reply_read, output_read, self._go = template.fork(
+        process, self._request_write, self._reply_read, output_read, self._go = template.fork(
             self._rlimits(), self.limits.scratch_mb, self.limits.startup_timeout
         )
+        self.process = process
         self._drain = OutputDrain(output_read, self.limits.output_keep_bytes)
         self._drain.start()
         # The worker's init waits for this before it forks the worker: everything that runs
         # student code starts under the submission's caps.
         try:
-            self._caps.attach(self.process.pid)
+            caps.attach(process.pid)
             os.write(self._go, b"g")
         except OSError as exc:
             raise WorkerError(f"a forked worker could not be capped and started: {exc}") from exc
-        self._caps.watch(self.process.pid, scratch=template.worker_folder)
+        caps.watch(process.pid, scratch=template.worker_folder)
         self._await_ready()
         self.started_from_template = True
 
-    def _await_ready(self):
+    def _await_ready(self) -> None:
         reply = self._receive(self.limits.startup_timeout)
         if reply.get("op") != "ready":
             raise WorkerError("worker did not start")
 
-    def stop(self):
+    def stop(self) -> None:
         """Kill the worker and everything it started; remove its scratch and caps."""
         if self.process is not None:
             self.cpu_seconds = tree_cpu_seconds(self.process.pid)
@@ -225,7 +236,7 @@ class Worker:
         return WorkerError(f"the worker process exited (code {code})")
 
     # -- protocol ------------------------------------------------------------------
-    def _send(self, message: dict):
+    def _send(self, message: dict[str, object]) -> None:
         import torch
 
         try:
@@ -234,20 +245,21 @@ class Worker:
             raise WorkerError("the worker process has exited") from exc
 
     def _read_exact(self, n: int, deadline: float) -> bytes:
-        chunks, remaining = [], n
+        chunks: list[bytes] = []
+        remaining = n
         while remaining:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise WorkerTimeout("time limit exceeded")
             ready, _, _ = select.select([self._reply_read], [], [], min(left, 1.0))
             if not ready:
-                if self.process.poll() is not None:
+                if self._started().poll() is not None:
                     raise self._died()
                 continue
             chunk = os.read(self._reply_read, min(remaining, 1 << 20))
             if not chunk:
                 try:
-                    self.process.wait(timeout=5)
+                    self._started().wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     pass
                 raise self._died()
@@ -255,7 +267,12 @@ class Worker:
             remaining -= len(chunk)
         return b"".join(chunks)
 
-    def _receive(self, timeout: float) -> dict:
+    def _started(self) -> subprocess.Popen[bytes] | ForkedProcess:
+        assert self.process is not None  # replies are read only from a started worker
+        return self.process
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
+
         import torch
 
         deadline = time.monotonic() + timeout
@@ -265,6 +282,7 @@ class Worker:
             )
         except protocol.FrameTooLarge as exc:
             raise WorkerError(f"the worker sent a reply over {MAX_REPLY_BYTES // 2**20} MB") from exc
+        assert payload is not None  # _read_exact raises rather than report an end of input
         self.largest_reply_bytes = max(self.largest_reply_bytes, len(payload))
         try:
             reply = protocol.decode(payload, torch.load)
@@ -274,7 +292,7 @@ class Worker:
             raise WorkerError("the worker sent a malformed reply")
         return reply
 
-    def exec_cell(self, grade_id: str, source: str, timeout: float | None = None) -> dict:
+    def exec_cell(self, grade_id: str, source: str, timeout: float | None = None) -> dict[str, str]:
         """Run one cell. Returns {"status": "ok"|"error", "error": str}; raises WorkerError if the worker died."""
         self._send({"op": "exec", "grade_id": grade_id, "source": source})
         reply = self._receive(timeout or self.limits.cell_timeout)
@@ -286,10 +304,10 @@ class Worker:
         self,
         source: str,
         name: str,
-        args: tuple = (),
-        kwargs: dict | None = None,
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
         timeout: float | None = None,
-    ):
+    ) -> Any:
         """Run a probe function `name(namespace, *args, **kwargs)` in the worker; return its plain result."""
         self._next_id += 1
         request_id = self._next_id
@@ -311,7 +329,7 @@ class Worker:
         return reply.get("value")
 
 
-def worker_text(value) -> str:
+def worker_text(value: object) -> str:
     """A text field of a worker's reply, as the trusted side keeps it: a string, capped."""
     text = value if type(value) is str else ""
     if len(text) > MAX_ERROR_CHARS:
@@ -319,7 +337,7 @@ def worker_text(value) -> str:
     return text
 
 
-def _set_pdeathsig():
+def _set_pdeathsig() -> None:
     import ctypes
     import signal
 

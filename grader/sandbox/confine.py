@@ -33,6 +33,11 @@ from dataclasses import dataclass, field
 
 from . import landlock, seccomp
 
+# The type checker's names: the worker side imports only the standard library it uses (the block never runs).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # Landlock features a plan may require, by the ABI that brought them.
 FEATURES = {"filesystem": 1, "refer": 2, "truncate": 3, "tcp": 4, "ioctl_dev": 5, "scopes": 6}
 # Files of /etc the runtime reads (loader, locale, time zone, fonts): no passwd, hosts or resolver files.
@@ -116,7 +121,7 @@ class Layer:
         return tuple(items)
 
 
-def _trial(action) -> str:
+def _trial(action: Callable[[], object]) -> str:
     """Run `action` in a forked child; "" if it worked, else its error message."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -268,7 +273,7 @@ class Confined:
     missing: tuple[str, ...] = field(default=())
 
 
-def _drop_bounding_set(libc):
+def _drop_bounding_set(libc: ctypes.CDLL) -> None:
     """Empty the bounding set (needs CAP_SETPCAP, so before the uid switch): nothing executed
     later can regain a capability, whatever file capabilities it carries."""
     last = int(open("/proc/sys/kernel/cap_last_cap").read())
@@ -276,7 +281,7 @@ def _drop_bounding_set(libc):
         libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
 
 
-def _drop_capabilities(libc):
+def _drop_capabilities(libc: ctypes.CDLL) -> None:
     """Empty the ambient, effective, permitted and inheritable sets."""
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
@@ -286,8 +291,8 @@ def _drop_capabilities(libc):
         raise ConfinementError(code, f"capset: {os.strerror(code)}")
 
 
-def _switch_uid(plan: Plan):
-    uid, gid = plan.uid, plan.gid if plan.gid is not None else plan.uid
+def _switch_uid(plan: Plan, uid: int) -> None:
+    gid = plan.gid if plan.gid is not None else uid
     if os.geteuid() != 0:
         raise ConfinementError(1, f"switching to uid {uid} needs root")
     os.setgroups([])
@@ -328,7 +333,7 @@ def apply(plan: Plan) -> Confined:
     if is_root:
         _drop_bounding_set(libc)
     if plan.uid is not None:
-        _switch_uid(plan)
+        _switch_uid(plan, plan.uid)
     _drop_capabilities(libc)
     try:
         restriction = landlock.restrict(
@@ -367,12 +372,12 @@ def command(plan: Plan, argv: list[str]) -> list[str]:
     return [sys.executable, "-I", "-S", LAUNCHER, plan.to_json(), *argv]
 
 
-def preexec(plan: Plan):
+def preexec(plan: Plan) -> Callable[[], None]:
     """A ``preexec_fn`` for subprocess.Popen that applies `plan`, or writes why not to stderr and
     exits with PREEXEC_FAILED (an exception there would lose the reason). Use with
     start_new_session=True and close_fds=True."""
 
-    def confine():
+    def confine() -> None:
         try:
             apply(plan)
         except BaseException as exc:

@@ -201,6 +201,7 @@ def host_sandbox() -> HostSandbox:
     landlock = _landlock_host()
     if landlock.ok or forced == "landlock":
         return landlock
+    assert bubblewrap is not None  # tried above unless forced == "landlock", which has returned
     reason = f"bubblewrap: {bubblewrap.reason}. {landlock.reason}.\n" + ENABLE_COMMANDS.format(
         bwrap=bubblewrap.bwrap or "/usr/bin/bwrap"
     )

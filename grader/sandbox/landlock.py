@@ -98,7 +98,7 @@ class _PathBeneathAttr(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
-def _libc():
+def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     return libc
@@ -167,7 +167,7 @@ def thread_count() -> int:
         raise LandlockError(exc.errno, f"cannot count this process's threads ({exc}): allow /proc") from exc
 
 
-def _check_single_thread():
+def _check_single_thread() -> None:
     threads = thread_count()
     if threads != 1:
         raise LandlockError(
@@ -175,7 +175,7 @@ def _check_single_thread():
         )
 
 
-def _add_path(libc, ruleset_fd: int, path: str, rights: int) -> bool:
+def _add_path(libc: ctypes.CDLL, ruleset_fd: int, path: str, rights: int) -> bool:
     """Grant `rights` beneath `path` (file rights only, for a file); False if it does not exist."""
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)

@@ -16,13 +16,18 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import caps as caps_module
 from . import confine
 from .limits import Limits
 from .plan import REPO_ROOT, check_runtime, kit_files, worker_environment
 from .uids import UidClaim
+
+if TYPE_CHECKING:
+    from .host import HostSandbox
 
 
 def unreachable_runtime() -> str:
@@ -39,7 +44,7 @@ def unreachable_runtime() -> str:
     return ""
 
 
-def close_to_others(forbidden: tuple[str, ...]):
+def close_to_others(forbidden: tuple[str, ...]) -> None:
     """As root: the kit's solutions/ and hidden checks (assignments/) and the grading folders
     (submissions, results) lose every right of "others", so a spare uid cannot read them even where
     Landlock did not stand in the way (file modes are the second wall of this layer). They stay so:
@@ -57,7 +62,7 @@ def worker_read_only(kit: str, *, proc: bool) -> tuple[str, ...]:
     return confine.standard_read_only(extra=(kit,), proc=proc)
 
 
-def copy_kit(kit: Path, *, confine_side: bool = True):
+def copy_kit(kit: Path, *, confine_side: bool = True) -> None:
     """The worker side of the kit, read-only for everyone (a spare uid must read it)."""
     kit.mkdir(mode=0o755)
     for source, inside in kit_files(confine=confine_side):
@@ -77,7 +82,9 @@ def copy_kit(kit: Path, *, confine_side: bool = True):
 class LandlockLaunch:
     """One confined process (a worker from scratch, or a slot's template) being executed."""
 
-    def __init__(self, host, limits: Limits, slot: int = 0, forbidden: tuple[str, ...] = (), template: bool = False):
+    def __init__(
+        self, host: HostSandbox, limits: Limits, slot: int = 0, forbidden: tuple[str, ...] = (), template: bool = False
+    ) -> None:
         self.host, self.limits, self.slot, self.forbidden = host, limits, slot, tuple(forbidden)
         self.template = template
         # RLIMIT_NPROC counts the uid's processes: the grader's own uid needs the watchdog to count.
@@ -87,10 +94,10 @@ class LandlockLaunch:
         self._claim: UidClaim | None = None
 
     @property
-    def cgroups(self):
+    def cgroups(self) -> list[Path]:
         return self.caps.cgroups
 
-    def prepare(self):
+    def prepare(self) -> None:
         if self.run_dir is not None:
             return
         check_runtime(self.forbidden)
@@ -106,12 +113,18 @@ class LandlockLaunch:
         self.caps.prepare()
 
     @property
+    def _folder(self) -> Path:
+        """run_dir, which prepare() makes before anything reads it."""
+        assert self.run_dir is not None
+        return self.run_dir
+
+    @property
     def kit(self) -> str:
-        return str(self.run_dir / "kit")
+        return str(self._folder / "kit")
 
     @property
     def scratch_path(self) -> Path:
-        return self.run_dir / "scratch"
+        return self._folder / "scratch"
 
     @property
     def env(self) -> dict[str, str]:
@@ -143,13 +156,13 @@ class LandlockLaunch:
             os.chown(folder, self.uid, self.uid)
         return str(folder)
 
-    def command(self, inner: list[str]) -> tuple[list[str], object]:
+    def command(self, inner: list[str]) -> tuple[list[str], Callable[[], None]]:
         """(argv, preexec_fn) that run `inner` confined; use with env, cwd, start_new_session=True."""
         self.prepare()
         procs_files = self.caps.procs_files()
         confine_self = confine.preexec(self.confine_plan())
 
-        def preexec():
+        def preexec() -> None:
             for procs in procs_files:  # join the caps before anything runs
                 with open(procs, "w") as handle:
                     handle.write("0")
@@ -166,7 +179,7 @@ class LandlockLaunch:
     def out_of_memory(self) -> bool:
         return self.caps.out_of_memory()
 
-    def cleanup(self):
+    def cleanup(self) -> None:
         self.caps.release()
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -17,7 +17,7 @@ import types
 PACKAGE = "segkit_sandbox"  # the name the worker side gives this folder (it cannot import `grader`)
 
 
-def load(name: str, folder: str | None = None):
+def load(name: str, folder: str | None = None) -> types.ModuleType:
     """Module `name` of this folder (confine, protocol), loaded by path as `segkit_sandbox.<name>`
     without running the package's __init__ (which belongs to the trusted side)."""
     folder = folder or os.path.dirname(os.path.abspath(__file__))
@@ -28,11 +28,11 @@ def load(name: str, folder: str | None = None):
     return importlib.import_module(f"{PACKAGE}.{name}")
 
 
-def load_confine():
+def load_confine() -> types.ModuleType:
     return load("confine")
 
 
-def main():
+def main() -> None:
     confine = load_confine()
     try:
         confine.apply(confine.Plan.from_json(sys.argv[1]))

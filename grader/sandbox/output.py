@@ -9,12 +9,12 @@ import threading
 class OutputDrain(threading.Thread):
     """Reads the worker's stdout+stderr to the end, keeping only its head and tail."""
 
-    def __init__(self, fd: int, keep: int):
+    def __init__(self, fd: int, keep: int) -> None:
         super().__init__(daemon=True)
         self.fd, self.keep = fd, keep
         self.head, self.tail, self.total = b"", b"", 0
 
-    def run(self):
+    def run(self) -> None:
         while True:
             try:
                 chunk = os.read(self.fd, 1 << 16)

@@ -4,12 +4,13 @@ memory, bytes parked in its tmpfs mounts or scratch folder, CPU time."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 # The only writable mounts a bubblewrap worker has (read through each process's own mount namespace).
 WORKER_TMPFS = ("/scratch", "/dev/shm")
 
 
-def _stat_fields():
+def _stat_fields() -> Iterator[tuple[int, list[bytes]]]:
     """(pid, the fields of /proc/<pid>/stat after the command name) of every process this user may read."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():

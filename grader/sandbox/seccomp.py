@@ -43,6 +43,11 @@ import os
 import struct
 from dataclasses import dataclass
 
+# The type checker's names: the worker side imports only what it uses at run time (the block never runs).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6].
 OFFSET_NR, OFFSET_ARCH, OFFSET_ARGS = 0, 4, 16
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -289,32 +294,32 @@ def machine() -> str:
 class _Program:
     """A tiny forward-only BPF assembler: instructions with symbolic jump targets."""
 
-    def __init__(self):
-        self.code: list[tuple[int, object, object, int]] = []
+    def __init__(self) -> None:
+        self.code: list[tuple[int, str | None, str | None, int]] = []
         self.labels: dict[str, int] = {}
 
-    def label(self, name: str):
+    def label(self, name: str) -> None:
         self.labels[name] = len(self.code)
 
-    def load(self, offset: int):
+    def load(self, offset: int) -> None:
         self.code.append((BPF_LD_W_ABS, None, None, offset))
 
-    def load_arg(self, index: int, high: bool = False):
+    def load_arg(self, index: int, high: bool = False) -> None:
         """The low (or high) 32 bits of argument `index` (little-endian: low word first)."""
         self.load(OFFSET_ARGS + 8 * index + (4 if high else 0))
 
-    def jump(self, op: int, k: int, true: str | None, false: str | None):
+    def jump(self, op: int, k: int, true: str | None, false: str | None) -> None:
         """Jump to label `true` or `false` (None: the next instruction)."""
         self.code.append((op, true, false, k & 0xFFFFFFFF))
 
-    def and_(self, k: int):
+    def and_(self, k: int) -> None:
         self.code.append((BPF_AND_K, None, None, k))
 
-    def ret(self, value: int):
+    def ret(self, value: int) -> None:
         self.code.append((BPF_RET_K, None, None, value))
 
     def assemble(self) -> bytes:
-        out = []
+        out: list[bytes] = []
         for index, (op, true, false, k) in enumerate(self.code):
             offsets = []
             for target in (true, false):
@@ -330,12 +335,12 @@ def _errno(code: int) -> int:
     return RET_ERRNO | code
 
 
-def _rules(policy: Policy) -> dict[str, list]:
+def _rules(policy: Policy) -> dict[str, list[tuple[Any, ...]]]:
     """For each system call with a rule: its block, as a list of (method, args) of _Program. Every
     block ends in a return; labels are local to the block ("allow", "deny", ...)."""
     eperm, eacces = _errno(errno.EPERM), _errno(errno.EACCES)
     allow = ("ret", RET_ALLOW)
-    rules: dict[str, list] = {name: [("ret", eperm)] for name in DENIED + METADATA_BY_PATH}
+    rules: dict[str, list[tuple[Any, ...]]] = {name: [("ret", eperm)] for name in DENIED + METADATA_BY_PATH}
     unix_only = [
         ("load_arg", 0),
         ("jump", BPF_JEQ_K, AF_UNIX, None, "deny"),
@@ -370,7 +375,7 @@ def _rules(policy: Policy) -> dict[str, list]:
     ]
     if not policy.truncate_by_path:
         rules["truncate"] = [("ret", eperm)]
-    self_only = [("jump", BPF_JEQ_K, 0, "allow", None)]
+    self_only: list[tuple[Any, ...]] = [("jump", BPF_JEQ_K, 0, "allow", None)]
     if policy.own_pid is not None:
         self_only.append(("jump", BPF_JEQ_K, policy.own_pid, "allow", None))
     self_only += [("ret", eperm), ("label", "allow"), allow]

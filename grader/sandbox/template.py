@@ -25,14 +25,20 @@ import socket
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .caps import kill_tree
 from .errors import WorkerError
-from .launcher import launch_for
+from .landlock_layer import LandlockLaunch
+from .launcher import Launch, launch_for
 from .limits import SHM_MB, Limits
 from .output import OutputDrain
 from .plan import template_argv
 from .proctree import tree_cpu_seconds
+
+if TYPE_CHECKING:
+    from .host import HostSandbox
 
 ENV_TEMPLATE = "SEGKIT_WORKER_TEMPLATE"  # "0": start every worker from scratch instead of forking a template
 
@@ -45,10 +51,11 @@ def read(path: str) -> str:
         return ""
 
 
-def kill_group_and_leader(process):
+def kill_group_and_leader(process: subprocess.Popen[bytes] | ForkedProcess) -> None:
     """SIGKILL `process`'s process group (a sandbox's pid-namespace init takes the rest with it), then
     the process itself in case it leads no group."""
-    for kill in (lambda: os.killpg(process.pid, signal.SIGKILL), process.kill):
+    kills: tuple[Callable[[], None], ...] = (lambda: os.killpg(process.pid, signal.SIGKILL), process.kill)
+    for kill in kills:
         try:
             kill()
         except (ProcessLookupError, PermissionError):
@@ -59,7 +66,7 @@ class ForkedProcess:
     """A worker forked by the template: not a child of this process, so it is watched and
     signalled through a pidfd (which cannot name another process after a pid is reused)."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int) -> None:
         self.pid = pid
         self._pidfd = os.pidfd_open(pid)
         self.returncode: int | None = None
@@ -72,28 +79,28 @@ class ForkedProcess:
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             if not select.select([self._pidfd], [], [], timeout)[0]:
-                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout)
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
             self.returncode = -1
         return self.returncode
 
-    def kill(self):
+    def kill(self) -> None:
         try:
             signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
-    def close(self):
+    def close(self) -> None:
         os.close(self._pidfd)
 
 
 class WorkerTemplate:
     """A slot's pre-imported worker template (``worker.py --template``), in this host's layer."""
 
-    def __init__(self, host, slot: int, forbidden: tuple[str, ...], keep_output: int):
+    def __init__(self, host: HostSandbox, slot: int, forbidden: tuple[str, ...], keep_output: int) -> None:
         self.host, self.slot, self.forbidden = host, slot, forbidden
         self._keep_output = keep_output
-        self._launch = None
-        self._process: subprocess.Popen | None = None
+        self._launch: Launch | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._drain: OutputDrain | None = None
         self._forks = 0
@@ -104,14 +111,14 @@ class WorkerTemplate:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def start(self, timeout: float):
-        self._launch = launch_for(self.host, Limits(), slot=self.slot, forbidden=self.forbidden, template=True)
+    def start(self, timeout: float) -> None:
+        self._launch = launch = launch_for(self.host, Limits(), slot=self.slot, forbidden=self.forbidden, template=True)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         output_read, output_write = os.pipe()
         try:
-            self._launch.prepare()
-            command, preexec = self._launch.command(template_argv(self._launch.kit, theirs.fileno()))
-            self._process = subprocess.Popen(
+            launch.prepare()
+            command, preexec = launch.command(template_argv(launch.kit, theirs.fileno()))
+            self._process = process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=output_write,
@@ -120,8 +127,8 @@ class WorkerTemplate:
                 start_new_session=True,
                 preexec_fn=preexec,
                 close_fds=True,
-                env=self._launch.env,
-                cwd=self._launch.cwd,
+                env=launch.env,
+                cwd=launch.cwd,
             )
         except BaseException:
             ours.close()
@@ -135,15 +142,17 @@ class WorkerTemplate:
         self._drain = OutputDrain(output_read, self._keep_output)
         self._drain.start()
         answer = self._answer(timeout)
-        self.cpu_seconds = tree_cpu_seconds(self._process.pid)
+        self.cpu_seconds = tree_cpu_seconds(process.pid)
         if not answer.get("ready"):
             reason = answer.get("error") or "it did not start"
             self.stop()
             raise WorkerError(f"the worker template refused: {reason}")
 
-    def _answer(self, timeout: float) -> dict:
-        ready, _, _ = select.select([self._control], [], [], timeout)
-        message = self._control.recv(1 << 16) if ready else b""
+    def _answer(self, timeout: float) -> dict[str, object]:
+        control = self._control
+        assert control is not None  # start() connected it
+        ready, _, _ = select.select([control], [], [], timeout)
+        message = control.recv(1 << 16) if ready else b""
         if not message:
             raise WorkerError("the worker template did not answer:\n" + self.output()[-2000:])
         try:
@@ -159,16 +168,25 @@ class WorkerTemplate:
     def output(self) -> str:
         return self._drain.text() if self._drain is not None else ""
 
-    def _request(self, rlimits: dict[str, int], scratch_mb: int) -> dict:
-        request = {"limits": rlimits, "scratch_mb": scratch_mb, "shm_mb": SHM_MB, "layer": self.host.layer}
+    def _request(self, rlimits: dict[str, int], scratch_mb: int) -> dict[str, object]:
+        request: dict[str, object] = {
+            "limits": rlimits,
+            "scratch_mb": scratch_mb,
+            "shm_mb": SHM_MB,
+            "layer": self.host.layer,
+        }
         if self.host.layer == "landlock":
+            launch = self._launch
+            assert isinstance(launch, LandlockLaunch)  # launch_for's choice for this layer
             self._forks += 1
-            self.worker_folder = self._launch.make_worker_folder(f"w{self._forks}")
+            self.worker_folder = launch.make_worker_folder(f"w{self._forks}")
             request["folder"] = self.worker_folder
-            request["plan"] = self._launch.worker_plan(self.worker_folder).to_json()
+            request["plan"] = launch.worker_plan(self.worker_folder).to_json()
         return request
 
-    def fork(self, rlimits: dict[str, int], scratch_mb: int, timeout: float):
+    def fork(
+        self, rlimits: dict[str, int], scratch_mb: int, timeout: float
+    ) -> tuple[ForkedProcess, int, int, int, int]:
         """A fresh worker: (handle of its init, request write fd, reply read fd, output read fd, go fd).
         The init forks the worker (and so may anything run) once "g" is written to go."""
         request_read, request_write = os.pipe()
@@ -178,10 +196,12 @@ class WorkerTemplate:
         # The kernel attaches the sender's credentials, its pid translated into our pid namespace.
         hello.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         ours = (request_write, reply_read, output_read)
+        control = self._control
+        assert control is not None  # start() connected it
         try:
             try:
                 socket.send_fds(
-                    self._control,
+                    control,
                     [json.dumps(self._request(rlimits, scratch_mb)).encode()],
                     [request_read, reply_write, output_write, hello_theirs.fileno()],
                 )
@@ -216,7 +236,8 @@ class WorkerTemplate:
             if select.select([output_read], [], [], 0.5)[0]:
                 detail = os.read(output_read, 4000)
             raise WorkerError("a forked worker failed while it was set up:\n" + detail.decode("utf-8", "replace"))
-        pid, _, _ = struct.unpack("iII", credentials[0][:12])
+        credential: tuple[int, int, int] = struct.unpack("iII", credentials[0][:12])
+        pid = credential[0]
         status = read(f"/proc/{pid}/status")
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         if self.host.layer == "landlock":
@@ -231,7 +252,7 @@ class WorkerTemplate:
             raise WorkerError(f"a forked worker reported pid {pid}, which is not a fresh pid namespace's init")
         return pid
 
-    def end_worker(self):
+    def end_worker(self) -> None:
         """After a worker ended (Landlock layer): kill whatever it left in the template's tree (its
         orphans reparent to the template, a child subreaper) and remove its folder."""
         if self.host.layer != "landlock" or self._process is None:
@@ -241,7 +262,7 @@ class WorkerTemplate:
             shutil.rmtree(self.worker_folder, ignore_errors=True)
             self.worker_folder = None
 
-    def stop(self):
+    def stop(self) -> None:
         if self._control is not None:
             self._control.close()
             self._control = None
@@ -257,11 +278,12 @@ class WorkerTemplate:
             self._launch = None
 
 
-_TEMPLATES: dict[tuple, WorkerTemplate] = {}
-_TEMPLATE_FAILURES: dict[tuple, int] = {}  # failed starts per key; after two, workers start from scratch
+TemplateKey = tuple["HostSandbox", int, tuple[str, ...]]
+_TEMPLATES: dict[TemplateKey, WorkerTemplate] = {}
+_TEMPLATE_FAILURES: dict[TemplateKey, int] = {}  # failed starts per key; after two, workers start from scratch
 
 
-def worker_template(host, slot: int, forbidden: tuple[str, ...], limits: Limits) -> WorkerTemplate | None:
+def worker_template(host: HostSandbox, slot: int, forbidden: tuple[str, ...], limits: Limits) -> WorkerTemplate | None:
     """This process's template for `slot`, started on first use and again if it died; None where
     workers must start from scratch (disabled, a systemd scope cap, or a template that failed twice)."""
     if os.environ.get(ENV_TEMPLATE, "1") == "0" or host.caps == "systemd":
@@ -290,7 +312,7 @@ def worker_template(host, slot: int, forbidden: tuple[str, ...], limits: Limits)
     return template
 
 
-def stop_worker_templates():
+def stop_worker_templates() -> None:
     for template in _TEMPLATES.values():
         template.stop()
     _TEMPLATES.clear()

@@ -7,6 +7,7 @@ import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .errors import WorkerError
 
@@ -30,7 +31,7 @@ def uids_mapped() -> bool:
 @dataclass
 class UidClaim:
     uid: int
-    _lock: object
+    _lock: TextIO | None
 
     @classmethod
     def take(cls, slot: int) -> UidClaim:
@@ -47,7 +48,7 @@ class UidClaim:
             return cls(uid, handle)
         raise WorkerError("no free worker uid")
 
-    def release(self):
+    def release(self) -> None:
         if self._lock is not None:
             self._lock.close()  # releases the flock: the uid is free again
             self._lock = None
