@@ -13,9 +13,9 @@ from segkit.build.code_lines import CodeLines, count_cell, count_notebook, solut
 # its 36 written lines. fcn, unet: their profile, data and training cells. instance: being reworked.
 KNOWN_EXCEPTIONS = {
     "cam": CodeLines(given=60, student=36),
-    "fcn": CodeLines(given=300, student=187),
+    "fcn": CodeLines(given=304, student=187),
     "instance": CodeLines(given=385, student=92),
-    "unet": CodeLines(given=221, student=124),
+    "unet": CodeLines(given=227, student=124),
 }
 
 CELL = '''\
