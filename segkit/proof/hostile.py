@@ -16,6 +16,9 @@ scratch flooding. `make test` grades that subset twice, as root and as an unpriv
 (tests/test_sandbox_escape.py), next to decoy answer keys planted where a deny-list never looks.
 Placeholders filled in by `build_corpus`: __REPO__ (the kit), __OUT__ (the grades folder),
 __PORT__ (a loopback listener), __DECOYS__ (folders holding other copies of the kit).
+
+The bundled example-hostile notebooks draw their cells from the same module: `EXAMPLE_ATTACKS` names
+the kinds of attack a unit's cell can be, `attack(kind, *definitions)` writes one (see the last section).
 """
 
 from __future__ import annotations
