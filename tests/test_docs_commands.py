@@ -369,7 +369,9 @@ def test_cheap_documented_commands_run():
     failed = []
     for command in cheap:
         done = _run_for_real(command)
-        if done.returncode != 0:
+        # The sandbox probe answers "none here" with exit 1 on a host that cannot sandbox: that is its answer.
+        no_sandbox = "grader.sandbox" in command and "No sandbox layer works here" in done.stdout
+        if done.returncode != 0 and not no_sandbox:
             failed.append(f"{command}: exit {done.returncode}\n{done.stderr[-2000:]}")
     assert not failed, "\n".join(failed)
 
