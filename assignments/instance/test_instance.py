@@ -911,14 +911,17 @@ def test_loss_given_weights(sub, ref):
     "dwt_loss",
     points=0.5,
     message="weights=None is wrong: w_k = 1 / (number of object pixels of the WHOLE batch at level k), for the "
-    "levels present; the loss is then the weighted mean as with given weights.",
+    "levels present (K weights, also when the highest levels are absent); the loss is then the weighted mean as "
+    "with given weights.",
 )
 def test_loss_inverse_frequency(sub, ref):
     """Are the default weights the inverse frequencies of the levels over the batch's object pixels?"""
-    for i in range(3):
+    for i in range(4):
         logits, levels, objects = _loss_case(240 + i, batch=3, out_of_range=False)
         if i == 2:
             levels[levels == 3] = 4  # a level absent from the batch
+        if i == 3:
+            levels = levels.clamp(max=3)  # the highest level absent: still K weights (bincount's minlength)
         _compare_loss(sub, ref, logits, levels, objects, None, f"case {i + 1}")
 
 
