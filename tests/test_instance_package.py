@@ -83,3 +83,13 @@ def test_rle_encode_takes_a_tensor_without_importing_torch():
     as_tensor = torch.from_numpy(mask).float().requires_grad_()
     assert rle_encode(as_tensor) == rle_encode(mask) == rle_encode(mask.astype(bool))
     assert rle_encode(as_tensor) != rle_encode(np.zeros_like(mask))
+
+
+def test_the_grade_fingerprint_reads_every_instance_module():
+    """Does the fingerprint that decides whether a cached grade is reused cover every module of the
+    starter.instance package (a grading worker may import any of them)?"""
+    from grader.run.store import grade_inputs
+
+    files = {path.relative_to(REPO_ROOT).as_posix() for path in grade_inputs("instance", REPO_ROOT)}
+    modules = {path.relative_to(REPO_ROOT).as_posix() for path in PACKAGE.glob("*.py")}
+    assert len(modules) > 1 and modules <= files
