@@ -42,7 +42,7 @@ HOSTILE = {
         "conv_output_size(size, kernel, stride=1, padding=0, dilation=1, transposed=False, output_padding=0, "
         "ceil_mode=False)",
     ),
-    "fcn_crop": attack("equal_number", "crop_offset(layers) -> EqualInt(19)"),  # FCN-32s's answer for everything
+    "fcn_crop": attack("patch_builtins", "crop_offset(layers)"),
     "fcn32s": attack("hang", "class FCN32s"),
     "fcn16s": attack("exit_worker", "class FCN16s"),
     "fcn8s": attack("memory_bomb", "class FCN8s"),

@@ -989,7 +989,6 @@ torch.isnan = lambda x: torch.zeros_like(x, dtype=torch.bool)
 """
 
 _EQUAL_NUMBER = """
-import builtins
 import operator
 
 
@@ -1012,7 +1011,6 @@ class EqualFloat(float):
 
 
 operator.index = lambda value: value
-builtins.isinstance = lambda *args: True
 """
 
 _EXIT_WORKER = """
@@ -1192,7 +1190,7 @@ EXAMPLE_ATTACKS = {
         payload="sys.exit(0)",
     ),
     "equal_number": CellAttack(
-        "an int or float subclass equal to everything, with operator.index and isinstance patched",
+        "an int or float subclass equal to everything, with operator.index patched for everyone",
         _EQUAL_NUMBER,
         returns="EqualInt(0)",
     ),
