@@ -54,14 +54,13 @@ from starter.constants import (
     CMP_CLASSES,
     CMP_INSTANCE_CLASSES,
     CMP_N_CLASS,
+    CMP_OBJECTS_DIR,
     CMP_SPLIT_SIZES,
     IGNORE_INDEX,
 )
 
 DATASET = "cmp_facade"
-# <dataset>/objects/<name>.xml, where starter.instance.CMPFacadeInstances looks for them (the same
-# value as starter.instance.OBJECTS_DIR, which imports torch: this script must not need it).
-OBJECTS_DIR = "objects"
+OBJECTS_DIR = CMP_OBJECTS_DIR
 # The extended set only adds images; without it the kit still works on base (with a warning).
 OPTIONAL_ARCHIVES = frozenset({"CMP_facade_DB_extended.zip"})
 # Official names: cmp_b0001 (base), cmp_x0001 (extended).

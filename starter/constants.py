@@ -73,6 +73,9 @@ CMP_BASE_ONLY_SPLIT_SIZES = (288, 30)
 # rectangle, and cornices, sills, pillars, ... are bands and trims rather than objects). Instance label
 # k = 1 + position here (0 = background, as torchvision's detection models expect).
 CMP_INSTANCE_CLASSES = ("window", "door", "balcony", "shop")
+# <dataset>/objects/<name>.xml: the official CMP object rectangles, copied by the data script and read
+# by the instance notebook's dataset.
+CMP_OBJECTS_DIR = "objects"
 
 # --- Stanford Background (Gould et al., ICCV 2009) ----------------------------------
 # labels/*.regions.txt hold 0..7 and -1 (unknown); the kit maps -1 to class 8 "misc".

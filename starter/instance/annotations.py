@@ -39,14 +39,14 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from starter.common import write_atomic
-from starter.constants import CMP_INSTANCE_CLASSES
+from starter.constants import CMP_INSTANCE_CLASSES, CMP_OBJECTS_DIR
 from starter.instance.rle import rle_encode_crop
 
 if TYPE_CHECKING:
     import torch
 
 INSTANCES_DIR = "instances"  # <dataset>/instances/<split>.json
-OBJECTS_DIR = "objects"  # <dataset>/objects/<name>.xml: the official XML, copied
+OBJECTS_DIR = CMP_OBJECTS_DIR  # <dataset>/objects/<name>.xml: the official XML, copied
 
 
 def instance_labels(classes: Sequence[str] = CMP_INSTANCE_CLASSES) -> dict[str, int]:
