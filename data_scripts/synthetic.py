@@ -9,8 +9,9 @@ writes ``DIR/synthetic/`` (readable with ``starter.data.FolderSegmentation``)::
     splits/{train,val,test}.txt  80/10/10 (at least one val and one test sample when n >= 3)
     meta.json                    classes, n_class, generator settings
 
-The pixels come from ``starter.data.SyntheticSegmentation`` (one generator for both the
-in-memory dataset and this folder), so the same arguments always give identical files.
+The pixels come from ``starter.synthetic.SyntheticScenes``, the generator behind the in-memory
+``starter.data.SyntheticSegmentation`` too (NumPy only, so this script never loads torch), so the
+same arguments always give identical files.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from starter.common import write_atomically
-from starter.data import SyntheticSegmentation
+from starter.synthetic import SyntheticScenes
 
 FOLDER = "synthetic"
 
@@ -61,14 +62,14 @@ def write_synthetic(
     seed: int = 0,
     ignore_border: int = 0,
 ) -> Path:
-    """Write ``n`` samples of ``SyntheticSegmentation`` into ``<root>/synthetic``.
+    """Write ``n`` samples of ``SyntheticScenes`` into ``<root>/synthetic``.
 
     Inputs:
-        root: data root; n, n_class, size (H, W), seed, ignore_border: as for SyntheticSegmentation.
+        root: data root; n, n_class, size (H, W), seed, ignore_border: as for SyntheticScenes.
     Returns:
         Path of the written folder.
     """
-    dataset = SyntheticSegmentation(n, n_class, tuple(size), seed=seed, ignore_border=ignore_border)
+    dataset = SyntheticScenes(n, n_class, tuple(size), seed=seed, ignore_border=ignore_border)
     out_dir = Path(root) / FOLDER
     for sub in ("images", "masks", "splits"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)

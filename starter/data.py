@@ -10,7 +10,8 @@ Transforms receive PIL images (image RGB, mask mode "L"), so the presets of
 ``starter.transforms`` apply unchanged. Datasets only hold paths and numbers, so they pickle
 cleanly into DataLoader worker processes.
 
-* ``SyntheticSegmentation``: generated on the fly, no download (CI, quick try-outs).
+* ``SyntheticSegmentation``: generated on the fly, no download (CI, quick try-outs); the NumPy
+  generator itself is ``starter.synthetic.SyntheticScenes`` (no torch).
 * ``CMPFacade``: the CMP Facade database as prepared by ``python -m data_scripts.cmp_facade``.
 * ``FolderSegmentation``: any ``images/`` + ``masks/`` folder (index masks, or colour-coded masks
   decoded by a function the notebook passes in: the kit has no colour decoder, writing one is a graded
@@ -22,9 +23,7 @@ cleanly into DataLoader worker processes.
 
 from __future__ import annotations
 
-import colorsys
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from starter.constants import (
     SBD_CLASSES,
     SBD_PALETTE,
 )
+from starter.synthetic import SyntheticScenes, class_colour
 from starter.transforms import Compose, Normalize, ToTensor
 
 __all__ = [
@@ -74,35 +74,9 @@ def default_transforms() -> Compose:
 
 # --- synthetic data --------------------------------------------------------------------
 
-# Class 0 is a dull grey background; every other class gets a hue spaced by the golden
-# ratio (well separated for any count), its own stripe period and orientation, so colour
-# AND texture identify a class, as in real data.
-_GOLDEN_RATIO_CONJUGATE = 0.6180339887
-_TEXTURE_AMPLITUDE = 0.10
-_NOISE_STD = 0.04
 
-
-def _class_colour(class_index: int) -> tuple[float, float, float]:
-    if class_index == 0:
-        return (0.35, 0.35, 0.38)
-    hue = (class_index * _GOLDEN_RATIO_CONJUGATE) % 1.0
-    saturation = 0.85 if class_index % 2 else 0.55
-    value = 0.95 if (class_index // 2) % 2 else 0.75
-    return colorsys.hsv_to_rgb(hue, saturation, value)
-
-
-def _class_texture(class_index: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Stripe pattern in [-1, 1] with a class-specific period and angle (class 0: flat)."""
-    if class_index == 0:
-        return np.zeros(np.broadcast_shapes(rows.shape, cols.shape))
-    period_px = 4.0 + 3.0 * (class_index % 4)
-    angle = math.radians((class_index * 47) % 180)
-    phase = (cols * math.cos(angle) + rows * math.sin(angle)) / period_px
-    return np.sin(2.0 * math.pi * phase)
-
-
-class SyntheticSegmentation(Dataset):
-    """Random shapes on a background: a segmentation task that needs no download.
+class SyntheticSegmentation(SyntheticScenes, Dataset):
+    """Random shapes on a background (``starter.synthetic.SyntheticScenes``) as a torch Dataset.
 
     Sample ``i`` is generated from ``numpy.random.default_rng([seed, i])``, so it is the same
     on every call, in every process, whatever the access order. Class appearance (colour +
@@ -118,7 +92,8 @@ class SyntheticSegmentation(Dataset):
         ignore_border: width in pixels of a frame labelled IGNORE_INDEX (0 = none).
         classes: optional class names (default "class0", "class1", ...).
     Returns (per item):
-        image float32 (3, H, W), mask int64 (H, W) with defaults.
+        image float32 (3, H, W), mask int64 (H, W) with defaults; ``generate(i)`` gives the raw
+        uint8 image (H, W, 3) and mask (H, W) before transforms.
     """
 
     def __init__(
@@ -132,85 +107,8 @@ class SyntheticSegmentation(Dataset):
         ignore_border: int = 0,
         classes: Sequence[str] | None = None,
     ):
-        if not 2 <= n_class < IGNORE_INDEX:
-            raise ValueError(f"n_class must be in 2..{IGNORE_INDEX - 1} (class 0 is background), got {n_class}")
-        if len(size) != 2 or min(size) < 8:
-            raise ValueError(f"size must be (H, W) with both at least 8 pixels, got {size!r}")
-        if classes is not None and len(classes) != n_class:
-            raise ValueError(f"got {len(classes)} class names for n_class={n_class}")
-        self.n_samples = int(n_samples)
-        self.n_class = int(n_class)
-        self.size = (int(size[0]), int(size[1]))
-        self.seed = int(seed)
+        super().__init__(n_samples, n_class, size, seed=seed, ignore_border=ignore_border, classes=classes)
         self.transforms = transforms
-        self.ignore_border = int(ignore_border)
-        self.classes = tuple(classes) if classes is not None else tuple(f"class{i}" for i in range(n_class))
-        # Mean colour of every class as uint8 RGB: handy for plotting masks.
-        self.palette = tuple(tuple(int(round(255 * channel)) for channel in _class_colour(c)) for c in range(n_class))
-
-    def __len__(self) -> int:
-        return self.n_samples
-
-    def generate(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw sample ``index`` without transforms.
-
-        Returns:
-            image uint8 (H, W, 3), mask uint8 (H, W) with values 0..n_class-1 or 255.
-        """
-        if not 0 <= index < self.n_samples:
-            raise IndexError(f"index {index} out of range for {self.n_samples} samples")
-        rng = np.random.default_rng([self.seed, index])
-        mask = self._draw_labels(rng)
-        image = self._render(mask, rng)
-        if self.ignore_border > 0:
-            border = self.ignore_border
-            mask[:border, :] = IGNORE_INDEX
-            mask[-border:, :] = IGNORE_INDEX
-            mask[:, :border] = IGNORE_INDEX
-            mask[:, -border:] = IGNORE_INDEX
-        return image, mask
-
-    def _draw_labels(self, rng: np.random.Generator) -> np.ndarray:
-        height, width = self.size
-        rows, cols = np.mgrid[0:height, 0:width]
-        mask = np.zeros((height, width), dtype=np.uint8)
-        n_shapes = int(rng.integers(3, 9))
-        for _ in range(n_shapes):
-            class_index = int(rng.integers(1, self.n_class))
-            kind = rng.choice(("rectangle", "ellipse", "stripe"))
-            if kind == "rectangle":
-                box_h = int(rng.uniform(0.15, 0.5) * height)
-                box_w = int(rng.uniform(0.15, 0.5) * width)
-                top = int(rng.integers(0, height - box_h + 1))
-                left = int(rng.integers(0, width - box_w + 1))
-                inside = (rows >= top) & (rows < top + box_h) & (cols >= left) & (cols < left + box_w)
-            elif kind == "ellipse":
-                centre_r, centre_c = rng.uniform(0, height), rng.uniform(0, width)
-                radius_r = rng.uniform(0.08, 0.3) * height
-                radius_c = rng.uniform(0.08, 0.3) * width
-                inside = ((rows - centre_r) / radius_r) ** 2 + ((cols - centre_c) / radius_c) ** 2 <= 1.0
-            else:  # a full-length horizontal or vertical band
-                horizontal = bool(rng.integers(0, 2))
-                extent = height if horizontal else width
-                thickness = max(2, int(rng.uniform(0.06, 0.15) * extent))
-                start = int(rng.integers(0, extent - thickness + 1))
-                coordinate = rows if horizontal else cols
-                inside = (coordinate >= start) & (coordinate < start + thickness)
-            mask[inside] = class_index
-        return mask
-
-    def _render(self, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        height, width = mask.shape
-        rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
-        image = np.empty((height, width, 3), dtype=np.float64)
-        for class_index in np.unique(mask):
-            where = mask == class_index
-            texture = _class_texture(int(class_index), rows[where], cols[where])
-            image[where] = np.asarray(_class_colour(int(class_index))) + _TEXTURE_AMPLITUDE * texture[:, None]
-        # Per-image brightness and per-pixel noise: the net must not memorise exact colours.
-        image *= rng.uniform(0.9, 1.1)
-        image += rng.normal(0.0, _NOISE_STD, size=image.shape)
-        return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
     def __getitem__(self, index: int):
         image, mask = self.generate(index)
@@ -492,7 +390,7 @@ def dataset_spec(name: str, root: str | os.PathLike | None = None) -> DatasetSpe
         classes = tuple(str(c) for c in meta["classes"])
         palette = tuple(tuple(int(v) for v in c) for c in meta["palette"]) if meta.get("palette") else None
         if palette is None:
-            palette = tuple(tuple(int(255 * v) for v in _class_colour(i)) for i in range(len(classes)))
+            palette = tuple(tuple(int(255 * v) for v in class_colour(i)) for i in range(len(classes)))
     colour_masks = meta.get("mask_encoding") == "rgb"
     return DatasetSpec(
         name=name, folder=folder, classes=tuple(classes), palette=tuple(palette), colour_masks=colour_masks
