@@ -187,10 +187,10 @@ def predict_two_heads(
     was_training = model.training
     model.eval()
     try:
-        height, width = image.shape[-2:]
-        pad = (0, (-width) % multiple, 0, (-height) % multiple)
+        rows, cols = image.shape[-2:]
+        pad = (0, (-cols) % multiple, 0, (-rows) % multiple)
         x = nn.functional.pad(normalize_image(image)[None], pad).to(device)
-        semantic_logits, energy_logits = (out[0, :, :height, :width].float().cpu() for out in model(x))
+        semantic_logits, energy_logits = (out[0, :, :rows, :cols].float().cpu() for out in model(x))
     finally:
         model.train(was_training)
     return semantic_logits.softmax(0)[1], energy_logits.argmax(0)
