@@ -164,8 +164,8 @@ def train_two_heads(
             (semantic_loss + energy_weight * energy_loss).backward()
             optimizer.step()
             schedule.step()
-            totals[0] += float(semantic_loss)
-            totals[1] += float(energy_loss)
+            totals[0] += float(semantic_loss.detach())
+            totals[1] += float(energy_loss.detach())
             n += 1
         history.semantic_loss.append(totals[0] / max(n, 1))
         history.energy_loss.append(totals[1] / max(n, 1))
@@ -198,5 +198,8 @@ def predict_two_heads(
 
 def level_histogram(levels: Sequence[torch.Tensor], objects: Sequence[torch.Tensor], n_levels: int) -> np.ndarray:
     """Fraction of the object pixels at each level (what inverse-frequency weights even out)."""
-    counts = sum(torch.bincount(lv[ob].reshape(-1), minlength=n_levels) for lv, ob in zip(levels, objects))
+    counts = sum(
+        (torch.bincount(lv[ob].reshape(-1), minlength=n_levels) for lv, ob in zip(levels, objects)),
+        torch.zeros(n_levels, dtype=torch.int64),
+    )
     return (counts / max(int(counts.sum()), 1)).numpy()
