@@ -47,8 +47,19 @@ def hidden_check_points(path: Path) -> dict[str, float]:
     return dict(totals)
 
 
+def _table_value(node: ast.expr, constants: dict[str, object]) -> object:
+    """One value of a table that is not a literal: a list naming module constants (alternatives), or a
+    call that writes the source (HOSTILE's `segkit.proof.hostile.attack(...)`), kept as its text."""
+    if isinstance(node, ast.List):
+        return [constants.get(getattr(element, "id", None)) for element in node.elts]
+    if isinstance(node, ast.Call):
+        return ast.unparse(node)
+    return None
+
+
 def _module_table(path: Path, name: str) -> dict | None:
-    """The literal value of a module-level dict such as BUGS, read without importing the module."""
+    """The literal value of a module-level dict such as BUGS, read without importing the module (a value
+    that is a call, such as HOSTILE's `attack(...)`, as its source text)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     constants: dict[str, object] = {}
     for node in tree.body:
@@ -59,10 +70,7 @@ def _module_table(path: Path, name: str) -> dict | None:
             except ValueError:
                 if isinstance(node.value, ast.Dict):  # values naming module constants (alternatives)
                     keys = [ast.literal_eval(k) for k in node.value.keys]
-                    values = [
-                        [constants.get(getattr(e, "id", None)) for e in v.elts] if isinstance(v, ast.List) else None
-                        for v in node.value.values
-                    ]
+                    values = [_table_value(v, constants) for v in node.value.values]
                     constants[target] = dict(zip(keys, values))
     value = constants.get(name)
     return value if isinstance(value, dict) else None

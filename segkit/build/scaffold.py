@@ -109,8 +109,11 @@ EXAMPLES = '''\
 """Example submissions of the {title} assignment: one typical bug per unit, one attack per unit.
 
 BUGS maps a grade_id to (old, new) text replacements applied to the solution cell; each must
-match exactly once. HOSTILE maps a grade_id to a cell that attacks the grader instead.
+match exactly once. HOSTILE maps a grade_id to a cell that attacks the grader instead, written by one
+of the corpus's attack kinds (EXAMPLE_ATTACKS in segkit/proof/hostile.py).
 """
+
+from segkit.proof.hostile import attack
 
 BUGS = {{
     # Ignored pixels counted in the denominator.
@@ -118,16 +121,8 @@ BUGS = {{
 }}
 
 HOSTILE = {{
-    # A forged result line and an always-true comparison.
-    "{name}_accuracy": \'\'\'
-import torch
-
-torch.allclose = lambda *a, **k: True
-print(\'{{"score": 100, "tests": []}}\')
-
-def pixel_accuracy(pred, target, ignore_index=255):
-    return object()
-\'\'\',
+    # A forged result line and always-true comparisons.
+    "{name}_accuracy": attack("forge_equality", "pixel_accuracy(pred, target, ignore_index=255)"),
 }}
 '''
 
