@@ -23,7 +23,7 @@ from starter.constants import IMAGENET_MEAN, IMAGENET_STD
 __all__ = [
     "CamUnits",
     "FacadePatches",
-    "facade_patches",
+    "facade_patch_set",
     "imagenet_resnet18",
     "patch_loader",
     "preprocess",
@@ -189,7 +189,7 @@ class FacadePatches:
     network_input: int  # side the patches are resized to for ResNet-18
 
 
-def facade_patches(*, fast: bool, photographs: int = 120) -> FacadePatches:
+def facade_patch_set(*, fast: bool, photographs: int = 120) -> FacadePatches:
     """Patches of CMP Facade named by their majority class (prepared once), or of synthetic scenes in fast mode.
 
     Real data: the first `photographs` training photographs cut into 64 px patches, a patch kept when one class

@@ -591,7 +591,8 @@ def test_the_scans_see_the_whole_bundle(bundle):
     candidates = public_candidates(bundle)
     wheres = {c.where.split(" [")[0] for c in candidates}
     assert {"starter/train.py", "starter/instance/detection.py", "data_scripts/cmp_facade.py"} <= wheres
-    assert {f"notebooks/{name}/{name}.ipynb" for name in assignment_names()} <= wheres
+    read = {where.split(" [")[0] for where in _code_texts(bundle)}  # a notebook may define no public function
+    assert {f"notebooks/{name}/{name}.ipynb" for name in assignment_names()} <= read
     graded = {s.name for name in assignment_names() for s in unit_symbols(name)}
     assert not [
         c for c in candidates if c.where.startswith("notebooks/") and c.name in graded
