@@ -64,15 +64,18 @@ def report_against_expected(name: str, miou: float, expected: ExpectedRange | No
 
     Inputs:
         name: experiment name; miou: its test mIoU; expected: the range, or None when the kit
-            has not measured this experiment in this profile on this dataset (the message then points
-            at the notebook's table, which gives the original course's published numbers where known).
+            has not measured this experiment in this profile on this dataset, or measured it no better
+            than a network predicting the commonest class (no range could tell a bug from a correct run
+            there); the message then points at the notebook's table, which says which and gives the
+            original course's published numbers where known.
     Returns:
         The message printed.
     """
     if expected is None:
         message = (
-            f"{name}: test mIoU {miou:.3f} (no expected range measured by the kit for this profile and dataset yet; "
-            'the "What to expect" table lists what the original course published for its setting)'
+            f"{name}: test mIoU {miou:.3f} (no expected range for this profile and dataset: the kit has not measured "
+            "one, or its run scores no better than predicting the commonest class, which a broken network does too; "
+            'the "What to expect" table says which, with what the original course published for its setting)'
         )
     else:
         where = f"expected {expected.low:.2f}-{expected.high:.2f} ({expected.source})"
