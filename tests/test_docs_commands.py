@@ -521,3 +521,12 @@ def test_every_named_file_and_module_exists():
         ]
     assert not missing, "\n".join(missing)
     assert not _exists("grader/mutate.py") and not _exists("grader.mutate") and _exists("grader.cli.build_parser")
+
+
+def test_make_help_names_every_target():
+    """Does `make help` name every target of the Makefile (a target nobody can find is a doc that went stale)?"""
+    targets, _ = _make_targets_and_variables()
+    shown = subprocess.run(["make", "-s", "help"], cwd=REPO_ROOT, capture_output=True, text=True, env=CLEAN_ENV)
+    assert shown.returncode == 0, shown.stderr
+    missing = sorted(t for t in targets - {"help"} if not re.search(rf"\bmake {re.escape(t)}\b", shown.stdout))
+    assert not missing, f"make help does not name: {missing}"
