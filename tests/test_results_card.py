@@ -132,7 +132,7 @@ def test_profile_full_runs_the_notebooks_in_their_own_runs_folder_and_fills_the_
     assert RunStore(results_tree / "unet").results().keys() == cpu_before.keys()  # the cpu runs untouched
     text = card.DOCS_FILE.read_text()
     full = card.page_sections(text)[card.FULL_HEADING]
-    assert "Measured by `segkit results --profile full` in 2 min on a GPU machine." in full
+    assert "Measured by `bin/segkit results --profile full` in 2 min on a GPU machine." in full
     assert "| U-Net | measured: mIoU 0.550, pixel accuracy 0.500, 2/40 epochs, 42 s per epoch (256x320) |" in full
     assert "| per-pixel prior | " + card.NO_FULL_RUN in full  # a cpu result is never shown as a full one
     # The cpu section still shows the cpu run (0.21).
