@@ -19,20 +19,52 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from starter.runs import ExperimentResult, RunSettings, RunStore, result_row
+from starter.runs import ExperimentResult, RunSettings, RunStore, print_skipped, result_row, undone_stub
 
 __all__ = [
     "PriorModel",
     "count_parameters",
     "evaluate_row",
+    "plot_histories",
     "print_class_weights",
     "show_best",
     "show_iou_comparison",
     "show_results",
     "show_saved_predictions",
+    "skip_if_undone",
 ]
 
 PREDICTIONS_FIGURE = "predictions"  # the figure evaluate_row saves in each experiment's folder
+
+
+class _SkipIfUndone:
+    """See skip_if_undone."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.skipped: str | None = None  # the stub's name once it was met
+
+    def __enter__(self) -> _SkipIfUndone:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        stub = undone_stub(exc) if exc is not None else None
+        if stub is None:
+            return False  # no error, or a real one: it propagates unchanged, the student's frames first
+        self.skipped = stub
+        print_skipped(self.what, stub)
+        return True
+
+
+def skip_if_undone(what: str) -> _SkipIfUndone:
+    """A given cell's body that needs graded units: skipped with one line while one of them is still a stub.
+
+    Jupyter's "Run All" stops at the first cell that raises; a stub's bare NotImplementedError met
+    inside ``with skip_if_undone("the parameter counts"):`` prints "skipped: the parameter counts needs
+    `UNet`, which is not written yet; Run All continues" instead. Any other error (a written unit's
+    bug, PyTorch's own NotImplementedError) still raises. Names the block assigns stay unset when skipped.
+    """
+    return _SkipIfUndone(what)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -136,6 +168,9 @@ def show_results(results: Mapping[str, ExperimentResult], classes: Sequence[str]
 
     from starter.viz import results_table
 
+    if not results:
+        print("No results yet: no experiment has finished (a unit it needs may still be a stub).")
+        return
     with_ap = any("mAP" in r.extra for r in results.values())
     summary = {
         name: {
@@ -157,16 +192,19 @@ def show_results(results: Mapping[str, ExperimentResult], classes: Sequence[str]
         display(Markdown("**Average precision per class (test)**\n\n" + results_table(ap_table)))
 
 
-def show_best(results: Mapping[str, ExperimentResult], classes: Sequence[str]) -> str:
+def show_best(results: Mapping[str, ExperimentResult], classes: Sequence[str]) -> str | None:
     """Display the test IoU per class and the confusion matrix of the trained experiment with the best mIoU.
 
     Returns:
-        its name.
+        its name; None (with a line saying so) when there is no result yet.
     """
     from IPython.display import display
 
     from starter.viz import plot_confusion, plot_iou_bars
 
+    if not results:
+        print("best network: none yet (no experiment has finished).")
+        return None
     trained = [name for name, r in results.items() if r.history] or list(results)
     best = max(trained, key=lambda name: results[name].miou)
     print(f"best network: {best}")
@@ -175,13 +213,30 @@ def show_best(results: Mapping[str, ExperimentResult], classes: Sequence[str]) -
     return best
 
 
-def show_saved_predictions(store: RunStore, names: Iterable[str]) -> None:
-    """Display the predictions figure evaluate_row saved for each named experiment (each once, in order)."""
+def show_saved_predictions(store: RunStore, names: Iterable[str | None]) -> None:
+    """Display the predictions figure evaluate_row saved for each named experiment (each once, in order);
+    an experiment that has not finished (or None) gets a line instead."""
     from IPython.display import Image, display
 
-    for name in dict.fromkeys(names):
+    for name in dict.fromkeys(n for n in names if n is not None):
+        figure = store.experiment_dir(name) / f"{PREDICTIONS_FIGURE}.png"
+        if not store.is_finished(name) or not figure.exists():
+            print(f"{name}: not trained yet, no predictions to show")
+            continue
         print(name)
-        display(Image(filename=str(store.experiment_dir(name) / f"{PREDICTIONS_FIGURE}.png")))
+        display(Image(filename=str(figure)))
+
+
+def plot_histories(results: Mapping[str, ExperimentResult]) -> Any:
+    """The training curves of every trained experiment on shared axes (plot_history); None, with a line,
+    when none was trained yet."""
+    from starter.viz import plot_history
+
+    histories = {name: r.history for name, r in results.items() if r.history}
+    if not histories:
+        print("No training curves yet: no experiment has been trained (a unit it needs may still be a stub).")
+        return None
+    return plot_history(histories)
 
 
 def show_iou_comparison(results: Mapping[str, ExperimentResult], classes: Sequence[str]) -> None:

@@ -339,7 +339,26 @@ class RunStore:
         return write_atomically(path, lambda temporary: fig.savefig(temporary, format="png", bbox_inches="tight"))
 
 
-def run_or_load(store: RunStore, name: str, train: Callable[[Path], ExperimentResult]) -> ExperimentResult:
+def undone_stub(exc: BaseException) -> str | None:
+    """The name of the student's stub that raised `exc` (its bare `raise NotImplementedError()`), else None.
+
+    Only a bare NotImplementedError raised in the student's own code counts: PyTorch's NotImplementedErrors
+    carry a message and are raised in library frames, and any other error is a real one.
+    """
+    from starter.checks.report import is_stub_error, stub_raised_by
+
+    if not is_stub_error(exc):
+        return None
+    name = stub_raised_by(exc, ())
+    return name.split(".")[0] if name else None  # "FCN32s.__init__" -> "FCN32s": the name the student wrote
+
+
+def print_skipped(what: str, stub: str) -> None:
+    """The one line a given cell prints instead of raising when a unit it uses is still a stub."""
+    print(f"skipped: {what} needs `{stub}`, which is not written yet; Run All continues")
+
+
+def run_or_load(store: RunStore, name: str, train: Callable[[Path], ExperimentResult]) -> ExperimentResult | None:
     """Run an experiment once; later calls (e.g. after a disconnect) load its result instead.
 
     Inputs:
@@ -350,7 +369,8 @@ def run_or_load(store: RunStore, name: str, train: Callable[[Path], ExperimentRe
             midway continues where it stopped.
     Returns:
         the saved result when `name` finished earlier (train is not called), else train's result,
-        saved before it is returned. Once the result is saved, the resumable training state is
+        saved before it is returned; None, with a line saying so, when training meets a unit that is still
+        its stub (so "Run All" carries on; the tables leave the row out). Once the result is saved, the resumable training state is
         deleted (the best weights stay in the checkpoint): it is only needed while a run is
         unfinished, and for a VGG16 FCN it is about 1 GB of Drive space.
     """
@@ -360,7 +380,14 @@ def run_or_load(store: RunStore, name: str, train: Callable[[Path], ExperimentRe
     if saved is not None:
         print(f"{name}: skipped: finished earlier (result in {store.experiment_dir(name)})")
         return saved
-    result = train(store.checkpoint_path(name))
+    try:
+        result = train(store.checkpoint_path(name))
+    except NotImplementedError as exc:
+        stub = undone_stub(exc)
+        if stub is None:
+            raise  # a real error of a written unit, or PyTorch's: it must show
+        print_skipped(name, stub)
+        return None
     if not isinstance(result, ExperimentResult):
         raise TypeError(f"the train function for {name!r} must return an ExperimentResult, got {type(result).__name__}")
     store.save_result(name, result)
