@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 import torch
 
+from grader.results import CheckResult
 from grader.sandbox import ProbeFailed, WorkerError
 from grader.worker import to_plain
 from starter.common import write_atomically
@@ -223,7 +224,7 @@ class GradingPlugin:
         self.submission = submission
         self.reference = reference
         self.units = units  # None: every unit; else only checks of these grade_ids run
-        self.results: list[dict[str, Any]] = []  # CheckResult.to_dict() records
+        self.results: list[CheckResult] = []  # one per check, in the order they ran
         # Failed checks of units that use other graded units: {unit: [(result index, check, arguments)]},
         # checked again over the reference helpers once the student's worker is gone.
         self.deferred: dict[str, list[tuple[int, Callable[..., object], dict[str, object]]]] = {}
@@ -245,7 +246,7 @@ class GradingPlugin:
         return summary
 
     def _recheck(self, unit: str, index: int, check: Callable[..., object], arguments: dict[str, object]) -> bool:
-        record = self.results[index]
+        result = self.results[index]
         try:
             check(**arguments)
         except BaseException as failure:  # nothing of this run may reach the student: not even its type
@@ -253,9 +254,9 @@ class GradingPlugin:
                 raise
             helpers = ", ".join(self.submission.dependencies(unit))
             sentence = f"It also fails when {unit} uses the reference {helpers}, so the problem is in {unit} itself."
-            record["detail"] = f"{record['detail']} {sentence}" if record["detail"] else sentence
+            result.detail = f"{result.detail} {sentence}" if result.detail else sentence
             return False
-        record.update(points=record["max_points"], passed=True, message="", detail="")
+        result.points, result.passed, result.message, result.detail = result.max_points, True, "", ""
         return True
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -317,17 +318,17 @@ class GradingPlugin:
             arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
             self.deferred.setdefault(marker.args[0], []).append((len(self.results), item.obj, arguments))
         self.results.append(
-            {
-                "test": item.name,
-                "question": (inspect.getdoc(item.function) or item.name).strip(),
-                "grade_id": marker.args[0],
-                "points": float(marker.kwargs["points"]) if passed else 0.0,
-                "max_points": float(marker.kwargs["points"]),
-                "passed": passed,
-                "message": message,
-                "detail": detail,
-                "seconds": round(report.duration, 2),
-            }
+            CheckResult(
+                test=item.name,
+                question=(inspect.getdoc(item.function) or item.name).strip(),
+                grade_id=marker.args[0],
+                points=float(marker.kwargs["points"]) if passed else 0.0,
+                max_points=float(marker.kwargs["points"]),
+                passed=passed,
+                message=message,
+                detail=detail,
+                seconds=round(report.duration, 2),
+            )
         )
 
 

@@ -425,7 +425,7 @@ def grade(
     if rechecked:
         log(f"dependency runs: {len(rechecked)} in {time.monotonic() - rechecked_at:.2f} s")
     log(f"largest worker reply: {submission.largest_reply_bytes} bytes")
-    unit_results = _unit_results(spec, [CheckResult.from_dict(record) for record in plugin.results], units)
+    unit_results = _unit_results(spec, plugin.results, units)
     result = SubmissionResult(
         student_id=student,
         assignment=spec.name,

@@ -120,14 +120,14 @@ def test_plugin_rechecks_failed_dependent_checks_over_reference_helpers_and_keep
     assert summary == {"user_unit": (1, 2)}
     assert submission.seen[4:] == ["reference", "reference"]
     assert submission.dependency_run is None
-    outcome = {r["test"]: r for r in plugin.results}
-    assert outcome["test_passes_only_over_reference_helpers"]["passed"] is True
-    assert outcome["test_passes_only_over_reference_helpers"]["points"] == 1.0
+    outcome = {r.test: r for r in plugin.results}
+    assert outcome["test_passes_only_over_reference_helpers"].passed is True
+    assert outcome["test_passes_only_over_reference_helpers"].points == 1.0
     failed = outcome["test_fails_on_both"]
-    assert failed["passed"] is False and failed["points"] == 0.0
-    assert "reference" not in failed["detail"].replace("uses the reference helper_unit", "")
-    assert "uses the reference helper_unit, so the problem is in user_unit itself" in failed["detail"]
-    assert outcome["test_plain_unit"]["passed"] is False
+    assert failed.passed is False and failed.points == 0.0
+    assert "reference" not in failed.detail.replace("uses the reference helper_unit", "")
+    assert "uses the reference helper_unit, so the problem is in user_unit itself" in failed.detail
+    assert outcome["test_plain_unit"].passed is False
 
 
 SOURCES_HELPER_BUG = {
@@ -230,9 +230,9 @@ def test_feedback_leads_with_the_error_the_students_code_raised(tmp_path):
     pytest.main(
         [str(tmp_path / "test_raising.py"), "-q", "-p", "no:cacheprovider", "-c", "/dev/null"], plugins=[plugin]
     )
-    outcome = {r["test"]: r for r in plugin.results}
+    outcome = {r.test: r for r in plugin.results}
     raised = outcome["test_student_code_raised"]
-    assert raised["message"] == "Your code raised an error when this check called it (below)."
-    assert raised["detail"].startswith("your code raised RuntimeError: mat1 and mat2 shapes")
-    assert raised["detail"].endswith("Once it runs, this check needs: Call optimizer.zero_grad() before backward().")
-    assert outcome["test_wrong_value"]["message"] == "The loss does not fall."
+    assert raised.message == "Your code raised an error when this check called it (below)."
+    assert raised.detail.startswith("your code raised RuntimeError: mat1 and mat2 shapes")
+    assert raised.detail.endswith("Once it runs, this check needs: Call optimizer.zero_grad() before backward().")
+    assert outcome["test_wrong_value"].message == "The loss does not fall."
