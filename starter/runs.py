@@ -339,15 +339,23 @@ class RunStore:
         return write_atomically(path, lambda temporary: fig.savefig(temporary, format="png", bbox_inches="tight"))
 
 
-def undone_stub(exc: BaseException) -> str | None:
+def undone_stub(exc: BaseException | None) -> str | None:
     """The name of the student's stub that raised `exc` (its bare `raise NotImplementedError()`), else None.
 
     Only a bare NotImplementedError raised in the student's own code counts: PyTorch's NotImplementedErrors
-    carry a message and are raised in library frames, and any other error is a real one.
+    carry a message and are raised in library frames, and any other error is a real one. An error the kit
+    raised *from* a stub's (e.g. overfit_one_batch's OverfitError) is looked through to that stub.
     """
-    from starter.checks.report import is_stub_error, stub_raised_by
+    import traceback
 
-    if not is_stub_error(exc):
+    from starter.checks.report import frame_origin, is_stub_error, stub_raised_by
+
+    while exc is not None and not is_stub_error(exc):
+        frames = traceback.extract_tb(exc.__traceback__)
+        if not frames or frame_origin(frames[-1].filename) != "kit":
+            return None
+        exc = exc.__cause__
+    if exc is None:
         return None
     name = stub_raised_by(exc, ())
     return name.split(".")[0] if name else None  # "FCN32s.__init__" -> "FCN32s": the name the student wrote
@@ -382,7 +390,7 @@ def run_or_load(store: RunStore, name: str, train: Callable[[Path], ExperimentRe
         return saved
     try:
         result = train(store.checkpoint_path(name))
-    except NotImplementedError as exc:
+    except Exception as exc:
         stub = undone_stub(exc)
         if stub is None:
             raise  # a real error of a written unit, or PyTorch's: it must show

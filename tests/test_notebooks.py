@@ -180,7 +180,12 @@ def _run_all_with_a_unit_undone(name: str, tmp_path: Path, monkeypatch):
     assert "not implemented yet" in line, _outputs_text(summary)
     others = [u.grade_id for u in load_assignment(name).auto_units if u.grade_id != undone]
     assert not others or any(f"{u} " in _outputs_text(summary) for u in others)  # a one-unit assignment has none
-    (loss_error,) = [o for o in code[-2].get("outputs", []) if o.get("output_type") == "error"]
+    _assert_loss_error_shown(code[-2])
+
+
+def _assert_loss_error_shown(cell):
+    """The NOT_DIFFERENTIABLE cell's error: the student's frame first, a hint, the kit's frames hidden."""
+    (loss_error,) = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     shown = "\n".join(loss_error["traceback"])
     assert "In your code" in shown and "Cell In[" in shown, shown
     assert "Hint: the loss is not connected" in shown, shown
@@ -191,17 +196,80 @@ def _run_all_with_a_unit_undone(name: str, tmp_path: Path, monkeypatch):
 CHEAP_RUN_ALL = "unet"
 
 
+@pytest.mark.proof
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_every_notebook_runs_to_the_end_with_a_unit_left_undone(name, tmp_path, monkeypatch):
+    """Does every notebook reach its last cell with its middle unit left undone, check_all() naming it?"""
+    _run_all_with_a_unit_undone(name, tmp_path, monkeypatch)
+
+
+def _whole_notebook(name: str, undone: str):
+    """The whole solution notebook, given cells included, with the unit `undone` as its student stub."""
+    spec = load_assignment(name)
+    notebook = nbformat.read(spec.solution_path, as_version=4)
+    stub = cells_by_grade_id(read_notebook(spec.release_path))[undone][0]
+    for index, cell in enumerate(notebook.cells):
+        if nbgrader_meta(cell).get("grade_id") == undone:
+            notebook.cells[index] = nbformat.v4.new_code_cell(cell_source(stub), metadata=cell.metadata)
+    error_cell = nbformat.v4.new_code_cell(NOT_DIFFERENTIABLE_CELL, metadata={"tags": ["raises-exception"]})
+    notebook.cells.insert(len(notebook.cells) - 1, error_cell)
+    return notebook
+
+
+def _run_whole_notebook_with_a_unit_undone(name: str, undone: str, stub: str, tmp_path: Path, monkeypatch):
+    """Run All on the whole notebook, `undone` left as its stub (whose function or class is `stub`)."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("SEGKIT_FAST", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.setenv("SEGKIT_DATA", str(tmp_path / "data"))
+    notebook = _whole_notebook(name, undone)
+    started = time.time()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()  # raises at the first cell that raises, as "Run All" stops there
+    print(f"{name} with {undone} undone: the whole notebook in {time.time() - started:.0f} s")
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code[-1].get("execution_count"), "the run did not reach the notebook's last cell"
+    _assert_loss_error_shown(code[-2])
+    (summary,) = [c for c in code if nbgrader_meta(c).get("grade_id") == f"{name}_check_all"]
+    line = next((ln for ln in _outputs_text(summary).splitlines() if ln.strip().startswith(undone + " ")), "")
+    assert "not implemented yet" in line, _outputs_text(summary)
+    given = [c for c in code if not nbgrader_meta(c).get("grade_id")]
+    skipped = [ln for c in given for ln in _outputs_text(c).splitlines() if ln.startswith("skipped: ")]
+    assert skipped, "no given cell said it skipped what needs the stub"
+    assert all(ln.endswith(f"needs `{stub}`, which is not written yet; Run All continues") for ln in skipped), skipped
+    return skipped
+
+
+# The training unit: its stub used to stop "Run All" at the first given cell that trains. Left undone, every
+# training is skipped, so the whole notebook runs in seconds (about 30 s on 2 cores).
 @pytest.mark.slow
-def test_run_all_reaches_the_end_with_a_unit_left_undone(tmp_path, monkeypatch):
-    """With one unit left as its stub, does "Run All" reach the last cell, and does check_all() name that unit?"""
-    _run_all_with_a_unit_undone(CHEAP_RUN_ALL, tmp_path, monkeypatch)
+def test_run_all_reaches_the_end_with_the_training_unit_undone(tmp_path, monkeypatch):
+    """With unet_train_epoch left as its stub, does Run All reach the last cell, every given cell that trains
+    saying it skipped, and check_all() naming the unit?"""
+    skipped = _run_whole_notebook_with_a_unit_undone(
+        CHEAP_RUN_ALL, "unet_train_epoch", "unet_train_epoch", tmp_path, monkeypatch
+    )
+    assert any(ln.startswith("skipped: your own training loop needs") for ln in skipped), skipped
+    assert any(ln.startswith("skipped: U-Net needs") for ln in skipped), skipped
+
+
+# Each notebook's model (or training) unit, whose stub the given cells meet most.
+MODEL_UNITS = {
+    "unet": ("unet_model", "UNet"),
+    "fcn": ("fcn32s", "FCN32s"),
+}
 
 
 @pytest.mark.proof
-@pytest.mark.parametrize("name", [n for n in ASSIGNMENTS if n != CHEAP_RUN_ALL])
-def test_every_notebook_runs_to_the_end_with_a_unit_left_undone(name, tmp_path, monkeypatch):
-    """Does every other notebook also reach its last cell with one unit left undone, check_all() naming it?"""
-    _run_all_with_a_unit_undone(name, tmp_path, monkeypatch)
+@pytest.mark.parametrize("name", sorted(MODEL_UNITS))
+def test_run_all_reaches_the_end_with_the_model_unit_undone(name, tmp_path, monkeypatch):
+    """With the notebook's model unit left as its stub, does Run All reach the last cell, the given cells that
+    need it saying they skipped, and check_all() naming the unit?"""
+    undone, stub = MODEL_UNITS[name]
+    _run_whole_notebook_with_a_unit_undone(name, undone, stub, tmp_path, monkeypatch)
 
 
 def _execute(path: Path, tmp_path: Path):

@@ -79,6 +79,16 @@ def test_a_real_error_is_not_swallowed(cell, call, student_frame, capsys):
     assert ("<cell>" in frames) == student_frame, frames
 
 
+def test_a_stub_wrapped_by_the_kit_is_skipped(cell, capsys):
+    """Is a stub met inside the kit's overfit test (which raises its own error from the stub's) skipped too?"""
+    from starter.train import overfit_one_batch
+
+    batch = (torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
+    with skip_if_undone("the overfit test"):
+        overfit_one_batch(torch.nn.Conv2d(3, 2, 1), batch, epoch_fn=cell["unet_train_epoch"], steps=2, device="cpu")
+    assert "skipped: the overfit test needs `unet_train_epoch`" in capsys.readouterr().out
+
+
 def test_run_or_load_skips_a_row_whose_training_meets_a_stub(cell, tmp_path, capsys):
     """Does run_or_load return None with the skip line, save nothing, and leave the tables without the row?"""
     store = RunStore(tmp_path)
