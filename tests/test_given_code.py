@@ -12,8 +12,8 @@ from segkit.build.code_lines import CodeLines, count_cell, count_notebook, solut
 # cam: the setup cell (24 lines) and one signature and one check line per unit already outweigh
 # its 36 written lines. fcn, unet: their profile, data and training cells. instance: being reworked.
 KNOWN_EXCEPTIONS = {
-    "cam": CodeLines(given=60, student=36),
-    "fcn": CodeLines(given=304, student=187),
+    "cam": CodeLines(given=66, student=36),  # +6: the CAM and t-SNE cells skip while a unit they need is a stub
+    "fcn": CodeLines(given=306, student=187),  # +2: skip_if_undone around the overfit test and parameter counts
     "instance": CodeLines(given=385, student=92),
     "unet": CodeLines(given=229, student=124),  # +2: skip_if_undone around given cells that train
 }

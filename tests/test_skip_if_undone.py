@@ -8,7 +8,7 @@ import traceback
 import pytest
 import torch
 
-from starter.notebook import show_best, show_results, show_saved_predictions, skip_if_undone
+from starter.notebook import show_best, show_results, show_saved_predictions, skip_if_undone, unless_undone
 from starter.runs import RunStore, run_or_load
 
 # Compiled as a notebook cell is ("<cell>": the student's code), not as a file of the kit.
@@ -50,6 +50,15 @@ def test_a_stub_is_skipped_with_one_line(cell, capsys):
     assert capsys.readouterr().out.strip() == (
         "skipped: your own training loop needs `unet_train_epoch`, which is not written yet; Run All continues"
     )
+
+
+def test_unless_undone_returns_the_value_or_none(cell, capsys):
+    """Does unless_undone return the function's value when it is written, and None with the line when a stub?"""
+    assert unless_undone("the sum", sum, [1, 2]) == 3
+    assert unless_undone("your own loop", cell["unet_train_epoch"], None, [], None, None, "cpu") is None
+    assert "skipped: your own loop needs `unet_train_epoch`" in capsys.readouterr().out
+    with pytest.raises(RuntimeError):
+        unless_undone("the shapes", cell["written_with_a_shape_bug"], torch.zeros(3, 5))
 
 
 def test_a_stub_class_is_named_by_its_class(cell, capsys):
