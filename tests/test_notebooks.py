@@ -260,6 +260,8 @@ def test_run_all_reaches_the_end_with_the_training_unit_undone(tmp_path, monkeyp
 MODEL_UNITS = {
     "unet": ("unet_model", "UNet"),
     "fcn": ("fcn32s", "FCN32s"),
+    "cam": ("cam_forward", "forward_with_features"),
+    "patches": ("patch_deeplab", "DeepLabV3Plus"),
 }
 
 
