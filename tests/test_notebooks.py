@@ -238,6 +238,7 @@ def _run_whole_notebook_with_a_unit_undone(name: str, undone: str, stub: str, tm
     assert "not implemented yet" in line, _outputs_text(summary)
     given = [c for c in code if not nbgrader_meta(c).get("grade_id")]
     skipped = [ln for c in given for ln in _outputs_text(c).splitlines() if ln.startswith("skipped: ")]
+    print("\n".join(skipped))
     assert skipped, "no given cell said it skipped what needs the stub"
     assert all(ln.endswith(f"needs `{stub}`, which is not written yet; Run All continues") for ln in skipped), skipped
     return skipped
