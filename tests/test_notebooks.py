@@ -263,6 +263,7 @@ MODEL_UNITS = {
     "fcn": ("fcn32s", "FCN32s"),
     "cam": ("cam_forward", "forward_with_features"),
     "patches": ("patch_deeplab", "DeepLabV3Plus"),
+    "instance": ("inst_components", "split_instances"),  # the first given split of a window map used to stop there
 }
 
 
@@ -273,6 +274,14 @@ def test_run_all_reaches_the_end_with_the_model_unit_undone(name, tmp_path, monk
     need it saying they skipped, and check_all() naming the unit?"""
     undone, stub = MODEL_UNITS[name]
     _run_whole_notebook_with_a_unit_undone(name, undone, stub, tmp_path, monkeypatch)
+
+
+@pytest.mark.proof
+def test_run_all_reaches_the_end_of_instance_with_the_energy_targets_undone(tmp_path, monkeypatch):
+    """With energy_targets left as its stub, does Run All reach the last cell of the instance notebook, the deep
+    watershed's training data saying it skipped (and nothing trained or cut), and check_all() naming the unit?"""
+    skipped = _run_whole_notebook_with_a_unit_undone("instance", "dwt_energy", "energy_targets", tmp_path, monkeypatch)
+    assert any(ln.startswith("skipped: the energy targets needs") for ln in skipped), skipped
 
 
 def _execute(path: Path, tmp_path: Path):
