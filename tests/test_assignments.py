@@ -328,14 +328,21 @@ def test_grader_fingerprint_covers_the_inputs_of_a_grade_only():
 
 
 def test_shared_check_modules_count_for_the_assignments_that_import_them():
-    """Is a shared hidden-check module (grader/metric_checks.py) among the inputs of the assignments whose checks
-    import it, found by reading their imports?"""
+    """Is a shared hidden-check module (assignments/_shared/metric_checks.py) among the inputs of the assignments
+    whose checks import it, found by reading their imports, and is it among no other assignment's?"""
     from grader.run.store import check_files, spec_of
 
-    users = [a for a in ASSIGNMENTS if "metric_checks" in spec_of(a).checks_path.read_text()]
-    assert users, "no assignment's checks import grader/metric_checks.py"
-    for name in users:
-        assert REPO_ROOT / "grader" / "metric_checks.py" in check_files(spec_of(name))
+    shared = REPO_ROOT / "assignments" / "_shared" / "metric_checks.py"
+    users = [a for a in ASSIGNMENTS if "_shared.metric_checks" in spec_of(a).checks_path.read_text()]
+    assert users, "no assignment's checks import assignments/_shared/metric_checks.py"
+    for name in ASSIGNMENTS:
+        assert (shared in check_files(spec_of(name))) == (name in users), name
+
+
+def test_the_shared_folder_is_no_assignment():
+    """Does assignment discovery skip assignments/_shared/ (shared checks, no assignment.toml)?"""
+    assert (REPO_ROOT / "assignments" / "_shared").is_dir()
+    assert "_shared" not in ASSIGNMENTS
 
 
 FINGERPRINT_ASSIGNMENT = "cam"  # any assignment: the edits below only touch tables and files every one has
@@ -444,3 +451,27 @@ def test_a_change_that_cannot_move_a_grade_reuses_every_cached_grade(fingerprint
     [results], [visibility] and [proof] tables) keep the fingerprint?"""
     before, after = _fingerprint_after(fingerprint_kit, *KEEPS_EVERY_GRADE[change])
     assert before == after
+
+
+def test_the_bundle_ships_the_shared_public_checks_and_never_the_hidden_ones(tmp_path):
+    """Does the student bundle carry assignments/_shared/public_checks.py as starter/checks/shared.py, where the
+    released assignments' checks find it, and nothing of the shared hidden checks?"""
+    from segkit.build import release
+
+    shared = REPO_ROOT / "assignments" / "_shared"
+    files = release.bundle_files(["fcn"])
+    assert files["starter/checks/shared.py"] == (shared / "public_checks.py").read_bytes()
+    assert not [path for path in files if path.startswith(("assignments/", "grader/")) or "metric_checks" in path]
+    hidden = [
+        n.name for n in ast.parse((shared / "metric_checks.py").read_text()).body if isinstance(n, ast.FunctionDef)
+    ]
+    assert hidden and not [name for name in hidden if any(name.encode() in content for content in files.values())]
+    for path, content in files.items():
+        if path.startswith("starter/"):
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path).write_bytes(content)
+    probe = "from starter.checks import CHECKS, _load_all; _load_all(); import sys; "
+    probe += "print(sys.modules['starter.checks.shared'].__file__, 'fcn_confusion' in CHECKS)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.stdout.split() == [str(tmp_path / "starter" / "checks" / "shared.py"), "True"], out.stderr[-2000:]

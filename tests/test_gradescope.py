@@ -51,8 +51,9 @@ def test_zip_has_gradescope_layout(autograder_zip):
 
 
 def test_zip_carries_the_engine_starter_and_one_assignment_only(autograder_zip):
-    """Is the zip exactly the engine, starter, the integrations, the chosen assignment's grading files and the scripts: no build
-    or proof tool, no example bugs or correct alternatives, no other assignment's checks or solution?"""
+    """Is the zip exactly the engine, starter, the integrations, the chosen assignment's grading files (with the
+    shared hidden checks they import) and the scripts: no build or proof tool, no example bugs or correct
+    alternatives, no other assignment's checks or solution?"""
     with zipfile.ZipFile(autograder_zip) as bundle:
         names = set(bundle.namelist())
 
@@ -75,6 +76,7 @@ def test_zip_carries_the_engine_starter_and_one_assignment_only(autograder_zip):
             p.relative_to(REPO_ROOT).as_posix()
             for p in (spec.folder / "assignment.toml", spec.checks_path, spec.solution_path, spec.release_path)
         ),
+        "assignments/_shared/metric_checks.py",  # the shared hidden checks that patches' checks import
         *(f for f in KIT_FILES if (REPO_ROOT / f).exists()),
     }
     assert names == expected, {"unexpected": sorted(names - expected), "missing": sorted(expected - names)}

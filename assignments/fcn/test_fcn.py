@@ -7,13 +7,13 @@ the unit's `points` in the solution notebook (a kit test verifies this).
 
 import torch
 
-from grader.harness import Feedback, assert_close, expect, expect_tensor, unit, uses
-from grader.metric_checks import (
+from assignments._shared.metric_checks import (
     check_confusion_counts,
     check_confusion_dtypes,
     check_iou_values,
     check_mean_iou,
 )
+from grader.harness import Feedback, assert_close, expect, expect_tensor, unit, uses
 from grader.probes import backbone_keys, fingerprint, make_input, seed_params
 
 N_CLASS = 5

@@ -6,8 +6,8 @@ with the same probe run on the reference solution here. Points per unit add up t
 the probe cuts itself, and prediction on grids where extraction and stitching are trivial.
 """
 
+from assignments._shared.metric_checks import check_confusion_counts, check_confusion_dtypes
 from grader.harness import assert_close, expect, expect_tensor, unit, uses
-from grader.metric_checks import check_confusion_counts, check_confusion_dtypes
 from grader.probes import make_input, seed_params
 
 # --- probe helpers (sent to the worker together with the probes that use them) -------------

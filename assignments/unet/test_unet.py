@@ -5,14 +5,14 @@ back with the same probe run on the reference solution here. Points per unit add
 the unit's `points` in the solution notebook (a kit test verifies this).
 """
 
-from grader.harness import assert_close, expect, expect_tensor, unit, uses
-from grader.metric_checks import (
+from assignments._shared.metric_checks import (
     check_confusion_counts,
     check_confusion_dtypes,
     check_iou_values,
     check_mean_iou,
     random_labels,
 )
+from grader.harness import assert_close, expect, expect_tensor, unit, uses
 from grader.probes import make_input, seed_params
 
 # Time limit (s) of probes on small tensors: a correct answer needs well under a second.

@@ -38,7 +38,6 @@ GRADE_ENGINE = (
     "grader/__init__.py",
     "grader/assignments.py",
     "grader/harness.py",
-    "grader/metric_checks.py",
     "grader/probes.py",
     "grader/results.py",
     "grader/runner.py",
@@ -48,6 +47,8 @@ GRADE_ENGINE = (
 )
 GRADE_ENGINE_PACKAGES = ("grader/sandbox",)  # every file: the sandbox's limits and mechanisms
 STARTER = "starter"  # every module: a student's notebook may import any of them in the worker
+# The public checks several assignments share (starter.checks.shared in the student bundle).
+SHARED_PUBLIC_CHECKS = "assignments/_shared/public_checks.py"
 LOCK_FILE = "requirements-lock.txt"  # the versions of torch & co. the worker and the checks run
 GRADING_TABLE = "grading"  # the one table of assignment.toml that can move a grade
 
@@ -88,7 +89,7 @@ def _imported_names(path: Path) -> set[str]:
 
 def check_files(spec: AssignmentSpec, root: Path = REPO_ROOT) -> list[Path]:
     """The hidden checks of `spec` and the kit's modules they import (shared check modules such as
-    grader/metric_checks.py), following imports through modules under assignments/."""
+    assignments/_shared/metric_checks.py), following imports through modules under assignments/."""
     found: list[Path] = []
     todo = [spec.checks_path]
     while todo:
@@ -123,6 +124,7 @@ def grade_inputs(assignment: str, root: Path = REPO_ROOT) -> list[Path]:
         *_python_files(root / STARTER),
         *check_files(spec, root),
         *([public] if public.is_file() else []),
+        root / SHARED_PUBLIC_CHECKS,
         spec.solution_path,
         spec.release_path,
         root / LOCK_FILE,

@@ -8,8 +8,8 @@ Gradescope builds the image: a virtual environment from the lock file, an unpriv
 `student` account), `run_autograder` (run per submission), and only what grading needs: the
 engine `grader/`, the `starter/` package the worker imports, `integrations/` (whose Gradescope
 staging and results `run_autograder` calls), and per chosen assignment its
-`assignment.toml`, hidden checks and the solution and student notebooks the checks compare
-against. No build or proof tool, no example bugs, no correct alternatives, no other
+`assignment.toml`, hidden checks (with the shared ones they import, from `assignments/_shared/`) and
+the solution and student notebooks the checks compare against. No build or proof tool, no example bugs, no correct alternatives, no other
 assignment's checks (`tests/test_gradescope.py` opens the zip and checks).
 Upload it as the assignment's "Autograder configuration" with the Ubuntu 22.04 base image.
 
@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from grader.assignments import REPO_ROOT, load_assignment
+from grader.run.store import check_files
 from integrations.gradescope import parse_assignments
 from starter.common import write_zip
 
@@ -145,8 +146,10 @@ def source_files(assignments: list[str]) -> list[Path]:
                 selected.append(relative)
     for name in assignments:
         spec = load_assignment(name)
-        for path in (spec.folder / "assignment.toml", spec.checks_path, spec.solution_path, spec.release_path):
+        for path in (spec.folder / "assignment.toml", spec.solution_path, spec.release_path):
             selected.append(path.relative_to(REPO_ROOT))
+        # The hidden checks and the kit's modules they import (assignments/_shared/ among them).
+        selected += [p.relative_to(REPO_ROOT) for p in check_files(spec) if p.relative_to(REPO_ROOT) not in selected]
     selected += [Path(f) for f in KIT_FILES if (REPO_ROOT / f).exists()]
     missing = [str(p) for p in selected if not (REPO_ROOT / p).is_file()]
     if missing:

@@ -231,6 +231,8 @@ def bundle_files(names: list[str]) -> dict[str, bytes]:
         files[path.relative_to(REPO_ROOT).as_posix()] = path.read_bytes()
     for name in names:  # public checks of the released assignments only, where starter.checks finds them
         files[f"starter/checks/{name}.py"] = (REPO_ROOT / "assignments" / name / "public_checks.py").read_bytes()
+    # The public checks several assignments share, where their checks import them (starter.checks.shared).
+    files["starter/checks/shared.py"] = (REPO_ROOT / "assignments" / "_shared" / "public_checks.py").read_bytes()
     files["starter/assignments.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     modules = set(DATA_SCRIPTS_ALWAYS) | {d for name in names for d in manifest["assignments"][name]["data"]}
     for path in _package_files("data_scripts"):

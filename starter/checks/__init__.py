@@ -11,6 +11,8 @@ a notebook summarises every graded unit (implemented? passed?).
 Each assignment's checks are written in its folder, `assignments/<assignment>/public_checks.py`,
 and imported on first use: from there in the kit's repository, and from
 `starter/checks/<assignment>.py` in the student bundle, where `segkit release` copies them.
+The checks several assignments share live in `assignments/_shared/public_checks.py` (beside their
+hidden twins) and are imported as `starter.checks.shared`, which is where the bundle has them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = ["check", "check_all", "CheckFailed", "CheckResult", "CheckSummary", "
 
 # In the kit's repository: <kit>/starter/checks/__init__.py -> <kit>/assignments/*/public_checks.py.
 ASSIGNMENTS_DIR = Path(__file__).resolve().parents[2] / "assignments"
+SHARED_FOLDER = "_shared"  # assignments/_shared/: the checks several assignments share
 # The latest result of each unit's check in this kernel, for check_all().
 RESULTS: dict[str, CheckResult] = {}
 NOT_IMPLEMENTED = (
@@ -45,20 +48,30 @@ NOT_IMPLEMENTED = (
 
 
 def _load_all():
-    for module in pkgutil.iter_modules(__path__):  # the student bundle's copies (and core, shared)
+    for module in pkgutil.iter_modules(
+        __path__
+    ):  # the student bundle's copies (and core, shared; the kit has its own below)
         importlib.import_module(f"{__name__}.{module.name}")
+    shared = ASSIGNMENTS_DIR / SHARED_FOLDER / "public_checks.py"
+    if shared.is_file():  # first: the assignments' checks import starter.checks.shared
+        _load(f"{__name__}.shared", shared)
     for path in sorted(ASSIGNMENTS_DIR.glob("*/public_checks.py")):
-        name = f"{__name__}.{path.parent.name}"
-        if name in sys.modules:
-            continue
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
+        if path.parent.name != SHARED_FOLDER:
+            _load(f"{__name__}.{path.parent.name}", path)
+
+
+def _load(name: str, path: Path) -> None:
+    """Import the checks at `path` as module `name`, unless a module of that name is loaded already."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
 
 
 def _run(unit: str, objects: tuple) -> tuple[CheckResult, list[str]]:
