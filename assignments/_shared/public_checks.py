@@ -5,13 +5,14 @@ Each assignment module registers these under its own unit names, e.g.
 """
 
 import math
+from collections.abc import Callable
 
 import torch
 
 from starter.checks.core import expect
 
 
-def confusion_matrix_check(confusion_matrix):
+def confusion_matrix_check(confusion_matrix: Callable[..., torch.Tensor]) -> None:
     pred = torch.tensor([[0, 1], [1, 1]])
     target = torch.tensor([[0, 1], [0, 255]])
     conf = confusion_matrix(pred, target, 2)
@@ -24,7 +25,7 @@ def confusion_matrix_check(confusion_matrix):
     )
 
 
-def iou_check(iou_per_class, mean_iou):
+def iou_check(iou_per_class: Callable[..., torch.Tensor], mean_iou: Callable[..., float]) -> None:
     conf = torch.tensor([[2, 1, 0], [0, 1, 0], [0, 0, 0]])
     iou = iou_per_class(conf)
     expect(isinstance(iou, torch.Tensor) and tuple(iou.shape) == (3,), "iou_per_class returns a (n_class,) tensor")
@@ -38,7 +39,7 @@ def iou_check(iou_per_class, mean_iou):
     expect(abs(miou - 7 / 12) < 1e-6, f"mean_iou should ignore NaN classes; got {miou}")
 
 
-def class_weights_check(class_weights):
+def class_weights_check(class_weights: Callable[..., torch.Tensor]) -> None:
     masks = torch.tensor([[0, 0, 0, 1], [255, 1, 0, 255]])  # 6 labelled: four 0s, two 1s, no 2
     weights = class_weights(masks, 3)
     expect(isinstance(weights, torch.Tensor) and tuple(weights.shape) == (3,), "return a (n_class,) tensor")
