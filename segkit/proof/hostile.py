@@ -452,12 +452,7 @@ def attack_source(
         return _fill(attack.cell_prelude, **fill)
     source = solution_cell
     if attack.body_prelude:
-        marker = "### BEGIN SOLUTION\n"
-        start = source.index(marker) + len(marker)
-        indent = source[start:].split("\n", 1)[0]
-        indent = indent[: len(indent) - len(indent.lstrip())]
-        body = "".join(f"{indent}{line}\n" for line in attack.body_prelude.split("\n"))
-        source = source[:start] + body + source[start:]
+        source = _prepend_to_body(source, attack.body_prelude)
     source = attack.cell_prelude + source
     return _fill(source, **fill)
 
@@ -797,12 +792,14 @@ def attacked_and_helpers(name: str) -> tuple[list[str], list[str]]:
     return [unit for unit in dependencies if unit not in helpers], helpers
 
 
-def _prepend_to_body(source: str, line: str) -> str:
+def _prepend_to_body(source: str, lines: str) -> str:
+    """`lines` first in the solution region of a solution cell, at the region's indentation."""
     marker = "### BEGIN SOLUTION\n"
     start = source.index(marker) + len(marker)
     indent = source[start:].split("\n", 1)[0]
     indent = indent[: len(indent) - len(indent.lstrip())]
-    return source[:start] + f"{indent}{line}\n" + source[start:]
+    body = "".join(f"{indent}{line}\n" for line in lines.split("\n"))
+    return source[:start] + body + source[start:]
 
 
 def build_boundary_corpus(*, exfiltrate: list[str] | None = None) -> list[BoundarySubmission]:
