@@ -48,9 +48,8 @@ NOT_IMPLEMENTED = (
 
 
 def _load_all():
-    for module in pkgutil.iter_modules(
-        __path__
-    ):  # the student bundle's copies (and core, shared; the kit has its own below)
+    # The student bundle's copies (and core, shared); in the kit's repository, its own files below.
+    for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
     shared = ASSIGNMENTS_DIR / SHARED_FOLDER / "public_checks.py"
     if shared.is_file():  # first: the assignments' checks import starter.checks.shared
