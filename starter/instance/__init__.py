@@ -11,7 +11,7 @@ package reads them back for the notebook. One module per role:
 * ``rle``: ``rle_encode`` / ``rle_decode``, COCO's compressed run-length encoding of a binary mask;
 * ``dataset``: ``CMPFacadeInstances``, (image, target) pairs as torchvision's detection models expect them;
 * ``detection``: ``collate_detection``, ``build_mask_rcnn``, ``train_detection_one_epoch``,
-  ``predict_instances`` (a detection model returns a loss dict in train mode, so ``starter.train.fit``
+  ``train_detection`` (epochs, resumable), ``predict_instances`` (a detection model returns a loss dict in train mode, so ``starter.train.fit``
   does not apply);
 * ``evaluation``: ``evaluate_instances`` (AP with the matching and AP functions it is given: never its
   own) and ``coco_mask_map`` (the same numbers from torchmetrics/pycocotools, for the cross-check);
@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time __getattr__
         build_mask_rcnn,
         collate_detection,
         predict_instances,
+        train_detection,
         train_detection_one_epoch,
     )
     from starter.instance.evaluation import COCO_IOU_THRESHOLDS, coco_mask_map, evaluate_instances
@@ -64,6 +65,7 @@ _LAZY = {
     "build_mask_rcnn": "detection",
     "collate_detection": "detection",
     "predict_instances": "detection",
+    "train_detection": "detection",
     "train_detection_one_epoch": "detection",
     "COCO_IOU_THRESHOLDS": "evaluation",
     "coco_mask_map": "evaluation",
@@ -105,6 +107,7 @@ __all__ = [
     "rle_encode_crop",
     "show_instances",
     "show_matches",
+    "train_detection",
     "train_detection_one_epoch",
     "write_instance_annotations",
 ]

@@ -1,10 +1,13 @@
 """The Mask R-CNN loop: ``collate_detection``, ``build_mask_rcnn``, ``train_detection_one_epoch``,
-``predict_instances``. A detection model returns a loss dict in train mode, so ``starter.train.fit``
+``train_detection`` (epochs, resumable), ``predict_instances``. A detection model returns a loss dict in train mode, so ``starter.train.fit``
 does not apply."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -176,3 +179,59 @@ def predict_instances(
     finally:
         model.train(was_training)
     return predictions, targets_out
+
+
+def _cosine_with_warmup(steps: int, warmup: int):
+    """LambdaLR factor of step s: a linear warm-up over `warmup` steps, times a cosine decay to 0 at `steps`."""
+    return lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+
+
+def train_detection(
+    model: nn.Module,
+    loader,
+    checkpoint_path: Path,
+    *,
+    epochs: int,
+    lr: float,
+    device: torch.device | str,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> dict[str, list[float]]:
+    """Train a detection model with SGD (momentum 0.9, weight decay 1e-4), a short warm-up and cosine decay per step.
+
+    After every epoch the model, optimizer, schedule and history are saved next to `checkpoint_path`
+    (``starter.train.state_path_for``), and a run cut off earlier (e.g. a Colab disconnect) continues from
+    there; at the end the weights go to `checkpoint_path`. Prints every epoch's mean losses.
+
+    Inputs:
+        model: a torchvision detection model; loader: (images, targets) batches (``collate_detection``);
+        max_steps: at most this many batches per epoch (None: all).
+    Returns:
+        {"train_loss": mean loss per epoch, "epoch_time": seconds per epoch}.
+    """
+    from starter.train import state_path_for
+
+    model.to(device)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=1e-4)
+    steps = epochs * (max_steps or len(loader))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine_with_warmup(steps, min(200, steps // 4 + 1)))
+    state_path, history, start = state_path_for(checkpoint_path), {"train_loss": [], "epoch_time": []}, 0
+    if state_path.is_file():  # a run cut off earlier: continue it
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history, start = state["history"], state["epoch"]
+    for epoch in range(start, epochs):
+        started = time.time()
+        losses = train_detection_one_epoch(
+            model, loader, optimizer, device, lr_scheduler=schedule, max_steps=max_steps, progress=progress
+        )
+        history["train_loss"].append(losses["loss"])
+        history["epoch_time"].append(time.time() - started)
+        print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()))
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}
+        torch.save({**state, "history": history, "epoch": epoch + 1}, state_path)
+    torch.save(model.state_dict(), checkpoint_path)
+    return history
