@@ -14,11 +14,12 @@ The first cell of every student notebook calls ``setup_notebook("<assignment>")`
   (installs nothing) and says how to prepare the data when it is missing.
 * **Grading** (``$SEGKIT_GRADING=1``, set by the grader's sandboxed worker): does nothing.
 
-Either way it prints the device, the library versions and where the data is.
+Either way it prints the device, the library versions and where the data is, seeds every random
+generator and returns what the notebook's cells need: ``FAST, device = setup_notebook("cam")``.
 
 On Colab ``starter`` is not importable before the kit is installed, so the notebook cell
-bootstraps itself in a few lines first (mount Drive, ``sys.path.insert(0, kit)``) and then
-calls this module, which does the rest.
+bootstraps itself in a few lines first (mount Drive, check the folder holds the kit,
+``sys.path.insert(0, kit)``) and then calls this module, which does the rest.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from starter.common import env_flag, fast_mode
@@ -49,6 +52,7 @@ _COPY_CHUNK = 1024 * 1024
 DISTRIBUTION = "segkit-starter"  # the pip name of this kit (pyproject.toml)
 KIT_ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS_FILE = Path(__file__).resolve().parent / "assignments.json"
+NOTEBOOK_SEED = 0  # every notebook starts from the same random state
 
 # Modules a server needs; Colab has them all preinstalled.
 REQUIRED_MODULES = {
@@ -103,7 +107,10 @@ DATASETS = {
 
 @dataclass
 class NotebookEnvironment:
-    """What ``setup_notebook`` found and did (also useful in a bug report)."""
+    """What ``setup_notebook`` found and did (also useful in a bug report).
+
+    Unpacks as ``FAST, device = setup_notebook(...)``: the two values every notebook's cells use.
+    """
 
     assignment: str
     kind: str  # "colab", "server" or "grading"
@@ -114,6 +121,12 @@ class NotebookEnvironment:
         default_factory=dict
     )  # name -> "ready", "prepared", "skipped (...)", "missing: ..."
     messages: list[str] = field(default_factory=list)
+    fast: bool = False  # the "fast" profile: synthetic data, random weights, a few steps (CI, try-outs)
+    device: Any = None  # the torch.device the notebook computes on (get_device())
+
+    def __iter__(self) -> Iterator[Any]:
+        """``FAST, device = setup_notebook(...)``."""
+        return iter((self.fast, self.device))
 
 
 def is_grading() -> bool:
@@ -325,8 +338,9 @@ def setup_notebook(
     install: bool = True,
     quiet: bool = False,
     runner=None,
+    seed: int = NOTEBOOK_SEED,
 ) -> NotebookEnvironment:
-    """Get a notebook ready to run here; print the device, versions and data location.
+    """Get a notebook ready to run here; print the device, versions and data location; seed the generators.
 
     Inputs:
         assignment: the notebook's assignment, e.g. "fcn" (picks the data to prepare).
@@ -337,11 +351,15 @@ def setup_notebook(
         install: Colab only: ``pip install --no-deps -e`` the kit if it is not installed yet.
         quiet: print nothing (the returned object still says everything).
         runner: runs the pip command (default subprocess.run; tests pass a fake).
+        seed: Python's, NumPy's and PyTorch's generators are seeded with it (also when grading).
     Returns:
-        NotebookEnvironment describing what was found and done.
+        NotebookEnvironment describing what was found and done, with ``fast`` (fast mode is on) and
+        ``device`` (where to compute); it unpacks as ``FAST, device = setup_notebook(...)``.
+    Raises:
+        FileNotFoundError: on Colab, the Drive folder does not hold the kit (says what to upload).
     """
-    if is_grading():
-        return NotebookEnvironment(assignment, "grading")
+    if is_grading():  # the grader's worker: no Drive, no install, no data; the cells still need these
+        return _ready_to_compute(NotebookEnvironment(assignment, "grading"), seed)
     colab = in_colab()
     fast = fast_mode()
     env = NotebookEnvironment(assignment, "colab" if colab else "server", kit_dir=KIT_ROOT)
@@ -397,6 +415,16 @@ def setup_notebook(
         _use_local_copy(env, datasets, progress=not quiet)
     if not quiet:
         print(describe(env))
+    return _ready_to_compute(env, seed)
+
+
+def _ready_to_compute(env: NotebookEnvironment, seed: int) -> NotebookEnvironment:
+    """Fill in env.fast and env.device and seed Python, NumPy and PyTorch; returns env."""
+    from starter.config import get_device, seed_everything  # imports torch: only once the kit is set up
+
+    env.fast = fast_mode()
+    env.device = get_device()
+    seed_everything(seed)
     return env
 
 

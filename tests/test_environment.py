@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 import starter.environment as environment
 from grader.assignments import assignment_names, cell_source, cells_by_grade_id, load_assignment, read_notebook
+from starter.config import get_device, seed_everything
 
 CONVERTED = [
     name
@@ -184,6 +188,26 @@ def test_grading_worker_runs_only_imports(colab, monkeypatch, name):
     assert colab.calls == {"mount": [], "pip": [], "prepare": []}
     assert namespace["setup_notebook"](name).kind == "grading"
     assert str(colab.kit) not in sys.path
+    assert namespace["FAST"] is True and isinstance(namespace["device"], torch.device)  # the graded cells use them
+
+
+@pytest.mark.parametrize("grading", [False, True])
+def test_setup_returns_fast_flag_and_device_and_seeds(clean_env, tmp_path, grading):
+    """Does setup_notebook hand back FAST and the device (unpacked as `FAST, device = ...`) and seed every generator, also in the grader's worker?"""
+    clean_env.setenv("SEGKIT_DATA", str(tmp_path / "data"))
+    clean_env.setenv("SEGKIT_GRADING", "1" if grading else "")
+    for fast in ("1", ""):
+        clean_env.setenv("SEGKIT_FAST", fast)
+        random.seed(99)  # a state the seeding must replace
+        np.random.seed(99)
+        torch.manual_seed(99)
+        env = environment.setup_notebook("cam", quiet=True, seed=7)
+        drawn = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+        flag, device = env
+        assert env.kind == ("grading" if grading else "server")
+        assert flag is env.fast is (fast == "1") and device == env.device == get_device()
+        seed_everything(7)
+        assert drawn == (random.random(), float(np.random.rand()), float(torch.rand(1)))
 
 
 def test_server_installs_nothing_and_explains_missing_data(clean_env, tmp_path, capsys):
