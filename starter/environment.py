@@ -18,8 +18,9 @@ Either way it prints the device, the library versions and where the data is, see
 generator and returns what the notebook's cells need: ``FAST, device = setup_notebook("cam")``.
 
 On Colab ``starter`` is not importable before the kit is installed, so the notebook cell
-bootstraps itself in a few lines first (mount Drive, check the folder holds the kit,
-``sys.path.insert(0, kit)``) and then calls this module, which does the rest.
+bootstraps itself in a few lines first (mount Drive, ``sys.path.insert(0, kit)``) and then calls
+this module, which does the rest. Where the folder does not hold the kit, the cell's import of
+this module fails, and a comment on that line says what to do.
 """
 
 from __future__ import annotations
@@ -370,7 +371,8 @@ def setup_notebook(
         if not (kit_dir / "starter").is_dir():
             raise FileNotFoundError(
                 f"{kit_dir} does not hold the course kit (no starter/ folder): upload the unzipped "
-                f"student bundle there (see STUDENT_README.md), or set ${ENV_DRIVE_DIR}"
+                f"student bundle there (see STUDENT_README.md), or set SEGKIT_DIR in the setup cell "
+                f"(or ${ENV_DRIVE_DIR})"
             )
         env.kit_dir = kit_dir
         if str(kit_dir) not in sys.path:

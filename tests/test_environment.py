@@ -160,13 +160,34 @@ def test_colab_drive_dir_argument_wins(colab, tmp_path):
 
 
 def test_colab_without_the_kit_says_what_to_upload(colab, tmp_path):
-    """On Colab with no kit in the Drive folder, does the cell stop with an instruction, before importing anything?"""
+    """On Colab with no kit in the Drive folder (but `starter` importable from elsewhere), does setup stop with an instruction before installing anything?"""
     colab.kit.joinpath("starter").rmdir()
     with pytest.raises(FileNotFoundError, match="upload the unzipped student bundle"):
         run_cell(setup_source("fcn"))
     with pytest.raises(FileNotFoundError, match="STUDENT_README"):
         environment.setup_notebook("fcn", quiet=True)
     assert colab.calls["pip"] == []
+
+
+@pytest.mark.parametrize("name", CONVERTED)
+def test_colab_cell_without_the_kit_fails_on_a_line_that_says_why(tmp_path, name):
+    """On Colab with no kit anywhere, does the cell stop at importing `starter`, on a line whose comment says what to do?"""
+    fake_colab = tmp_path / "site" / "google" / "colab"
+    fake_colab.mkdir(parents=True)
+    (fake_colab.parent / "__init__.py").write_text("")
+    (fake_colab / "__init__.py").write_text("")
+    (fake_colab / "drive.py").write_text("def mount(mount_point):\n    print('mounted', mount_point)\n")
+    cell = tmp_path / "setup_cell.py"
+    cell.write_text(setup_source(name, released=True))
+    run = "import google.colab, runpy; runpy.run_path('setup_cell.py')"  # Colab has google.colab loaded
+    environment_variables = {key: value for key, value in os.environ.items() if not key.startswith("SEGKIT_")}
+    environment_variables.update(PYTHONPATH=str(tmp_path / "site"), SEGKIT_DRIVE_DIR=str(tmp_path / "empty"))
+    completed = subprocess.run(
+        [sys.executable, "-c", run], cwd=tmp_path, env=environment_variables, capture_output=True, text=True
+    )
+    assert completed.returncode == 1 and "mounted /content/drive" in completed.stdout
+    assert "ModuleNotFoundError: No module named 'starter'" in completed.stderr
+    assert "The kit is not in SEGKIT_DIR: see STUDENT_README.md" in completed.stderr  # the failing line, as shown
 
 
 def test_failed_pip_install_is_a_warning(colab, capsys):
