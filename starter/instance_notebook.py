@@ -5,12 +5,13 @@ Nothing here builds targets, splits, matches or scores instances by itself: wher
 ``energy_targets``, ``watershed_energy_loss``, ``energy_instances``) the helper takes the student's function as
 an argument and calls it::
 
-    experiments = InstanceExperiments.open(runs_dir("instance"), data, match_fn=match_instances,
-                                           ap_fn=average_precision, profile=PROFILE, device=device)
+    experiments = InstanceExperiments.open("instance", data, match_fn=match_instances, ap_fn=average_precision,
+                                           profile=PROFILE, device=device)
     experiments.classical("true window maps", window_maps, ClassicalInstances(split_instances, ...))
 
 Every experiment goes through ``starter.runs.run_or_load``: a finished one is loaded from the runs folder, and
-one that meets a unit still left as its stub prints one line and gives None (so "Run All" carries on).
+one that meets a unit still left as its stub prints one line and gives None (so "Run All" carries on); the
+figures that need a student's function (``show_split``) are skipped the same way.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from starter.runs import ExperimentResult, RunStore, run_or_load
 
 __all__ = [
     "ClassicalInstances",
+    "DeepCut",
     "DeepInstances",
     "InstanceData",
     "InstanceExperiments",
@@ -41,8 +43,11 @@ __all__ = [
     "print_level_shares",
     "print_result",
     "scored",
+    "show_energy_cut",
+    "show_facade_instances",
     "show_results_tables",
     "show_saved_matches",
+    "show_split",
     "toy_cross_check",
     "window_counts",
     "window_pr_curves",
@@ -160,6 +165,76 @@ def scored(masks: torch.Tensor, window_probability: torch.Tensor | None = None) 
     return {"masks": masks, "scores": scores, "labels": torch.ones(len(masks), dtype=torch.int64)}
 
 
+def show_facade_instances(dataset: CMPFacadeInstances, index: int, window_class: int):
+    """One facade's semantic window map, its window instances and all its instances. Returns: the Figure."""
+    from starter.instance import show_instances
+
+    image, target = dataset[index]
+    window_map = dataset.label_mask(index) == window_class
+    panels = {
+        "semantic window map": window_map[None],
+        "window instances": target["masks"][target["labels"] == 1],
+        "all instances": target["masks"],
+    }
+    return show_instances(image, panels)
+
+
+def _show_windows(dataset: CMPFacadeInstances, index: int, panels: Mapping[str, torch.Tensor], *, title: str):
+    """A facade's true window instances, then `panels` {title: masks (K, H, W)} beside them. Returns: the Figure."""
+    from starter.instance import show_instances
+
+    truth = window_targets(dataset, index)["masks"]
+    return show_instances(dataset[index][0], {"ground truth": truth, **panels}, title=title)
+
+
+def show_split(
+    dataset: CMPFacadeInstances,
+    index: int,
+    split: SplitFn,
+    *,
+    window_map: torch.Tensor | None = None,
+):
+    """A facade's true windows beside their ``split`` (a ClassicalInstances) of its true window map, or of
+    `window_map` bool (H, W) when given (shown too). Returns: the Figure; None (said in one line) while a unit
+    it needs is still a stub."""
+    from starter.notebook import unless_undone
+
+    def draw():
+        if window_map is None:
+            found = split(dataset.label_mask(index) == CMP_CLASSES.index("window"))
+            title = "windows of a test facade, split from the ground-truth window map"
+            return _show_windows(dataset, index, found, title=title)
+        panels = {"predicted window map": window_map[None], **split(window_map)}
+        return _show_windows(dataset, index, panels, title="a test facade, from the predicted window map")
+
+    what = "the split of a test facade" if window_map is None else "the split of a predicted map"
+    return unless_undone(what, draw)
+
+
+@dataclass
+class DeepCut:
+    """The deep watershed's cut level (chosen on the validation facades) and the two-head network's output on
+    every test facade: (window probability float (H, W), energy level int64 (H, W))."""
+
+    cut_level: int
+    outputs: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def show_energy_cut(dataset: CMPFacadeInstances, index: int, cut: DeepCut | None, instances_fn: Callable):
+    """A test facade's energy cut: the seeds (window pixels at a level >= the cut) and the instances grown from
+    them by `instances_fn` (a DeepInstances). Returns: the Figure, or None when there is no cut (not trained)."""
+    if cut is None:
+        return None
+    window_probability, levels = cut.outputs[index]
+    window_map = window_probability > 0.5
+    panels = {
+        f"energy >= {cut.cut_level} (seeds)": ((levels >= cut.cut_level) & window_map)[None],
+        "deep watershed": instances_fn(window_map, levels, cut.cut_level),
+    }
+    title = "a test facade: the predicted energy cut, and the instances grown from it"
+    return _show_windows(dataset, index, panels, title=title)
+
+
 # --- the student's splitting functions, with the notebook's settings ---------------------------------
 
 
@@ -226,8 +301,11 @@ def toy_cross_check(
     """The student's AP against pycocotools' on toy predictions; prints both.
 
     The toy predictions of the first n_facades facades: their true window instances shifted by one pixel, with
-    random scores, plus misplaced copies of a third of them (false positives).
+    random scores, plus misplaced copies of a third of them (false positives). Skipped (one line) while
+    match_fn or ap_fn is still a stub.
     """
+    from starter.notebook import skip_if_undone
+
     generator = torch.Generator().manual_seed(seed)
     predictions, targets = [], []
     for index in range(min(n_facades, len(dataset))):
@@ -243,12 +321,13 @@ def toy_cross_check(
             }
         )
         targets.append(target)
-    yours = evaluate_instances(predictions, targets, match_fn=match_fn, ap_fn=ap_fn, classes=["window"])
-    coco = coco_mask_map(predictions, targets, classes=["window"])
-    print(
-        f"toy windows: AP50 yours {yours['ap50']['window']:.3f}, COCO {coco['ap50']['window']:.3f}; "
-        f"mAP yours {yours['map']['window']:.3f}, COCO {coco['map']['window']:.3f}"
-    )
+    with skip_if_undone("the toy evaluation"):
+        yours = evaluate_instances(predictions, targets, match_fn=match_fn, ap_fn=ap_fn, classes=["window"])
+        coco = coco_mask_map(predictions, targets, classes=["window"])
+        print(
+            f"toy windows: AP50 yours {yours['ap50']['window']:.3f}, COCO {coco['ap50']['window']:.3f}; "
+            f"mAP yours {yours['map']['window']:.3f}, COCO {coco['map']['window']:.3f}"
+        )
 
 
 # --- the experiments ------------------------------------------------------------------------------
@@ -277,12 +356,19 @@ class InstanceExperiments:
         self.test_targets = [window_targets(test_set, index) for index in range(len(test_set))]
         self.true_counts = [len(target["masks"]) for target in self.test_targets]
 
+    @property
+    def fast(self) -> bool:
+        """Fast mode (the "fast" profile): a couple of training steps, no progress bars."""
+        return self.profile == "fast"
+
     @classmethod
     def open(
-        cls, root: Path, data: InstanceData, *, match_fn: Callable, ap_fn: Callable, profile: str, device: Any
+        cls, assignment: str, data: InstanceData, *, match_fn: Callable, ap_fn: Callable, profile: str, device: Any
     ) -> InstanceExperiments:
-        """The experiments of the runs folder `root` (printed)."""
-        store = RunStore(root)
+        """The experiments of the assignment's runs folder (``starter.runs.runs_dir``; printed)."""
+        from starter.runs import runs_dir
+
+        store = RunStore(runs_dir(assignment))
         print(f"runs folder: {store.root}")
         return cls(store, data, match_fn, ap_fn, profile, torch.device(device))
 
@@ -398,9 +484,7 @@ class InstanceExperiments:
             print_result(result, coco_map=coco_map)
         return results
 
-    def semantic(
-        self, name: str, model: nn.Module, *, epochs: int, batch_size: int, fast: bool
-    ) -> ExperimentResult | None:
+    def semantic(self, name: str, model: nn.Module, *, epochs: int, batch_size: int) -> ExperimentResult | None:
         """Train a semantic network on all classes (``starter.train.fit``, resumable), then its IoU on the test
         facades; the trained weights are loaded into `model` (on the device). Prints the IoUs."""
         from starter.data import FolderSegmentation
@@ -408,6 +492,7 @@ class InstanceExperiments:
         from starter.train import fit
         from starter.transforms import Compose, Normalize, PadTo, ResizeLongest, ToTensor
 
+        fast = self.fast
         n_class, side, device, test_set = len(CMP_CLASSES), self.data.longest_side, self.device, self.data.test
         train_data = FolderSegmentation(
             self.data.train.folder,
@@ -467,7 +552,7 @@ class InstanceExperiments:
     def two_heads(
         self,
         name: str,
-        model: nn.Module,
+        semantic_model: nn.Module,
         energy_targets_fn: Callable[..., torch.Tensor],
         energy_loss_fn: Callable[..., torch.Tensor],
         *,
@@ -476,18 +561,20 @@ class InstanceExperiments:
         crop: int,
         epochs: int,
         batch_size: int,
-        fast: bool,
-    ) -> ExperimentResult | None:
-        """The training facades' window energy targets (``WindowEnergyData`` with the student's energy_targets:
+    ) -> tuple[nn.Module, ExperimentResult | None]:
+        """A TwoHeadNet on the trained `semantic_model`, the training facades' window energy targets (``WindowEnergyData`` with the student's energy_targets:
         each level's share printed), then a TwoHeadNet trained on them (``starter.deep_watershed.train_two_heads``:
-        the semantic head's cross-entropy plus the student's energy loss); its weights loaded into `model`.
+        the semantic head's cross-entropy plus the student's energy loss); the trained weights loaded.
 
         Inputs: n_levels, step: energy_targets' K and level width; crop: training crops' side (pixels).
-        Returns: the result (losses only), or None (said in one line) while a unit it needs is still a stub.
+        Returns: (the network, its result (losses only)); the result is None (said in one line) while a unit it
+        needs is still a stub.
         """
-        from starter.deep_watershed import WindowEnergyData
+        from starter.deep_watershed import TwoHeadNet, WindowEnergyData
         from starter.notebook import skip_if_undone
 
+        fast = self.fast
+        model = TwoHeadNet(semantic_model, n_levels)
         energy_data = None
         with skip_if_undone("the energy targets"):
             window_label = 1 + list(self.data.classes).index("window")  # the window instances' label
@@ -496,7 +583,7 @@ class InstanceExperiments:
             )
             print_level_shares(energy_data, n_levels)
         if energy_data is None:
-            return None
+            return model, None
         from starter.config import seed_everything
         from starter.deep_watershed import train_two_heads
 
@@ -532,7 +619,7 @@ class InstanceExperiments:
         if result is not None:
             model.load_state_dict(torch.load(self.store.checkpoint_path(name), map_location="cpu"))
             model.to(self.device)
-        return result
+        return model, result
 
     def choose_cut_level(self, model: nn.Module, instances_fn: DeepInstances, n_levels: int) -> int:
         """The cut level with the best window AP50 on the validation facades (the student's matching and AP);
@@ -559,67 +646,82 @@ class InstanceExperiments:
     def deep_watershed(
         self,
         model: nn.Module,
+        trained: ExperimentResult | None,
         instances_fn: DeepInstances,
         n_levels: int,
         predicted_maps: Sequence[torch.Tensor],
         window_probabilities: Sequence[torch.Tensor],
-    ) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]:
+    ) -> DeepCut | None:
         """Cut a trained TwoHeadNet's energy at the level chosen on the validation facades (``choose_cut_level``),
         on its own window maps ("deep watershed") and on the semantic network's `predicted_maps` bool (H, W) ranked
         by its `window_probabilities` (H, W) ("deep watershed on predicted window maps"): two results, printed.
 
-        Returns: (the cut level, the network's (window probability float (H, W), level int64 (H, W)) per test
-        facade).
+        Returns: the cut level and the network's outputs on the test facades; None, said in one line, when the
+        network is not trained (`trained` None) or a unit it needs is still a stub.
         """
         from starter.deep_watershed import predict_two_heads
+        from starter.notebook import skip_if_undone
 
-        cut_level = self.choose_cut_level(model, instances_fn, n_levels)
-        test_set = self.data.test
-        outputs = [predict_two_heads(model, test_set.load_image(index), self.device) for index in range(len(test_set))]
-        # (window maps, the window probability that ranks the instances) of each result
-        deep_maps = {
-            "deep watershed": ([p > 0.5 for p, _ in outputs], [p for p, _ in outputs]),
-            "deep watershed on predicted window maps": (predicted_maps, window_probabilities),
-        }
-        for name, (window_maps, probabilities) in deep_maps.items():
+        if not trained:
+            print("deep watershed: no two-head network to cut yet (it is not trained).")
+            return None
+        with skip_if_undone("the deep watershed"):
+            cut_level = self.choose_cut_level(model, instances_fn, n_levels)
+            test_set = self.data.test
+            outputs = [predict_two_heads(model, test_set.load_image(i), self.device) for i in range(len(test_set))]
+            # (window maps, the window probability that ranks the instances) of each result
+            deep_maps = {
+                "deep watershed": ([p > 0.5 for p, _ in outputs], [p for p, _ in outputs]),
+                "deep watershed on predicted window maps": (predicted_maps, window_probabilities),
+            }
+            for name, (window_maps, probabilities) in deep_maps.items():
 
-            def predict(window_maps: Sequence = window_maps, probabilities: Sequence = probabilities) -> list:
-                return [
-                    scored(instances_fn(window_map, levels, cut_level), p)
-                    for window_map, p, (_, levels) in zip(window_maps, probabilities, outputs)
-                ]
+                def predict(window_maps: Sequence = window_maps, probabilities: Sequence = probabilities) -> list:
+                    return [
+                        scored(instances_fn(window_map, levels, cut_level), p)
+                        for window_map, p, (_, levels) in zip(window_maps, probabilities, outputs)
+                    ]
 
-            print_result(self._windows_run(name, predict, cut_level=cut_level), coco_map=False)
-        return cut_level, outputs
+                print_result(self._windows_run(name, predict, cut_level=cut_level), coco_map=False)
+            return DeepCut(cut_level, outputs)
+        return None
 
     # -- part 2: Mask R-CNN --
 
     def mask_rcnn(
         self,
         train_data: Any,
-        classes: Sequence[str],
         *,
         epochs: int,
         batch_size: int,
         lr: float,
-        coco_weights: bool,
-        fast: bool,
         **options: Any,
     ) -> ExperimentResult | None:
-        """Build Mask R-CNN (COCO weights when asked and available, else from scratch; fast: few proposals), train
-        it on `train_data` (resumable), evaluate it on the test facades; prints the result.
+        """Build Mask R-CNN, train it on `train_data` (resumable), evaluate it on the test facades; prints the result.
 
-        Inputs: options: build_mask_rcnn's min_size, max_size, detections_per_image.
-        Returns: the result (all classes' AP, window counts at score >= 0.5).
+        It runs on a GPU, or in the full and fast profiles (on a CPU one epoch of the cpu profile takes hours: it is
+        skipped with a line saying so). The full profile starts from the COCO weights when they can be had (else
+        from scratch, with a message); fast mode uses few proposals and sampled regions.
+
+        Inputs: options: build_mask_rcnn's min_size, detections_per_image (max_size: the data's longest side).
+        Returns: the result (all classes' AP, window counts at score >= 0.5); None when skipped.
         """
         from starter.backbones import PretrainedWeightsUnavailable
         from starter.config import seed_everything
         from starter.instance import build_mask_rcnn
         from starter.instance.detection import train_detection
 
+        classes, fast = self.data.classes, self.fast
+        if not (fast or self.device.type == "cuda" or self.profile == "full"):
+            print(
+                "Mask R-CNN skipped: no GPU, and one epoch takes hours on a CPU (the cpu profile trains it only on a "
+                "GPU; SEGKIT_PROFILE=full trains it anyway)."
+            )
+            return None
         seed_everything(0)
         model, name = None, "Mask R-CNN (scratch)"
-        if coco_weights:
+        options = {"max_size": self.data.longest_side, **options}
+        if self.profile == "full":
             try:
                 model, name = (
                     build_mask_rcnn(len(classes) + 1, coco_weights=True, **options),
@@ -675,12 +777,14 @@ class InstanceExperiments:
 # --- the results' section --------------------------------------------------------------------------
 
 
-def show_results_tables(results: Mapping[str, ExperimentResult]) -> None:
-    """The AP and counting table of every instance result, then each multi-class result's AP50 per class."""
+def show_results_tables(store: RunStore) -> dict[str, ExperimentResult]:
+    """The AP and counting table of every instance result in `store`, then each multi-class result's AP50 per
+    class. Returns: every result, by name."""
     from IPython.display import Markdown, display
 
     from starter.viz import results_table
 
+    results = store.results()
     summary = ("AP50", "AP50_coco", "mAP", "mAP_coco", "count_MAE", "count_rel")
     rows = {
         name: {key: r.extra.get(key, float("nan")) for key in summary}
@@ -693,6 +797,7 @@ def show_results_tables(results: Mapping[str, ExperimentResult]) -> None:
         if len(per_class) > 1:
             listed = ", ".join(f"{c} {v:.3f}" for c, v in per_class.items())
             display(Markdown(f"**{name}**, AP50 per class: " + listed))
+    return results
 
 
 def window_counts(results: Mapping[str, ExperimentResult], n_facades: int) -> dict[str, list[int]]:
