@@ -118,9 +118,11 @@ class _Facades:
         return _masks(6), torch.tensor([1]), torch.zeros(1, 4)
 
 
-def _experiments(match_fn, ap_fn) -> kit.InstanceExperiments:
-    data = SimpleNamespace(test=_Facades(), dataset="toy", longest_side=6)
-    return kit.InstanceExperiments(store=None, data=data, match_fn=match_fn, ap_fn=ap_fn, profile="fast", device="cpu")
+def _experiments(match_fn, ap_fn, profile: str = "fast") -> kit.InstanceExperiments:
+    data = SimpleNamespace(test=_Facades(), dataset="toy", longest_side=6, classes=("window", "door"))
+    return kit.InstanceExperiments(
+        store=None, data=data, match_fn=match_fn, ap_fn=ap_fn, profile=profile, device=torch.device("cpu")
+    )
 
 
 def test_instance_result_uses_the_given_matching_and_ap_and_counts_windows():
@@ -145,3 +147,10 @@ def test_the_mask_rcnn_schedule_warms_up_then_decays_to_zero():
     assert factor(4) < factor(9) <= 1.0
     assert factor(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * 9 / 100)))
     assert factor(100) == pytest.approx(0.0, abs=1e-12) and factor(150) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mask_rcnn_is_skipped_with_a_line_in_the_cpu_profile_without_a_gpu(capsys):
+    """Does the cpu profile on a CPU skip Mask R-CNN (None, and a line saying why) without building or training it?"""
+    experiments = _experiments(match_fn=None, ap_fn=None, profile="cpu")
+    assert experiments.mask_rcnn(train_data=None, epochs=1, batch_size=1, lr=0.1) is None
+    assert capsys.readouterr().out.startswith("Mask R-CNN skipped: no GPU")
