@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,7 +100,9 @@ def print_parameter_counts(builders: Mapping[str, Callable[[], nn.Module]]) -> N
 
     for name, build in builders.items():
         model = build()
-        fc6 = f", of which fc6 {count_parameters(model.fc6) / 1e6:.1f}M" if hasattr(model, "fc6") else ""
+        fc6 = (
+            f", of which fc6 {count_parameters(model.get_submodule('fc6')) / 1e6:.1f}M" if hasattr(model, "fc6") else ""
+        )
         print(f"{name}: {count_parameters(model) / 1e6:.1f}M parameters{fc6}")
         del model
 
@@ -138,11 +141,11 @@ class FacadeData:
     name: str
     classes: Sequence[str]
     palette: Sequence[Sequence[int]]
-    sets: dict[str, Dataset]
-    loaders: dict[str, DataLoader]
+    sets: dict[str, Dataset[Any]]
+    loaders: dict[str, DataLoader[Any]]
 
 
-def _loaders(sets: Mapping[str, Dataset], batch_size: int, workers: int) -> dict[str, DataLoader]:
+def _loaders(sets: Mapping[str, Dataset[Any]], batch_size: int, workers: int) -> dict[str, DataLoader[Any]]:
     """A DataLoader per split; only the training one shuffles."""
     return {
         split: DataLoader(data, batch_size=batch_size, shuffle=split == "train", num_workers=workers)
@@ -170,6 +173,10 @@ def facade_data(
     from starter.data import SyntheticSegmentation, chosen_dataset, dataset_spec
     from starter.transforms import eval_preset, train_preset
 
+    name: str
+    classes: Sequence[str]
+    palette: Sequence[Sequence[int]]
+    sets: dict[str, Dataset[Any]]
     if fast:
         print("Fast mode: a tiny synthetic dataset stands in for CMP Facade; the numbers below are not meaningful.")
         name, classes, palette = "synthetic", CMP_CLASSES, CMP_PALETTE
@@ -198,7 +205,7 @@ def facade_data(
 
 def kitti_loaders(
     size: tuple[int, int], batch_size: int, workers: int, *, classes: Sequence[str], fast: bool
-) -> dict[str, DataLoader] | None:
+) -> dict[str, DataLoader[Any]] | None:
     """KITTI's loaders, images resized to exactly `size` (height, width), or in fast mode a tiny synthetic
     19-class stand-in; prints what it loaded.
 
@@ -209,6 +216,7 @@ def kitti_loaders(
     from starter.data import SyntheticSegmentation, dataset_spec
     from starter.transforms import Compose, Normalize, Resize, ToTensor
 
+    sets: dict[str, Dataset[Any]]
     if fast:
         print("Fast mode: a tiny synthetic 19-class set stands in for KITTI; the numbers below are not meaningful.")
         sets = {
@@ -235,7 +243,11 @@ def kitti_loaders(
 
 
 def vgg16_fcn(
-    model_class: type, n_class: int, *, copy_fn: Callable[[nn.Module, nn.Module], None], pretrained: bool
+    model_class: Callable[[int], nn.Module],
+    n_class: int,
+    *,
+    copy_fn: Callable[[nn.Module, nn.Module], None],
+    pretrained: bool,
 ) -> nn.Module:
     """model_class(n_class) with the student's copy_params_from_vgg16 (`copy_fn`) applied from torchvision's
     VGG16: ImageNet weights through the weights API and its cache when `pretrained` (a missing file raises
@@ -247,7 +259,7 @@ def vgg16_fcn(
     return model
 
 
-def resnet18_fcn(model_class: type, n_class: int, variant: str, *, pretrained: bool) -> nn.Module:
+def resnet18_fcn(model_class: Callable[..., nn.Module], n_class: int, variant: str, *, pretrained: bool) -> nn.Module:
     """model_class(n_class, variant, weights=...): the student's FCNResNet18 on torchvision's ResNet-18, from
     ImageNet weights (weights API and cache, as vgg16_fcn) when `pretrained`, from scratch otherwise."""
     from starter.backbones import load_resnet18_weights
@@ -256,10 +268,11 @@ def resnet18_fcn(model_class: type, n_class: int, variant: str, *, pretrained: b
 
 
 def try_overfitting(
-    build_model: Callable[[], nn.Module], loader: DataLoader, *, steps: int, device: Any
+    build_model: Callable[[], nn.Module], loader: DataLoader[Any], *, steps: int, device: Any
 ) -> list[float]:
-    """overfit_one_batch on the first two images of the loader's first batch: a copy of build_model() trains
-    (built after the batch is drawn, as the notebook always did); prints the loss before and after.
+    """overfit_one_batch on the first two images of the loader's first batch: a copy of build_model() trains;
+    prints the loss before and after. The model is built after the batch is drawn, so that the random draws
+    (the shuffle, the initial weights) come in the notebook's order.
 
     Returns: the losses. Raises: OverfitError (with the usual causes) when the loss does not fall enough.
     """
@@ -287,14 +300,14 @@ class FcnTraining:
 
     store: RunStore
     settings: RunSettings
-    loaders: Mapping[str, DataLoader]
+    loaders: Mapping[str, DataLoader[Any]]
     device: Any
-    confusion_fn: Callable
-    miou_fn: Callable
-    iou_fn: Callable
+    confusion_fn: Callable[..., Any]
+    miou_fn: Callable[..., Any]
+    iou_fn: Callable[..., Any]
     optimizer: str = "sgd"
     fast: bool = False
-    expected: Mapping[str, Any] | None = field(default=None)
+    expected: Mapping[str, Any] | None = None
 
     def budget(self, small: bool) -> tuple[int, int | None]:
         """Returns: (epochs, steps per epoch): 1 epoch of 4 batches for a small budget, else the settings'
@@ -330,12 +343,16 @@ class FcnTraining:
         epochs, steps = self.budget(small_budget)
         sgd_lr, adam_lr = lrs
 
-        def train(checkpoint_path):
+        def train(checkpoint_path: Path) -> ExperimentResult:
             from starter.notebook import evaluate_row
             from starter.train import fit
 
             model = build_model()
-            optimizer = torch.optim.Adam(model.parameters(), lr=adam_lr) if self.optimizer == "adam" else None
+            optimizer = None
+            if self.optimizer == "adam":
+                if adam_lr is None:
+                    raise ValueError(f"{name}: the Adam optimizer needs a learning rate, lrs=(SGD's, Adam's)")
+                optimizer = torch.optim.Adam(model.parameters(), lr=adam_lr)
             history = fit(
                 model,
                 self.loaders["train"],
