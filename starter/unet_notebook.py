@@ -9,6 +9,9 @@ student's function or class as an argument and calls it::
                                        miou_fn=mean_iou, iou_fn=iou_per_class)
     run_experiment = experiments.runner(loss_fn=loss_fn, epoch_fn=unet_train_epoch, optimizer=OPTIMIZER, ...)
     run_experiment("U-Net", lambda: UNet(N_CLASS), lr=0.01)
+
+The given cells that need graded units (the own loop, the overfit test, the experiments, the parameter counts)
+print skip_if_undone's one line while one of them is still a stub, so that Run All carries on.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from starter.constants import SBD_CLASSES, SBD_PALETTE
 from starter.expected import ExpectedRange, report_against_expected
-from starter.notebook import count_parameters, evaluate_row
+from starter.notebook import PriorModel, count_parameters, evaluate_row, skip_if_undone
 from starter.runs import ExperimentResult, RunSettings, RunStore, run_or_load, runs_dir
 from starter.transforms import Compose, Normalize, Resize, ToTensor
 
@@ -39,6 +42,7 @@ __all__ = [
     "UnetData",
     "UnetExperiments",
     "imagenet_run_allowed",
+    "imagenet_weights",
     "load_unet_data",
     "overfit_two_images",
     "print_parameter_counts",
@@ -173,7 +177,7 @@ def load_unet_data(
 
 
 def train_own_loop(
-    model: nn.Module,
+    build_model: Callable[[], nn.Module],
     loader: Iterable,
     loss_fn: Callable,
     *,
@@ -181,30 +185,38 @@ def train_own_loop(
     device: torch.device | str,
     epochs: int = 2,
     max_batches: int | None = None,
+    seed: int = 0,
     lr: float = 0.01,
     momentum: float = 0.9,
-) -> list[float]:
-    """Train `model` with the student's epoch function alone (no fit), printing each epoch's mean loss.
+) -> list[float] | None:
+    """Train a fresh model with the student's epoch function alone (no fit), printing each epoch's mean loss.
+
+    Skipped, with skip_if_undone's line ("your own training loop needs ..."), while a unit it meets is a stub.
 
     Inputs:
-        model: a fresh model; moved to `device` here.
+        build_model: builds the model (after seeding every generator with `seed`); moved to `device` here.
         loader: yields (images (B, 3, h, w), masks (B, h, w)) batches.
         loss_fn: loss_fn(logits, masks) -> scalar tensor.
         epoch_fn: the student's unet_train_epoch(model, batches, optimizer, loss_fn, device) -> mean loss per sample.
         epochs: passes over the loader; max_batches: batches per pass at most (None: all).
         lr, momentum: of the SGD optimiser.
     Returns:
-        the mean training loss of each epoch.
+        the mean training loss of each epoch; None when skipped.
     """
-    model = model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    losses = []
-    for epoch in range(epochs):
-        start = time.time()
-        mean_loss = epoch_fn(model, itertools.islice(loader, max_batches), optimizer, loss_fn, device)
-        print(f"your loop, epoch {epoch + 1}: mean training loss {mean_loss:.4f} ({time.time() - start:.1f} s)")
-        losses.append(mean_loss)
-    return losses
+    from starter.config import seed_everything
+
+    with skip_if_undone("your own training loop"):
+        seed_everything(seed)
+        model = build_model().to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        losses = []
+        for epoch in range(epochs):
+            start = time.time()
+            mean_loss = epoch_fn(model, itertools.islice(loader, max_batches), optimizer, loss_fn, device)
+            print(f"your loop, epoch {epoch + 1}: mean training loss {mean_loss:.4f} ({time.time() - start:.1f} s)")
+            losses.append(mean_loss)
+        return losses
+    return None
 
 
 def overfit_two_images(
@@ -215,22 +227,30 @@ def overfit_two_images(
     epoch_fn: Callable,
     steps: int,
     device: torch.device | str,
-) -> list[float]:
+) -> list[float] | None:
     """starter.train.overfit_one_batch on the first two images of the loader's next batch; prints that it passed.
+
+    Skipped, with skip_if_undone's line ("the overfit test needs ..."), while a unit it meets is a stub.
 
     Inputs:
         build_model: builds the model to test (called after the batch is drawn, so the random draws keep
             their order); loader: yields (images, masks) batches of at least two.
         loss_fn, epoch_fn: the student's loss and unet_train_epoch; steps: optimisation steps.
     Returns:
-        the loss after each step (overfit_one_batch raises, with the usual causes, when it does not fall).
+        the loss after each step (overfit_one_batch raises, with the usual causes, when it does not fall);
+        None when skipped.
     """
     from starter.train import overfit_one_batch
 
-    one_batch = [t[:2] for t in next(iter(loader))[:2]]  # two images are enough, and quick
-    losses = overfit_one_batch(build_model(), one_batch, loss_fn=loss_fn, epoch_fn=epoch_fn, steps=steps, device=device)
-    print(f"Overfit one batch: passed, the loss fell from {losses[0]:.3f} to {losses[-1]:.3f} in {len(losses)} steps.")
-    return losses
+    with skip_if_undone("the overfit test"):
+        one_batch = [t[:2] for t in next(iter(loader))[:2]]  # two images are enough, and quick
+        model = build_model()
+        losses = overfit_one_batch(model, one_batch, loss_fn=loss_fn, epoch_fn=epoch_fn, steps=steps, device=device)
+        print(
+            f"Overfit one batch: passed, the loss fell from {losses[0]:.3f} to {losses[-1]:.3f} in {len(losses)} steps."
+        )
+        return losses
+    return None
 
 
 # --------------------------------------------------------------------------------------
@@ -307,6 +327,13 @@ class UnetExperiments:
         if result is not None:
             _print_row(result)
         return result
+
+    def evaluate_prior(
+        self, name: str, prior: torch.Tensor, predict_fn: Callable[[torch.Tensor, int], torch.Tensor]
+    ) -> ExperimentResult | None:
+        """evaluate() of the student's fitted prior (n_class, H, W) as a PriorModel, which ignores its input and
+        returns log(predict_fn(prior, n)) for a batch of n images."""
+        return self.evaluate(name, PriorModel(prior, predict_fn))
 
     def runner(
         self,
@@ -459,16 +486,33 @@ def imagenet_run_allowed(profile: str) -> bool:
     return True
 
 
-def print_parameter_counts(encoder_decoder: nn.Module, unet: nn.Module, resnet_unet: nn.Module) -> None:
-    """Print each model's trainable parameters (millions), then the ResNet-UNet's split into its ResNet-18
-    encoder, the student's decoder and the encoder's unused fc layer (``resnet_unet.encoder.fc``)."""
-    counts = {"encoder-decoder (no skips)": encoder_decoder, "U-Net": unet, "ResNet-UNet": resnet_unet}
-    for name, model in counts.items():
-        print(f"{name:>26}: {count_parameters(model) / 1e6:5.2f} M parameters")
-    fc = count_parameters(resnet_unet.encoder.fc)  # kept in the encoder but never used
-    encoder = count_parameters(resnet_unet.encoder) - fc
-    decoder = count_parameters(resnet_unet) - encoder - fc
-    print(
-        f"ResNet-UNet: {encoder / 1e6:.2f} M in the ResNet-18 encoder, {decoder / 1e6:.2f} M in your decoder, "
-        f"{fc / 1e6:.2f} M in the unused fc layer"
-    )
+def imagenet_weights(profile: str) -> Any:
+    """The ResNet-18 ImageNet weights for ``ResNetUNet(n_class, weights=...)``: downloaded on first use, random
+    ones (no download) in the fast profile (``starter.backbones.load_resnet18_weights``)."""
+    from starter.backbones import load_resnet18_weights
+
+    return load_resnet18_weights(pretrained=profile != "fast")
+
+
+def print_parameter_counts(
+    encoder_decoder_cls: Callable[[int], nn.Module],
+    unet_cls: Callable[[int], nn.Module],
+    resnet_unet_cls: Callable[[int], nn.Module],
+    *,
+    n_class: int,
+) -> None:
+    """Print the trainable parameters (millions) of each model, freshly built for `n_class` classes, then the
+    ResNet-UNet's split into its ResNet-18 encoder, the student's decoder and the encoder's unused fc layer
+    (``encoder.fc``). Skipped, with skip_if_undone's line, while a class it builds is a stub."""
+    with skip_if_undone("the parameter counts"):
+        resnet_unet = resnet_unet_cls(n_class)
+        counts = {"encoder-decoder (no skips)": encoder_decoder_cls(n_class), "U-Net": unet_cls(n_class)}
+        for name, model in {**counts, "ResNet-UNet": resnet_unet}.items():
+            print(f"{name:>26}: {count_parameters(model) / 1e6:5.2f} M parameters")
+        fc = count_parameters(resnet_unet.encoder.fc)  # kept in the encoder but never used
+        encoder = count_parameters(resnet_unet.encoder) - fc
+        decoder = count_parameters(resnet_unet) - encoder - fc
+        print(
+            f"ResNet-UNet: {encoder / 1e6:.2f} M in the ResNet-18 encoder, {decoder / 1e6:.2f} M in your decoder, "
+            f"{fc / 1e6:.2f} M in the unused fc layer"
+        )

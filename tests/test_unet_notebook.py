@@ -16,6 +16,7 @@ from starter.unet_notebook import (
     ExperimentRunner,
     UnetExperiments,
     imagenet_run_allowed,
+    imagenet_weights,
     load_unet_data,
     overfit_two_images,
     print_parameter_counts,
@@ -123,9 +124,11 @@ def test_an_experiment_trains_with_the_epoch_function_reports_and_is_loaded_the_
     assert epochs_run == [1] and again.miou == result.miou
     assert "tiny: skipped: finished earlier" in capsys.readouterr().out
 
-    prior = experiments.evaluate("prior", nn.Conv2d(3, data.n_class, 1))
+    uniform = torch.full((data.n_class, *IMAGE_SIZE), 1 / data.n_class)
+    prior = experiments.evaluate_prior("prior", uniform, lambda p, n: p.unsqueeze(0).repeat(n, 1, 1, 1))
     printed = capsys.readouterr().out
     assert f"prior: test pixel accuracy {prior.pixel_acc:.3f}" in printed and "expected" not in printed
+    assert prior.epochs_run == 0
     assert set(experiments.store.results()) == {"tiny", "prior"}
 
 
@@ -148,9 +151,18 @@ def test_the_imagenet_run_is_skipped_only_in_the_cpu_profile_without_cached_weig
     assert printed.startswith(line) and (printed == "") == (line == "")
 
 
+def test_imagenet_weights_are_random_only_in_the_fast_profile(monkeypatch):
+    """Does the fast profile ask for random weights (no download) and every other profile for ImageNet's?"""
+    asked = []
+    monkeypatch.setattr(starter.backbones, "load_resnet18_weights", lambda *, pretrained: asked.append(pretrained))
+    for profile in ("fast", "cpu", "full"):
+        imagenet_weights(profile)
+    assert asked == [False, True, True]
+
+
 def test_own_loop_runs_the_epoch_function_on_at_most_max_batches(capsys):
-    """Does train_own_loop call the epoch function once per epoch on at most max_batches batches, with SGD at
-    lr 0.01, and print each epoch's loss?"""
+    """Does train_own_loop seed, build the model, call the epoch function once per epoch on at most max_batches
+    batches with SGD at lr 0.01, and print each epoch's loss?"""
     loader = [(torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long)) for _ in range(3)]
     seen = []
 
@@ -158,11 +170,52 @@ def test_own_loop_runs_the_epoch_function_on_at_most_max_batches(capsys):
         seen.append((len(list(batches)), type(optimizer).__name__, optimizer.param_groups[0]["lr"], loss_fn, device))
         return 1.5 / len(seen)
 
-    losses = train_own_loop(nn.Conv2d(3, 2, 1), loader, "loss", epoch_fn=epoch_fn, device="cpu", max_batches=2)
+    def build():
+        return nn.Conv2d(3, 2, 1)
+
+    losses = train_own_loop(build, loader, "loss", epoch_fn=epoch_fn, device="cpu", max_batches=2, seed=3)
     assert seen == [(2, "SGD", 0.01, "loss", "cpu")] * 2 and losses == [1.5, 0.75]
     printed = capsys.readouterr().out
     assert "your loop, epoch 1: mean training loss 1.5000" in printed
     assert "your loop, epoch 2: mean training loss 0.7500" in printed
+    torch.manual_seed(3)
+    weight = build().weight.detach().clone()
+    models = []
+    train_own_loop(build, [], None, epoch_fn=lambda m, *args: models.append(m) or 0.0, device="cpu", seed=3)
+    assert torch.equal(models[0].weight.detach(), weight)  # seeded with `seed` right before it is built
+
+
+# The student's stubs, compiled as a notebook cell is ("<cell>": the student's code, not a file of the kit).
+STUBS_CELL = """
+import torch.nn as nn
+
+
+class UNet(nn.Module):
+    def __init__(self, n_class):
+        raise NotImplementedError()
+
+
+def unet_train_epoch(model, loader, optimizer, loss_fn, device):
+    raise NotImplementedError()
+"""
+
+
+def test_given_runs_skip_with_one_line_while_a_unit_is_a_stub(capsys):
+    """Do the own loop, the overfit test and the parameter counts print skip_if_undone's line and return None
+    when they meet a student's stub, instead of stopping Run All?"""
+    cell: dict = {}
+    exec(compile(STUBS_CELL, "<cell>", "exec"), cell)
+    batches = [(torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long))]
+    own = train_own_loop(lambda: nn.Conv2d(3, 2, 1), batches, None, epoch_fn=cell["unet_train_epoch"], device="cpu")
+    overfit = overfit_two_images(lambda: cell["UNet"](2), batches, loss_fn=None, epoch_fn=None, steps=1, device="cpu")
+    assert own is None and overfit is None
+    print_parameter_counts(lambda n: nn.Linear(n, n), cell["UNet"], lambda n: nn.Linear(n, n), n_class=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "skipped: your own training loop needs `unet_train_epoch`, which is not written yet; Run All continues",
+        "skipped: the overfit test needs `UNet`, which is not written yet; Run All continues",
+        "skipped: the parameter counts needs `UNet`, which is not written yet; Run All continues",
+    ]
 
 
 def test_overfit_two_images_draws_the_batch_before_building_the_model(monkeypatch, capsys):
@@ -188,18 +241,18 @@ def test_overfit_two_images_draws_the_batch_before_building_the_model(monkeypatc
 
 
 def test_parameter_counts_split_the_resnet_unet_into_encoder_decoder_and_unused_fc(capsys):
-    """Does print_parameter_counts print each model's parameters and the ResNet-UNet's encoder (without fc),
-    decoder and fc parts?"""
+    """Does print_parameter_counts print each model's parameters, built for n_class, and the ResNet-UNet's
+    encoder (without fc), decoder and fc parts?"""
 
     class FakeResNetUNet(nn.Module):
-        def __init__(self):
+        def __init__(self, n_class):
             super().__init__()
             self.encoder = nn.Module()
             self.encoder.body = nn.Linear(1999, 1000)  # 2.00 M
             self.encoder.fc = nn.Linear(999, 1000)  # 1.00 M
-            self.decoder = nn.Linear(999, 500)  # 0.50 M
+            self.decoder = nn.Linear(999, 500 * n_class)  # 0.50 M
 
-    print_parameter_counts(nn.Linear(999, 3000), nn.Linear(1, 1), FakeResNetUNet())
+    print_parameter_counts(lambda n: nn.Linear(999, 3000 * n), lambda n: nn.Linear(1, n), FakeResNetUNet, n_class=1)
     printed = capsys.readouterr().out
     assert "encoder-decoder (no skips):  3.00 M parameters" in printed
     assert "                     U-Net:  0.00 M parameters" in printed
