@@ -1,10 +1,12 @@
 """The given parts of the CAM notebook: the model, the pictures, the patch set and the plots.
 
-Nothing here computes a CAM: the functions that show maps take the student's own units as a
-``CamUnits`` and call them, so every map in the notebook is the student's::
+Nothing here computes a CAM or a feature vector: the functions that show maps take the student's
+own units as a ``CamUnits`` (and ``show_tsne`` the student's ``cam_features``) and call them, so
+every map and every point in the notebook is the student's::
 
     units = CamUnits(forward_with_features, get_cls_pred, return_cam, overlay_cam)
-    top1 = show_top1_cams(net, images, weight_fc, CATEGORIES, units)
+    show_top1_cams(net, images, weight_fc, CATEGORIES, units)
+    show_tsne(cam_features, net, patches)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starter.constants import IMAGENET_MEAN, IMAGENET_STD
 __all__ = [
     "CamUnits",
     "FacadePatches",
+    "cam_images",
     "facade_patch_set",
     "imagenet_resnet18",
     "patch_loader",
@@ -96,6 +99,26 @@ def synthetic_cam_images() -> dict[str, np.ndarray]:
     return images
 
 
+def cam_images(*, fast: bool) -> dict[str, np.ndarray]:
+    """The pictures the notebook explains, {name: BGR uint8 array (H, W, 3)}; prints their shapes.
+
+    Real data: the sample photographs of ``data_scripts.cam_samples``, downloaded once into the data root
+    (no network once they are there; their sources, authors and licences are in ATTRIBUTION.md next to
+    them). Fast mode: ``synthetic_cam_images()``.
+    """
+    if fast:
+        images = synthetic_cam_images()
+    else:
+        from data_scripts.cam_samples import load_sample_bgr, prepare_cam_samples, sample_paths
+        from starter.common import data_root
+
+        folder = prepare_cam_samples(data_root())
+        print(f"Sample photographs from {folder}; authors and licences in {folder / 'ATTRIBUTION.md'}")
+        images = {path.stem: load_sample_bgr(path) for path in sample_paths(folder)}
+    print({name: image.shape for name, image in images.items()})
+    return images
+
+
 def _normalised(rgb: torch.Tensor) -> torch.Tensor:
     """float RGB in [0, 1], channels at dim -3 -> ImageNet-normalised."""
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -130,52 +153,57 @@ def _device_of(net: torch.nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
+def _top1(net: torch.nn.Module, image: np.ndarray, units: CamUnits) -> Top1:
+    """One picture through the student's forward_with_features (no gradients) and get_cls_pred."""
+    with torch.no_grad():
+        logits, features = units.forward_with_features(net, preprocess(image, _device_of(net)))
+    idx, prob = units.get_cls_pred(logits.cpu())
+    return Top1(idx, prob, features.cpu().numpy(), logits.cpu())
+
+
 def show_top1_cams(
     net: torch.nn.Module,
     images: Mapping[str, np.ndarray],
     weight_fc: np.ndarray,
     categories: Sequence[str],
     units: CamUnits,
-) -> dict[str, Top1]:
-    """For each picture: the top-1 class by the student's units, printed, and its CAM drawn over the picture.
-
-    Returns:
-        {picture name: Top1}, for the top-5 maps of one picture (show_top5_cams).
-    """
+) -> None:
+    """For each picture: the top-1 class by the student's units, printed, and its CAM drawn over the picture."""
     from IPython.display import display
 
-    results = {}
     for name, image in images.items():
-        with torch.no_grad():
-            logits, features = units.forward_with_features(net, preprocess(image, _device_of(net)))
-        idx, prob = units.get_cls_pred(logits.cpu())
-        cam = units.return_cam(features.cpu().numpy(), weight_fc, idx)
-        results[name] = Top1(idx, prob, features.cpu().numpy(), logits.cpu())
-        print(f"{name}: {categories[idx]} (class {idx}), p = {prob:.3f}")
-        display(show_row([image, units.overlay_cam(image, cam)], [name, f"CAM: {categories[idx]} ({prob:.2f})"]))
-    return results
+        top1 = _top1(net, image, units)
+        cam = units.return_cam(top1.features, weight_fc, top1.idx)
+        print(f"{name}: {categories[top1.idx]} (class {top1.idx}), p = {top1.prob:.3f}")
+        title = f"CAM: {categories[top1.idx]} ({top1.prob:.2f})"
+        display(show_row([image, units.overlay_cam(image, cam)], [name, title]))
 
 
 def show_top5_cams(
-    image: np.ndarray, top1: Top1, weight_fc: np.ndarray, categories: Sequence[str], units: CamUnits
-) -> Any:
-    """The CAMs of the five most likely classes of one picture, their probabilities printed.
+    net: torch.nn.Module,
+    images: Mapping[str, np.ndarray],
+    weight_fc: np.ndarray,
+    categories: Sequence[str],
+    units: CamUnits,
+) -> None:
+    """The CAMs of the five most likely classes of the first picture, their probabilities printed, in one row.
 
     Softmax keeps the order of the logits, and p_k / p_top1 = exp(logit_k - logit_top1): the top-5
     probabilities follow from the student's get_cls_pred and the logits.
-    Returns:
-        the figure (one row of five overlays).
     """
+    from IPython.display import display
+
+    image = next(iter(images.values()))
+    top1 = _top1(net, image, units)
     logits = top1.logits
-    best, best_prob = units.get_cls_pred(logits)
     classes = logits[0].argsort(descending=True)[:5].tolist()
     panels, titles = [], []
     for idx in classes:
-        prob = best_prob * float(np.exp(float(logits[0, idx] - logits[0, best])))
+        prob = top1.prob * float(np.exp(float(logits[0, idx] - logits[0, top1.idx])))
         panels.append(units.overlay_cam(image, units.return_cam(top1.features, weight_fc, idx)))
         titles.append(f"{categories[idx]} ({prob:.2f})")
         print(f"{categories[idx]:>30s}  p = {prob:.3f}")
-    return show_row(panels, titles)
+    display(show_row(panels, titles))
 
 
 @dataclass(frozen=True)
@@ -244,11 +272,21 @@ def _tsne_2d(vectors: np.ndarray) -> np.ndarray:
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(vectors)
 
 
-def show_tsne(features: torch.Tensor, labels: torch.Tensor, patches: FacadePatches) -> None:
-    """Two t-SNE plots: of the network's features, and of the raw pixels (each patch averaged to 16x16x3)."""
+def show_tsne(cam_features: Callable[..., Any], net: torch.nn.Module, patches: FacadePatches) -> None:
+    """The student's penultimate features of every patch, then two t-SNE plots: of those features, and of the
+    raw pixels (each patch averaged to 16x16x3).
+
+    Inputs:
+        cam_features: the student's cam_features(net, loader) -> (features float (N, 512), labels int64 (N,)).
+        net: the ResNet-18; patches: the labelled patch set, fed through patch_loader(patches).
+    Prints the shapes of the features and labels.
+    """
     from IPython.display import display
 
     from starter.viz import plot_embedding
+
+    features, labels = cam_features(net, patch_loader(patches))
+    print(f"features {tuple(features.shape)}, labels {tuple(labels.shape)}")
 
     raw_pixels = F.adaptive_avg_pool2d(torch.from_numpy(patches.images).permute(0, 3, 1, 2).float(), 16).flatten(1)
     for vectors, what in ((features, "ResNet-18 penultimate features"), (raw_pixels, "raw pixels (16x16)")):
