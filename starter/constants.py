@@ -73,6 +73,9 @@ CMP_BASE_ONLY_SPLIT_SIZES = (288, 30)
 # rectangle, and cornices, sills, pillars, ... are bands and trims rather than objects). Instance label
 # k = 1 + position here (0 = background, as torchvision's detection models expect).
 CMP_INSTANCE_CLASSES = ("window", "door", "balcony", "shop")
+# The label masks' class index of each instance class: instance label k is class CMP_INSTANCE_CLASS_IDS[k - 1].
+CMP_INSTANCE_CLASS_IDS = tuple(CMP_CLASSES.index(name) for name in CMP_INSTANCE_CLASSES)
+CMP_WINDOW = CMP_CLASSES.index("window")  # the class the instance notebook splits into windows
 # <dataset>/objects/<name>.xml: the official CMP object rectangles, copied by the data script and read
 # by the instance notebook's dataset.
 CMP_OBJECTS_DIR = "objects"

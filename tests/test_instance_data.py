@@ -18,7 +18,7 @@ from PIL import Image
 from data_scripts import cmp_facade
 from data_scripts.synthetic_facades import official_xml, synthetic_facade, write_synthetic_facades
 from grader.assignments import REPO_ROOT, load_assignment
-from starter.constants import CMP_CLASSES, CMP_INSTANCE_CLASSES
+from starter.constants import CMP_CLASSES, CMP_INSTANCE_CLASS_IDS, CMP_INSTANCE_CLASSES
 from starter.instance import (
     CMPFacadeInstances,
     coco_mask_map,
@@ -33,7 +33,7 @@ from starter.instance import (
 )
 
 SHARED_CMP_BASE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cmp_facade_base"
-INSTANCE_CLASS_IDS = [CMP_CLASSES.index(name) for name in CMP_INSTANCE_CLASSES]
+INSTANCE_CLASS_IDS = list(CMP_INSTANCE_CLASS_IDS)
 
 
 def reference_instance_targets():
