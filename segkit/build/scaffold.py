@@ -183,26 +183,21 @@ SEGKIT_DIR = ""  # Colab: the kit's folder in Drive ("" = $SEGKIT_DRIVE_DIR or /
 import os
 import sys
 
-if "google.colab" in sys.modules and not os.environ.get("SEGKIT_GRADING"):
+if "google.colab" in sys.modules and not os.environ.get("SEGKIT_GRADING"):  # `starter` from the kit in Drive
     from google.colab import drive
 
     drive.mount("/content/drive")
-    SEGKIT_DIR = SEGKIT_DIR or os.environ.get("SEGKIT_DRIVE_DIR") or "/content/drive/MyDrive/segkit"
-    sys.path.insert(0, SEGKIT_DIR)  # `starter` is importable before it is installed
+    sys.path.insert(0, SEGKIT_DIR or os.environ.get("SEGKIT_DRIVE_DIR") or "/content/drive/MyDrive/segkit")
 
-from starter.environment import setup_notebook
+from starter.environment import setup_notebook  # No module 'starter'? The kit is not in SEGKIT_DIR: see STUDENT_README.md
 
-setup_notebook("{name}", drive_dir=SEGKIT_DIR or None)
+# Prints the device, versions and data; seeds every generator. FAST ($SEGKIT_FAST=1): tiny data (CI, try-outs).
+FAST, device = setup_notebook("{name}", drive_dir=SEGKIT_DIR or None)
 
 import torch
 
-from starter.checks import check
-from starter.config import fast_mode, seed_everything
-from starter.constants import IGNORE_INDEX
-
-FAST = fast_mode()  # SEGKIT_FAST=1: tiny data, one epoch (CI and quick try-outs)
-print("Fast mode: tiny data, one epoch." if FAST else "Full mode.")
-seed_everything(0)"""
+from starter.checks import check, check_all
+from starter.constants import IGNORE_INDEX"""
 
 UNIT_SOURCE = '''\
 def pixel_accuracy(pred, target, ignore_index=IGNORE_INDEX):
@@ -250,7 +245,7 @@ def solution_notebook(name: str, title: str) -> nbformat.NotebookNode:
         ),
         new_code_cell(
             "# Before you submit: every graded unit's public check, as last run in this session.\n"
-            f'from starter.checks import check_all\n\ncheck_all("{name}")',
+            f'check_all("{name}")',
             metadata=_meta(f"{name}_check_all", "check"),
         ),
     ]
