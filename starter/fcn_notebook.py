@@ -4,7 +4,7 @@ Nothing here builds an FCN, copies VGG16's weights, computes an output size, a c
 matrix or an IoU by itself: where a step is a graded unit the helper takes the student's function or
 class as an argument and calls it::
 
-    build = partial(vgg16_fcn, FCN8s, N_CLASS, copy_fn=copy_params_from_vgg16, pretrained=True)
+    build = partial(fcn_on_vgg16, FCN8s, N_CLASS, copy_fn=copy_params_from_vgg16, pretrained=True)
     training = FcnTraining(store, SETTINGS, loaders, device, confusion_fn=confusion_matrix, miou_fn=mean_iou,
                            iou_fn=iou_per_class)
     training.run("FCN-8s VGG16", build, (1e-4, 1e-5), VGG16_Weights.IMAGENET1K_V1)
@@ -29,15 +29,15 @@ __all__ = [
     "FacadeData",
     "FcnTraining",
     "facade_data",
+    "fcn_on_resnet18",
+    "fcn_on_vgg16",
     "kitti_loaders",
     "print_fcn32s_sizes",
     "print_interpolation_table",
     "print_parameter_counts",
-    "resnet18_fcn",
     "show_colour_round_trip",
     "trace_sizes",
     "try_overfitting",
-    "vgg16_fcn",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -242,7 +242,7 @@ def kitti_loaders(
 # --- section 9: models and training ---------------------------------------------------------------
 
 
-def vgg16_fcn(
+def fcn_on_vgg16(
     model_class: Callable[[int], nn.Module],
     n_class: int,
     *,
@@ -259,9 +259,11 @@ def vgg16_fcn(
     return model
 
 
-def resnet18_fcn(model_class: Callable[..., nn.Module], n_class: int, variant: str, *, pretrained: bool) -> nn.Module:
+def fcn_on_resnet18(
+    model_class: Callable[..., nn.Module], n_class: int, variant: str, *, pretrained: bool
+) -> nn.Module:
     """model_class(n_class, variant, weights=...): the student's FCNResNet18 on torchvision's ResNet-18, from
-    ImageNet weights (weights API and cache, as vgg16_fcn) when `pretrained`, from scratch otherwise."""
+    ImageNet weights (weights API and cache, as fcn_on_vgg16) when `pretrained`, from scratch otherwise."""
     from starter.backbones import load_resnet18_weights
 
     return model_class(n_class, variant, weights=load_resnet18_weights(pretrained=pretrained))
